@@ -1,0 +1,119 @@
+"""Parameters and multiply-adds of a model at a resolution, without running a convolution.
+
+The model is built on the meta device (shapes only, no memory, no arithmetic) and counted
+with torch's own FLOP counter. MACs follow the papers' convention: multiply-adds of the
+convolutions and fully connected layers only (FLOPs / 2; BN, activations, pooling and
+additions are not counted). Parameters are the trainable tensors (BN running statistics
+are buffers, not parameters), as torchvision counts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.registry import create_model, get_spec
+
+
+@dataclass
+class LayerProfile:
+    name: str  # dotted module path, e.g. "features.3.1"
+    type: str  # module class, e.g. "Conv2d"
+    output_shape: tuple[int, ...]  # (B, C, H, W) for convs, (B, F) for linears
+    params: int
+    macs: int
+
+
+@dataclass
+class Profile:
+    model: str
+    alpha: float
+    resolution: int
+    num_classes: int
+    in_chans: int
+    params: int
+    macs: int
+    layers: list[LayerProfile] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def profile_model(
+    name: str,
+    *,
+    alpha: float = 1.0,
+    resolution: int | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    per_layer: bool = False,
+    **kwargs: Any,
+) -> Profile:
+    """Params and MACs of a zoo model at `resolution` (default: the model's own), batch 1."""
+    spec = get_spec(name)
+    resolution = spec.resolution if resolution is None else resolution
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise EdgeCNNError(f"resolution must be a positive integer, got {resolution!r}")
+    with torch.device("meta"):
+        model = create_model(name, alpha=alpha, num_classes=num_classes, in_chans=in_chans,
+                             **kwargs)
+    params, macs, layers = count_module(model, resolution, per_layer=per_layer)
+    return Profile(model=spec.name, alpha=model.config["alpha"], resolution=resolution,
+                   num_classes=model.config["num_classes"], in_chans=model.config["in_chans"],
+                   params=params, macs=macs, layers=layers)
+
+
+def count_module(
+    model: nn.Module, resolution: int, *, in_chans: int | None = None, per_layer: bool = False
+) -> tuple[int, int, list[LayerProfile]]:
+    """(params, MACs, per-layer rows) of any module at a square input, on the meta device."""
+    if in_chans is None:
+        in_chans = getattr(model, "config", {}).get("in_chans", 3)
+    params = sum(p.numel() for p in model.parameters())
+    # Swap every tensor for a meta stand-in for the call only: the caller's model is untouched.
+    meta_state = {k: torch.empty_like(v, device="meta")
+                  for k, v in (*model.named_parameters(), *model.named_buffers())}
+    was_training = model.training
+    model.eval()
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = []
+    if per_layer:
+        for mod_name, mod in model.named_modules():
+            if mod_name and not any(True for _ in mod.children()):  # leaves only
+                hooks.append(mod.register_forward_hook(_shape_recorder(shapes, mod_name)))
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            x = torch.empty(1, in_chans, resolution, resolution, device="meta")
+            torch.func.functional_call(model, meta_state, (x,))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    macs = counter.get_total_flops() // 2
+    layers: list[LayerProfile] = []
+    if per_layer:
+        prefix = type(model).__name__ + "."
+        flops = {k.removeprefix(prefix): sum(v.values())
+                 for k, v in counter.get_flop_counts().items()}
+        modules = dict(model.named_modules())
+        for mod_name, shape in shapes.items():
+            mod = modules[mod_name]
+            layers.append(LayerProfile(
+                name=mod_name, type=type(mod).__name__, output_shape=shape,
+                params=sum(p.numel() for p in mod.parameters(recurse=False)),
+                macs=flops.get(mod_name, 0) // 2,
+            ))
+    return params, int(macs), layers
+
+
+def _shape_recorder(shapes: dict[str, tuple[int, ...]], name: str):  # noqa: ANN202
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            shapes.setdefault(name, tuple(output.shape))  # first call wins (shared modules)
+
+    return hook

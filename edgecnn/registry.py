@@ -1,0 +1,169 @@
+"""The model registry: every zoo model is a builder function registered under its CLI name.
+
+    @register_model("mobilenet", family="mobilenet", paper="Howard et al. 2017 ...", alpha=True)
+    def mobilenet(*, alpha, num_classes, in_chans, **kwargs) -> nn.Module: ...
+
+`create_model` looks the name up (one-line error with the closest names when unknown),
+checks alpha, builds the model and attaches its `ModelSpec` as `model.spec`, together with
+`model.config` (the exact arguments, enough to rebuild it) and an input-size check.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgecnn.errors import EdgeCNNError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is and the defaults it was designed for."""
+
+    name: str
+    family: str
+    builder: Callable[..., nn.Module] = field(repr=False)
+    paper: str  # citation of the paper the architecture follows
+    resolution: int = 224  # the paper's input size (the resolution multiplier rho scales it)
+    min_resolution: int = 32  # smallest input side it runs at (documented, tested)
+    num_classes: int = 1000
+    in_chans: int = 3
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    has_alpha: bool = False  # whether the paper defines a width multiplier for it
+    aliases: tuple[str, ...] = ()
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    paper: str,
+    alpha: bool = False,
+    resolution: int = 224,
+    min_resolution: int = 32,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    aliases: tuple[str, ...] = (),
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: enrol a builder under `name`. A name registered twice is an error."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        for key in (name, *aliases):
+            if key in _REGISTRY or key in _ALIASES:
+                raise ValueError(f"model name {key!r} is already registered")
+        _REGISTRY[name] = ModelSpec(
+            name=name, family=family, builder=builder, paper=paper, resolution=resolution,
+            min_resolution=min_resolution, num_classes=num_classes, in_chans=in_chans,
+            mean=tuple(mean), std=tuple(std), has_alpha=alpha, aliases=tuple(aliases),
+        )
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return builder
+
+    return decorate
+
+
+def _load_zoo() -> None:
+    import edgecnn.models  # noqa: F401  (importing the package registers every family)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names (aliases excluded) matching a shell-style pattern, sorted."""
+    _load_zoo()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a model by name or alias; an unknown name suggests the closest ones."""
+    _load_zoo()
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        close = difflib.get_close_matches(name, [*_REGISTRY, *_ALIASES], n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `edgecnn list`"
+        raise EdgeCNNError(f"unknown model {name!r}{hint}")
+    return _REGISTRY[key]
+
+
+def create_model(
+    name: str,
+    *,
+    alpha: float = 1.0,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a zoo model.
+
+    alpha: width multiplier (only for families whose paper defines one).
+    num_classes / in_chans: default to the model's own (1000 and 3 for ImageNet models,
+    10 and 1 for LeNet-5).
+    kwargs: family options (e.g. `bypass="simple"` for SqueezeNet, `drop_path=0.5`).
+    The returned module carries `.spec` (ModelSpec) and `.config` (the arguments).
+    """
+    spec = get_spec(name)
+    alpha = _check_alpha(spec, alpha)
+    num_classes = spec.num_classes if num_classes is None else num_classes
+    in_chans = spec.in_chans if in_chans is None else in_chans
+    for label, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EdgeCNNError(f"{label} must be a positive integer, got {value!r}")
+    build_kwargs = dict(kwargs, num_classes=num_classes, in_chans=in_chans)
+    if spec.has_alpha:
+        build_kwargs["alpha"] = alpha
+    try:
+        model = spec.builder(**build_kwargs)
+    except TypeError as exc:  # an option the family does not have
+        raise EdgeCNNError(f"{spec.name}: {exc}") from None
+    model.spec = spec
+    model.config = {"name": spec.name, "alpha": alpha, "num_classes": num_classes,
+                    "in_chans": in_chans, **kwargs}
+    model.register_forward_pre_hook(_InputCheck(spec.name, spec.min_resolution, in_chans))
+    return model
+
+
+def _check_alpha(spec: ModelSpec, alpha: float) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise EdgeCNNError(f"alpha must be a number, got {alpha!r}")
+    if alpha <= 0:
+        raise EdgeCNNError(f"alpha must be positive, got {alpha}")
+    if not spec.has_alpha and alpha != 1.0:
+        raise EdgeCNNError(f"{spec.name} has no width multiplier: alpha must be 1.0, got {alpha}")
+    return float(alpha)
+
+
+class _InputCheck:
+    """Forward pre-hook: a clear error for inputs too small (or of the wrong rank/channels)."""
+
+    def __init__(self, name: str, min_resolution: int, in_chans: int) -> None:
+        self.name, self.min_resolution, self.in_chans = name, min_resolution, in_chans
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise EdgeCNNError(f"{self.name} expects a (B, C, H, W) tensor, got {shape}")
+        _, c, h, w = x.shape
+        if isinstance(c, int) and c != self.in_chans:
+            raise EdgeCNNError(f"{self.name} expects {self.in_chans} input channels, got {c}")
+        if isinstance(h, int) and isinstance(w, int) and min(h, w) < self.min_resolution:
+            raise EdgeCNNError(
+                f"{self.name} needs inputs of at least {self.min_resolution}x{self.min_resolution}"
+                f" pixels, got {h}x{w}"
+            )
