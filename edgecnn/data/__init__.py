@@ -1,0 +1,52 @@
+"""Offline data: built-in real data sets, users' files in standard formats, batch transforms.
+
+    from edgecnn.data import load_dataset, batches, BatchTransform
+
+    train = load_dataset("mnist5k", split="train")
+    transform = BatchTransform.for_dataset(train, resolution=32, in_chans=3, train=True)
+    g = torch.Generator().manual_seed(0)
+    for images, labels in batches(train, 128, shuffle=True, generator=g):
+        x = transform(images, generator=g)  # (128, 3, 32, 32) float32
+
+The data sets (`load_dataset`, `ImageDataset`) need numpy and Pillow only; the loader and
+the transforms need torch and are imported on first use (PEP 562), so that loading data
+for an onnxruntime evaluation never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edgecnn.data.datasets import (
+    DataConfig,
+    DataWarning,
+    ImageDataset,
+    channel_stats,
+    load_dataset,
+    stratified_split,
+)
+
+_LAZY = {
+    "Batches": "edgecnn.data.loader",
+    "batches": "edgecnn.data.loader",
+    "BatchTransform": "edgecnn.data.transforms",
+    "TransformConfig": "edgecnn.data.transforms",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from edgecnn.data.loader import Batches, batches
+    from edgecnn.data.transforms import BatchTransform, TransformConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgecnn.data' has no attribute {name!r}")
+
+
+__all__ = [
+    "DataConfig", "DataWarning", "ImageDataset", "channel_stats", "load_dataset",
+    "stratified_split", *_LAZY,
+]
