@@ -21,6 +21,7 @@ from edgecnn.data import (
     load_dataset,
     stratified_split,
 )
+from edgecnn.data.formats import read_mnist5k_csv
 from edgecnn.data.transforms import convert_stats
 from edgecnn.errors import EdgeCNNError
 
@@ -99,13 +100,19 @@ def test_digits_is_sklearn_data_split_1437_360_stratified(digits):
 def test_stratified_split_sizes_and_proportions(n, fraction):
     labels = np.random.default_rng(n).integers(0, 4, n)
     train, val = stratified_split(labels, fraction, seed=3)
-    assert len(val) == int(np.ceil(n * fraction)) or n < 10  # tiny classes keep a train sample
+    assert len(val) == int(np.ceil(n * fraction))
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(n))
     for cls in np.unique(labels):
         members = labels == cls
         assert abs(members[val].sum() - members.sum() * fraction) < 1 + 1e-9
     assert np.array_equal(val, stratified_split(labels, fraction, seed=3)[1])
     assert not np.array_equal(val, stratified_split(labels, fraction, seed=4)[1])
+
+
+def test_stratified_split_keeps_a_train_sample_of_every_class():
+    train, val = stratified_split(np.array([0, 1, 2, 2]), 0.5, seed=0)
+    assert train.tolist() != [] and sorted(np.array([0, 1, 2, 2])[train].tolist()) == [0, 1, 2]
+    assert len(val) == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,6 +287,19 @@ def test_bad_idx_files(tmp_path):
     (root / "t10k-images-idx3-ubyte").unlink()
     _raises(f"mnist-idx:{root}", "t10k-images-idx3-ubyte does not exist", split="val")
     _raises(f"mnist-idx:{tmp_path / 'absent'}", "absent does not exist")
+
+
+def test_bad_mnist5k_file(tmp_path):
+    bad = tmp_path / "mnist_5k.csv.gz"
+    bad.write_bytes(gzip.compress(b"1,2,3\n4,5,6\n"))
+    with pytest.raises(EdgeCNNError, match=f"{bad} has 3 columns, expected 785"):
+        read_mnist5k_csv(bad)
+    bad.write_bytes(gzip.compress(b"0,1,2\n")[:-6])
+    with pytest.raises(EdgeCNNError, match=f"{bad} is a truncated or corrupt gzip file"):
+        read_mnist5k_csv(bad)
+    bad.write_bytes(gzip.compress(b"a,b,c\n"))
+    with pytest.raises(EdgeCNNError, match=f"{bad} is not a csv of integers"):
+        read_mnist5k_csv(bad)
 
 
 def test_bad_cifar_files(tmp_path):
