@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from edgecnn.errors import EdgeCNNError
 from edgecnn.layers.dense import DenseBlock, Transition
 from edgecnn.registry import register_model
+from edgecnn.layers.init import is_meta
 
 
 class DenseConfig(NamedTuple):
@@ -100,6 +101,8 @@ class DenseNet(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
+    if is_meta(model):  # shapes only (profiling)
+        return
     # torchvision's (and the authors' Torch code's): He normal convs, unit BN, zero biases.
     for m in model.modules():
         if isinstance(m, nn.Conv2d):

@@ -35,6 +35,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.layers.conv import ConvNormAct
 from edgecnn.layers.inception import Inception, InceptionAux, InceptionNorm
 from edgecnn.registry import register_model
+from edgecnn.layers.init import is_meta
 
 
 class InceptionRow(NamedTuple):
@@ -142,6 +143,8 @@ class GoogLeNet(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
+    if is_meta(model):  # shapes only (profiling)
+        return
     # torchvision's: truncated normal, std 0.01, cut at +-2 std, for convs and linears.
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):

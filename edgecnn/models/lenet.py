@@ -28,6 +28,7 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from edgecnn.registry import register_model
+from edgecnn.layers.init import is_meta
 
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
@@ -73,6 +74,8 @@ class LeNet5(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
+    if is_meta(model):  # shapes only (profiling)
+        return
     # LeCun normal, std 1/sqrt(fan_in) (LeCun et al., "Efficient BackProp", 1998): weighted
     # sums keep the scale of their inputs. The paper's Appendix A draws uniformly in
     # +-2.4/fan_in, tuned for its scaled tanh and sparse C3; with plain tanh that shrinks the

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from edgecnn.layers import ConvNormAct, DepthwiseSeparable, scale_channels
 from edgecnn.registry import register_model
+from edgecnn.layers.init import init_he_fan_out
 
 MIN_DEPTH = 8  # TF-slim's min_depth: no layer narrower than 8 channels, whatever alpha
 
@@ -55,24 +56,12 @@ class MobileNetV1(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(channels, num_classes)
-        _init_weights(self)
+        init_he_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.features(x)  # (B, 1024*alpha, H/32, W/32)
         x = self.pool(x).flatten(1)  # (B, 1024*alpha)
         return self.classifier(self.dropout(x))
-
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 @register_model(

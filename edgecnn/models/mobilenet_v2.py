@@ -18,6 +18,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.layers import ConvNormAct, scale_channels
 from edgecnn.layers.inverted_residual import InvertedResidual
 from edgecnn.registry import register_model
+from edgecnn.layers.init import init_he_fan_out
 
 DIVISOR = 8  # every width is a multiple of 8 (torchvision's round_nearest)
 
@@ -67,7 +68,7 @@ class MobileNetV2(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.last_channels, num_classes)
-        _init_weights(self)
+        init_he_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.features(x)  # (B, 1280 * max(1, alpha), H/32, W/32)
@@ -78,20 +79,6 @@ class MobileNetV2(nn.Module):
 def _check_dropout(dropout: float) -> None:
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise EdgeCNNError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 @register_model(

@@ -21,6 +21,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.layers import ConvNormAct, scale_channels
 from edgecnn.layers.inverted_residual import InvertedResidual
 from edgecnn.registry import register_model
+from edgecnn.layers.init import init_he_fan_out
 
 DIVISOR = 8
 _ACTS = {"RE": nn.ReLU, "HS": nn.Hardswish}  # the paper's NL column
@@ -128,26 +129,12 @@ class MobileNetV3(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
-        _init_weights(self)
+        init_he_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.features(x)  # (B, 6 * C_last, H/32, W/32); H/16 when dilated
         x = self.avgpool(x).flatten(1)  # (B, 6 * C_last)
         return self.classifier(x)
-
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 _PAPER = "Howard et al., Searching for MobileNetV3, ICCV 2019, arXiv:1905.02244"

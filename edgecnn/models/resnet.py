@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.layers.conv import ConvNormAct
+from edgecnn.layers.init import is_meta
 from edgecnn.layers.residual import (
     BasicBlock,
     Bottleneck,
@@ -112,6 +113,8 @@ def init_weights(model: nn.Module, zero_init_residual: bool) -> None:
     option): each unit then starts as the identity, which helps large-batch training.
     The classifier keeps PyTorch's default init, as torchvision's ResNet does.
     """
+    if is_meta(model):  # shapes only (profiling)
+        return
     if not isinstance(zero_init_residual, bool):
         raise EdgeCNNError(f"zero_init_residual must be True or False, got {zero_init_residual!r}")
     for m in model.modules():

@@ -18,6 +18,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.layers import ConvNormAct
 from edgecnn.layers.shuffle import ShuffleV2Block
 from edgecnn.registry import register_model
+from edgecnn.layers.init import init_he_fan_out
 
 STEM = 24  # conv1 and max-pool keep 24 channels at every width
 _REPEATS = (4, 8, 4)  # units in stage 2, 3, 4
@@ -59,25 +60,13 @@ class ShuffleNetV2(nn.Module):
         self.stage2, self.stage3, self.stage4 = stages
         self.conv5 = ConvNormAct(channels, widths.conv5, 1)
         self.fc = nn.Linear(widths.conv5, num_classes)
-        _init_weights(self)
+        init_he_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.conv1(x))  # (B, 24, H/4, W/4)
         x = self.stage4(self.stage3(self.stage2(x)))  # (B, C4, H/32, W/32)
         x = self.conv5(x).mean((2, 3))  # (B, 1024 or 2048)
         return self.fc(x)
-
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 _PAPER = ("Ma et al., ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture "

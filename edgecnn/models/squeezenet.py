@@ -28,6 +28,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.layers.conv import scale_channels
 from edgecnn.layers.fire import Fire
 from edgecnn.registry import register_model
+from edgecnn.layers.init import is_meta
 
 PAPER = ("Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and "
          "<0.5MB model size, arXiv:1602.07360 (2016)")
@@ -142,7 +143,7 @@ def _check_options(
 
 
 def _init_weights(model: SqueezeNet) -> None:
-    if next(model.parameters()).is_meta:  # shapes only (profiling): nothing to initialise
+    if is_meta(model):
         return
     # torchvision's scheme: Kaiming-uniform convs, a small normal init for conv10, zero biases.
     final = model.classifier[1]

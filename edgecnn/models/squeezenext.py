@@ -32,6 +32,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.layers.conv import ConvNormAct, scale_channels
 from edgecnn.layers.sqnxt import SqNxtBlock
 from edgecnn.registry import register_model
+from edgecnn.layers.init import init_he_fan_out
 
 PAPER = ("Gholami et al., SqueezeNext: Hardware-Aware Neural Network Design, CVPR Workshops "
          "2018, arXiv:1803.10615")
@@ -89,26 +90,13 @@ class SqueezeNext(nn.Module):
         self.head = ConvNormAct(channels, HEAD_CHANNELS, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes, bias=False)  # fc1000: no bias
-        _init_weights(self)
+        init_he_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)  # (B, 64, 55, 55) at 227 px
         x = self.stages(x)  # (B, 256*alpha, 7, 7)
         x = self.pool(self.head(x)).flatten(1)  # (B, 128)
         return self.classifier(x)
-
-
-def _init_weights(model: nn.Module) -> None:
-    if next(model.parameters()).is_meta:  # shapes only (profiling): nothing to initialise
-        return
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
 
 
 def _register(name: str):  # noqa: ANN202  (a decorator factory)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from edgecnn.errors import EdgeCNNError
 from edgecnn.layers.conv import ConvNormAct
 from edgecnn.registry import register_model
+from edgecnn.layers.init import init_he_fan_out
 
 
 class Stage(NamedTuple):
@@ -78,26 +79,11 @@ class VGG(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(_HIDDEN, num_classes),
         )
-        _init_weights(self)
+        init_he_fan_out(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.pool(self.features(x))  # (B, 512, 7, 7)
         return self.classifier(x.flatten(1))  # (B, 25088) -> (B, num_classes)
-
-
-def _init_weights(model: nn.Module) -> None:
-    # torchvision's scheme; the paper initialised deeper nets from a trained config A
-    # (Section 3.1), then noted that Glorot initialisation works without pre-training.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 _SPEC = {"family": "vgg", "paper": _PAPER, "min_resolution": 32}  # shared by all eight names

@@ -1,0 +1,1 @@
+"""The `edgecnn` command line. It sits on top of everything; nothing imports it."""

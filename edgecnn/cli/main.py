@@ -1,0 +1,66 @@
+"""Entry point of the `edgecnn` command: subcommands, and one way to report user errors.
+
+Each subcommand group lives in its own module of this package with `add_parsers(subparsers)`
+setting `func` on each parser; modules are discovered, so a new command file enrols itself.
+Heavy imports (torch) happen inside the functions, so `edgecnn --help` and `edgecnn predict`
+stay fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from edgecnn import __version__
+from edgecnn.errors import EdgeCNNError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edgecnn",
+        description="Paper-exact CNNs from definition to an edge device.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in _command_modules():
+        module.add_parsers(subparsers)
+    return parser
+
+
+def _command_modules() -> list:
+    import importlib
+    import pkgutil
+
+    import edgecnn.cli as package
+
+    modules = [importlib.import_module(f"edgecnn.cli.{m.name}")
+               for m in pkgutil.iter_modules(package.__path__)]
+    return sorted((m for m in modules if hasattr(m, "add_parsers")),
+                  key=lambda m: getattr(m, "ORDER", 50))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
+    try:
+        return int(args.func(args) or 0)
+    except EdgeCNNError as exc:
+        print(f"edgecnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgecnn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `edgecnn list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

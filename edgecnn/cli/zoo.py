@@ -1,0 +1,80 @@
+"""`edgecnn list` and `edgecnn info`: the zoo and one model's layer-by-layer profile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any
+
+from edgecnn.cli.args import alpha_arg, positive_int
+from edgecnn.tables import format_table, human
+
+ORDER = 10  # position of these commands in `edgecnn --help`
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("list", help="list the zoo: params and MACs at the default resolution")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run_list)
+
+    p = subparsers.add_parser("info", help="one model: totals and a per-layer table")
+    p.add_argument("model")
+    p.add_argument("--alpha", type=alpha_arg, default=1.0, help="width multiplier")
+    p.add_argument("--resolution", type=positive_int, default=None,
+                   help="input side in pixels (the resolution multiplier rho)")
+    p.add_argument("--num-classes", type=positive_int, default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_info)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from edgecnn.profile import profile_model
+    from edgecnn.registry import get_spec, list_models
+
+    records: list[dict[str, Any]] = []
+    for name in list_models(args.pattern):
+        spec = get_spec(name)
+        prof = profile_model(name)
+        records.append({"name": name, "family": spec.family, "params": prof.params,
+                        "macs": prof.macs, "resolution": spec.resolution,
+                        "min_resolution": spec.min_resolution, "alpha": spec.has_alpha,
+                        "aliases": list(spec.aliases), "paper": spec.paper})
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    rows = [(r["name"], r["family"], r["params"], human(r["macs"]), r["resolution"],
+             "yes" if r["alpha"] else "", _short_citation(r["paper"])) for r in records]
+    print(format_table(rows, ["model", "family", "params", "MACs", "res", "alpha", "paper"]))
+    print(f"{len(records)} models; MACs are multiply-adds of conv and linear layers at batch 1")
+    return 0
+
+
+def _short_citation(paper: str) -> str:
+    """'Howard et al., MobileNets: ..., arXiv:1704.04861 (2017)' -> 'Howard et al. 2017'."""
+    years = re.findall(r"(?<![\d:.])((?:19|20)\d\d)(?![\d.])", paper)  # not arXiv ids
+    return paper.split(",")[0] + (f" {years[0]}" if years else "")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from edgecnn.profile import profile_model
+    from edgecnn.registry import get_spec
+
+    spec = get_spec(args.model)
+    prof = profile_model(args.model, alpha=args.alpha, resolution=args.resolution,
+                         num_classes=args.num_classes, per_layer=True)
+    if args.json:
+        out = prof.to_dict()
+        out.update(family=spec.family, paper=spec.paper, min_resolution=spec.min_resolution,
+                   mean=spec.mean, std=spec.std)
+        print(json.dumps(out, indent=2))
+        return 0
+    rows = [(l.name, l.type, "x".join(map(str, l.output_shape[1:])), l.params, l.macs)
+            for l in prof.layers]
+    print(format_table(rows, ["layer", "type", "output", "params", "MACs"]))
+    print(f"\n{prof.model}  alpha={prof.alpha:g}  resolution={prof.resolution}  "
+          f"classes={prof.num_classes}  params={prof.params:,}  MACs={prof.macs:,} "
+          f"({human(prof.macs)})")
+    print(f"paper: {spec.paper}")
+    return 0

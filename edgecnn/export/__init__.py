@@ -1,0 +1,1 @@
+"""Export: PyTorch zoo models to self-describing ONNX artifacts (pruning, int8, fp16)."""

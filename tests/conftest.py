@@ -1,0 +1,55 @@
+"""Shared fixtures and helpers for the test suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Two cores: keep torch from oversubscribing them when pytest-xdist runs two workers.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads() -> None:
+    try:
+        import torch
+    except ImportError:  # the torch-free runtime tests run without it
+        return
+    torch.set_num_threads(1)
+
+
+def calibrate_bn(model, x) -> None:  # noqa: ANN001
+    """Give BatchNorm real statistics from one batch, then eval mode.
+
+    A freshly initialized network in eval mode (running var 1) shrinks activations layer after
+    layer, to 1e-17 at the logits of an untrained MobileNet: any parity check would then pass
+    trivially. With statistics from data, logits are O(1) and a 1e-4 tolerance means something.
+    """
+    import torch
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration passes
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model.eval()
+
+
+def run_cli(*args: str, check: bool = False, env: dict | None = None,
+            cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `edgecnn` command in a subprocess (python -m edgecnn)."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True,
+                          text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edgecnn {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
