@@ -1,0 +1,41 @@
+"""Training: `edgecnn train` runs, and an API the export stage builds on.
+
+    from edgecnn.train import finetune, evaluate_accuracy, TrainConfig, train
+    finetune(model, "mnist5k", epochs=2, resolution=32)         # in place, no files
+    evaluate_accuracy(model, "mnist5k", resolution=32)           # {"top1", "top5", ...}
+    train(TrainConfig(model="lenet5", data="mnist5k", out="runs/lenet5"))  # a full run
+
+Modules, in reading order: config (TrainConfig), optim (parameter groups, warm-up + decay),
+engine (one epoch, one evaluation pass), api (finetune, evaluate_accuracy), distributed
+(torchrun), loop (a run: checkpoints, metrics, resume), evaluate (`edgecnn eval`), plots.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "finetune": "edgecnn.train.api",
+    "evaluate_accuracy": "edgecnn.train.api",
+    "TrainConfig": "edgecnn.train.config",
+    "train": "edgecnn.train.loop",
+    "RunResult": "edgecnn.train.loop",
+    "evaluate_checkpoint": "edgecnn.train.evaluate",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgecnn.train.api import evaluate_accuracy, finetune
+    from edgecnn.train.config import TrainConfig
+    from edgecnn.train.evaluate import evaluate_checkpoint
+    from edgecnn.train.loop import RunResult, train
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgecnn.train' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)
