@@ -1,0 +1,78 @@
+"""`edgecnn predict ARTIFACT IMAGE...`: classify images with the torch-free runtime.
+
+Imports only edgecnn.runtime (never torch), so it starts fast and works on a device where
+only the runtime is installed. The runtime's choice goes to stderr, the predictions to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgecnn.cli.args import positive_int
+
+ORDER = 40  # after the zoo, training and export commands in `edgecnn --help`
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
+                  ".pgm"}
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="classify images with an exported artifact (torch-free runtime)")
+    p.add_argument("artifact", help="artifact directory (model.onnx + export.json) or .onnx file")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, or directories (their images, sorted)")
+    p.add_argument("--runtime", default="auto",
+                   choices=("auto", "onnxruntime", "openvino", "tensorrt"))
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda[:N], or an OpenVINO device (GPU, NPU)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="which file of an artifact directory (default: model.onnx)")
+    p.add_argument("--topk", type=positive_int, default=5, help="classes per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.runtime import load
+
+    images = expand_images(args.images)
+    with load(args.artifact, runtime=args.runtime, device=args.device,
+              precision=args.precision) as model:
+        print(f"edgecnn: {model.describe()} [{model.selection}]", file=sys.stderr)
+        if model.metadata is not None and not model.metadata.trained:
+            print("edgecnn: warning: this artifact has untrained weights (exported for latency "
+                  "work); its predictions mean nothing", file=sys.stderr)
+        if not images:
+            raise EdgeCNNError("no images found in the given directories")
+        predictions = model.predict(images, topk=args.topk)
+        if args.json:
+            meta = model.metadata
+            out = {"artifact": args.artifact, "runtime": model.runtime,
+                   "runtime_detail": model.describe(), "model": meta.model if meta else None,
+                   "predictions": [{"image": str(im), **p.to_dict()}
+                                   for im, p in zip(images, predictions)]}
+            print(json.dumps(out, indent=2))
+            return 0
+        for image, pred in zip(images, predictions):
+            print(image)
+            for i, label, prob in zip(pred.ids, pred.labels, pred.probs):
+                print(f"  {prob:7.2%}  {i:>5}  {label}")
+    return 0
+
+
+def expand_images(paths: list[str]) -> list[Path]:
+    """Files as given (bad ones fail later, by name); directories give their images."""
+    out: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir()
+                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(path)
+    return out

@@ -1,0 +1,50 @@
+"""The torch-free runtime: run exported artifacts on a device with numpy, Pillow and one of
+ONNX Runtime, OpenVINO or TensorRT.
+
+    from edgecnn.runtime import load
+    model = load("exports/mobilenet-a0.5-r224")          # runtime="auto", device="auto"
+    for p in model.predict(["cat.jpg", "dog.jpg"], topk=3):
+        print(p.label, p.prob)
+    logits = model.infer(batch)                           # (B, 3, 224, 224) float32
+
+This package never imports torch or the zoo (a test checks it in a fresh interpreter); the
+runtimes are imported only when chosen, so a missing one never breaks the others. Every
+user error is one `EdgeCNNError` line. Runners: `OrtRunner` (ort_runner.py), `OvRunner`
+(ov_runner.py), `TrtRunner` (trt_runner.py), one interface (base.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.runtime.base import OnnxRunner, Runner, TensorSpec
+from edgecnn.runtime.loader import RUNTIMES, load, runner_class, select_runtime
+from edgecnn.runtime.model import Model, Prediction
+from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
+from edgecnn.runtime.preprocess import Preprocess
+
+# Runner classes by name, imported on first use (their runtime may not be installed).
+_LAZY = {
+    "OrtRunner": "edgecnn.runtime.ort_runner", "OrtOptions": "edgecnn.runtime.ort_runner",
+    "OvRunner": "edgecnn.runtime.ov_runner", "OvOptions": "edgecnn.runtime.ov_runner",
+    "TrtRunner": "edgecnn.runtime.trt_runner", "TrtOptions": "edgecnn.runtime.trt_runner",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
+    from edgecnn.runtime.ov_runner import OvOptions, OvRunner
+    from edgecnn.runtime.trt_runner import TrtOptions, TrtRunner
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgecnn.runtime' has no attribute {name!r}")
+
+
+__all__ = ["RUNTIMES", "EdgeCNNError", "Model", "OnnxInfo", "OnnxRunner", "Prediction",
+           "Preprocess", "Runner", "TensorSpec", "load", "read_onnx", "runner_class",
+           "select_runtime", *_LAZY]
