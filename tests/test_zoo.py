@@ -72,7 +72,9 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
 
     torch.manual_seed(0)
     spec = edgecnn.get_spec(name)
-    res = small_resolution(name)
+    # At least 32 px: at SqueezeNext's 9 px minimum a random-weight net's logits reach 1e5
+    # and fp32 rounding alone swamps any tolerance.
+    res = max(small_resolution(name), 32)
     model = edgecnn.create_model(name, num_classes=10)
     # BN statistics from 8 images: from 2 alone a 1x1 last stage gives near-zero variances
     # that blow fp32 rounding up to nonsense.
@@ -86,7 +88,14 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
     session = ort.InferenceSession(proto.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     got = session.run(None, {INPUT_NAME: x.numpy()})[0]
-    # 1e-4 max abs on O(1) logits; larger logits (LeNet has no BN to tame them) are compared
-    # after scaling to O(1), since fp32 summation order alone moves them by ~1e-7 relative.
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(got / scale, expected / scale, rtol=0, atol=1e-4)
+    # Within 1e-4 of PyTorch on O(1) logits (LeNet's, with no BN, are scaled to O(1) first).
+    # Deep random-weight nets (ResNet-152, SqueezeNext-44) are ill-conditioned: PyTorch fp32
+    # itself is ~2e-4 away from exact arithmetic there. So the bound is 1e-4 or PyTorch fp32's
+    # own error against a float64 run of the same model, whichever is larger: the export must
+    # add no error beyond fp32 rounding.
+    with torch.no_grad():
+        exact = model.double()(x.double()).numpy()
+    scale = max(1.0, float(np.abs(exact).max()))
+    torch_error = float(np.abs(expected - exact).max()) / scale
+    onnx_error = float(np.abs(got - exact).max()) / scale
+    assert onnx_error <= max(1e-4, 2 * torch_error), (onnx_error, torch_error)

@@ -1,0 +1,53 @@
+"""The timing loop: warm-up, rotated input buffers, perf_counter around every call.
+
+Nothing here knows about runtimes: it times `infer(batch)`, and `sync()` after each call
+when the work is asynchronous (CUDA), so that a call's time includes its work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Infer = Callable[[np.ndarray], Any]
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    warmup: int = 10  # untimed calls first: lazy allocation, kernel selection, caches
+    iters: int | None = 200  # timed calls; or ...
+    duration_s: float | None = None  # ... time for this long (iters must then be None)
+    buffers: int = 4  # distinct inputs rotated, so no run reads a cache-hot copy of the last
+
+
+def make_inputs(shape: Sequence[int], count: int, dtype: Any = np.float32,
+                seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(tuple(shape)).astype(dtype) for _ in range(count)]
+
+
+def warm_up(infer: Infer, inputs: Sequence[np.ndarray], n: int,
+            sync: Callable[[], None] | None = None) -> None:
+    for i in range(n):
+        infer(inputs[i % len(inputs)])
+    if sync:
+        sync()
+
+
+def time_block(infer: Infer, inputs: Sequence[np.ndarray], n: int,
+               sync: Callable[[], None] | None = None, start: int = 0) -> list[float]:
+    """Time `n` calls; returns seconds per call. `start` continues the buffer rotation."""
+    samples: list[float] = []
+    clock = time.perf_counter
+    for i in range(start, start + n):
+        x = inputs[i % len(inputs)]
+        t0 = clock()
+        infer(x)
+        if sync:
+            sync()
+        samples.append(clock() - t0)
+    return samples

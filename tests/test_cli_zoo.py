@@ -1,0 +1,67 @@
+"""`edgecnn list` and `edgecnn info` as a user runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_list_json_covers_the_registry_with_reference_figures() -> None:
+    import edgecnn
+
+    proc = run_cli("list", "--json", check=True)
+    records = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert set(records) == set(edgecnn.list_models())
+    # spot figures a user would check against the papers / torchvision
+    assert records["mobilenet"]["params"] == 4_231_976
+    assert records["mobilenet"]["macs"] == 568_740_352
+    assert records["squeezenet1_1"]["params"] == 1_235_496
+    assert records["resnet50"]["params"] == 25_557_032
+    assert all(r["paper"] for r in records.values())
+
+
+def test_list_table_filters_by_pattern() -> None:
+    proc = run_cli("list", "squeeze*", check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["model", "family"]
+    names = [line.split()[0] for line in lines[2:-1]]
+    assert names and all(n.startswith("squeeze") for n in names)
+
+
+def test_info_json_has_the_promised_fields() -> None:
+    proc = run_cli("info", "mobilenet", "--alpha", "0.5", "--resolution", "160",
+                   "--num-classes", "10", "--json", check=True)
+    info = json.loads(proc.stdout)
+    assert {k: info[k] for k in ("model", "alpha", "resolution", "num_classes")} == {
+        "model": "mobilenet", "alpha": 0.5, "resolution": 160, "num_classes": 10}
+    assert isinstance(info["params"], int) and isinstance(info["macs"], int)
+    # per-layer rows add up to the totals
+    assert sum(layer["macs"] for layer in info["layers"]) == info["macs"]
+    assert sum(layer["params"] for layer in info["layers"]) == info["params"]
+
+
+def test_info_table_lists_layers_with_output_shapes() -> None:
+    proc = run_cli("info", "lenet5", check=True)
+    assert "Conv2d" in proc.stdout and "6x28x28" in proc.stdout
+    assert "params=61,706" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("info", "mobilenett"), "unknown model 'mobilenett'; did you mean mobilenet"),
+    (("info", "mobilenet", "--alpha", "-0.5"), "alpha must be a positive number"),
+    (("info", "mobilenet", "--alpha", "abc"), "alpha must be a positive number"),
+    (("info", "mobilenet", "--resolution", "16"), "needs inputs of at least 32x32"),
+    (("info", "resnet50", "--alpha", "0.5"), "resnet50 has no width multiplier"),
+    (("info", "squeezenet", "--alpha", "0.001"), "rounds a"),
+    (("info", "mobilenet", "--resolution", "0"), "expected a positive integer"),
+    (("nosuchcommand",), "invalid choice"),
+])
+def test_user_errors_are_one_line_exit_2(args: tuple[str, ...], message: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert proc.stdout == ""
