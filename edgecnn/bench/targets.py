@@ -1,0 +1,129 @@
+"""From what the user names (artifact directory, ONNX file, zoo name) to benchmark cases.
+
+Torch-free for artifacts and ONNX files, so the same command runs on a Jetson. A zoo name
+is exported on the fly (that needs the torch extra), and the "torch" runtime builds the
+PyTorch model the artifact describes; both import torch only when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.bench.harness import BenchCase
+from edgecnn.errors import EdgeCNNError
+from edgecnn.runtime.loader import PRECISION_FILES, runner_class
+from edgecnn.runtime.onnx_file import read_onnx
+
+RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
+TORCH_MODES = ("eager", "compile", "cudagraphs")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A model to benchmark: its ONNX files by precision and what it is."""
+
+    label: str  # "mobilenet-a0.5-r224"
+    files: dict[str, Path]  # precision -> ONNX file
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    info: dict[str, Any]  # export.json (params, macs, model, alpha...) or {}
+
+
+def resolve_target(name: str, *, alpha: float, resolution: int | None, precisions: Sequence[str],
+                   workdir: Path | None = None) -> Target:
+    path = Path(name)
+    if path.is_dir():
+        return _from_artifact(path)
+    if path.suffix == ".onnx" or path.exists():
+        return _from_onnx(path)
+    return _from_zoo(name, alpha=alpha, resolution=resolution, precisions=precisions,
+                     workdir=workdir)
+
+
+def _from_artifact(path: Path) -> Target:
+    files = {p: path / f for p, f in PRECISION_FILES.items() if (path / f).is_file()}
+    if "fp32" not in files and not files:
+        raise EdgeCNNError(f"{path}: no model.onnx (is it an edgecnn export directory?)")
+    info: dict[str, Any] = {}
+    if (path / "export.json").is_file():
+        try:
+            info = json.loads((path / "export.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EdgeCNNError(f"{path / 'export.json'}: unreadable ({exc})") from None
+        if not isinstance(info, dict):
+            raise EdgeCNNError(f"{path / 'export.json'}: not a JSON object")
+    first = next(iter(files.values()))
+    return Target(path.name, files, _input_shape(first), info)
+
+
+def _from_onnx(path: Path) -> Target:
+    onnx_info = read_onnx(path)
+    precision = onnx_info.metadata_props.get("edgecnn.precision", "fp32")
+    if precision not in PRECISION_FILES:
+        precision = "fp32"
+    return Target(path.stem, {precision: path}, _input_shape(path), {})
+
+
+def _input_shape(path: Path) -> tuple[int, int, int]:
+    shape = read_onnx(path).inputs[0].shape or ()
+    if len(shape) != 4 or any(d is None for d in shape[1:]):
+        raise EdgeCNNError(f"{path}: expected an image input (N, C, H, W) with fixed C, H, W")
+    return tuple(int(d) for d in shape[1:])  # type: ignore[return-value]
+
+
+def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Sequence[str],
+              workdir: Path | None) -> Target:
+    try:
+        from edgecnn.export.api import export_model
+    except ImportError as exc:
+        raise EdgeCNNError(f"{name!r} is not a file or directory; benchmarking a zoo name "
+                           f"exports it first, which needs the torch extra ({exc})") from None
+    out = Path(tempfile.mkdtemp(prefix="edgecnn-bench-", dir=workdir)) / "artifact"
+    export_model(name, alpha=alpha, resolution=resolution, out_dir=out,
+                 int8="int8" in precisions, fp16="fp16" in precisions, dynamic_batch=True)
+    return _from_artifact(out)
+
+
+def make_cases(target: Target, *, runtimes: Sequence[str], precisions: Sequence[str],
+               batches: Sequence[int], threads: int, device: str) -> list[list[BenchCase]]:
+    """Cases grouped by batch size (one group = one interleaved comparison)."""
+    for p in precisions:
+        if p not in target.files and not (p == "fp32" and "torch" in runtimes):
+            raise EdgeCNNError(f"{target.label} has no {p} model "
+                               f"({PRECISION_FILES.get(p, p)}): export it with --{p}")
+    groups = []
+    for batch in batches:
+        group = []
+        for runtime in runtimes:
+            for precision in precisions:
+                case = _case(target, runtime, precision, batch, threads, device)
+                if case is not None:
+                    group.append(case)
+        groups.append(group)
+    return groups
+
+
+def _case(target: Target, runtime: str, precision: str, batch: int, threads: int,
+          device: str) -> BenchCase | None:
+    base = dict(model=target.label, precision=precision, batch=batch,
+                input_shape=target.input_shape, macs=target.info.get("macs"),
+                params=target.info.get("params"))
+    if runtime.startswith("torch"):
+        mode = runtime.partition("-")[2] or "eager"
+        if precision == "int8" or (precision == "fp16" and device == "cpu"):
+            return None  # PyTorch int8 is not what users deploy; fp16 convs on CPU are slow
+        from edgecnn.bench.torch_side import torch_case
+
+        return torch_case(target, mode, precision, batch, threads, device, base)
+    if precision not in target.files:
+        return None
+    path = target.files[precision]
+    runner_type = runner_class(runtime)
+    options: dict[str, Any] = {"threads": threads} if runtime != "tensorrt" else {}
+    opts = runner_type.options_type.from_kwargs(runtime, options)
+    return BenchCase(runtime=runtime, file_bytes=path.stat().st_size,
+                     make_runner=lambda: runner_type(path, device, opts), **base)

@@ -1,0 +1,53 @@
+"""The PyTorch side of a comparison: the zoo model an artifact describes, as a runner.
+
+Imported only when the "torch" runtime is asked for. Weights come from the artifact's source
+checkpoint when export.json names one that exists; otherwise the zoo's initialization with
+BatchNorm statistics from a random batch (so activations have realistic magnitudes and no
+denormals skew the timings). Latency does not depend on the values; accuracy does, and is
+only reported for trained weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgecnn.bench.harness import BenchCase
+from edgecnn.errors import EdgeCNNError
+from edgecnn.torch_runner import TorchOptions, TorchRunner
+
+
+def torch_case(target: Any, mode: str, precision: str, batch: int, threads: int, device: str,
+               base: dict[str, Any]) -> BenchCase:
+    model = _model_for(target)
+    options = TorchOptions(mode=mode, half=precision == "fp16", threads=threads)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    gpu_mem = ((lambda: torch.cuda.max_memory_allocated() / 2**20)
+               if device.startswith("cuda") else None)
+    return BenchCase(runtime=f"torch-{mode}", sync=sync, gpu_memory_mb=gpu_mem,
+                     make_runner=lambda: TorchRunner(model, target.input_shape, device, options),
+                     **base)
+
+
+def _model_for(target: Any) -> torch.nn.Module:
+    from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgecnn.export.source import init_bn_stats
+    from edgecnn.metadata import ArtifactMetadata
+    from edgecnn.registry import create_model
+    from edgecnn.runtime.onnx_file import read_onnx
+
+    info = target.info
+    if info.get("prune"):
+        raise EdgeCNNError(f"{target.label} is pruned: PyTorch can only rebuild the unpruned "
+                           "zoo model; compare against the unpruned artifact")
+    ckpt = info.get("source_checkpoint")
+    if ckpt and Path(ckpt).is_file():
+        return model_from_checkpoint(load_checkpoint(ckpt), source=str(ckpt))
+    onnx_file = next(iter(target.files.values()))
+    meta = ArtifactMetadata.from_props(read_onnx(onnx_file).metadata_props, str(onnx_file))
+    model = create_model(meta.model, alpha=meta.alpha, num_classes=len(meta.classes),
+                         in_chans=meta.in_chans)
+    init_bn_stats(model, torch.randn(8, *target.input_shape))
+    return model.eval()

@@ -1,0 +1,138 @@
+"""`edgecnn bench`: latency distributions, throughput, memory and accuracy side by side."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgecnn.cli.args import positive_float, positive_int
+from edgecnn.errors import EdgeCNNError
+
+ORDER = 50
+RUNTIME_CHOICES = ("onnxruntime", "openvino", "tensorrt", "torch", "torch-eager",
+                   "torch-compile", "torch-cudagraphs")
+PRECISION_CHOICES = ("fp32", "fp16", "int8")
+
+
+def csv_of(choices: tuple[str, ...] | None, kind: type = str):  # noqa: ANN201
+    """'a,b' -> ('a', 'b'), each checked: a bad item is one argparse error line."""
+    def parse(text: str) -> tuple:
+        items = tuple(t.strip() for t in text.split(",") if t.strip())
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty list {text!r}")
+        if choices is not None:
+            bad = [t for t in items if t not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(
+                    f"{bad[0]!r} is not one of {', '.join(choices)}")
+            return items
+        return tuple(kind(t) for t in items)
+    return parse
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    return tuple(positive_int(t) for t in text.split(",") if t.strip()) or (
+        positive_int(text),)
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="benchmark artifacts across runtimes and precisions")
+    p.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="artifact directory, ONNX file, or zoo name (exported on the fly)")
+    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES), default=("onnxruntime",),
+                   help="comma list: onnxruntime,openvino,tensorrt,torch[-compile|-cudagraphs]")
+    p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",))
+    p.add_argument("--batch", type=positive_ints, default=(1,), help="comma list, e.g. 1,8,32")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads per runtime (default: all cores)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (or an OpenVINO device)")
+    p.add_argument("--warmup", type=int, default=10)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--iters", type=positive_int, default=None, help="timed calls per case")
+    group.add_argument("--duration", type=positive_float, default=None,
+                       help="seconds of timed calls per case")
+    p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds")
+    p.add_argument("--data", default=None, help="data set for accuracy, e.g. mnist5k")
+    p.add_argument("--alpha", type=positive_float, default=1.0, help="for zoo names")
+    p.add_argument("--resolution", type=positive_int, default=None, help="for zoo names")
+    p.add_argument("--format", choices=("table", "json", "csv", "md"), default="table")
+    p.add_argument("-o", "--output", type=Path, default=None, help="also write to this file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from edgecnn.bench.report import render
+    from edgecnn.bench.run import BenchConfig, run_bench
+    from edgecnn.bench.timing import TimingPlan
+
+    if args.warmup < 0:
+        raise EdgeCNNError(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.output is not None and args.output.is_dir():
+        raise EdgeCNNError(f"-o {args.output}: is a directory; name a file")
+    runtimes = tuple("torch-eager" if r == "torch" else r for r in args.runtime)
+    plan = TimingPlan(warmup=args.warmup,
+                      iters=None if args.duration else (args.iters or 200),
+                      duration_s=args.duration)
+    config = BenchConfig(runtimes=runtimes, precisions=args.precision, batches=args.batch,
+                         threads=args.threads or os.cpu_count() or 1, device=args.device,
+                         plan=plan, rounds=args.rounds, data=args.data, alpha=args.alpha,
+                         resolution=args.resolution)
+    bar = _progress(args.no_progress)
+    try:
+        records, cond = run_bench(args.targets, config, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    if not records:
+        raise EdgeCNNError("nothing was measured")
+    text = render(records, args.format, cond)
+    print(text)
+    if args.output is not None:
+        _write_atomic(args.output, text)
+    if cond.get("interrupted"):
+        print("edgecnn: interrupted; the results above are what was measured", file=sys.stderr)
+        return 130
+    return 0
+
+
+class _Bar:
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="call", desc="bench", leave=False, file=sys.stderr)
+
+    def update(self, n: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.reset(total=total)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress(disabled: bool) -> _Bar | None:
+    if disabled or not sys.stderr.isatty():
+        return None
+    try:
+        return _Bar()
+    except ImportError:  # tqdm is optional on devices
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

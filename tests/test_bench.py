@@ -1,0 +1,178 @@
+"""The benchmark harness: statistics, interleaving, record format, and the real command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+
+from edgecnn.bench.harness import BenchCase, run_group
+from edgecnn.bench.report import render
+from edgecnn.bench.stats import LatencyStats
+from edgecnn.bench.timing import TimingPlan
+from edgecnn.errors import EdgeCNNError
+from edgecnn.runtime.base import Runner, TensorSpec
+from tests.conftest import run_cli
+
+
+def test_latency_stats_match_numpy_on_known_samples() -> None:
+    samples = [0.001 * k for k in range(1, 101)]  # 1..100 ms
+    s = LatencyStats.from_seconds(samples)
+    assert s.iters == 100
+    assert s.latency_ms_min == pytest.approx(1.0) and s.latency_ms_max == pytest.approx(100.0)
+    assert s.latency_ms_mean == pytest.approx(50.5)
+    assert s.latency_ms_p50 == pytest.approx(50.5)
+    assert s.latency_ms_p90 == pytest.approx(90.1)
+    assert s.latency_ms_p99 == pytest.approx(99.01)
+    assert s.latency_ms_std == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    assert s.throughput_ips(8) == pytest.approx(8 / 0.0505)
+
+
+def test_no_samples_is_a_clear_error() -> None:
+    with pytest.raises(EdgeCNNError, match="no timed runs"):
+        LatencyStats.from_seconds([])
+
+
+class SleepRunner(Runner):
+    """A real runner whose latency we know: it sleeps, and logs when it ran."""
+
+    name = "sleep"
+
+    def __init__(self, seconds: float, log: list[str], tag: str) -> None:
+        super().__init__(TensorSpec("input", "float32", (None, 1, 4, 4)), "cpu")
+        self.seconds, self.log, self.tag = seconds, log, tag
+
+    def activate_impl(self) -> None: ...
+
+    def deactivate_impl(self) -> None: ...
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds)
+        self.log.append(self.tag)
+        logits = np.zeros((len(batch), 3), np.float32)
+        positive = batch.reshape(len(batch), -1).mean(1) > 0  # class from each image's data
+        logits[np.arange(len(batch)), positive.astype(int)] = 1
+        return logits
+
+
+def test_runs_are_interleaved_in_blocks_and_latency_is_measured() -> None:
+    log: list[str] = []
+    cases = [BenchCase(model="m", runtime=tag, precision="fp32", batch=2, input_shape=(1, 4, 4),
+                       macs=1000, make_runner=lambda s=s, t=tag: SleepRunner(s, log, t))
+             for tag, s in (("fast", 0.002), ("slow", 0.006))]
+    plan = TimingPlan(warmup=2, iters=20, buffers=3)
+    records = run_group(cases, plan, peak_gmacs=1.0, rounds=4)
+    fast, slow = records
+    assert fast.iters == slow.iters == 20
+    # sleep() never returns early: the minimum is at least the sleep; the median is close
+    assert 2.0 <= fast.latency_ms_min and 6.0 <= slow.latency_ms_min
+    assert slow.latency_ms_p50 / fast.latency_ms_p50 == pytest.approx(3, rel=0.35)
+    assert fast.throughput_ips == pytest.approx(2e3 / fast.latency_ms_mean)
+    timed = log[1 + 1 + 2 + 2:]  # first calls, then warm-ups, are not timed
+    blocks = [timed[i:i + 5] for i in range(0, len(timed), 5)]
+    assert [b[0] for b in blocks] == ["fast", "slow"] * 4  # alternate blocks of 5, 4 rounds
+    assert all(len(set(b)) == 1 for b in blocks)
+    assert fast.efficiency_pct == pytest.approx(100 * fast.gmacs_per_s / 1.0)
+
+
+def test_accuracy_and_agreement_on_labelled_data() -> None:
+    log: list[str] = []
+    x = np.concatenate([np.full((5, 1, 4, 4), -1, np.float32), np.ones((5, 1, 4, 4), np.float32)])
+    y = np.array([0] * 5 + [1] * 4 + [0])  # the last label disagrees with the data
+    cases = [BenchCase(model="m", runtime="sleep", precision=p, batch=4, input_shape=(1, 4, 4),
+                       make_runner=lambda: SleepRunner(0, log, "s")) for p in ("fp32", "int8")]
+    records = run_group(cases, TimingPlan(warmup=0, iters=3), peak_gmacs=None, rounds=1,
+                        eval_data=(x, y))
+    for r in records:
+        assert r.accuracy_top1_pct == pytest.approx(90.0)
+        assert r.agreement_top1_pct == pytest.approx(100.0)
+
+
+def test_record_formats_carry_units_and_every_field() -> None:
+    log: list[str] = []
+    case = BenchCase(model="m", runtime="sleep", precision="fp32", batch=1, input_shape=(1, 4, 4),
+                     make_runner=lambda: SleepRunner(0, log, "s"))
+    records = run_group([case], TimingPlan(warmup=1, iters=5), peak_gmacs=None, rounds=1)
+    cond = {"cpu": "test cpu", "cpu_cores": 2, "threads": 1, "packages": {}}
+    data = json.loads(render(records, "json", cond))
+    rec = data["records"][0]
+    for key in ("latency_ms_p50", "latency_ms_p99", "throughput_ips", "rss_mb_peak",
+                "cold_start_ms", "latency_ms_std"):
+        assert isinstance(rec[key], float)
+    assert data["conditions"]["cpu"] == "test cpu"
+    rows = list(csv.DictReader(io.StringIO(render(records, "csv", cond))))
+    assert float(rows[0]["latency_ms_p50"]) == pytest.approx(rec["latency_ms_p50"])
+    md = render(records, "md", cond)
+    assert md.splitlines()[0].startswith("| model") and "test cpu" in md
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A small real artifact: MobileNet alpha 0.25 at 64 px with edgecnn metadata."""
+    import torch
+
+    import edgecnn
+    from edgecnn.export.onnx_io import save_onnx, to_onnx_proto
+    from edgecnn.export.source import init_bn_stats
+    from edgecnn.metadata import ArtifactMetadata
+
+    out = tmp_path_factory.mktemp("art") / "mobilenet-a0.25-r64"
+    out.mkdir()
+    torch.manual_seed(0)
+    model = edgecnn.create_model("mobilenet", alpha=0.25, num_classes=10)
+    init_bn_stats(model, torch.randn(8, 3, 64, 64))
+    proto = to_onnx_proto(model, torch.randn(1, 3, 64, 64), dynamic_batch=True)
+    meta = ArtifactMetadata(model="mobilenet", alpha=0.25, resolution=64, in_chans=3,
+                            mean=(0.5,) * 3, std=(0.25,) * 3,
+                            classes=tuple(str(i) for i in range(10)))
+    for k, v in meta.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    save_onnx(proto, out / "model.onnx")
+    prof = edgecnn.profile_model("mobilenet", alpha=0.25, resolution=64, num_classes=10)
+    (out / "export.json").write_text(json.dumps({"macs": prof.macs, "params": prof.params}))
+    return out
+
+
+def test_bench_command_compares_runtimes_in_one_json_report(artifact, tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", str(artifact), "--runtime", "onnxruntime,openvino,torch",
+                   "--batch", "1,4", "--iters", "20", "--warmup", "3", "--threads", "1",
+                   "--data", "mnist5k", "--format", "json", "-o", str(out), check=True)
+    report = json.loads(out.read_text())
+    assert json.loads(proc.stdout) == report
+    records = report["records"]
+    assert {(r["runtime"], r["batch"]) for r in records} == {
+        (rt, b) for rt in ("onnxruntime", "openvino", "torch-eager") for b in (1, 4)}
+    for r in records:
+        assert r["iters"] == 20
+        assert 0 < r["latency_ms_min"] <= r["latency_ms_p50"] <= r["latency_ms_p99"]
+        assert r["macs"] > 0 and 0 < r["efficiency_pct"]
+        assert r["baseline"] == "torch-eager fp32"
+        assert 0 <= r["accuracy_top1_pct"] <= 100  # untrained: accuracy is chance level
+    # all three compute the same function: their top-1 on real digits agree
+    ort, ov = (next(r for r in records if r["runtime"] == rt and r["batch"] == 1)
+               for rt in ("onnxruntime", "openvino"))
+    assert ort["accuracy_top1_pct"] == pytest.approx(ov["accuracy_top1_pct"], abs=0.5)
+    assert report["conditions"]["threads"] == 1 and report["conditions"]["peak_gmacs"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("bench", "no/such/dir.onnx"), "no/such/dir.onnx"),
+    (("bench", "mobilenet", "--runtime", "tflite"), "'tflite' is not one of"),
+    (("bench", "mobilenet", "--batch", "0"), "expected a positive integer"),
+    (("bench", "mobilenet", "--iters", "5", "--duration", "1"), "not allowed with"),
+])
+def test_bench_bad_input_is_one_line(args: tuple[str, ...], message: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_bench_int8_missing_is_explained(artifact) -> None:  # noqa: ANN001
+    proc = run_cli("bench", str(artifact), "--precision", "fp32,int8", "--iters", "5")
+    assert proc.returncode == 2 and "has no int8 model" in proc.stderr
