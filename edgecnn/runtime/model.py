@@ -132,10 +132,10 @@ def _as_list(images: Any) -> list[ImageLike]:
     """One image (path, Pillow image, (H, W[, C]) array) or many (list, (N, H, W, C) array)."""
     if isinstance(images, (str, os.PathLike)) or hasattr(images, "getbands"):
         return [images]
-    if isinstance(images, np.ndarray):
-        return [images] if images.ndim in (2, 3) else list(images)
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3):
+        return [images]
     try:
-        items = list(images)
+        items = list(images)  # a list, or an (N, H, W, C) array's images
     except TypeError:
         raise EdgeCNNError(f"expected an image or a list of images, got "
                            f"{type(images).__name__}") from None
