@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,10 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                 iters_desc=(str(config.plan.iters) if config.plan.iters is not None
                             else f"{config.plan.duration_s:g} s of"))
     records: list[BenchRecord] = []
-    with _interrupt_flag() as stopped:
+    with _interrupt_flag() as stopped, tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for name in targets:
             target = resolve_target(name, alpha=config.alpha, resolution=config.resolution,
-                                    precisions=config.precisions, workdir=workdir)
+                                    precisions=config.precisions, workdir=Path(tmp))
             groups = make_cases(target, runtimes=config.runtimes, precisions=config.precisions,
                                 batches=config.batches, threads=config.threads,
                                 device=config.device)

@@ -8,6 +8,7 @@ PyTorch model the artifact describes; both import torch only when asked for.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,14 +78,21 @@ def _input_shape(path: Path) -> tuple[int, int, int]:
 
 def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Sequence[str],
               workdir: Path | None) -> Target:
+    """Export a zoo model for latency work: initialized weights, int8 calibrated on random
+    images (the artifact says so), fp16 exported separately (one precision per export)."""
     try:
-        from edgecnn.export.api import export_model
+        from edgecnn.export.api import ExportOptions, export
     except ImportError as exc:
         raise EdgeCNNError(f"{name!r} is not a file or directory; benchmarking a zoo name "
                            f"exports it first, which needs the torch extra ({exc})") from None
-    out = Path(tempfile.mkdtemp(prefix="edgecnn-bench-", dir=workdir)) / "artifact"
-    export_model(name, alpha=alpha, resolution=resolution, out_dir=out,
-                 int8="int8" in precisions, fp16="fp16" in precisions, dynamic_batch=True)
+    root = Path(tempfile.mkdtemp(prefix="edgecnn-bench-", dir=workdir))
+    base = dict(source=name, alpha=alpha, resolution=resolution, dynamic_batch=True)
+    out = root / f"{name}-a{alpha:g}-r{resolution or 'default'}"
+    export(ExportOptions(**base, output=str(out), int8="int8" in precisions,
+                         calib_data="random" if "int8" in precisions else None))
+    if "fp16" in precisions:
+        half = export(ExportOptions(**base, output=str(root / "fp16"), fp16=True)).path
+        shutil.move(str(half / PRECISION_FILES["fp16"]), str(out / PRECISION_FILES["fp16"]))
     return _from_artifact(out)
 
 
@@ -107,11 +115,17 @@ def make_cases(target: Target, *, runtimes: Sequence[str], precisions: Sequence[
     return groups
 
 
+def _after(value: Any) -> int | None:
+    """export.json records {"before": n, "after": n} around pruning; the artifact is 'after'."""
+    value = value.get("after") if isinstance(value, dict) else value
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _case(target: Target, runtime: str, precision: str, batch: int, threads: int,
           device: str) -> BenchCase | None:
     base = dict(model=target.label, precision=precision, batch=batch,
-                input_shape=target.input_shape, macs=target.info.get("macs"),
-                params=target.info.get("params"))
+                input_shape=target.input_shape, macs=_after(target.info.get("macs")),
+                params=_after(target.info.get("params")))
     if runtime.startswith("torch"):
         mode = runtime.partition("-")[2] or "eager"
         if precision == "int8" or (precision == "fp16" and device == "cpu"):

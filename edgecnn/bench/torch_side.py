@@ -39,10 +39,10 @@ def _model_for(target: Any) -> torch.nn.Module:
     from edgecnn.runtime.onnx_file import read_onnx
 
     info = target.info
-    if info.get("prune"):
+    if (info.get("options") or {}).get("prune"):
         raise EdgeCNNError(f"{target.label} is pruned: PyTorch can only rebuild the unpruned "
                            "zoo model; compare against the unpruned artifact")
-    ckpt = info.get("source_checkpoint")
+    ckpt = info.get("checkpoint")
     if ckpt and Path(ckpt).is_file():
         return model_from_checkpoint(load_checkpoint(ckpt), source=str(ckpt))
     onnx_file = next(iter(target.files.values()))

@@ -61,6 +61,46 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
+    p = subparsers.add_parser("sweep", help="the alpha x resolution grid: params, MACs, "
+                              "latency (and accuracy with --train), table and plots")
+    p.add_argument("model")
+    p.add_argument("--alpha", type=csv_of(None, float), default=(0.25, 0.5, 0.75, 1.0))
+    p.add_argument("--resolution", type=positive_ints, default=(128, 160, 192, 224))
+    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:3]), default=("onnxruntime",))
+    p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",))
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--iters", type=positive_int, default=100)
+    p.add_argument("--train", action="store_true", help="train every point (needs --data)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("-o", "--out", type=Path, default=None,
+                   help="directory (default: sweeps/<model>)")
+    p.set_defaults(func=run_sweep_cmd)
+
+
+def run_sweep_cmd(args: argparse.Namespace) -> int:
+    import os
+
+    from edgecnn.bench.run import BenchConfig
+    from edgecnn.bench.sweep import SweepConfig, run_sweep, sweep_table
+    from edgecnn.bench.timing import TimingPlan
+
+    bad = [a for a in args.alpha if not a > 0]
+    if bad:
+        raise EdgeCNNError(f"alpha must be positive, got {bad[0]}")
+    bench = BenchConfig(runtimes=args.runtime, precisions=args.precision,
+                        threads=args.threads or os.cpu_count() or 1,
+                        plan=TimingPlan(iters=args.iters))
+    out = args.out or Path("sweeps") / args.model
+    rows = run_sweep(SweepConfig(model=args.model, alphas=args.alpha,
+                                 resolutions=args.resolution, out=out, bench=bench,
+                                 train=args.train, data=args.data, epochs=args.epochs),
+                     log=lambda line: print(line, file=sys.stderr))
+    print(sweep_table(rows))
+    print(f"\nwritten: {out}/sweep.json, sweep.md, latency_vs_macs.png"
+          + (", accuracy_vs_latency.png" if args.train else ""))
+    return 0
+
 
 def run(args: argparse.Namespace) -> int:
     import os
