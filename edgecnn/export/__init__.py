@@ -1,1 +1,40 @@
-"""Export: PyTorch zoo models to self-describing ONNX artifacts (pruning, int8, fp16)."""
+"""Export: PyTorch zoo models to self-describing ONNX artifacts (pruning, int8, fp16).
+
+    from edgecnn.export import ExportOptions, export
+    result = export(ExportOptions("mobilenet", alpha=0.5, int8=True, calib_data="mnist5k"))
+    result.path, result.report        # the artifact directory and its export.json
+
+Modules, in reading order: api (the steps of one export), targets (YAML recipes), source
+(zoo model or checkpoint), inputs (calibration and held-out images), prune, onnx_io, parity
+(ONNX Runtime and OpenVINO as two consumers), quantize, guard (the accuracy guard), qat,
+fp16, artifact (the atomic directory).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "ExportOptions": "edgecnn.export.api",
+    "ExportResult": "edgecnn.export.api",
+    "export": "edgecnn.export.api",
+    "check_options": "edgecnn.export.api",
+    "Target": "edgecnn.export.targets",
+    "load_target": "edgecnn.export.targets",
+    "list_targets": "edgecnn.export.targets",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgecnn.export.api import ExportOptions, ExportResult, check_options, export
+    from edgecnn.export.targets import Target, list_targets, load_target
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgecnn.export' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

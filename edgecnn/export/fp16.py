@@ -1,0 +1,33 @@
+"""float16 models for GPU targets, with float32 inputs and outputs kept.
+
+onnxconverter-common is not installed here; ONNX Runtime ships the same converter as
+`onnxruntime.transformers.float16` (it began as a copy of it), so that one is used.
+keep_io_types=True puts a Cast at the input and the output: the application keeps feeding
+float32 images and reading float32 logits, as with the fp32 artifact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from edgecnn.export.inputs import predict_logits
+from edgecnn.export.parity import ort_session
+
+
+def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    out = convert_float_to_float16(model, keep_io_types=True)
+    out.ir_version = min(out.ir_version, proto.ir_version)
+    return out
+
+
+def fp16_max_abs(fp32: onnx.ModelProto, fp16: onnx.ModelProto, x: np.ndarray) -> float:
+    """How far the fp16 logits are from the fp32 ones (ONNX Runtime CPU runs fp16 graphs
+    through its own kernels or casts: a correctness check here, not a speed one)."""
+    a = predict_logits(ort_session(fp32), x)
+    b = predict_logits(ort_session(fp16), x)
+    return float(np.abs(a - b).max())

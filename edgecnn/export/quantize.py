@@ -1,0 +1,271 @@
+"""Post-training static int8 with ONNX Runtime's quantizer: QDQ graphs, per-channel weights.
+
+    pre = preprocess(fp32_proto)                          # quant_pre_process: shapes, fusions
+    q = quantize(pre, reader, scheme, method="minmax", exclude=[...], cache=Path(...))
+
+The scheme comes from the target recipe:
+  CPU targets       uint8 asymmetric activations, int8 symmetric per-channel weights, int32
+                    biases: the u8 x s8 kernels of x86/ARM (symmetric int8 activations run
+                    slower than fp32 in ONNX Runtime on this CPU).
+  TensorRT targets  int8 symmetric activations and weights, zero points 0, weight scales per
+                    output channel on axis 0, float biases: what TensorRT's explicit
+                    quantization takes. `tensorrt_problems` checks such a graph offline.
+
+Layers to keep in float are ranked by `layer_sqnr`: the signal-to-quantization-noise ratio of
+each quantized layer's output in the int8 model against the fp32 one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.export.inputs import CalibrationReader
+from edgecnn.export.onnx_io import INPUT_NAME
+from edgecnn.export.targets import CALIB_METHODS, Int8Scheme
+
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers SQNR ranks and the guard may exclude
+
+
+def preprocess(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX Runtime's quant_pre_process: shape inference and basic graph fusions."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, dst = Path(tmp, "in.onnx"), Path(tmp, "out.onnx")
+        onnx.save_model(proto, str(src))
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        return onnx.load(str(dst))
+
+
+def quantize(
+    proto: onnx.ModelProto,
+    reader: CalibrationReader,
+    scheme: Int8Scheme,
+    *,
+    method: str = "minmax",
+    exclude: list[str] | tuple[str, ...] = (),
+    cache: Path | None = None,
+) -> onnx.ModelProto:
+    """A QDQ int8 model of `proto` (already preprocessed), calibrated on `reader`.
+
+    `cache`: a calibration cache file for this method; ranges computed once are reused
+    when only the excluded layers change (the float graph, hence the ranges, is the same).
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if method not in CALIB_METHODS:
+        raise EdgeCNNError(f"calibration method must be one of {', '.join(CALIB_METHODS)}, "
+                           f"got {method!r}")
+    symmetric = scheme.symmetric_activations
+    extra: dict[str, object] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
+    if scheme.tensorrt_checks:
+        extra.update(QuantizeBias=False,  # TensorRT fuses float biases itself
+                     QDQKeepRemovableActivations=True)  # its fusions need the ReLUs it sees
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, dst = Path(tmp, "in.onnx"), Path(tmp, "out.onnx")
+        onnx.save_model(proto, str(src))
+        cache = cache or Path(tmp, "calib.json")
+        if not cache.exists():
+            calibrate(src, reader, method, cache)
+        quantize_static(
+            str(src), str(dst), None, quant_format=QuantFormat.QDQ, per_channel=True,
+            reduce_range=False, activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8, calibrate_method=_method(method),
+            nodes_to_exclude=list(exclude), extra_options=extra,
+            calibration_cache_path=str(cache),
+        )
+        out = onnx.load(str(dst))
+    out.ir_version = min(out.ir_version, proto.ir_version)
+    return out
+
+
+def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: Path,
+              chunk: int = 32) -> None:
+    """Activation ranges of every tensor, written to ONNX Runtime's calibration cache.
+
+    ONNX Runtime's own loop keeps every intermediate tensor of every image for the histogram
+    methods (256 images of MobileNet at 224 px: gigabytes); fed `chunk` batches at a time, its
+    calibrators fold each chunk into their histograms (or min/max) and free the tensors.
+    """
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    options = {"percentile": 99.999, "num_bins": 2048} if method == "percentile" else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        calibrator = create_calibrator(model_path, None,
+                                       augmented_model_path=str(Path(tmp, "augmented.onnx")),
+                                       calibrate_method=_method(method), extra_options=options)
+        reader.rewind()
+        while True:
+            part = [b for b in (reader.get_next() for _ in range(chunk)) if b is not None]
+            if not part:
+                break
+            calibrator.collect_data(CalibrationReader.of_batches(part))
+        save_tensors_data(calibrator.compute_data(), str(cache))
+        del calibrator
+
+
+def _method(name: str):  # noqa: ANN202
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The quantizer logs advice at WARNING level and prints progress; not our user's concern."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+# --------------------------------------------------------------------------------------------
+# Sensitivity: which layers lose the most to int8.
+
+@dataclass
+class LayerSQNR:
+    node: str  # node name in the fp32 graph (what nodes_to_exclude takes)
+    op: str
+    sqnr_db: float  # 10 log10(signal / noise) of its output, int8 vs fp32
+    added_noise: float  # noise/signal it adds beyond the worst of its inputs (the ranking key)
+
+
+def quantized_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in proto.graph.node if n.op_type in QUANTIZED_OPS and n.name]
+
+
+def layer_sqnr(fp32: onnx.ModelProto, int8: onnx.ModelProto, x: np.ndarray) -> list[LayerSQNR]:
+    """SQNR of every Conv/Gemm output, int8 model vs fp32 model, on inputs `x`, most harmful
+    first. Noise accumulates through the network, so a layer is ranked by the noise it adds
+    (its noise-to-signal ratio minus the worst of the layers feeding it), not by its raw SQNR.
+    """
+    nodes = quantized_nodes(fp32)
+    outputs = [n.output[0] for n in nodes]
+    ref = _run_with_outputs(fp32, outputs, x)
+    got = _run_with_outputs(int8, outputs, x)
+    nsr = {}
+    for name in outputs:
+        signal = float(np.mean(ref[name].astype(np.float64) ** 2)) + 1e-30
+        noise = float(np.mean((ref[name].astype(np.float64) - got[name]) ** 2))
+        nsr[name] = noise / signal
+    producer = _producers(fp32)
+    rows = []
+    for node, name in zip(nodes, outputs):
+        upstream = [nsr[t] for t in _upstream_quantized(node, producer, set(outputs))]
+        added = nsr[name] - max(upstream, default=0.0)
+        sqnr = 10 * math.log10(1.0 / nsr[name]) if nsr[name] > 0 else float("inf")
+        rows.append(LayerSQNR(node.name, node.op_type, sqnr, added))
+    return sorted(rows, key=lambda r: -r.added_noise)
+
+
+def _run_with_outputs(proto: onnx.ModelProto, names: list[str], x: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+    from edgecnn.export.parity import ort_session
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    known = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in known:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    session = ort_session(model, threads=1)
+    wanted = [o.name for o in session.get_outputs() if o.name in set(names)]
+    results: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
+    static = isinstance(session.get_inputs()[0].shape[0], int)
+    step = 1 if static else 32
+    for i in range(0, len(x), step):
+        for name, value in zip(wanted, session.run(wanted, {INPUT_NAME: x[i:i + step]})):
+            results[name].append(value)
+    return {k: np.concatenate(v) for k, v in results.items()}
+
+
+def _producers(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {out: n for n in proto.graph.node for out in n.output}
+
+
+def _upstream_quantized(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
+                        quantized_outputs: set[str]) -> list[str]:
+    """The nearest Conv/Gemm outputs feeding `node` through non-quantized ops (ReLU, pool,
+    Concat, Add...)."""
+    found, stack, seen = [], list(node.input), set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen or tensor not in producer:
+            continue
+        seen.add(tensor)
+        if tensor in quantized_outputs:
+            found.append(tensor)
+        else:
+            stack.extend(producer[tensor].input)
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# TensorRT's explicit quantization, checked offline.
+
+def tensorrt_problems(proto: onnx.ModelProto, allow_float: list[str] | tuple[str, ...] = ()
+                      ) -> list[str]:
+    """What TensorRT's explicit quantization would refuse or run in float, one line each:
+    every Conv/Gemm input (activation and weight) comes from a DequantizeLinear, weight scales
+    are per output channel on axis 0, every zero point is 0, residual Add inputs quantized.
+    `allow_float`: layers the accuracy guard kept in float on purpose (TensorRT runs them in
+    fp16/fp32 between int8 layers)."""
+    producer = _producers(proto)
+    allowed = set(allow_float)
+    inits = {t.name: t for t in proto.graph.initializer}
+    problems: list[str] = []
+    for n in proto.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            if len(n.input) > 2 and n.input[2] in inits:
+                zp = onnx.numpy_helper.to_array(inits[n.input[2]])
+                if np.any(zp != 0):
+                    problems.append(f"{n.name}: zero point is not 0")
+            if len(n.input) > 2 and n.input[2] and n.input[2] not in inits:
+                problems.append(f"{n.name}: zero point is not a constant")
+        elif n.op_type in ("Conv", "Gemm") and n.name not in allowed:
+            for role, tensor in (("input", n.input[0]), ("weight", n.input[1])):
+                dq = producer.get(tensor)
+                if dq is None or dq.op_type != "DequantizeLinear":
+                    problems.append(f"{n.name}: {role} is not behind a Q/DQ pair")
+                    continue
+                if role == "weight":
+                    problems.extend(_weight_scale_problems(n, dq, inits))
+        elif n.op_type == "Add" and not _is_bias_add(n, inits):
+            for tensor in n.input:
+                src = producer.get(tensor)
+                if src is None or src.op_type != "DequantizeLinear":
+                    problems.append(f"{n.name}: residual Add input {tensor} is not quantized")
+    return problems
+
+
+def _weight_scale_problems(node: onnx.NodeProto, dq: onnx.NodeProto,
+                           inits: dict[str, onnx.TensorProto]) -> list[str]:
+    scale = inits.get(dq.input[1])
+    weight = inits.get(dq.input[0])
+    if scale is None or weight is None:
+        return [f"{node.name}: weight scale or weight is not a constant"]
+    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    channels = weight.dims[0] if node.op_type == "Conv" else None
+    n_scales = int(np.prod(scale.dims)) if scale.dims else 1
+    if node.op_type == "Conv" and (axis != 0 or n_scales != channels):
+        return [f"{node.name}: weight scales are not per output channel on axis 0"]
+    return []
+
+
+def _is_bias_add(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> bool:
+    return any(t in inits for t in node.input)
