@@ -97,10 +97,12 @@ def run_export(args: argparse.Namespace) -> int:
         max_drop=1.0 if args.max_drop is None else args.max_drop, qat_epochs=args.qat_epochs,
         fp16=args.fp16, opset=args.opset, dynamic_batch=args.dynamic_batch,
         output=args.output, force=args.force)
-    if args.max_drop is not None and not args.int8:
-        from edgecnn.errors import EdgeCNNError
+    for flag, given in (("--calib-method", args.calib_method is not None),
+                        ("--max-drop", args.max_drop is not None)):
+        if given and not args.int8:  # a forgotten --int8, not something to ignore
+            from edgecnn.errors import EdgeCNNError
 
-        raise EdgeCNNError("--max-drop applies to --int8 only")
+            raise EdgeCNNError(f"{flag} applies to --int8 only")
     result = export(opts, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
     _summary(result.path, result.report)
     return 0

@@ -99,12 +99,8 @@ def check_options(opts: ExportOptions) -> Target:
         if not opts.calib_data:
             raise EdgeCNNError("--int8 needs --calib-data DATA (real images to calibrate on), "
                                "or --calib-data random for latency-only work")
-    else:
-        for flag, given in (("--calib-method", opts.calib_method is not None),
-                            ("--qat-epochs", opts.qat_epochs > 0),
-                            ("--max-drop", opts.max_drop != 1.0)):
-            if given:
-                raise EdgeCNNError(f"{flag} applies to --int8 only")
+    elif opts.qat_epochs:
+        raise EdgeCNNError("--qat-epochs applies to --int8 only")
     if opts.fp16:
         target.check_precision("fp16")
     if opts.qat_epochs and opts.calib_data == "random":

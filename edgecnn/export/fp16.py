@@ -22,7 +22,24 @@ def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     model.CopyFrom(proto)
     out = convert_float_to_float16(model, keep_io_types=True)
     out.ir_version = min(out.ir_version, proto.ir_version)
+    _topological_sort(out.graph)  # the converter appends its input Casts at the end
     return out
+
+
+def _topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so each comes after the producers of its inputs (ONNX requires it)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ValueError("the fp16 graph has a cycle or a dangling input")
+        for n in ready:
+            ordered.append(n)
+            available.update(n.output)
+        pending = [n for n in pending if not any(n is r for r in ready)]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def fp16_max_abs(fp32: onnx.ModelProto, fp16: onnx.ModelProto, x: np.ndarray) -> float:

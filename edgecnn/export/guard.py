@@ -34,7 +34,7 @@ from edgecnn.export.targets import CALIB_METHODS, Int8Scheme
 class GuardConfig:
     method: str = "minmax"  # the first calibration method tried
     max_drop: float = 1.0  # top-1 points int8 may lose against fp32
-    max_float_fraction: float = 0.25  # at most this share of layers kept in float
+    max_float_fraction: float = 0.25  # at most this share of layers kept in float (0: none)
     sqnr_images: int = 32  # held-out images the per-layer SQNR is measured on
 
 
@@ -124,7 +124,7 @@ def run_guard(
     ranked = layer_sqnr(fp32, best_proto, held_out.array(config.sqnr_images))
     sensitivity = [{"node": r.node, "op": r.op, "sqnr_db": round(r.sqnr_db, 2),
                     "added_noise": r.added_noise} for r in ranked[:10]]
-    limit = max(1, int(len(quantized_nodes(fp32)) * config.max_float_fraction))
+    limit = int(len(quantized_nodes(fp32)) * config.max_float_fraction)
     k = 1
     while k <= limit:
         exclude = [r.node for r in ranked[:k]]

@@ -150,27 +150,59 @@ def quantized_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 
 def layer_sqnr(fp32: onnx.ModelProto, int8: onnx.ModelProto, x: np.ndarray) -> list[LayerSQNR]:
-    """SQNR of every Conv/Gemm output, int8 model vs fp32 model, on inputs `x`, most harmful
-    first. Noise accumulates through the network, so a layer is ranked by the noise it adds
-    (its noise-to-signal ratio minus the worst of the layers feeding it), not by its raw SQNR.
+    """SQNR of every Conv/Gemm output as the next layer sees it (after its ReLU and its Q/DQ
+    pair), int8 model vs fp32 model, on inputs `x`, most harmful first. Noise accumulates
+    through the network, so a layer is ranked by the noise it adds (its noise-to-signal
+    ratio minus the worst of the layers feeding it), not by its raw SQNR. Ratios are per
+    channel, averaged (see `_noise_to_signal`).
     """
     nodes = quantized_nodes(fp32)
-    outputs = [n.output[0] for n in nodes]
-    ref = _run_with_outputs(fp32, outputs, x)
-    got = _run_with_outputs(int8, outputs, x)
-    nsr = {}
-    for name in outputs:
-        signal = float(np.mean(ref[name].astype(np.float64) ** 2)) + 1e-30
-        noise = float(np.mean((ref[name].astype(np.float64) - got[name]) ** 2))
-        nsr[name] = noise / signal
+    observed = {n.name: _observed_tensor(fp32, n) for n in nodes}
+    dequantized = _dequantized_names(int8)
+    in_int8 = {out for n in int8.graph.node for out in n.output}
+    pairs = {name: (t, dequantized.get(t, t)) for name, t in observed.items()
+             if dequantized.get(t, t) in in_int8}
+    ref = _run_with_outputs(fp32, sorted({t for t, _ in pairs.values()}), x)
+    got = _run_with_outputs(int8, sorted({q for _, q in pairs.values()}), x)
+    nsr = {name: _noise_to_signal(ref[t], got[q]) for name, (t, q) in pairs.items()}
     producer = _producers(fp32)
+    by_output = {n.output[0]: n.name for n in nodes}
     rows = []
-    for node, name in zip(nodes, outputs):
-        upstream = [nsr[t] for t in _upstream_quantized(node, producer, set(outputs))]
-        added = nsr[name] - max(upstream, default=0.0)
-        sqnr = 10 * math.log10(1.0 / nsr[name]) if nsr[name] > 0 else float("inf")
+    for node in nodes:
+        if node.name not in nsr:
+            continue  # fused away in the int8 graph: nothing to compare
+        upstream = [nsr[by_output[t]] for t in _upstream_quantized(node, producer, set(by_output))
+                    if by_output[t] in nsr]
+        added = nsr[node.name] - max(upstream, default=0.0)
+        sqnr = 10 * math.log10(1.0 / nsr[node.name]) if nsr[node.name] > 0 else float("inf")
         rows.append(LayerSQNR(node.name, node.op_type, sqnr, added))
     return sorted(rows, key=lambda r: -r.added_noise)
+
+
+def _observed_tensor(proto: onnx.ModelProto, node: onnx.NodeProto) -> str:
+    """The layer's output after a ReLU/Clip that only it feeds (the quantizer folds those)."""
+    out = node.output[0]
+    consumers = [n for n in proto.graph.node if out in n.input]
+    if len(consumers) == 1 and consumers[0].op_type in ("Relu", "Clip"):
+        return consumers[0].output[0]
+    return out
+
+
+def _dequantized_names(proto: onnx.ModelProto) -> dict[str, str]:
+    """tensor -> the output of the QuantizeLinear -> DequantizeLinear pair on it."""
+    q_out = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+    return {q_out[n.input[0]]: n.output[0] for n in proto.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in q_out}
+
+
+def _noise_to_signal(ref: np.ndarray, got: np.ndarray) -> float:
+    """Noise power over signal power, averaged over channels (axis 1): one channel with a
+    huge range must not hide that the quantization step it forces wipes out the others."""
+    ref, got = ref.astype(np.float64), got.astype(np.float64)
+    axes = tuple(i for i in range(ref.ndim) if i != 1) if ref.ndim >= 3 else None
+    signal = np.mean(ref ** 2, axis=axes) + 1e-30
+    noise = np.mean((ref - got) ** 2, axis=axes)
+    return float(np.mean(noise / signal))
 
 
 def _run_with_outputs(proto: onnx.ModelProto, names: list[str], x: np.ndarray
