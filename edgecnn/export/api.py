@@ -256,7 +256,8 @@ class _Export:
                      seed=self.opts.seed)
         make_permanent(model)
         out = asdict(report)
-        out.update(top1_before=acc_before, top1_pruned=acc_pruned,
+        out.update(finetune_epochs=config.finetune_epochs, top1_before=acc_before,
+                   top1_pruned=acc_pruned,
                    top1_after=self.torch_accuracy(model) if config.finetune_epochs
                    else acc_pruned, accuracy_data=self.src.dataset or None)
         self.report["pruning"] = out

@@ -1,0 +1,220 @@
+"""int8: the scheme per target, the TensorRT checker, the accuracy guard, QAT, random
+calibration. Real quantizer (ONNX Runtime's), real data (scikit-learn's digits)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgecnn.export.inputs import Preprocess, load_images
+from tests.export_helpers import lenet_ckpt  # noqa: F401  (fixture)
+
+pytest.importorskip("onnxruntime")
+
+
+def qdq_params(proto: onnx.ModelProto) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(node, scale, zero point) of every QuantizeLinear/DequantizeLinear."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return [(n.name, inits[n.input[1]], inits[n.input[2]]) for n in proto.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+
+
+def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
+                                                  lenet_ckpt: Path) -> None:  # noqa: F811
+    from edgecnn.export import ExportOptions, export
+
+    res = export(ExportOptions(str(lenet_ckpt), int8=True, calib_data="digits",
+                               calib_samples=64, output=str(tmp_path / "q")))
+    proto = onnx.load(str(res.path / "model.int8.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["edgecnn.precision"] == "int8" and meta["edgecnn.trained"] == "true"
+    assert meta["edgecnn.extra.calibration"].startswith("digits (64 train images")
+    params = qdq_params(proto)
+    activations = [zp for _, s, zp in params if zp.dtype == np.uint8]
+    weights = [(s, zp) for _, s, zp in params if zp.dtype == np.int8]
+    assert activations, "CPU targets: uint8 (asymmetric) activations"
+    assert weights and all(np.all(zp == 0) for _, zp in weights), "symmetric int8 weights"
+    assert any(s.ndim == 1 and s.size > 1 for s, _ in weights), "per-channel weight scales"
+    g = res.report["int8"]["guard"]
+    step = g["steps"][g["chosen"]]
+    assert g["top1_fp32"] > 80 and g["passed"] is True
+    assert step["drop"] <= 1.0 and step["agreement"] > 90
+    assert res.report["data"]["held_out_images"] == 360  # digits' whole val split
+    sizes = res.report["files"]
+    assert sizes["model.int8.onnx"]["bytes"] < 0.5 * sizes["model.onnx"]["bytes"]
+
+
+def test_tensorrt_scheme_is_symmetric_and_passes_the_checker(tmp_path: Path) -> None:
+    from edgecnn.export import ExportOptions, export
+    from edgecnn.export.quantize import tensorrt_problems
+
+    res = export(ExportOptions("mobilenet_v2", resolution=32, num_classes=10, target="tensorrt",
+                               int8=True, calib_data="random", calib_samples=8,
+                               output=str(tmp_path / "t")))
+    proto = onnx.load(str(res.path / "model.int8.onnx"))
+    params = qdq_params(proto)
+    assert params and all(zp.dtype == np.int8 and np.all(zp == 0) for _, _, zp in params)
+    assert res.report["int8"]["tensorrt_checks"] == {"passed": True, "problems": []}
+    # the residual Adds of the inverted residual blocks have quantized inputs
+    assert any(n.op_type == "Add" for n in proto.graph.node)
+    assert tensorrt_problems(proto) == []
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert "random" in meta["edgecnn.extra.calibration"]
+    assert res.report["int8"]["random_calibration"] is True
+    assert any("random inputs" in w for w in res.report["warnings"])
+
+
+def test_tensorrt_checker_finds_what_tensorrt_refuses(tmp_path: Path) -> None:
+    """The CPU scheme (uint8, zero points != 0) and a float layer fail the offline check."""
+    from edgecnn.export import ExportOptions, export
+    from edgecnn.export.quantize import tensorrt_problems
+
+    res = export(ExportOptions("mobilenet_v2", resolution=32, num_classes=10, int8=True,
+                               calib_data="random", calib_samples=8, output=str(tmp_path / "c")))
+    cpu = onnx.load(str(res.path / "model.int8.onnx"))
+    problems = tensorrt_problems(cpu)
+    assert any("zero point is not 0" in p for p in problems)
+    fp32 = onnx.load(str(res.path / "model.onnx"))
+    problems = tensorrt_problems(fp32)
+    assert any("is not behind a Q/DQ pair" in p for p in problems)
+    assert any("residual Add input" in p for p in problems)
+
+
+def _hostile_lenet(ckpt: Path) -> tuple[onnx.ModelProto, np.ndarray, object]:
+    """LeNet-5 whose first conv has one output channel scaled 1000x before its tanh. In
+    float the channel saturates (tanh is ±1 either way) and the rest is unchanged; in int8
+    the shared per-tensor range of that conv output is 1000x wider, so the other five
+    channels are rounded to a few levels: a real, reproducible int8 accuracy collapse."""
+    from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgecnn.export.onnx_io import simplify, to_onnx_proto
+    from edgecnn.export.quantize import preprocess
+
+    data = load_checkpoint(ckpt)
+    model = model_from_checkpoint(data)
+    with torch.no_grad():
+        conv = model.features[0]
+        conv.weight[0] *= 1000
+        conv.bias[0] *= 1000
+    pre = Preprocess(32, 1, tuple(data["mean"]), tuple(data["std"]))
+    proto = preprocess(simplify(to_onnx_proto(model, torch.zeros(1, 1, 32, 32))))
+    calib = load_images("digits", "train", pre, limit=64).array()
+    return proto, calib, load_images("digits", "val", pre)
+
+
+def test_guard_tries_methods_then_keeps_the_sensitive_layer_in_float(
+        tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811
+    from edgecnn.export.guard import GuardConfig, run_guard
+    from edgecnn.export.quantize import layer_sqnr
+    from edgecnn.export.targets import load_target
+
+    proto, calib, held = _hostile_lenet(lenet_ckpt)
+    result = run_guard(proto, calib, held, load_target("cpu-x86").int8,
+                       GuardConfig(method="minmax", max_drop=1.0), cache_dir=tmp_path)
+    steps = result.steps
+    assert [s.method for s in steps[:3]] == ["minmax", "entropy", "percentile"]
+    assert all(s.drop > 1.0 for s in steps[:3]), "the collapse is real for every calibration"
+    last = steps[result.chosen]
+    assert last.step == "float_layers" and last.float_layers == ["/features/features.0/Conv"]
+    assert result.passed and last.drop <= 1.0
+    # the SQNR ranking named the layer whose output lost the most
+    assert result.sensitivity[0]["node"] == "/features/features.0/Conv"
+    assert result.sensitivity[0]["sqnr_db"] < 10
+    kept = [n for n in result.proto.graph.node if n.op_type == "Conv"]
+    assert any(n.input[1] == "features.0.weight" for n in kept), "conv1 kept its float weight"
+    # an unharmed model ranks low noise everywhere
+    ranks = layer_sqnr(proto, result.proto, held.array(16))
+    assert {r.node for r in ranks} >= {"/features/features.3/Conv", "/classifier/Gemm"}
+
+
+def test_guard_reaches_qat_and_reports_every_step(tmp_path: Path,
+                                                  lenet_ckpt: Path) -> None:  # noqa: F811
+    from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgecnn.export.guard import GuardConfig, run_guard
+    from edgecnn.export.onnx_io import simplify, to_onnx_proto
+    from edgecnn.export.qat import qat_finetune
+    from edgecnn.export.quantize import preprocess
+    from edgecnn.export.targets import load_target
+
+    proto, calib, held = _hostile_lenet(lenet_ckpt)
+    scheme = load_target("cpu-x86").int8
+    data = load_checkpoint(lenet_ckpt)
+    calls = []
+
+    def qat() -> onnx.ModelProto:
+        model = model_from_checkpoint(data)
+        calls.append(1)
+        qat_finetune(model, scheme, data="digits", epochs=1, resolution=32,
+                     mean=tuple(data["mean"]), std=tuple(data["std"]))
+        return preprocess(simplify(to_onnx_proto(model, torch.zeros(1, 1, 32, 32))))
+
+    # no float layers allowed: after the calibration methods, QAT is the only step left
+    result = run_guard(proto, calib, held, scheme,
+                       GuardConfig(max_drop=1.0, max_float_fraction=0.0), cache_dir=tmp_path,
+                       qat=qat)
+    assert calls == [1]
+    assert [s.step for s in result.steps] == ["calibrate"] * 3 + ["qat"]
+    qat_step = result.steps[-1]
+    assert qat_step.top1_int8 is not None and qat_step.agreement is not None
+    # the callable fine-tuned the checkpoint's sound weights: their int8 is within the limit
+    assert result.chosen == 3 and result.passed and qat_step.drop <= 1.0
+
+
+def test_qat_leaves_a_plain_float_model(lenet_ckpt: Path) -> None:  # noqa: F811
+    from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgecnn.export.qat import fake_quantized
+    from edgecnn.export.targets import load_target
+
+    model = model_from_checkpoint(load_checkpoint(lenet_ckpt))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 1, 32, 32)
+    with fake_quantized(model, load_target("cpu-x86").int8):
+        model.train()
+        model(x)  # observers see data
+        model.eval()
+        rounded = model(x)
+        conv = model.features[0]
+        w, orig = conv.weight, conv.parametrizations.weight.original
+        # rounded to the int8 grid of each output channel: off by at most half a step
+        step = orig.abs().amax(dim=(1, 2, 3)) / 127
+        err = (w - orig).abs().amax(dim=(1, 2, 3))
+        assert torch.all(err <= step * 0.5 + 1e-6) and err.max() > 0
+    assert set(model.state_dict()) == set(before)  # no observers or parametrizations left
+    plain = model(x)
+    assert torch.allclose(plain, model_from_checkpoint(load_checkpoint(lenet_ckpt))(x))
+    assert not torch.equal(rounded, plain)
+
+
+def test_random_calibration_must_be_explicit(tmp_path: Path, capsys) -> None:
+    from edgecnn.cli.main import main
+
+    assert main(["export", "lenet5", "--int8", "-o", str(tmp_path / "a")]) == 2
+    assert "--calib-data random" in capsys.readouterr().err
+    assert main(["export", "lenet5", "--int8", "--calib-data", "random",
+                 "--calib-samples", "4", "-o", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "random inputs" in err
+    report = json.loads((tmp_path / "a" / "export.json").read_text())
+    assert report["int8"]["guard"]["passed"] is None  # nothing measured, and it says so
+
+
+def test_cli_int8_options_reach_the_guard(tmp_path: Path, capsys,
+                                          lenet_ckpt: Path) -> None:  # noqa: F811
+    from edgecnn.cli.main import main
+
+    out = tmp_path / "g"
+    code = main(["export", str(lenet_ckpt), "--int8", "--calib-data", "digits",
+                 "--calib-samples", "32", "--calib-method", "percentile", "--max-drop", "0",
+                 "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads((out / "export.json").read_text())
+    first = report["int8"]["guard"]["steps"][0]
+    assert first["method"] == "percentile" and report["int8"]["max_drop"] == 0
+    assert report["data"]["calibration_images"] == 32
+    assert "top-1 fp32" in captured.out
