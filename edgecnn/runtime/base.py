@@ -44,6 +44,9 @@ class TensorSpec:
                                "image models take float input")
         return cls(info.name, info.elem_type, info.shape)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_np_dtype", np.dtype(self.dtype))  # once, not per call
+
     @property
     def dynamic_batch(self) -> bool:
         return bool(self.shape) and self.shape[0] is None
@@ -53,16 +56,18 @@ class TensorSpec:
         if not isinstance(batch, np.ndarray):
             raise EdgeCNNError(f"expected a numpy array for input {self.name!r}, got "
                                f"{type(batch).__name__}")
-        if batch.dtype != np.dtype(self.dtype):
+        if batch.dtype != self._np_dtype:  # type: ignore[attr-defined]
             raise EdgeCNNError(f"input {self.name!r} must be {self.dtype}, got {batch.dtype} "
                                f"(convert with .astype(np.{self.dtype}))")
-        expected = "x".join("N" if d is None else str(d) for d in self.shape)
-        got = "x".join(str(d) for d in batch.shape)
-        if batch.ndim != len(self.shape) or any(
-                (want is not None and have != want) for have, want in zip(batch.shape, self.shape)):
-            raise EdgeCNNError(f"input {self.name!r} must have shape {expected}, got {got}")
+        shape = batch.shape
+        if len(shape) != len(self.shape) or any(
+                want is not None and have != want for have, want in zip(shape, self.shape)):
+            expected = "x".join("N" if d is None else str(d) for d in self.shape)
+            raise EdgeCNNError(f"input {self.name!r} must have shape {expected}, got "
+                               f"{'x'.join(map(str, shape))}")
         if batch.size == 0:
-            raise EdgeCNNError(f"input {self.name!r} is empty (shape {got})")
+            raise EdgeCNNError(f"input {self.name!r} is empty (shape "
+                               f"{'x'.join(map(str, shape))})")
         return np.ascontiguousarray(batch)
 
 

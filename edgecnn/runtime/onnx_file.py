@@ -15,7 +15,6 @@ bytes: reading a 5 MB MobileNet takes well under a millisecond of Python per nod
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,6 +90,8 @@ def read_onnx(path: str | os.PathLike[str]) -> OnnxInfo:
 
 
 def file_sha256(path: Path) -> str:
+    import hashlib  # here, not at the top: it loads OpenSSL (~3.5 MB resident) for nothing
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
