@@ -36,8 +36,8 @@ def build_model(name: str, alpha: float = 1.0, resolution: int = 32, seed: int =
     return model
 
 
-def export_artifact(model, directory: Path, *, name: str, alpha: float, resolution: int,  # noqa: ANN001
-                    opset: int = 18, dynamic_batch: bool = False,
+def export_artifact(model, directory: Path, *, name: str,  # noqa: ANN001
+                    alpha: float, resolution: int, opset: int = 18, dynamic_batch: bool = False,
                     metadata: bool = True, filename: str = "model.onnx") -> Path:
     """Write `directory/filename` and return its path."""
     import torch

@@ -416,6 +416,37 @@ def test_the_runtime_never_imports_torch(art: dict, photos: list[Path]) -> None:
     assert "HEAVY []" in proc.stdout
 
 
+def test_the_base_install_is_enough(art: dict, photos: list[Path]) -> None:
+    """As after `pip install edgecnn` without extras: every package outside the base
+    dependencies (numpy, onnxruntime, pillow) made unimportable, the runtime still loads,
+    predicts and picks ONNX Runtime; asking for OpenVINO says what to install."""
+    code = """if True:
+        import sys
+        BLOCKED = {"torch", "onnx", "onnxscript", "onnxslim", "torch_pruning", "openvino",
+                   "sklearn", "mlxtend", "matplotlib", "tqdm", "yaml", "zstandard", "tensorrt"}
+
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+                return None
+
+        sys.meta_path.insert(0, Blocker())
+        from edgecnn.runtime import EdgeCNNError, load
+        model = load(sys.argv[1])
+        assert model.selection == "auto: onnxruntime on cpu", model.selection
+        print("TOP", model.predict(sys.argv[2], topk=1)[0].id)
+        try:
+            load(sys.argv[1], runtime="openvino")
+        except EdgeCNNError as exc:
+            print("OV", exc)
+    """
+    proc = _run_python(code, str(art["main"]), str(photos[0]))
+    assert proc.returncode == 0, proc.stderr
+    assert f"TOP {load(art['main']).predict(photos[0])[0].id}" in proc.stdout
+    assert "OV openvino is not installed: pip install openvino" in proc.stdout
+
+
 def test_deploy_app_classifies_a_folder(art: dict, photos: list[Path], tmp_path: Path) -> None:
     folder = tmp_path / "camera-roll"
     folder.mkdir()

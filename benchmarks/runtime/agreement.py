@@ -174,7 +174,8 @@ def main() -> None:
                      f"{r['fp32_max_abs_torch_vs_float64']:.1e} | {r['fp32_top1_agreement']:.0%} | "
                      f"{r['int8_top1_agreement_ort_vs_openvino']:.0%} | "
                      f"{r['int8_sqnr_db_ort_vs_openvino']:.1f} | "
-                     f"{r['int8_sqnr_db_ort_vs_fp32']:.1f} / {r['int8_sqnr_db_openvino_vs_fp32']:.1f} | "
+                     f"{r['int8_sqnr_db_ort_vs_fp32']:.1f} / "
+                     f"{r['int8_sqnr_db_openvino_vs_fp32']:.1f} | "
                      f"{r['int8_top1_agreement_ort_vs_fp32']:.0%} | "
                      f"{r['fp32_top1_margin_median']:.3f} |")
     (HERE / "agreement.md").write_text("\n".join(lines) + "\n")

@@ -99,8 +99,8 @@ def export_mobilenet(directory: Path) -> Path:
 def measure(code: str, args: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """(wall seconds, own peak RSS MB, ru_maxrss MB, stdout) of one fresh interpreter."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code + REPORT_HWM, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", code + REPORT_HWM, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
