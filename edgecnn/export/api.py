@@ -325,7 +325,7 @@ class _Export:
     def int8(self, model: torch.nn.Module, fp32: onnx.ModelProto) -> onnx.ModelProto:
         import tempfile
 
-        from edgecnn.export.guard import GuardConfig, run_guard
+        from edgecnn.export.guard import GuardConfig, float_stem_if_faster, run_guard
         from edgecnn.export.inputs import random_images
         from edgecnn.export.onnx_io import finish
         from edgecnn.export.quantize import preprocess, tensorrt_problems
@@ -339,22 +339,31 @@ class _Export:
         qat = None
         if self.opts.qat_epochs:
             qat = lambda: self.qat_model(model)  # noqa: E731
+        config = GuardConfig(method=method, max_drop=self.opts.max_drop)
         with tempfile.TemporaryDirectory() as cache_dir:
-            guard = run_guard(pre, calib_x, self.held_out, scheme,
-                              GuardConfig(method=method, max_drop=self.opts.max_drop),
+            guard = run_guard(pre, calib_x, self.held_out, scheme, config,
                               cache_dir=Path(cache_dir), qat=qat, log=self.log)
+            stem: dict[str, Any] = {"float_stem": False, "reason": "TensorRT target"}
+            int8 = guard.proto
+            if not scheme.symmetric_activations:  # CPU targets: measure the stem
+                int8, stem = float_stem_if_faster(
+                    pre, guard, calib_x, self.held_out, scheme, config,
+                    cache_dir=Path(cache_dir), log=self.log,
+                    input_shape=(1, self.src.in_chans, self.src.resolution, self.src.resolution))
         chosen = guard.steps[guard.chosen]
+        float_layers = [*chosen.float_layers, *([stem["stem"]] if stem["float_stem"] else [])]
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
                        f"{self.opts.calib_data} ({len(calib_x)} train images)")
         extra = {"calibration": calibration, "calib_method": chosen.method,
-                 "float_layers": str(len(chosen.float_layers)),
+                 "float_layers": str(len(float_layers)),
                  "qat": "true" if chosen.step == "qat" else "false"}
-        proto = finish(guard.proto, self.props("int8", extra),
+        proto = finish(int8, self.props("int8", extra),
                        max_ir_version=self.target.max_ir_version)
         section: dict[str, Any] = {
             "activations": scheme.activations, "weights": scheme.weights,
             "calibration": calibration, "random_calibration": random,
-            "guard": guard.to_dict(), "max_drop": self.opts.max_drop}
+            "guard": guard.to_dict(), "max_drop": self.opts.max_drop, "stem": stem,
+            "float_layers": float_layers}
         if guard.passed is False:
             best = chosen.drop
             self.warn(f"int8 loses {best:.2f} top-1 points (> --max-drop {self.opts.max_drop:g})"
@@ -363,7 +372,7 @@ class _Export:
             self.warn("int8 calibrated on random inputs: for latency work only, accuracy "
                       "not measured")
         if scheme.tensorrt_checks:
-            problems = tensorrt_problems(proto, allow_float=chosen.float_layers)
+            problems = tensorrt_problems(proto, allow_float=float_layers)
             section["tensorrt_checks"] = {"passed": not problems, "problems": problems}
             if problems:
                 raise EdgeCNNError(f"the int8 graph would not run as int8 in TensorRT: "

@@ -1,0 +1,253 @@
+"""Reproduce the export figures: int8 vs fp32 speed and accuracy, structured pruning's speed
+and accuracy, export wall time, and the Deep Compression size.
+
+    python benchmarks/export/run.py                 # everything (trains what is missing)
+    python benchmarks/export/run.py --only speed    # one part: train|accuracy|speed|prune|time|size
+
+Accuracy is measured at 32 px on the 1,000 held-out mnist5k digits, on models trained here by
+`edgecnn train` (recipes below, the commands recorded); latency at 224 px on the same
+architectures with initialized weights (BN statistics from a batch, so no denormals), since
+speed does not depend on the weights. Latency: ONNX Runtime, CPU, batch 1, the sessions of a
+comparison timed in alternating blocks of runs (never interleaved run by run), median of the
+block means; 1 and 2 intra-op threads. Every artifact is made by the real `edgecnn export`
+command; results go to benchmarks/export/results.json and results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RUNS = ROOT / "runs" / "bench-export"
+OUT = RUNS / "artifacts"
+
+# name -> `edgecnn train` arguments (the training benchmark's recipes).
+TRAIN = {
+    "mobilenet_a0.5_r32": ["mobilenet", "--alpha", "0.5", "--resolution", "32", "--data",
+                           "mnist5k", "--epochs", "20", "--optimizer", "sgd", "--lr", "0.1",
+                           "--label-smoothing", "0.1"],
+    "squeezenet1_1_r32": ["squeezenet1_1", "--resolution", "32", "--data", "mnist5k",
+                          "--epochs", "20", "--optimizer", "adamw", "--lr", "2e-3",
+                          "--label-smoothing", "0.1"],
+    "mobilenet_a1.0_r32": ["mobilenet", "--alpha", "1.0", "--resolution", "32", "--data",
+                           "mnist5k", "--epochs", "10", "--optimizer", "sgd", "--lr", "0.1",
+                           "--label-smoothing", "0.1"],
+}
+
+
+def edgecnn(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "edgecnn", *args], cwd=ROOT, text=True,
+                          capture_output=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"edgecnn {' '.join(args)} failed:\n{proc.stderr}")
+    return proc, elapsed
+
+
+def command(*args: str) -> str:
+    return "edgecnn " + " ".join(args)
+
+
+def train(results: dict) -> None:
+    for name, args in TRAIN.items():
+        out = RUNS / name
+        full = [*args, "--out", str(out.relative_to(ROOT))]
+        if not (out / "best.pt").is_file():
+            print(f"training {name}", flush=True)
+            edgecnn("train", *full, "--force")
+        metrics = json.loads((out / "metrics.json").read_text())
+        results.setdefault("train", {})[name] = {"command": command("train", *full),
+                                                 "best": metrics.get("best", metrics)}
+
+
+def export_json(path: Path) -> dict:
+    return json.loads((path / "export.json").read_text())
+
+
+def accuracy(results: dict) -> None:
+    """fp32 vs int8 top-1 on held-out mnist5k, through the accuracy guard."""
+    rows = {}
+    for name in ("mobilenet_a0.5_r32", "squeezenet1_1_r32"):
+        args = ["export", str((RUNS / name / "best.pt").relative_to(ROOT)), "--int8",
+                "--calib-data", "mnist5k", "-o", str((OUT / f"{name}-int8").relative_to(ROOT)),
+                "--force"]
+        edgecnn(*args)
+        guard = export_json(OUT / f"{name}-int8")["int8"]["guard"]
+        step = guard["steps"][guard["chosen"]]
+        rows[name] = {"command": command(*args), "top1_fp32": guard["top1_fp32"],
+                      "top1_int8": step["top1_int8"], "drop_points": step["drop"],
+                      "agreement": step["agreement"], "guard_steps": len(guard["steps"]),
+                      "chosen_step": step["step"], "calib_method": step["method"]}
+        print(f"accuracy {name}: {rows[name]}", flush=True)
+    results["accuracy"] = rows
+
+
+def timed_blocks(paths: dict[str, Path], threads: int, blocks: int = 15,
+                 runs: int = 40) -> dict[str, float]:
+    """Median per-run latency (ms) of each model: blocks of runs, alternating models."""
+    import onnxruntime as ort
+
+    sessions = {}
+    for key, path in paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sessions[key] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    shape = [d if isinstance(d, int) else 1 for d in
+             next(iter(sessions.values())).get_inputs()[0].shape]
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(blocks):
+        for key, sess in sessions.items():
+            for _ in range(5):
+                sess.run(None, {"input": x})
+            start = time.perf_counter()
+            for _ in range(runs):
+                sess.run(None, {"input": x})
+            times[key].append((time.perf_counter() - start) / runs * 1e3)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def speed(results: dict) -> None:
+    """int8 vs fp32 at 224 px, batch 1, one artifact directory holding both files."""
+    rows = {}
+    for name, extra in (("mobilenet_a0.5_r224", ["mobilenet", "--alpha", "0.5"]),
+                        ("squeezenet1_1_r224", ["squeezenet1_1"])):
+        out = OUT / name
+        args = ["export", *extra, "--num-classes", "10", "--int8", "--calib-data", "random",
+                "-o", str(out.relative_to(ROOT)), "--force"]
+        edgecnn(*args)
+        row = {"command": command(*args)}
+        for threads in (1, 2):
+            ms = timed_blocks({"fp32": out / "model.onnx", "int8": out / "model.int8.onnx"},
+                              threads)
+            row[f"threads_{threads}"] = {"fp32_ms": round(ms["fp32"], 4),
+                                         "int8_ms": round(ms["int8"], 4),
+                                         "speedup": round(ms["fp32"] / ms["int8"], 3)}
+        rows[name] = row
+        print(f"speed {name}: {row}", flush=True)
+    results["speed"] = rows
+
+
+def prune(results: dict) -> None:
+    """Structured pruning of half the MACs of MobileNet alpha 1.0: accuracy after
+    fine-tuning (32 px, trained) and speed (224 px)."""
+    ckpt = (RUNS / "mobilenet_a1.0_r32" / "best.pt").relative_to(ROOT)
+    acc_out = OUT / "mobilenet_a1.0_r32-pruned"
+    acc_args = ["export", str(ckpt), "--prune", "0.5", "--finetune-epochs", "5", "-o",
+                str(acc_out.relative_to(ROOT)), "--force"]
+    edgecnn(*acc_args)
+    pr = export_json(acc_out)["pruning"]
+    speed_out = OUT / "mobilenet_a1.0_r224-pruned"
+    speed_args = ["export", "mobilenet", "--num-classes", "10", "--prune", "0.5", "-o",
+                  str(speed_out.relative_to(ROOT)), "--force"]
+    edgecnn(*speed_args)
+    dense_out = OUT / "mobilenet_a1.0_r224"
+    dense_args = ["export", "mobilenet", "--num-classes", "10", "-o",
+                  str(dense_out.relative_to(ROOT)), "--force"]
+    edgecnn(*dense_args)
+    row = {"accuracy_command": command(*acc_args), "speed_commands": [command(*speed_args),
+                                                                      command(*dense_args)],
+           "macs_before": pr["macs_before"], "macs_after": pr["macs_after"],
+           "macs_removed": round(1 - pr["macs_after"] / pr["macs_before"], 4),
+           "params_before": pr["params_before"], "params_after": pr["params_after"],
+           "top1_before": pr["top1_before"], "top1_pruned_no_finetune": pr["top1_pruned"],
+           "top1_after_finetune": pr["top1_after"],
+           "drop_points": round(pr["top1_before"] - pr["top1_after"], 3),
+           "export_json_latency_ms": export_json(speed_out)["latency_ms"]}
+    for threads in (1, 2):
+        ms = timed_blocks({"dense": dense_out / "model.onnx",
+                           "pruned": speed_out / "model.onnx"}, threads)
+        row[f"threads_{threads}"] = {"dense_ms": round(ms["dense"], 4),
+                                     "pruned_ms": round(ms["pruned"], 4),
+                                     "speedup": round(ms["dense"] / ms["pruned"], 3)}
+    results["prune"] = row
+    print(f"prune: {row}", flush=True)
+
+
+def export_time(results: dict) -> None:
+    """Wall time of the whole command (process start to exit), fp32 + int8, 256 calibration
+    images, accuracy guard on the 1,000 held-out images, at 224 px."""
+    out = OUT / "mobilenet_a0.5_r224-timed"
+    args = ["export", "mobilenet", "--alpha", "0.5", "--num-classes", "10", "--int8",
+            "--calib-data", "mnist5k", "--calib-samples", "256", "-o",
+            str(out.relative_to(ROOT)), "--force"]
+    walls = []
+    for _ in range(3):
+        walls.append(edgecnn(*args)[1])
+    results["export_time"] = {"command": command(*args), "wall_s": [round(w, 2) for w in walls],
+                              "median_wall_s": round(float(np.median(walls)), 2),
+                              "stages_s": export_json(out)["timings_s"]}
+    print(f"time: {results['export_time']}", flush=True)
+
+
+def size(results: dict) -> None:
+    """SqueezeNet 1.0 (1000 classes): fp32 vs unstructured 67% + int8, compressed (the
+    SqueezeNet paper's Deep Compression row: 4.8 MB -> 0.66 MB at 8 bits). Initialized
+    weights: sizes only, no ImageNet accuracy is claimed."""
+    dense, sparse = OUT / "squeezenet1_0-dense", OUT / "squeezenet1_0-sparse-int8"
+    a1 = ["export", "squeezenet1_0", "-o", str(dense.relative_to(ROOT)), "--force"]
+    a2 = ["export", "squeezenet1_0", "--prune", "0.67", "--prune-method", "unstructured",
+          "--int8", "--calib-data", "random", "--calib-samples", "32", "-o",
+          str(sparse.relative_to(ROOT)), "--force"]
+    edgecnn(*a1)
+    edgecnn(*a2)
+    d, s = export_json(dense)["files"], export_json(sparse)["files"]
+    results["size"] = {"commands": [command(*a1), command(*a2)],
+                       "fp32_bytes": d["model.onnx"]["bytes"],
+                       "fp32_zstd_bytes": d["model.onnx"]["zstd_bytes"],
+                       "sparse_fp32_zstd_bytes": s["model.onnx"]["zstd_bytes"],
+                       "sparse_int8_bytes": s["model.int8.onnx"]["bytes"],
+                       "sparse_int8_zstd_bytes": s["model.int8.onnx"]["zstd_bytes"],
+                       "sparse_int8_gzip_bytes": s["model.int8.onnx"]["gzip_bytes"],
+                       "sparsity": export_json(sparse)["pruning"]["sparsity"]}
+    print(f"size: {results['size']}", flush=True)
+
+
+PARTS = {"train": train, "accuracy": accuracy, "speed": speed, "prune": prune,
+         "time": export_time, "size": size}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=list(PARTS), action="append")
+    args = parser.parse_args()
+    path = HERE / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results["conditions"] = {"cpu": _cpu(), "cores": os.cpu_count(),
+                             "python": platform.python_version(), "versions": _versions(),
+                             "load_average_at_start": os.getloadavg()}
+    for part in args.only or list(PARTS):
+        PARTS[part](results)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+if __name__ == "__main__":
+    main()
