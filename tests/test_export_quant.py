@@ -48,6 +48,23 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     assert res.report["data"]["held_out_images"] == 360  # digits' whole val split
     sizes = res.report["files"]
     assert sizes["model.int8.onnx"]["bytes"] < 0.5 * sizes["model.onnx"]["bytes"]
+    stem = res.report["int8"]["stem"]  # measured both ways, the faster kept
+    assert stem["stem"] == "/features/features.0/Conv" and stem["int8_ms"] > 0
+    assert stem["float_stem"] == (stem["stem"] in res.report["int8"]["float_layers"])
+
+
+def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811
+    from edgecnn.export import ExportOptions, export
+
+    res = export(ExportOptions(str(lenet_ckpt), int8=True, calib_data="digits",
+                               calib_samples=32, max_drop=0.0, qat_epochs=1,
+                               output=str(tmp_path / "qat")))
+    steps = res.report["int8"]["guard"]["steps"]
+    if steps[0]["drop"] > 0:  # nothing cheaper reached a zero drop: QAT ran last
+        assert steps[-1]["step"] == "qat" and steps[-1]["top1_int8"] is not None
+    meta = {p.key: p.value for p in onnx.load(str(res.path / "model.int8.onnx")).metadata_props}
+    chosen = steps[res.report["int8"]["guard"]["chosen"]]
+    assert meta["edgecnn.extra.qat"] == ("true" if chosen["step"] == "qat" else "false")
 
 
 def test_tensorrt_scheme_is_symmetric_and_passes_the_checker(tmp_path: Path) -> None:
@@ -61,6 +78,7 @@ def test_tensorrt_scheme_is_symmetric_and_passes_the_checker(tmp_path: Path) -> 
     params = qdq_params(proto)
     assert params and all(zp.dtype == np.int8 and np.all(zp == 0) for _, _, zp in params)
     assert res.report["int8"]["tensorrt_checks"] == {"passed": True, "problems": []}
+    assert res.report["int8"]["stem"]["float_stem"] is False  # TensorRT: every conv int8
     # the residual Adds of the inverted residual blocks have quantized inputs
     assert any(n.op_type == "Add" for n in proto.graph.node)
     assert tensorrt_problems(proto) == []
