@@ -10,7 +10,7 @@ setup:
 	$(PIP) -e ".[torch,openvino,test]"
 
 run: setup
-	$(PYTHON) -m edgecnn list
+	$(PYTHON) -m edgecnn pipeline export/pipeline.yaml
 
 test: setup
 	$(PYTHON) -m pytest -n 2 --durations=15 tests

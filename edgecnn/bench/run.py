@@ -53,7 +53,7 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
             groups = make_cases(target, runtimes=config.runtimes, precisions=config.precisions,
                                 batches=config.batches, threads=config.threads,
                                 device=config.device)
-            eval_data = _eval_data(config, target.input_shape, target.files)
+            eval_data = eval_data_for(config, target.input_shape, target.files)
             for group in groups:
                 if stopped():
                     break
@@ -74,7 +74,7 @@ def _is_baseline(r: BenchRecord) -> bool:
     return r.runtime == "torch-eager" and r.precision == "fp32"
 
 
-def _eval_data(config: BenchConfig, input_shape: tuple[int, int, int],
+def eval_data_for(config: BenchConfig, input_shape: tuple[int, int, int],
                files: dict[str, Path]) -> EvalData | None:
     if not config.data:
         return None

@@ -1,0 +1,169 @@
+"""The stages of `edgecnn pipeline`, in the order they run.
+
+Run directory layout:
+    train/      edgecnn train output (best.pt, last.pt, metrics, curves.png)
+    artifact/   edgecnn export output (model.onnx, model.int8.onnx, export.json)
+    bench.json  the benchmark records (every variant, measured interleaved)
+    report.md   summary table, plots, what every stage did
+    .stages/    one stamp per stage: the hash of its settings and inputs
+A stage is skipped when its stamp matches and its outputs exist. Training writes a "started"
+stamp first, so a killed run resumes from last.pt instead of starting over; export and bench
+write their outputs atomically, so a kill leaves the old output or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.checkpoint import file_sha256
+from edgecnn.fileio import atomic_write
+from edgecnn.pipeline.recipe import Recipe
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Stamps:
+    """Per-stage records of what inputs produced the outputs now on disk."""
+
+    root: Path
+
+    def key(self, *parts: Any) -> str:
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def read(self, stage: str) -> dict[str, Any]:
+        path = self.root / f"{stage}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def write(self, stage: str, **record: Any) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.root / f"{stage}.json", json.dumps(record, indent=2))
+
+    def done(self, stage: str, key: str, *outputs: Path) -> bool:
+        rec = self.read(stage)
+        return rec.get("done") == key and all(p.exists() for p in outputs)
+
+
+def run_pipeline(recipe: Recipe, out: Path, log: Log = print) -> dict[str, Any]:
+    """Run (or resume) every stage; returns the summary (also written to report.md)."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamps = Stamps(out / ".stages")
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    ckpt = train_stage(recipe, out / "train", stamps, log)
+    timings["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    artifact = export_stage(recipe, ckpt, out / "artifact", stamps, log)
+    timings["export"] = time.perf_counter() - t
+    t = time.perf_counter()
+    bench = bench_stage(recipe, ckpt, artifact, out / "bench.json", stamps, log)
+    timings["bench"] = time.perf_counter() - t
+    from edgecnn.pipeline.report import write_report
+
+    return write_report(recipe, out, bench, artifact, timings)
+
+
+def train_stage(recipe: Recipe, run: Path, stamps: Stamps, log: Log) -> Path:
+    from edgecnn.train import TrainConfig, train
+
+    best = run / "best.pt"
+    key = stamps.key(recipe.section("train"))
+    if stamps.done("train", key, best):
+        log(f"train: up to date ({best})")
+        return best
+    started = stamps.read("train").get("started") == key
+    resume = started and (run / "last.pt").is_file()
+    log(f"train: {'resuming' if resume else 'training'} {recipe.model} alpha {recipe.alpha:g} "
+        f"at {recipe.resolution} px on {recipe.data}, {recipe.train.epochs} epochs")
+    stamps.write("train", started=key)
+    t = recipe.train
+    train(TrainConfig(model=recipe.model, data=recipe.data, out=str(run), alpha=recipe.alpha,
+                      resolution=recipe.resolution, epochs=t.epochs, batch_size=t.batch_size,
+                      optimizer=t.optimizer, lr=t.lr, seed=t.seed),
+          resume=resume, force=not resume and run.exists(), log=lambda line: None)
+    stamps.write("train", started=key, done=key)
+    return best
+
+
+def export_stage(recipe: Recipe, ckpt: Path, artifact: Path, stamps: Stamps, log: Log) -> Path:
+    from edgecnn.export.api import ExportOptions, export
+
+    key = stamps.key(recipe.section("export"), recipe.section("prune"), file_sha256(ckpt))
+    if stamps.done("export", key, artifact / "export.json"):
+        log(f"export: up to date ({artifact})")
+        return artifact
+    e, p = recipe.export, recipe.prune
+    log(f"export: {'prune ' + format(p.ratio, 'g') + ' ' + p.method + ', ' if p.ratio else ''}"
+        f"fp32{' + int8' if e.int8 else ''} for {e.target}")
+    export(ExportOptions(source=str(ckpt), target=e.target, prune=p.ratio,
+                         prune_method=p.method,
+                         finetune_epochs=p.finetune_epochs if p.ratio else 0,
+                         int8=e.int8, calib_data=recipe.data if e.int8 else None,
+                         calib_samples=e.calib_samples, calib_method=e.calib_method,
+                         max_drop=e.max_drop, dynamic_batch=True, output=str(artifact),
+                         force=True),
+           log=lambda line: log(f"  {line}"))
+    stamps.write("export", done=key)
+    return artifact
+
+
+def bench_stage(recipe: Recipe, ckpt: Path, artifact: Path, out: Path, stamps: Stamps,
+                log: Log) -> dict[str, Any]:
+    import os
+
+    from edgecnn.bench.harness import add_speedups, run_group
+    from edgecnn.bench.machine import conditions, peak_gmacs
+    from edgecnn.bench.run import BenchConfig, eval_data_for
+    from edgecnn.bench.targets import Target, make_cases, resolve_target
+    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.bench.torch_side import torch_case
+
+    onnx_files = sorted(artifact.glob("*.onnx"))
+    key = stamps.key(recipe.section("bench"), file_sha256(ckpt),
+                     *(file_sha256(f) for f in onnx_files))
+    if stamps.done("bench", key, out):
+        log(f"bench: up to date ({out})")
+        return json.loads(out.read_text(encoding="utf-8"))
+    b = recipe.bench
+    threads = b.threads or os.cpu_count() or 1
+    target = resolve_target(str(artifact), alpha=recipe.alpha, resolution=None,
+                            precisions=("fp32",))
+    precisions = tuple(p for p in ("fp32", "int8") if p in target.files)
+    onnx_runtimes = tuple(r for r in b.runtimes if not r.startswith("torch"))
+    (cases,) = make_cases(target, runtimes=onnx_runtimes, precisions=precisions,
+                          batches=(b.batch,), threads=threads, device="cpu")
+    if "torch-eager" in b.runtimes:  # the trained, unpruned model as training left it
+        ref = Target(f"{target.label} (trained, unpruned)", {}, target.input_shape,
+                     {"checkpoint": str(ckpt)})
+        cases.insert(0, torch_case(ref, "eager", "fp32", b.batch, threads, "cpu", dict(
+            model=target.label, precision="fp32", batch=b.batch, input_shape=target.input_shape,
+            macs=_before(target.info.get("macs")), params=_before(target.info.get("params")))))
+    plan = TimingPlan(iters=b.iters, warmup=10)
+    config = BenchConfig(data=recipe.data, threads=threads)
+    eval_data = eval_data_for(config, target.input_shape, target.files)
+    cond = conditions(threads)
+    cond["peak_gmacs"] = peak_gmacs(threads)
+    cond.update(warmup=plan.warmup, rounds=5, buffers=plan.buffers, iters_desc=str(b.iters))
+    log(f"bench: {len(cases)} variants, batch {b.batch}, {b.iters} calls each, interleaved; "
+        f"accuracy on {len(eval_data[1])} held-out {recipe.data} images")
+    records = run_group(cases, plan, peak_gmacs=cond["peak_gmacs"], rounds=5,
+                        eval_data=eval_data)
+    add_speedups(records, baseline=lambda r: r.runtime == "torch-eager")
+    result = {"conditions": cond, "records": [r.to_dict() for r in records]}
+    atomic_write(out, json.dumps(result, indent=2))
+    stamps.write("bench", done=key)
+    return result
+
+
+def _before(value: Any) -> int | None:
+    return value.get("before") if isinstance(value, dict) else value

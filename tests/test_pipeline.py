@@ -1,0 +1,96 @@
+"""`edgecnn pipeline`: the whole job on a small recipe, resumable stage by stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.pipeline.recipe import load_recipe, recipe_from_dict
+from tests.conftest import ROOT, run_cli
+
+SMALL = """\
+model: mobilenet
+alpha: 0.25
+resolution: 32
+data: digits
+train: {epochs: %(epochs)d, batch_size: 64}
+prune: {ratio: 0.5, finetune_epochs: 1}
+export: {int8: true, calib_samples: 64}
+bench: {iters: 20, threads: 1}
+"""
+
+
+def write_recipe(tmp: Path, epochs: int = 2) -> Path:
+    path = tmp / "small.yaml"
+    path.write_text(SMALL % {"epochs": epochs})
+    return path
+
+
+def test_default_recipe_is_valid_and_is_the_documented_job() -> None:
+    recipe = load_recipe(ROOT / "export" / "pipeline.yaml")
+    assert (recipe.model, recipe.alpha, recipe.data) == ("mobilenet", 0.5, "mnist5k")
+    assert recipe.prune.method == "structured" and recipe.export.int8
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"modle": "mobilenet"}, "unknown setting 'modle'"),
+    ({"train": {"epoch": 3}}, "train: unknown setting 'epoch'"),
+    ({"alpha": -1}, "alpha must be a positive number"),
+    ({"prune": {"ratio": 1.5}}, "prune.ratio must be in (0, 1)"),
+    ({"bench": {"runtimes": ["tflite"]}}, "'tflite' is not one of"),
+])
+def test_bad_recipes_are_refused_before_any_work(raw: dict, message: str) -> None:
+    with pytest.raises(EdgeCNNError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        recipe_from_dict(raw)
+
+
+def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli("pipeline", str(write_recipe(tmp_path)), "--out", str(out), check=True)
+    table = proc.stdout.splitlines()
+    variants = [line.split("  ")[0] for line in table[2:7]]
+    assert variants == ["PyTorch eager fp32 (unpruned)", "ONNX Runtime fp32",
+                        "ONNX Runtime int8", "OpenVINO fp32", "OpenVINO int8"]
+    bench = json.loads((out / "bench.json").read_text())
+    recs = {(r["runtime"], r["precision"]): r for r in bench["records"]}
+    # the pruned artifact has about half the MACs of the trained model
+    assert recs[("onnxruntime", "fp32")]["macs"] < 0.6 * recs[("torch-eager", "fp32")]["macs"]
+    # ONNX Runtime and OpenVINO run the same fp32 file: same predictions on real digits
+    assert recs[("openvino", "fp32")]["agreement_top1_pct"] == pytest.approx(100, abs=0.3)
+    assert recs[("onnxruntime", "fp32")]["accuracy_top1_pct"] == pytest.approx(
+        recs[("openvino", "fp32")]["accuracy_top1_pct"], abs=0.3)
+    report = (out / "report.md").read_text()
+    assert "int8 accuracy guard" in report and "![latency](latency.png)" in report
+    assert (out / "latency.png").stat().st_size > 0
+
+    again = run_cli("pipeline", str(write_recipe(tmp_path)), "--out", str(out), check=True)
+    assert all(f"{stage}: up to date" in again.stderr for stage in ("train", "export", "bench"))
+
+
+def test_pipeline_killed_during_training_resumes_and_finishes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    recipe = write_recipe(tmp_path, epochs=3)
+    cmd = [sys.executable, "-m", "edgecnn", "pipeline", str(recipe), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + 240
+    while not (out / "train" / "last.pt").exists():  # the first epoch is done
+        assert proc.poll() is None, "pipeline ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "bench.json").exists()
+    resumed = run_cli("pipeline", str(recipe), "--out", str(out), check=True)
+    assert "train: resuming" in resumed.stderr
+    metrics = json.loads((out / "train" / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 3  # every epoch once: nothing lost, nothing repeated
+    assert (out / "report.md").is_file()
