@@ -82,6 +82,7 @@ def test_tensorrt_scheme_is_symmetric_and_passes_the_checker(tmp_path: Path) -> 
     # the residual Adds of the inverted residual blocks have quantized inputs
     assert any(n.op_type == "Add" for n in proto.graph.node)
     assert tensorrt_problems(proto) == []
+    assert {o.domain for o in proto.opset_import} == {""}  # no stray domains for a parser
     meta = {p.key: p.value for p in proto.metadata_props}
     assert "random" in meta["edgecnn.extra.calibration"]
     assert res.report["int8"]["random_calibration"] is True

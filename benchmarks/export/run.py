@@ -230,7 +230,72 @@ def main() -> None:
     for part in args.only or list(PARTS):
         PARTS[part](results)
         path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {path}")
+    results["conditions"]["load_average_at_end"] = os.getloadavg()
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(results))
+    print(f"wrote {path} and results.md")
+
+
+def markdown(r: dict) -> str:
+    """The committed summary, from results.json alone."""
+    c = r["conditions"]
+    lines = ["# Export figures", "",
+             f"Measured by `python benchmarks/export/run.py` on {c['cpu']} ({c['cores']} cores, "
+             f"shared: load average {c['load_average_at_start'][0]:.1f} at the start), "
+             f"{', '.join(f'{k} {v}' for k, v in c['versions'].items())}. ONNX Runtime CPU, "
+             "batch 1, alternating blocks of runs, median of block means.", ""]
+    if "speed" in r:
+        lines += ["## int8 vs fp32 (224 px)", "",
+                  "| model | threads | fp32 ms | int8 ms | speed-up | goal |", "|---|---|---|---|---|---|"]
+        goals = {"mobilenet_a0.5_r224": 1.6, "squeezenet1_1_r224": 1.5}
+        for name, row in r["speed"].items():
+            for t in (1, 2):
+                x = row[f"threads_{t}"]
+                lines.append(f"| {name} | {t} | {x['fp32_ms']:.3f} | {x['int8_ms']:.3f} | "
+                             f"{x['speedup']:.2f}x | >= {goals[name]}x |")
+        lines += [""] + [f"- `{row['command']}`" for row in r["speed"].values()] + [""]
+    if "accuracy" in r:
+        lines += ["## int8 accuracy (held-out mnist5k, 1,000 digits, 32 px)", "",
+                  "| model | fp32 top-1 | int8 top-1 | lost (points) | agreement | guard |",
+                  "|---|---|---|---|---|---|"]
+        for name, a in r["accuracy"].items():
+            lines.append(f"| {name} | {a['top1_fp32']:.2f}% | {a['top1_int8']:.2f}% | "
+                         f"{a['drop_points']:.2f} | {a['agreement']:.2f}% | "
+                         f"{a['chosen_step']} ({a['calib_method']}), {a['guard_steps']} step(s) |")
+        lines += [""] + [f"- `{a['command']}`" for a in r["accuracy"].values()] + [""]
+    if "prune" in r:
+        p = r["prune"]
+        lines += ["## Structured pruning, MobileNet alpha 1.0", "",
+                  f"- MACs removed: {p['macs_removed']:.1%} ({p['macs_before']:,} -> "
+                  f"{p['macs_after']:,}), params {p['params_before']:,} -> {p['params_after']:,}",
+                  f"- top-1 (32 px, held-out mnist5k): {p['top1_before']:.2f}% before, "
+                  f"{p['top1_pruned_no_finetune']:.2f}% pruned, {p['top1_after_finetune']:.2f}% "
+                  f"after fine-tuning: {p['drop_points']:.2f} points lost (goal <= 1)"]
+        for t in (1, 2):
+            x = p[f"threads_{t}"]
+            lines.append(f"- 224 px, {t} thread(s): {x['dense_ms']:.3f} ms -> {x['pruned_ms']:.3f}"
+                         f" ms, {x['speedup']:.2f}x (goal >= 1.6x)")
+        lines += [f"- `{p['accuracy_command']}`"] + [f"- `{c}`" for c in p["speed_commands"]]
+        lines.append("")
+    if "export_time" in r:
+        t = r["export_time"]
+        lines += ["## Export wall time", "",
+                  f"- MobileNet alpha 0.5, 224 px, fp32 + int8, 256 calibration images, guard on "
+                  f"1,000 held-out images: {t['median_wall_s']:.1f} s median of {t['wall_s']} "
+                  "(goal <= 15 s), whole process", f"- stages: {t['stages_s']}",
+                  f"- `{t['command']}`", ""]
+    if "size" in r:
+        z = r["size"]
+        lines += ["## Deep Compression size (SqueezeNet 1.0, 1000 classes)", "",
+                  f"- fp32: {z['fp32_bytes'] / 1e6:.2f} MB ({z['fp32_zstd_bytes'] / 1e6:.2f} MB "
+                  "zstd)",
+                  f"- {z['sparsity']:.0%} unstructured sparsity + int8: "
+                  f"{z['sparse_int8_bytes'] / 1e6:.2f} MB raw, "
+                  f"{z['sparse_int8_zstd_bytes'] / 1e6:.2f} MB zstd, "
+                  f"{z['sparse_int8_gzip_bytes'] / 1e6:.2f} MB gzip "
+                  "(the paper: 4.8 MB -> 0.66 MB at 8 bits; initialized weights here: sizes "
+                  "only, no ImageNet accuracy)"] + [f"- `{c}`" for c in z["commands"]] + [""]
+    return "\n".join(lines) + "\n"
 
 
 def _cpu() -> str:

@@ -121,6 +121,12 @@ def finish(proto: onnx.ModelProto, props: dict[str, str], *,
            max_ir_version: int) -> onnx.ModelProto:
     """Cap the IR version, attach metadata_props, and run the full checker."""
     proto.ir_version = min(proto.ir_version, max_ir_version)
+    # ONNX Runtime's pre-processing declares every domain it knows (com.microsoft.nchwc,
+    # ai.onnx.training...); a strict consumer (TensorRT 8's parser) needs only those used.
+    used = {n.domain for n in proto.graph.node} | {""}
+    keep = [o for o in proto.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    del proto.opset_import[:]
+    proto.opset_import.extend(keep)
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, props)
     check(proto)

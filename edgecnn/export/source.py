@@ -10,7 +10,6 @@ error rather than a silent rebuild of another network.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,8 +121,3 @@ def init_bn_stats(model: nn.Module, x: torch.Tensor) -> None:
     for m in bns:
         m.momentum = 0.1  # back to torch's default for any later training
 
-
-def options_digest(**options: object) -> str:
-    """A short hash of the options an artifact was made with (recorded in its metadata)."""
-    text = repr(sorted(options.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
