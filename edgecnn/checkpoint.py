@@ -19,8 +19,6 @@ Writes are atomic: a temporary file in the same directory, fsync, then rename.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.fileio import atomic_file
 from edgecnn.registry import create_model
 
 FORMAT = "edgecnn-checkpoint/1"
@@ -41,16 +40,8 @@ def save_checkpoint(data: dict[str, Any], path: str | Path) -> Path:
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise ValueError(f"checkpoint lacks {missing}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        torch.save(data, f)
     return path
 
 

@@ -1,33 +1,43 @@
 """Atomic file writes: a temporary file in the same directory, fsync, then rename.
 
-A reader (or a resumed run) sees the old file or the new one, never half of one.
+A reader (or a resumed run) sees the old file or the new one, never half of one; a write
+that fails or is killed leaves at most a hidden `.NAME.*.tmp` file, never a truncated NAME.
+Torch-free: the runtime, training, export and benchmarks all write through here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
-    """Write `data` (text is UTF-8) so that readers see the old file or the new, never half."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """`with atomic_file(p) as f: f.write(...)`: p appears complete at the end, or not at all."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes 0600 files; give the usual permissions (0666 less the umask)
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` (text is UTF-8) atomically; returns the path."""
+    with atomic_file(path) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
 
 
 def _umask() -> int:

@@ -132,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
     text = render(records, args.format, cond)
     print(text)
     if args.output is not None:
-        _write_atomic(args.output, text)
+        from edgecnn.fileio import atomic_write
+
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.output, text + "\n")
     if cond.get("interrupted"):
         print("edgecnn: interrupted; the results above are what was measured", file=sys.stderr)
         return 130
@@ -161,18 +164,3 @@ def _progress(disabled: bool) -> _Bar | None:
         return _Bar()
     except ImportError:  # tqdm is optional on devices
         return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
