@@ -65,7 +65,8 @@ def finetune(
     dataset = load_dataset(data, split="train")
     transform = make_transform(dataset, resolution=resolution, in_chans=model_in_chans(model),
                                train=augment, mean=mean, std=std)
-    _check_output_classes(model, dataset, transform, device)
+    _check_output_classes(model, dataset, make_transform(
+        dataset, resolution=resolution, in_chans=model_in_chans(model), train=False), device)
     decay = OPTIMIZER_DEFAULTS[optimizer]["weight_decay"] if weight_decay is None \
         else weight_decay
     opt = build_optimizer(model, optimizer, lr, decay, momentum)

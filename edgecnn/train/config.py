@@ -57,7 +57,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto: CUDA when available, else CPU
     amp: bool = True  # mixed precision, on CUDA only (bf16 where supported, else fp16)
-    deterministic: bool = True  # torch.use_deterministic_algorithms for the run
+    deterministic: bool = True  # deterministic CUDA kernels (CPU ones are already)
 
     def resolved(self) -> TrainConfig:
         """A copy with the per-optimizer defaults filled in (what the run actually uses)."""
