@@ -176,3 +176,16 @@ def test_bench_bad_input_is_one_line(args: tuple[str, ...], message: str) -> Non
 def test_bench_int8_missing_is_explained(artifact) -> None:  # noqa: ANN001
     proc = run_cli("bench", str(artifact), "--precision", "fp32,int8", "--iters", "5")
     assert proc.returncode == 2 and "has no int8 model" in proc.stderr
+
+
+def test_fixed_batch_artifact_refuses_other_batches_up_front(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    import edgecnn
+    from edgecnn.export.onnx_io import save_onnx, to_onnx_proto
+
+    model = edgecnn.create_model("lenet5").eval()
+    save_onnx(to_onnx_proto(model, torch.zeros(1, 1, 32, 32)), tmp_path / "lenet.onnx")
+    proc = run_cli("bench", str(tmp_path / "lenet.onnx"), "--batch", "1,32", "--iters", "5")
+    assert proc.returncode == 2
+    assert "fixed batch of 1, not 32: export it with --dynamic-batch" in proc.stderr

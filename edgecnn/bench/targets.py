@@ -103,6 +103,12 @@ def make_cases(target: Target, *, runtimes: Sequence[str], precisions: Sequence[
         if p not in target.files and not (p == "fp32" and "torch" in runtimes):
             raise EdgeCNNError(f"{target.label} has no {p} model "
                                f"({PRECISION_FILES.get(p, p)}): export it with --{p}")
+    fixed = read_onnx(next(iter(target.files.values()))).inputs[0].shape[0] if target.files \
+        else None
+    wrong = [b for b in batches if fixed is not None and b != fixed]
+    if wrong:
+        raise EdgeCNNError(f"{target.label} takes a fixed batch of {fixed}, not {wrong[0]}: "
+                           "export it with --dynamic-batch to benchmark other batch sizes")
     groups = []
     for batch in batches:
         group = []
