@@ -22,8 +22,8 @@ from torch import nn
 from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgeCNNError
+from edgecnn.fileio import atomic_write
 from edgecnn.train.engine import make_transform, pick_device, predict
-from edgecnn.train.files import atomic_write
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Hardswish, nn.SiLU, nn.GELU, nn.Hardtanh)
 FEATURE_LAYERS = 3  # activations shown in the feature-map picture

@@ -37,6 +37,7 @@ from edgecnn import __version__
 from edgecnn.checkpoint import load_checkpoint, save_checkpoint
 from edgecnn.data import ImageDataset, load_dataset
 from edgecnn.errors import EdgeCNNError
+from edgecnn.fileio import atomic_write
 from edgecnn.registry import create_model, get_spec
 from edgecnn.train.config import TrainConfig
 from edgecnn.train.distributed import DistContext, distributed, shared_outcome
@@ -46,7 +47,6 @@ from edgecnn.train.engine import (
     needs_scaler,
     train_epoch,
 )
-from edgecnn.train.files import atomic_write
 from edgecnn.train.optim import build_optimizer, build_scheduler
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "metrics.json", "curves.png")
@@ -325,7 +325,9 @@ class _Run:
         self.say(f"{self._title()}: {len(self.train_set)} train / {len(self.val_set)} val "
                  f"images, {c.epochs} epochs x {steps} steps of {c.batch_size}; {c.optimizer} "
                  f"lr {c.lr:g} wd {c.weight_decay:g}, {c.schedule} after {c.warmup_epochs:g} "
-                 f"warm-up epochs; {self.ctx.device}"
+                 f"warm-up epochs, label smoothing {c.label_smoothing:g}, "
+                 f"{'augmented' if c.augment else 'no augmentation'}, seed {c.seed}; "
+                 f"{self.ctx.device}"
                  + (f" x {self.ctx.world_size} processes" if self.ctx.active else ""))
 
 

@@ -5,7 +5,7 @@
 - plot_filters: the first convolution's filters (what the network looks for)
 - plot_feature_maps: the first layers' activations on one image (what it sees)
 
-Every file is drawn in memory and written atomically (edgecnn.train.files).
+Every file is drawn in memory and written atomically (edgecnn.fileio).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.train.files import atomic_write
+from edgecnn.fileio import atomic_write
 
 
 def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6, 4)):  # noqa: ANN202
