@@ -286,12 +286,13 @@ class _Export:
 
     def parity(self, model: torch.nn.Module, proto: onnx.ModelProto) -> list:
         from edgecnn.export.inputs import random_images
-        from edgecnn.export.parity import check_parity
+        from edgecnn.export.parity import check_parity, openvino_model, ort_session
 
+        consumers = (ort_session(proto), openvino_model(proto))  # made once, used twice
         results = [check_parity(model, proto, random_images(4, self.pre, self.opts.seed),
-                                "random")]
+                                "random", consumers)]
         if self.real is not None:
-            results.append(check_parity(model, proto, self.real, self.real_name))
+            results.append(check_parity(model, proto, self.real, self.real_name, consumers))
         return results
 
     def counts(self, model: torch.nn.Module) -> tuple[dict, dict]:

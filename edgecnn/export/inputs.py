@@ -111,9 +111,17 @@ class CalibrationReader(CalibrationDataReader):
 def predict_logits(session, x: np.ndarray | LabeledImages) -> np.ndarray:  # noqa: ANN001
     """Logits of an ONNX Runtime session over images, batch by batch (the model's batch when
     it is static, 64 otherwise)."""
-    shape = session.get_inputs()[0].shape
-    step = shape[0] if isinstance(shape[0], int) else 64
+    return predict_many([session], x)[0]
+
+
+def predict_many(sessions: list, x: np.ndarray | LabeledImages) -> list[np.ndarray]:
+    """Logits of several sessions over the same images, each batch made once for all."""
+    steps = [s.get_inputs()[0].shape[0] for s in sessions]
+    steps = [d if isinstance(d, int) else 64 for d in steps]
     chunks = x.batches(256) if isinstance(x, LabeledImages) else [x]
-    outs = [session.run(None, {INPUT_NAME: c[i:i + step]})[0]
-            for c in chunks for i in range(0, len(c), step)]
-    return np.concatenate(outs)
+    outs: list[list[np.ndarray]] = [[] for _ in sessions]
+    for chunk in chunks:
+        for session, step, out in zip(sessions, steps, outs):
+            out.extend(session.run(None, {INPUT_NAME: chunk[i:i + step]})[0]
+                       for i in range(0, len(chunk), step))
+    return [np.concatenate(o) for o in outs]

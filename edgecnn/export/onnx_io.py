@@ -151,5 +151,27 @@ def save_onnx(proto: onnx.ModelProto, path: str | Path) -> Path:
     return path
 
 
+def batch_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto | None:
+    """A copy whose batch dimension is free, or None when the graph fixes it inside (a
+    Reshape to a constant shape). For calibration and evaluation, which run faster on
+    batches than image by image; the artifact keeps the batch the user asked for."""
+    import numpy as np
+
+    from edgecnn.export.parity import ort_session
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del model.graph.value_info[:]
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
+    try:
+        out = ort_session(model).run(None, {model.graph.input[0].name:
+                                            np.zeros((2, *shape), np.float32)})[0]
+    except Exception:  # noqa: BLE001 - any refusal means: keep batch 1
+        return None
+    return model if out.shape[0] == 2 else None
+
+
 def load_onnx(path: str | Path) -> onnx.ModelProto:
     return onnx.load(str(path), load_external_data=False)

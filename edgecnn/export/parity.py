@@ -65,13 +65,14 @@ class ParityResult:
         return self.relative <= TOLERANCE
 
 
-def check_parity(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray,
-                 inputs: str) -> ParityResult:
-    """Max abs difference of ORT and OpenVINO logits to PyTorch's over the batch `x`."""
+def check_parity(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray, inputs: str,
+                 consumers: tuple | None = None) -> ParityResult:
+    """Max abs difference of ORT and OpenVINO logits to PyTorch's over the batch `x`;
+    `consumers`: (ORT session, OpenVINO compiled model) of `proto` when already made."""
     model.eval()
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
-    session, compiled = ort_session(proto), openvino_model(proto)
+    session, compiled = consumers or (ort_session(proto), openvino_model(proto))
     got_ort = np.concatenate([session.run(None, {INPUT_NAME: x[i:i + 1]})[0]
                               for i in range(len(x))])
     got_ov = np.concatenate([compiled(x[i:i + 1])[0] for i in range(len(x))])

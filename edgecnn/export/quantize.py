@@ -30,7 +30,7 @@ import onnx
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.inputs import CalibrationReader
-from edgecnn.export.onnx_io import INPUT_NAME
+from edgecnn.export.onnx_io import INPUT_NAME, batch_dynamic
 from edgecnn.export.targets import CALIB_METHODS, Int8Scheme
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers SQNR ranks and the guard may exclude
@@ -75,8 +75,14 @@ def quantize(
         src, dst = Path(tmp, "in.onnx"), Path(tmp, "out.onnx")
         onnx.save_model(proto, str(src))
         cache = cache or Path(tmp, "calib.json")
-        if not cache.exists():
-            calibrate(src, reader, method, cache)
+        if not cache.exists():  # ranges from batches of 16 when the graph allows it
+            dynamic = batch_dynamic(proto)
+            if dynamic is not None and len(reader.x):
+                onnx.save_model(dynamic, str(Path(tmp, "dynamic.onnx")))
+                calibrate(Path(tmp, "dynamic.onnx"), CalibrationReader(reader.x, 16), method,
+                          cache)
+            else:
+                calibrate(src, reader, method, cache)
         quantize_static(
             str(src), str(dst), None, quant_format=QuantFormat.QDQ, per_channel=True,
             reduce_range=False, activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
