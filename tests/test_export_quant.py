@@ -48,9 +48,11 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     assert res.report["data"]["held_out_images"] == 360  # digits' whole val split
     sizes = res.report["files"]
     assert sizes["model.int8.onnx"]["bytes"] < 0.5 * sizes["model.onnx"]["bytes"]
-    stem = res.report["int8"]["stem"]  # measured both ways, the faster kept
+    stem = res.report["int8"]["stem"]  # measured every way, the fastest kept
     assert stem["stem"] == "/features/features.0/Conv" and stem["int8_ms"] > 0
+    assert set(stem["variants_ms"]) == {"int8", "float_1", "float_2"}
     assert stem["float_stem"] == (stem["stem"] in res.report["int8"]["float_layers"])
+    assert res.report["int8"]["float_layers"] == stem["float_layers"]
 
 
 def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811

@@ -36,8 +36,9 @@ TRAIN = {
     "mobilenet_a0.5_r32": ["mobilenet", "--alpha", "0.5", "--resolution", "32", "--data",
                            "mnist5k", "--epochs", "20", "--optimizer", "sgd", "--lr", "0.1",
                            "--label-smoothing", "0.1"],
+    # adamw 2e-3 (the training benchmark's) left every ReLU dead here (10% after 20 epochs)
     "squeezenet1_1_r32": ["squeezenet1_1", "--resolution", "32", "--data", "mnist5k",
-                          "--epochs", "20", "--optimizer", "adamw", "--lr", "2e-3",
+                          "--epochs", "30", "--optimizer", "adamw", "--lr", "5e-4",
                           "--label-smoothing", "0.1"],
     "mobilenet_a1.0_r32": ["mobilenet", "--alpha", "1.0", "--resolution", "32", "--data",
                            "mnist5k", "--epochs", "10", "--optimizer", "sgd", "--lr", "0.1",

@@ -352,7 +352,7 @@ class _Export:
                     cache_dir=Path(cache_dir), log=self.log,
                     input_shape=(1, self.src.in_chans, self.src.resolution, self.src.resolution))
         chosen = guard.steps[guard.chosen]
-        float_layers = [*chosen.float_layers, *([stem["stem"]] if stem["float_stem"] else [])]
+        float_layers = [*chosen.float_layers, *stem.get("float_layers", [])]
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
                        f"{self.opts.calib_data} ({len(calib_x)} train images)")
         extra = {"calibration": calibration, "calib_method": chosen.method,
