@@ -53,6 +53,9 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     assert set(stem["variants_ms"]) == {"int8", "float_1", "float_2"}
     assert stem["float_stem"] == (stem["stem"] in res.report["int8"]["float_layers"])
     assert res.report["int8"]["float_layers"] == stem["float_layers"]
+    final = res.report["int8"]["final"]  # what the written file scores
+    assert final["drop"] <= 1.0 and final["top1_int8"] == (
+        stem["top1_int8"] if stem["float_stem"] else step["top1_int8"])
 
 
 def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811

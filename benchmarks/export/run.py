@@ -84,12 +84,14 @@ def accuracy(results: dict) -> None:
                 "--calib-data", "mnist5k", "-o", str((OUT / f"{name}-int8").relative_to(ROOT)),
                 "--force"]
         edgecnn(*args)
-        guard = export_json(OUT / f"{name}-int8")["int8"]["guard"]
+        int8 = export_json(OUT / f"{name}-int8")["int8"]
+        guard, final = int8["guard"], int8["final"]  # final: the model written
         step = guard["steps"][guard["chosen"]]
-        rows[name] = {"command": command(*args), "top1_fp32": guard["top1_fp32"],
-                      "top1_int8": step["top1_int8"], "drop_points": step["drop"],
-                      "agreement": step["agreement"], "guard_steps": len(guard["steps"]),
-                      "chosen_step": step["step"], "calib_method": step["method"]}
+        rows[name] = {"command": command(*args), "top1_fp32": final["top1_fp32"],
+                      "top1_int8": final["top1_int8"], "drop_points": final["drop"],
+                      "agreement": final["agreement"], "guard_steps": len(guard["steps"]),
+                      "chosen_step": step["step"], "calib_method": step["method"],
+                      "float_layers": int8["float_layers"]}
         print(f"accuracy {name}: {rows[name]}", flush=True)
     results["accuracy"] = rows
 
@@ -262,7 +264,8 @@ def markdown(r: dict) -> str:
         for name, a in r["accuracy"].items():
             lines.append(f"| {name} | {a['top1_fp32']:.2f}% | {a['top1_int8']:.2f}% | "
                          f"{a['drop_points']:.2f} | {a['agreement']:.2f}% | "
-                         f"{a['chosen_step']} ({a['calib_method']}), {a['guard_steps']} step(s) |")
+                         f"{a['chosen_step']} ({a['calib_method']}), {a['guard_steps']} step(s),"
+                         f" {len(a['float_layers'])} leading conv(s) in float |")
         lines += [""] + [f"- `{a['command']}`" for a in r["accuracy"].values()] + [""]
     if "prune" in r:
         p = r["prune"]

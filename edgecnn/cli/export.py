@@ -125,9 +125,11 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         lat = report["latency_ms"]
         print(f"  pruned: {lat['unpruned']:.3f} ms -> {lat['pruned']:.3f} ms "
               f"({lat['speedup']:.2f}x, ONNX Runtime batch 1)")
-    guard = report.get("int8", {}).get("guard")
-    if guard and guard["top1_fp32"] is not None:
+    int8 = report.get("int8")
+    if int8 and int8["final"]["top1_fp32"] is not None:
+        final, guard = int8["final"], int8["guard"]
         step = guard["steps"][guard["chosen"]]
-        print(f"  top-1 fp32 {guard['top1_fp32']:.2f}%  int8 {step['top1_int8']:.2f}%  "
-              f"agreement {step['agreement']:.2f}%  ({step['step']}, {step['method']}"
-              f"{', %d float layers' % len(step['float_layers']) if step['float_layers'] else ''})")
+        floats = len(int8["float_layers"])
+        print(f"  top-1 fp32 {final['top1_fp32']:.2f}%  int8 {final['top1_int8']:.2f}%  "
+              f"agreement {final['agreement']:.2f}%  ({step['step']}, {step['method']}"
+              f"{', %d float layers' % floats if floats else ''})")

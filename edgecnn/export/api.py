@@ -365,6 +365,12 @@ class _Export:
             "calibration": calibration, "random_calibration": random,
             "guard": guard.to_dict(), "max_drop": self.opts.max_drop, "stem": stem,
             "float_layers": float_layers}
+        # the model written: the guard's choice, or its variant with leading convs in float
+        measured = stem if "top1_int8" in stem else asdict(chosen)
+        section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": measured["top1_int8"],
+                            "agreement": measured["agreement"],
+                            "drop": None if measured["top1_int8"] is None
+                            else round(guard.top1_fp32 - measured["top1_int8"], 3)}
         if guard.passed is False:
             best = chosen.drop
             self.warn(f"int8 loses {best:.2f} top-1 points (> --max-drop {self.opts.max_drop:g})"
