@@ -91,7 +91,9 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
     export(ExportOptions(**base, output=str(out), int8="int8" in precisions,
                          calib_data="random" if "int8" in precisions else None))
     if "fp16" in precisions:
-        half = export(ExportOptions(**base, output=str(root / "fp16"), fp16=True)).path
+        # fp16 is a GPU precision: exported with the TensorRT recipe (CPU recipes refuse it)
+        half = export(ExportOptions(**base, output=str(root / "fp16"), fp16=True,
+                                    target="tensorrt")).path
         shutil.move(str(half / PRECISION_FILES["fp16"]), str(out / PRECISION_FILES["fp16"]))
     return _from_artifact(out)
 

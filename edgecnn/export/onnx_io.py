@@ -46,7 +46,8 @@ def to_onnx_proto(
     except Exception as exc:  # an op the TorchScript exporter lacks: try the dynamo one
         if opset < DYNAMO_MIN_OPSET:
             raise EdgeCNNError(f"ONNX export at opset {opset} failed "
-                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                               f"opset {DYNAMO_MIN_OPSET} or above may work") from None
         proto = _export_dynamo(model, sample, opset, dynamic_batch)
     proto.ir_version = min(proto.ir_version, max_ir_version)
     return proto
