@@ -2,8 +2,11 @@
 
 Parity: ONNX Runtime and OpenVINO (f32 precision hint: it defaults to bf16 on CPUs that
 have it) each run the ONNX file on random and on real inputs, and their logits must match
-PyTorch's within 1e-4 (max abs, on logits scaled to at most 1 when they are larger). An
-export that fails parity is not written.
+PyTorch's within 1e-4 (max abs, on logits scaled to at most 1 when they are larger). Some
+networks are so ill-conditioned with initialized weights (SqueezeNext: no fp32 computation
+of them, PyTorch's included, is within 1e-4 of exact arithmetic) that the bound is then
+PyTorch fp32's own error against a float64 run, doubled: the export must add no error beyond
+fp32 rounding. An export that fails parity is not written.
 
 Latency: sessions are timed in alternating blocks of runs, never interleaved run by run
 (ONNX Runtime's worker threads spin after each run and would tax the other session).
@@ -53,6 +56,7 @@ class ParityResult:
     onnxruntime_max_abs: float
     openvino_max_abs: float
     logits_max_abs: float  # the scale of what was compared
+    torch_fp32_error: float = 0.0  # PyTorch fp32 vs float64, same scaling as `relative`
 
     @property
     def relative(self) -> float:
@@ -61,8 +65,12 @@ class ParityResult:
         return max(self.onnxruntime_max_abs, self.openvino_max_abs) / max(1.0, self.logits_max_abs)
 
     @property
+    def tolerance(self) -> float:
+        return max(TOLERANCE, 2 * self.torch_fp32_error)
+
+    @property
     def ok(self) -> bool:
-        return self.relative <= TOLERANCE
+        return self.relative <= self.tolerance
 
 
 def check_parity(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray, inputs: str,
@@ -76,12 +84,20 @@ def check_parity(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray, inputs
     got_ort = np.concatenate([session.run(None, {INPUT_NAME: x[i:i + 1]})[0]
                               for i in range(len(x))])
     got_ov = np.concatenate([compiled(x[i:i + 1])[0] for i in range(len(x))])
-    return ParityResult(
+    result = ParityResult(
         inputs=inputs, images=len(x),
         onnxruntime_max_abs=float(np.abs(got_ort - expected).max()),
         openvino_max_abs=float(np.abs(got_ov - expected).max()),
         logits_max_abs=float(np.abs(expected).max()),
     )
+    if not result.ok:  # is it the export, or fp32 itself on an ill-conditioned network?
+        import copy
+
+        with torch.no_grad():
+            exact = copy.deepcopy(model).double()(torch.from_numpy(x).double()).numpy()
+        result.torch_fp32_error = float(np.abs(expected - exact).max()) / max(
+            1.0, result.logits_max_abs)
+    return result
 
 
 def require_parity(results: list[ParityResult]) -> None:
@@ -90,7 +106,7 @@ def require_parity(results: list[ParityResult]) -> None:
             raise EdgeCNNError(
                 f"parity check failed on {r.inputs} inputs: ONNX Runtime differs from PyTorch by "
                 f"{r.onnxruntime_max_abs:.2e}, OpenVINO by {r.openvino_max_abs:.2e} (max abs, "
-                f"logits up to {r.logits_max_abs:.2g}, tolerance {TOLERANCE:g}); "
+                f"logits up to {r.logits_max_abs:.2g}, tolerance {r.tolerance:.2g}); "
                 "nothing was written")
 
 
