@@ -87,7 +87,7 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
                            f"exports it first, which needs the torch extra ({exc})") from None
     root = Path(tempfile.mkdtemp(prefix="edgecnn-bench-", dir=workdir))
     base = dict(source=name, alpha=alpha, resolution=resolution, dynamic_batch=True)
-    out = root / f"{name}-a{alpha:g}-r{resolution or 'default'}"
+    out = root / "artifact"
     export(ExportOptions(**base, output=str(out), int8="int8" in precisions,
                          calib_data="random" if "int8" in precisions else None))
     if "fp16" in precisions:
@@ -95,7 +95,9 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
         half = export(ExportOptions(**base, output=str(root / "fp16"), fp16=True,
                                     target="tensorrt")).path
         shutil.move(str(half / PRECISION_FILES["fp16"]), str(out / PRECISION_FILES["fp16"]))
-    return _from_artifact(out)
+    target = _from_artifact(out)
+    label = f"{name}-a{alpha:g}-r{target.input_shape[-1]}"  # the resolution actually exported
+    return Target(label, target.files, target.input_shape, target.info)
 
 
 def make_cases(target: Target, *, runtimes: Sequence[str], precisions: Sequence[str],
