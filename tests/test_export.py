@@ -176,8 +176,8 @@ def test_fp16_for_gpu_targets(tmp_path: Path, capsys) -> None:
 
 BAD = [
     (["nosuchnet"], "unknown model"),
-    (["mobilenet", "--prune", "1.5"], "prune ratio must be in (0, 1)"),
-    (["mobilenet", "--prune", "0"], "prune ratio must be in (0, 1)"),
+    (["mobilenet", "--prune", "1.5"], "--prune: expected a number in (0, 1)"),
+    (["mobilenet", "--prune", "0"], "--prune: expected a number in (0, 1)"),
     (["mobilenet", "--target", "jetson-nano", "--opset", "17"], "takes opsets"),
     (["mobilenet", "--int8", "--fp16", "--calib-data", "random"], "exclusive"),
     (["mobilenet", "--int8"], "--int8 needs --calib-data"),

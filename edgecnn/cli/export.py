@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
-from edgecnn.cli.args import alpha_arg, positive_int
+from edgecnn.cli.args import (
+    alpha_arg,
+    non_negative_float,
+    non_negative_int,
+    open_ratio,
+    positive_int,
+)
 
 ORDER = 30  # after train/eval in `edgecnn --help`
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not (math.isfinite(value) and 0.0 < value < 1.0):
-        raise argparse.ArgumentTypeError(f"prune ratio must be in (0, 1), got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _points(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected top-1 points >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected top-1 points >= 0, got {text!r}")
-    return value
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -55,11 +30,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="cpu-x86",
                    help="recipe name in export/ (cpu-x86, cpu-arm, tensorrt, jetson-orin, "
                    "jetson-nano) or a path to a YAML recipe (default cpu-x86)")
-    p.add_argument("--prune", type=_ratio, metavar="RATIO",
+    p.add_argument("--prune", type=open_ratio, metavar="RATIO",
                    help="structured: share of MACs to remove; unstructured: share of weights")
     p.add_argument("--prune-method", choices=("structured", "unstructured"),
                    default="structured")
-    p.add_argument("--finetune-epochs", type=_non_negative_int, default=0, metavar="E",
+    p.add_argument("--finetune-epochs", type=non_negative_int, default=0, metavar="E",
                    help="fine-tune after pruning on the checkpoint's data set")
     p.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (static QDQ, per-channel weights)")
@@ -70,9 +45,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="calibration images (default 256)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"),
                    help="first calibration method to try (default: the target's)")
-    p.add_argument("--max-drop", type=_points, metavar="PTS",
+    p.add_argument("--max-drop", type=non_negative_float, metavar="PTS",
                    help="top-1 points int8 may lose before the guard steps in (default 1.0)")
-    p.add_argument("--qat-epochs", type=_non_negative_int, default=0, metavar="E",
+    p.add_argument("--qat-epochs", type=non_negative_int, default=0, metavar="E",
                    help="quantization-aware training as the guard's last step")
     p.add_argument("--fp16", action="store_true",
                    help="also write model.fp16.onnx (GPU targets; float32 inputs and outputs)")

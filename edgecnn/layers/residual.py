@@ -105,7 +105,27 @@ def bottleneck_width(width: int, groups: int, base_width: int) -> int:
     return scale_channels(width, base_width / 64) * groups
 
 
-class BasicBlock(nn.Module):
+class _PostActResidual(nn.Module):
+    """out = ReLU(drop_path(SE(branch(x))) + shortcut(x)); subclasses build `self.branch`."""
+
+    def _finish(self, in_channels: int, out_channels: int, stride: int,
+                se_reduction: int | None, survival_prob: float, norm_layer: NormLayer) -> None:
+        self.se = _se(out_channels, se_reduction)
+        self.drop_path = _drop_path(survival_prob)
+        self.downsample = _projection(in_channels, out_channels, stride, norm_layer)
+        self.act = nn.ReLU(inplace=True)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.act(self.drop_path(self.se(self.branch(x))) + shortcut)
+
+    def zero_init_last(self) -> None:
+        """Zero the branch's last BN scale: the block starts as the identity (Goyal et al.)."""
+        nn.init.zeros_(self.branch[-1][1].weight)
+
+
+class BasicBlock(_PostActResidual):
     """Two 3x3 convs (ResNet-18/34, Fig. 5 left): out = ReLU(F(x) + shortcut(x))."""
 
     expansion = 1
@@ -129,22 +149,10 @@ class BasicBlock(nn.Module):
             ConvNormAct(in_channels, width, 3, stride, norm_layer=norm_layer),
             ConvNormAct(width, out_channels, 3, norm_layer=norm_layer, act_layer=None),
         )
-        self.se = _se(out_channels, se_reduction)
-        self.drop_path = _drop_path(survival_prob)
-        self.downsample = _projection(in_channels, out_channels, stride, norm_layer)
-        self.act = nn.ReLU(inplace=True)
-        self.out_channels = out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.act(self.drop_path(self.se(self.branch(x))) + shortcut)
-
-    def zero_init_last(self) -> None:
-        """Zero the branch's last BN scale: the block starts as the identity (Goyal et al.)."""
-        nn.init.zeros_(self.branch[-1][1].weight)
+        self._finish(in_channels, out_channels, stride, se_reduction, survival_prob, norm_layer)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_PostActResidual):
     """1x1 reduce -> 3x3 (stride, groups) -> 1x1 expand x4 (ResNet-50+, ResNeXt)."""
 
     expansion = 4
@@ -169,19 +177,7 @@ class Bottleneck(nn.Module):
             ConvNormAct(mid, mid, 3, stride, groups=groups, norm_layer=norm_layer),
             ConvNormAct(mid, out_channels, 1, norm_layer=norm_layer, act_layer=None),
         )
-        self.se = _se(out_channels, se_reduction)
-        self.drop_path = _drop_path(survival_prob)
-        self.downsample = _projection(in_channels, out_channels, stride, norm_layer)
-        self.act = nn.ReLU(inplace=True)
-        self.out_channels = out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.act(self.drop_path(self.se(self.branch(x))) + shortcut)
-
-    def zero_init_last(self) -> None:
-        """Zero the branch's last BN scale: the block starts as the identity (Goyal et al.)."""
-        nn.init.zeros_(self.branch[-1][1].weight)
+        self._finish(in_channels, out_channels, stride, se_reduction, survival_prob, norm_layer)
 
 
 def _projection(
