@@ -1,0 +1,100 @@
+"""One table of bad inputs across every command: each is one line on stderr, exit status 2,
+no traceback, and nothing in the working directory created, changed or removed.
+
+The count of cases tried is printed at the end of the run (conftest's terminal summary).
+Running as root (as CI does here), the read-only-directory cases are skipped: root writes
+anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    (d / "corrupt.onnx").write_bytes(b"\x08\x07not really onnx" * 10)
+    (d / "corrupt.pt").write_bytes(b"PK\x03\x04 truncated zip")
+    (d / "notimage.png").write_text("hello")
+    (d / "recipe.yaml").write_text("model: [unclosed\n")
+    (d / "empty_dir").mkdir()
+    (d / "name\udcff.onnx").write_bytes(b"\x00\x01")  # a non-UTF-8 file name
+    ro = d / "readonly"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return {"dir": d, "corrupt_onnx": d / "corrupt.onnx", "corrupt_pt": d / "corrupt.pt",
+            "notimage": d / "notimage.png", "bad_yaml": d / "recipe.yaml",
+            "empty_dir": d / "empty_dir", "non_utf8": d / "name\udcff.onnx", "readonly": ro}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            out[str(p.relative_to(root))] = "dir"
+    return out
+
+
+# (id, argv with {placeholders} from `files`, a fragment of the expected error line)
+TABLE = [
+    ("unknown-model", "info mobilenett", "unknown model"),
+    ("alpha-zero", "info mobilenet --alpha 0", "alpha must be a positive number"),
+    ("alpha-text", "export mobilenet --alpha big", "alpha must be a positive number"),
+    ("resolution-small", "info resnet18 --resolution 8", "needs inputs of at least"),
+    ("resolution-negative", "export mobilenet --resolution -3", "positive integer"),
+    ("train-unknown-data", "train lenet5 --data nosuchset --out {dir}/t1", "nosuchset"),
+    ("train-missing-folder", "train lenet5 --data imagefolder:{dir}/nope --out {dir}/t2",
+     "nope"),
+    ("train-empty-folder", "train lenet5 --data imagefolder:{empty_dir} --out {dir}/t3",
+     "empty_dir"),
+    ("train-zero-epochs", "train lenet5 --data digits --epochs 0 --out {dir}/t4", "epochs"),
+    ("train-negative-lr", "train lenet5 --data digits --lr -1 --out {dir}/t5", "learning rate"),
+    ("train-smoothing-1", "train lenet5 --data digits --label-smoothing 1 --out {dir}/t6",
+     "label smoothing"),
+    ("train-readonly-out", "train lenet5 --data digits --epochs 1 --out {readonly}/run",
+     "readonly"),
+    ("eval-missing", "eval {dir}/missing.pt --data digits", "missing.pt"),
+    ("eval-corrupt", "eval {corrupt_pt} --data digits", "corrupt.pt"),
+    ("eval-directory", "eval {empty_dir} --data digits", "empty_dir"),
+    ("export-corrupt-ckpt", "export {corrupt_pt} -o {dir}/e1", "corrupt.pt"),
+    ("export-prune-range", "export mobilenet --prune 1.0 -o {dir}/e2", "(0, 1)"),
+    ("export-int8-fp16", "export mobilenet --int8 --fp16 --calib-data random -o {dir}/e3",
+     "exclusive"),
+    ("export-int8-no-data", "export mobilenet --int8 -o {dir}/e4", "--calib-data"),
+    ("export-unknown-target", "export mobilenet --target gameboy -o {dir}/e5", "gameboy"),
+    ("export-bad-opset", "export mobilenet --target jetson-nano --opset 21 -o {dir}/e6",
+     "opset"),
+    ("export-readonly-out", "export lenet5 -o {readonly}/art", "readonly"),
+    ("predict-missing-model", "predict {dir}/missing.onnx {notimage}", "missing.onnx"),
+    ("predict-corrupt-model", "predict {corrupt_onnx} {notimage}", "corrupt.onnx"),
+    ("predict-non-utf8-name", "predict {non_utf8} {notimage}", "name"),
+    ("predict-unknown-runtime", "predict {corrupt_onnx} x.png --runtime tflite", "tflite"),
+    ("bench-missing", "bench {dir}/missing.onnx", "missing.onnx"),
+    ("bench-bad-batch", "bench mobilenet --batch 0", "positive integer"),
+    ("bench-output-is-dir", "bench {corrupt_onnx} -o {empty_dir}", "empty_dir"),
+    ("sweep-bad-alpha", "sweep mobilenet --alpha -1 --resolution 32 -o {dir}/s1", "alpha"),
+    ("pipeline-missing", "pipeline {dir}/missing.yaml --out {dir}/p1", "missing.yaml"),
+    ("pipeline-bad-yaml", "pipeline {bad_yaml} --out {dir}/p2", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("case, argv, expected", TABLE, ids=[c[0] for c in TABLE])
+def test_bad_input(case: str, argv: str, expected: str, files: dict[str, Path]) -> None:
+    if case.endswith("readonly-out") and os.geteuid() == 0:
+        pytest.skip("root writes into read-only directories")
+    args = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv.split()]
+    before = snapshot(files["dir"])
+    proc = run_cli(*args)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert expected in proc.stderr.replace("\udcff", "\ufffd") or expected in proc.stderr
+    assert snapshot(files["dir"]) == before, "a failed command changed the files"
