@@ -94,3 +94,36 @@ def test_pipeline_killed_during_training_resumes_and_finishes(tmp_path: Path) ->
     metrics = json.loads((out / "train" / "metrics.json").read_text())
     assert len(metrics["epochs"]) == 3  # every epoch once: nothing lost, nothing repeated
     assert (out / "report.md").is_file()
+
+
+def _run_until(cmd: list[str], marker: str, timeout: float = 300) -> None:
+    """Start the pipeline, SIGKILL it as soon as it logs `marker` (a stage starting)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith(marker):
+            time.sleep(0.5)  # well inside the stage
+            proc.send_signal(signal.SIGKILL)
+            break
+        assert time.monotonic() < deadline
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the pipeline never reached {marker!r}"
+
+
+def test_pipeline_killed_during_export_and_bench_resumes_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    recipe = write_recipe(tmp_path, epochs=1)
+    cmd = [sys.executable, "-m", "edgecnn", "pipeline", str(recipe), "--out", str(out)]
+    _run_until(cmd, "export:")
+    assert not (out / "artifact").exists(), "a killed export left a half-written artifact"
+    _run_until(cmd, "bench:")
+    assert (out / "artifact" / "export.json").is_file()
+    assert not (out / "bench.json").exists(), "a killed benchmark left a report"
+    done = run_cli("pipeline", str(recipe), "--out", str(out), check=True)
+    assert "train: up to date" in done.stderr and "export: up to date" in done.stderr
+    report = json.loads((out / "bench.json").read_text())
+    assert len(report["records"]) == 5
+    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
