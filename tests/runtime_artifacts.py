@@ -2,9 +2,8 @@
 
 A zoo model with BatchNorm statistics from a batch (so logits are O(1) and a 1e-4 tolerance
 means something), exported with edgecnn.export.onnx_io, its ArtifactMetadata written into
-metadata_props, saved as one file. The dynamo exporter (opset 18, what `edgecnn export`
-uses) is slow here (~8 s a model on 2 shared cores), so only the main artifact uses it and
-the family set goes through the TorchScript exporter (opset 17, the jetson-nano path).
+metadata_props, saved as one file, through `to_onnx_proto` as `edgecnn export` does (the
+TorchScript exporter first, the dynamo one where it lacks an op).
 """
 
 from __future__ import annotations

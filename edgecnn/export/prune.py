@@ -16,7 +16,6 @@ permanent. Dense kernels run no faster; the gain is in the compressed artifact.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -148,28 +147,11 @@ def _output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-adds of the conv and linear layers for input x (batch 1), the convention of
-    edgecnn.profile, from shape hooks on a forward pass on the meta device (no arithmetic:
-    milliseconds, so it can run after every pruning step)."""
-    total = 0
+    """Multiply-adds (conv + linear) for an input shaped like x, batch 1: edgecnn.profile's
+    count (torch's FLOP counter on meta stand-ins; the model itself is untouched)."""
+    from edgecnn.profile import count_module
 
-    def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            kh, kw = m.kernel_size
-            total += out[0].numel() * (m.in_channels // m.groups) * kh * kw
-        else:
-            total += m.in_features * m.out_features * (out[0].numel() // m.out_features)
-
-    # A meta-device copy: shapes only, and the caller's model (with any pruning masks) untouched.
-    meta = copy.deepcopy(model).to("meta").eval()
-    hooks = [m.register_forward_hook(hook) for m in meta.modules()
-             if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        meta(torch.empty_like(x[:1], device="meta"))
-    for h in hooks:
-        h.remove()
-    return int(total)
+    return count_module(model, x.shape[-1], in_chans=x.shape[1])[1]
 
 
 def _params(model: nn.Module) -> int:
