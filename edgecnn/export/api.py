@@ -143,7 +143,7 @@ class _Export:
         from edgecnn.export.inputs import Preprocess
 
         self.opts, self.target, self.opset, self.src, self.log = opts, target, opset, src, log
-        self.pre = Preprocess(src.resolution, src.in_chans, src.mean, src.std)
+        self.pre = Preprocess(src.resolution, src.mean, src.std)
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
         self.report: dict[str, Any] = {
@@ -342,35 +342,33 @@ class _Export:
             qat = lambda: self.qat_model(model)  # noqa: E731
         config = GuardConfig(method=method, max_drop=self.opts.max_drop)
         with tempfile.TemporaryDirectory() as cache_dir:
-            guard = run_guard(pre, calib_x, self.held_out, scheme, config,
-                              cache_dir=Path(cache_dir), qat=qat, log=self.log)
+            keep: list[str] = []
+            first = None
             stem: dict[str, Any] = {"float_stem": False, "reason": "TensorRT target"}
-            int8 = guard.proto
-            if not scheme.symmetric_activations:  # CPU targets: measure the stem
-                int8, stem = float_stem_if_faster(
-                    pre, guard, calib_x, self.held_out, scheme, config,
-                    cache_dir=Path(cache_dir), log=self.log,
+            if not scheme.symmetric_activations:  # CPU targets: measure the leading convs
+                keep, stem, first = float_stem_if_faster(
+                    pre, calib_x, scheme, method, cache_dir=Path(cache_dir), log=self.log,
                     input_shape=(1, self.src.in_chans, self.src.resolution, self.src.resolution))
+            guard = run_guard(pre, calib_x, self.held_out, scheme, config,
+                              cache_dir=Path(cache_dir), keep_float=keep, first=first, qat=qat,
+                              log=self.log)
         chosen = guard.steps[guard.chosen]
-        float_layers = [*chosen.float_layers, *stem.get("float_layers", [])]
+        float_layers = [*keep, *chosen.float_layers]
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
                        f"{self.opts.calib_data} ({len(calib_x)} train images)")
         extra = {"calibration": calibration, "calib_method": chosen.method,
                  "float_layers": str(len(float_layers)),
                  "qat": "true" if chosen.step == "qat" else "false"}
-        proto = finish(int8, self.props("int8", extra),
+        proto = finish(guard.proto, self.props("int8", extra),
                        max_ir_version=self.target.max_ir_version)
         section: dict[str, Any] = {
             "activations": scheme.activations, "weights": scheme.weights,
             "calibration": calibration, "random_calibration": random,
             "guard": guard.to_dict(), "max_drop": self.opts.max_drop, "stem": stem,
             "float_layers": float_layers}
-        # the model written: the guard's choice, or its variant with leading convs in float
-        measured = stem if "top1_int8" in stem else asdict(chosen)
-        section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": measured["top1_int8"],
-                            "agreement": measured["agreement"],
-                            "drop": None if measured["top1_int8"] is None
-                            else round(guard.top1_fp32 - measured["top1_int8"], 3)}
+        # the model written is the guard's choice, leading convs in float included
+        section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": chosen.top1_int8,
+                            "agreement": chosen.agreement, "drop": chosen.drop}
         if guard.passed is False:
             best = chosen.drop
             self.warn(f"int8 loses {best:.2f} top-1 points (> --max-drop {self.opts.max_drop:g})"

@@ -1,8 +1,12 @@
 """The accuracy guard: int8 is kept only as good as the user allows, and every step is told.
 
+    keep, stem, first = float_stem_if_faster(fp32, calib_x, scheme, "minmax", ...)  # CPU
     result = run_guard(fp32, calib_x, held_out, scheme, GuardConfig(method="minmax", max_drop=1.0),
-                       qat=...)
+                       keep_float=keep, first=first, qat=...)
 
+0. (CPU targets) Decide by latency alone whether the first one or two convolutions run
+   faster in float; every candidate below keeps them in float, and the guard's accuracy
+   check is what vets that choice (one held-out pass, not two).
 1. Quantize with the chosen calibration method; evaluate fp32 and int8 on held-out data
    (top-1 of each, and how often they agree).
 2. Drop above `max_drop` points: try the other calibration methods, keep the best.
@@ -73,19 +77,23 @@ def run_guard(
     config: GuardConfig,
     *,
     cache_dir: Path,
+    keep_float: list[str] | tuple[str, ...] = (),
+    first: onnx.ModelProto | None = None,
     qat: Callable[[], onnx.ModelProto] | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> GuardResult:
-    """`fp32` must be preprocessed (quantize.preprocess); `qat` returns a preprocessed fp32
-    model fine-tuned with fake quantization."""
+    """`fp32` must be preprocessed (quantize.preprocess); `keep_float`: layers every candidate
+    keeps in float (the leading convolutions chosen for speed); `first`: the candidate for
+    `config.method` with them, when already made; `qat` returns a preprocessed fp32 model
+    fine-tuned with fake quantization."""
     reader = CalibrationReader(calib_x)
-    cache = {m: cache_dir / f"calib-{m}.json" for m in CALIB_METHODS}
+    cache = calib_caches(cache_dir)
 
     def make(method: str, exclude: list[str] = ()) -> onnx.ModelProto:  # type: ignore[assignment]
-        return quantize(fp32, reader, scheme, method=method, exclude=list(exclude),
-                        cache=cache[method])
+        return quantize(fp32, reader, scheme, method=method,
+                        exclude=[*keep_float, *exclude], cache=cache[method])
 
-    first = make(config.method)
+    first = first if first is not None else make(config.method)
     if held_out is None:
         step = Step("calibrate", config.method, note="no held-out data: accuracy not measured")
         return GuardResult(first, 0, [step], None, None)
@@ -141,7 +149,8 @@ def run_guard(
     if qat is not None:
         log("int8 guard: quantization-aware training")
         trained = qat()
-        proto = quantize(trained, CalibrationReader(calib_x), scheme, method=best_method)
+        proto = quantize(trained, CalibrationReader(calib_x), scheme, method=best_method,
+                         exclude=list(keep_float))
         if evaluate(proto, Step("qat", best_method, note="fine-tuned with fake quantization")):
             return result(True, sensitivity)
     return result(False, sensitivity)
@@ -168,49 +177,46 @@ def leading_convs(proto: onnx.ModelProto, n: int = 2) -> list[str]:
 
 def float_stem_if_faster(
     fp32: onnx.ModelProto,
-    result: GuardResult,
     calib_x: np.ndarray,
-    held_out: LabeledImages | None,
     scheme: Int8Scheme,
-    config: GuardConfig,
+    method: str,
     *,
     cache_dir: Path,
     input_shape: tuple[int, ...],
     log: Callable[[str], None] = lambda line: None,
-) -> tuple[onnx.ModelProto, dict]:
-    """Keep the first one or two convolutions in float when that is measurably faster in
-    ONNX Runtime and costs no accuracy. At full resolution with 3 to 32 channels, x86's
-    u8 x s8 kernels lose to fp32's NCHWc ones: MobileNet alpha 0.5 at 224 on this CPU goes
-    from 1.24x over fp32 (all int8) to 1.45x (stem in float) and 1.65x (stem and first
-    depthwise); SqueezeNet's stem, followed by a max pool, is faster in int8 and stays there.
-    Measured, not assumed: the variants are timed in alternating blocks, batch 1, one thread.
+) -> tuple[list[str], dict, onnx.ModelProto]:
+    """(leading convolutions to keep in float, the record, the fastest variant): whichever of
+    all-int8, the stem in float, or the stem and the next convolution in float runs fastest in
+    ONNX Runtime. At full resolution with 3 to 32 channels, x86's u8 x s8 kernels lose to
+    fp32's NCHWc ones: MobileNet alpha 0.5 at 224 on this CPU goes from 1.24x over fp32 (all
+    int8) to 1.45x (stem in float) and 1.65x (stem and first depthwise); SqueezeNet's stem,
+    followed by a max pool, is faster in int8 and stays there. Measured, not assumed: the
+    variants are timed in alternating blocks, batch 1, one thread. Accuracy is the guard's
+    to check, on the variant returned (it is its first candidate).
     """
     from edgecnn.export.parity import compare_latency
 
-    chosen = result.steps[result.chosen]
-    lead = [c for c in leading_convs(fp32) if c not in chosen.float_layers]
-    if not lead or chosen.step == "qat":
-        return result.proto, {"float_stem": False, "reason": "no leading convolution to keep"}
-    variants = {"int8": result.proto}
+    lead = leading_convs(fp32)
+    reader, cache = CalibrationReader(calib_x), calib_caches(cache_dir)[method]
+    variants = {"int8": quantize(fp32, reader, scheme, method=method, cache=cache)}
     for k in range(1, len(lead) + 1):
-        variants[f"float_{k}"] = quantize(fp32, CalibrationReader(calib_x), scheme,
-                                          method=chosen.method,
-                                          exclude=[*chosen.float_layers, *lead[:k]],
-                                          cache=cache_dir / f"calib-{chosen.method}.json")
+        variants[f"float_{k}"] = quantize(fp32, reader, scheme, method=method,
+                                          exclude=lead[:k], cache=cache)
+    if len(variants) == 1:
+        return [], {"float_stem": False, "reason": "no leading convolution"}, variants["int8"]
     ms = compare_latency(variants, input_shape[-1], input_shape[1])
     best = min(ms, key=ms.get)
-    record: dict = {"stem": lead[0], "int8_ms": round(ms["int8"], 4),
-                    "float_stem_ms": round(ms.get("float_1", ms["int8"]), 4),
-                    "variants_ms": {k: round(v, 4) for k, v in ms.items()}}
-    faster = best != "int8" and ms[best] < 0.97 * ms["int8"]
-    if faster and held_out is not None and result.fp32_pred is not None:
-        ref = result.fp32_pred
-        pred = predict_many([_eval_session(variants[best])], held_out)[0].argmax(1)
-        top1 = _percent(pred == held_out.y)
-        record.update(top1_int8=top1, agreement=_percent(pred == ref))
-        faster = result.top1_fp32 - top1 <= max(config.max_drop, chosen.drop or 0.0)
+    faster = best != "int8" and ms[best] < 0.97 * ms["int8"]  # 3%: beyond timing noise
     kept = lead[:int(best.removeprefix("float_"))] if faster else []
-    record.update(float_stem=faster, float_layers=kept)
+    record = {"stem": lead[0], "float_stem": faster, "float_layers": kept,
+              "int8_ms": round(ms["int8"], 4),
+              "variants_ms": {k: round(v, 4) for k, v in ms.items()}}
     log(f"int8 leading convs: {', '.join(f'{k} {v:.3f} ms' for k, v in ms.items())}"
         f" -> {len(kept)} kept in float")
-    return (variants[best] if faster else result.proto), record
+    return kept, record, variants[best if faster else "int8"]
+
+
+def calib_caches(cache_dir: Path) -> dict[str, Path]:
+    """One calibration cache per method: ranges are computed once per export and reused by
+    every candidate (only the float layers change between them, not the float graph)."""
+    return {m: cache_dir / f"calib-{m}.json" for m in CALIB_METHODS}

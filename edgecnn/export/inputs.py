@@ -18,18 +18,9 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.onnx_io import INPUT_NAME
+from edgecnn.runtime.preprocess import Preprocess  # what the artifact's metadata will say
 
 RANDOM = "random"  # --calib-data random: latency-only int8, says so in the artifact
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """What the artifact's metadata says about its input."""
-
-    resolution: int
-    in_chans: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
 
 
 @dataclass
@@ -70,7 +61,7 @@ def load_images(data: str, split: str, pre: Preprocess, *, limit: int | None = N
     index = np.arange(len(ds))
     if limit is not None and limit < len(ds):
         index = np.sort(np.random.default_rng(seed).permutation(len(ds))[:limit])
-    transform = make_transform(ds, resolution=pre.resolution, in_chans=pre.in_chans,
+    transform = make_transform(ds, resolution=pre.resolution[0], in_chans=pre.in_chans,
                                train=False, mean=pre.mean, std=pre.std)
     return LabeledImages(np.ascontiguousarray(ds.images[index]), ds.labels[index], transform,
                          data, split)
@@ -79,8 +70,7 @@ def load_images(data: str, split: str, pre: Preprocess, *, limit: int | None = N
 def random_images(n: int, pre: Preprocess, seed: int = 0) -> np.ndarray:
     """Standard-normal inputs: what normalized images look like on average."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, pre.in_chans, pre.resolution, pre.resolution),
-                               dtype=np.float32)
+    return rng.standard_normal((n, *pre.input_shape), dtype=np.float32)
 
 
 class CalibrationReader(CalibrationDataReader):
