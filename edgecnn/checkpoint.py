@@ -19,6 +19,7 @@ Writes are atomic: a temporary file in the same directory, fsync, then rename.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,12 @@ def save_checkpoint(data: dict[str, Any], path: str | Path) -> Path:
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise ValueError(f"checkpoint lacks {missing}")
+    # Serialized in memory, then written in one call: torch.save streaming into a file that
+    # hits a full disk reports "unexpected pos" and loses the errno; one write keeps it.
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
     with atomic_file(path) as f:
-        torch.save(data, f)
+        f.write(buffer.getbuffer())
     return path
 
 

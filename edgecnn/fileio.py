@@ -14,12 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from edgecnn.errors import EdgeCNNError
+
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
-    """`with atomic_file(p) as f: f.write(...)`: p appears complete at the end, or not at all."""
+    """`with atomic_file(p) as f: f.write(...)`: p appears complete at the end, or not at all.
+
+    A file-system error (full disk, read-only or missing directory) is one EdgeCNNError
+    naming the file; the temporary file is removed first.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         # mkstemp makes 0600 files; give the usual permissions (0666 less the umask)
         os.fchmod(fd, 0o666 & ~_umask())
@@ -28,9 +37,15 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> EdgeCNNError:
+    return EdgeCNNError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:

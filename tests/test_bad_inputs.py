@@ -2,22 +2,51 @@
 no traceback, and nothing in the working directory created, changed or removed.
 
 The count of cases tried is printed at the end of the run (conftest's terminal summary).
-Running as root (as CI does here), the read-only-directory cases are skipped: root writes
-anywhere.
+Read-only and full disks: where the system lets the tests mount (root, as CI runs here), the
+read-only directory is a read-only tmpfs (root writes through mode bits, not through `ro`)
+and the full disk a 16 KiB tmpfs filled to the last byte; otherwise the read-only directory
+is mode 555 (skipped as root without mount) and the full-disk cases are skipped.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
 
+def mount_tmpfs(target: Path, options: str) -> bool:
+    """A tmpfs at `target`, when this system allows it (root with CAP_SYS_ADMIN)."""
+    if os.geteuid() != 0:
+        return False
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                          capture_output=True)
+    return proc.returncode == 0
+
+
+def fill(directory: Path) -> None:
+    """Write one file until the file system says it is full."""
+    with open(directory / "filler", "wb", buffering=0) as f:
+        while True:
+            try:
+                f.write(b"\0" * 4096)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+            if f.tell() > 1 << 20:  # not a tiny tmpfs after all
+                raise RuntimeError(f"{directory} does not fill up")
+
+
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     d = tmp_path_factory.mktemp("bad")
     (d / "corrupt.onnx").write_bytes(b"\x08\x07not really onnx" * 10)
     (d / "corrupt.pt").write_bytes(b"PK\x03\x04 truncated zip")
@@ -25,12 +54,22 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "recipe.yaml").write_text("model: [unclosed\n")
     (d / "empty_dir").mkdir()
     (d / "name\udcff.onnx").write_bytes(b"\x00\x01")  # a non-UTF-8 file name
-    ro = d / "readonly"
+    ro, full = d / "readonly", d / "full"
     ro.mkdir()
-    ro.chmod(0o555)
-    return {"dir": d, "corrupt_onnx": d / "corrupt.onnx", "corrupt_pt": d / "corrupt.pt",
+    full.mkdir()
+    mounted = []
+    if mount_tmpfs(ro, "ro,size=16k"):
+        mounted.append(ro)
+    else:
+        ro.chmod(0o555)
+    if mount_tmpfs(full, "size=16k"):
+        mounted.append(full)
+        fill(full)
+    yield {"dir": d, "full": full, "corrupt_onnx": d / "corrupt.onnx", "corrupt_pt": d / "corrupt.pt",
             "notimage": d / "notimage.png", "bad_yaml": d / "recipe.yaml",
             "empty_dir": d / "empty_dir", "non_utf8": d / "name\udcff.onnx", "readonly": ro}
+    for m in mounted:
+        subprocess.run(["umount", "-l", str(m)], check=True)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -73,6 +112,9 @@ TABLE = [
     ("export-bad-opset", "export mobilenet --target jetson-nano --opset 21 -o {dir}/e6",
      "opset"),
     ("export-readonly-out", "export lenet5 -o {readonly}/art", "readonly"),
+    ("export-full-disk", "export lenet5 -o {full}/art", "space"),
+    ("train-full-disk", "train lenet5 --data digits --epochs 1 --out {full}/run", "space"),
+    ("bench-full-disk", "bench lenet5 --iters 5 --warmup 1 -o {full}/bench.json", "space"),
     ("predict-missing-model", "predict {dir}/missing.onnx {notimage}", "missing.onnx"),
     ("predict-corrupt-model", "predict {corrupt_onnx} {notimage}", "corrupt.onnx"),
     ("predict-non-utf8-name", "predict {non_utf8} {notimage}", "name"),
@@ -88,13 +130,20 @@ TABLE = [
 
 @pytest.mark.parametrize("case, argv, expected", TABLE, ids=[c[0] for c in TABLE])
 def test_bad_input(case: str, argv: str, expected: str, files: dict[str, Path]) -> None:
-    if case.endswith("readonly-out") and os.geteuid() == 0:
-        pytest.skip("root writes into read-only directories")
+    if case.endswith("readonly-out") and os.geteuid() == 0 and not os.path.ismount(
+            files["readonly"]):
+        pytest.skip("root writes into read-only directories (and could not mount one)")
+    if case.endswith("full-disk") and not os.path.ismount(files["full"]):
+        pytest.skip("cannot mount a tiny tmpfs here to simulate a full disk")
     args = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv.split()]
     before = snapshot(files["dir"])
     proc = run_cli(*args)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert expected in proc.stderr.replace("\udcff", "\ufffd") or expected in proc.stderr
+    # one error line, the last; before it at most warnings the command gave while working
+    # (an untrained export that then meets a full disk warns first)
+    *before_error, error = proc.stderr.splitlines()
+    assert re.match(r"edgecnn( \w+)?: error: ", error), proc.stderr  # argparse names the command
+    assert all(line.startswith("edgecnn: warning: ") for line in before_error), proc.stderr
+    assert expected in error.replace("\udcff", "\ufffd") or expected in error
     assert snapshot(files["dir"]) == before, "a failed command changed the files"

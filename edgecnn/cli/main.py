@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `edgecnn list | head`
         return 0
+    except OSError as exc:  # a file-system error no command anticipated: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgecnn: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def check_options(opts: ExportOptions) -> Target:
 def export(opts: ExportOptions, *, log: Callable[[str], None] = lambda line: None
            ) -> ExportResult:
     """Run one export (see the module doc); raises EdgeCNNError on bad input."""
-    from edgecnn.export.artifact import ArtifactDir, check_destination
+    from edgecnn.export.artifact import ArtifactDir
     from edgecnn.export.source import resolve_source
 
     started = time.perf_counter()
@@ -125,9 +125,10 @@ def export(opts: ExportOptions, *, log: Callable[[str], None] = lambda line: Non
                            "fine-tuned on the data set it was trained on")
     out = Path(opts.output) if opts.output else \
         Path("exports") / f"{src.name}-a{src.alpha:g}-r{src.resolution}"
-    check_destination(out, opts.force)  # before any work: nothing is lost to a late refusal
-    run = _Export(opts, target, opset, src, log)
-    with ArtifactDir(out, force=opts.force) as artifact:  # destination checked here
+    # The destination is checked and its temporary sibling made before any work or warning:
+    # a refusal (exists, read-only) comes first and alone, and nothing is lost to a late one.
+    with ArtifactDir(out, force=opts.force) as artifact:
+        run = _Export(opts, target, opset, src, log)
         run.build(artifact)
         run.report["timings_s"]["total"] = round(time.perf_counter() - started, 2)
         artifact.write_json("export.json", run.report)

@@ -89,10 +89,17 @@ def train(
         # Everything that can be wrong with the arguments fails here, before any file is touched.
         data = (load_dataset(config.data, split="train"), load_dataset(config.data, split="val"))
         config, init = _preflight(config)
-        state = shared_outcome(ctx, _prepare_out, config, resume, force, say)
-        if state is not None:
-            config, init = _resumed_config(config, state, explicit), None
-        return _Run(config, ctx, data, init, state, say).run()
+        created = not Path(config.out).exists()
+        try:
+            state = shared_outcome(ctx, _prepare_out, config, resume, force, say)
+            if state is not None:
+                config, init = _resumed_config(config, state, explicit), None
+            return _Run(config, ctx, data, init, state, say).run()
+        except BaseException:
+            if created and ctx.is_main:  # a run that failed before writing anything (a full
+                with contextlib.suppress(OSError):  # disk, say) leaves no empty directory
+                    Path(config.out).rmdir()
+            raise
 
 
 def _preflight(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
@@ -126,7 +133,7 @@ def _prepare_out(config: TrainConfig, resume: bool, force: bool,
                 raise EdgeCNNError(f"{out} holds {', '.join(present)} but no last.pt to resume "
                                    f"from: use --force to replace the run")
             say(f"no run to resume in {out} (no last.pt yet): starting it")
-            out.mkdir(parents=True, exist_ok=True)
+            _make_dir(out)
             return None
         state = load_checkpoint(out / "last.pt")
         _remove_temporary_files(out)
@@ -141,8 +148,15 @@ def _prepare_out(config: TrainConfig, resume: bool, force: bool,
     return None
 
 
+def _make_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeCNNError(f"cannot create the run directory {out}: {exc.strerror}") from None
+
+
 def _remove_run_files(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    _make_dir(out)
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
     _remove_temporary_files(out)
@@ -247,7 +261,7 @@ class _Run:
                 self._repair_after_kill(history, best_epoch)
             self.say(f"resuming {self.out} after epoch {self.state['epoch']}/{cfg.epochs}")
         elif ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            _make_dir(self.out)
         self._describe(steps)
 
         for epoch in range(len(history) + 1, cfg.epochs + 1):
