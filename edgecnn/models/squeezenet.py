@@ -142,10 +142,20 @@ def _check_options(
         raise EdgeCNNError(f"dropout must be in [0, 1), got {dropout!r}")
 
 
+# Class scores are conv10 -> ReLU -> global average pooling, with no BatchNorm anywhere. With
+# a zero bias half of a class's scores start negative; on small inputs the score map is 1x1
+# (32 px: one value per image), and a class whose score is negative for every image gets no
+# gradient and never recovers. Starting every score at +1 keeps all classes live while they
+# learn; it changes no parameter or multiply-add. SqueezeNet 1.1 at 32 px on mnist5k (AdamW
+# 2e-3, batch 64, 20 epochs): 97.6% with it, 11.6% (dead at epoch 1) with torchvision's 0.
+CLASS_SCORE_BIAS = 1.0
+
+
 def _init_weights(model: SqueezeNet) -> None:
     if is_meta(model):
         return
-    # torchvision's scheme: Kaiming-uniform convs, a small normal init for conv10, zero biases.
+    # torchvision's scheme: Kaiming-uniform convs, a small normal init for conv10, zero biases,
+    # except conv10's bias, which starts at CLASS_SCORE_BIAS (see there).
     final = model.classifier[1]
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -154,7 +164,7 @@ def _init_weights(model: SqueezeNet) -> None:
             else:
                 nn.init.kaiming_uniform_(m.weight)
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                nn.init.constant_(m.bias, CLASS_SCORE_BIAS if m is final else 0.0)
 
 
 @register_model(
