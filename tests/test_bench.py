@@ -64,8 +64,10 @@ def test_runs_are_interleaved_in_blocks_and_latency_is_measured() -> None:
     cases = [BenchCase(model="m", runtime=tag, precision="fp32", batch=2, input_shape=(1, 4, 4),
                        macs=1000, make_runner=lambda s=s, t=tag: SleepRunner(s, log, t))
              for tag, s in (("fast", 0.002), ("slow", 0.006))]
-    plan = TimingPlan(warmup=2, iters=20, buffers=3)
+    plan = TimingPlan(warmup=2, iters=20, buffers=3, settle_s=0.05, block_warmup=3)
+    start = time.perf_counter()
     records = run_group(cases, plan, peak_gmacs=1.0, rounds=4)
+    assert time.perf_counter() - start >= 8 * 0.05  # a settling pause before each block
     fast, slow = records
     assert fast.iters == slow.iters == 20
     # sleep() never returns early: the minimum is at least the sleep; the median is close
@@ -73,8 +75,8 @@ def test_runs_are_interleaved_in_blocks_and_latency_is_measured() -> None:
     assert slow.latency_ms_p50 / fast.latency_ms_p50 == pytest.approx(3, rel=0.35)
     assert fast.throughput_ips == pytest.approx(2e3 / fast.latency_ms_mean)
     timed = log[1 + 1 + 2 + 2:]  # first calls, then warm-ups, are not timed
-    blocks = [timed[i:i + 5] for i in range(0, len(timed), 5)]
-    assert [b[0] for b in blocks] == ["fast", "slow"] * 4  # alternate blocks of 5, 4 rounds
+    blocks = [timed[i:i + 8] for i in range(0, len(timed), 8)]  # 3 untimed + 5 timed
+    assert [b[0] for b in blocks] == ["fast", "slow"] * 4  # alternate blocks, 4 rounds
     assert all(len(set(b)) == 1 for b in blocks)
     assert fast.efficiency_pct == pytest.approx(100 * fast.gmacs_per_s / 1.0)
 

@@ -8,6 +8,9 @@
 2. Repeatability: the same benchmark run twice, back to back: the p50s must agree within 10%.
 3. Overhead: a 500-iteration run of one model; wall time of the whole run against the sum of
    the timed calls (what the harness adds: warm-up, cold start, bookkeeping).
+4. Where the time goes: ONNX Runtime's own profiler, per kind of layer (depthwise,
+   pointwise, the stem, the rest) at 1 thread and at every core: which layers use the
+   second core and which do not.
 Writes benchmarks/harness/results.{json,md}.
 """
 
@@ -70,8 +73,11 @@ def main() -> int:
         wall = time.perf_counter() - t0
         timed = r500.latency_ms_mean * r500.iters / 1e3
 
+        breakdown = {t: layer_breakdown(art / "model.onnx", t) for t in sorted({1, THREADS})}
+
     out = {
         "conditions": cond,
+        "layer_breakdown_ms": breakdown,
         "efficiency": {"ort_p50_ms": ort.latency_ms_p50, "ort_mean_ms": ort.latency_ms_mean,
                        "eager_p50_ms": eager.latency_ms_p50, "macs": ort.macs,
                        "floor_ms": floor_ms, "efficiency_pct_p50": 100 * floor_ms / ort.latency_ms_p50,
@@ -103,9 +109,52 @@ BLAS, same threads, best of 5): {peak:.1f} GMAC/s.
 | repeat p50s | {rp['p50_ms'][0]:.3f} / {rp['p50_ms'][1]:.3f} ms ({rp['difference_pct']:.1f}% apart) | <= 10% |
 | 500-iteration run: wall / timed calls | {o['wall_s']:.2f} s / {o['timed_s']:.2f} s (harness {o['harness_s']:.2f} s) | harness <= 2 s |
 """
+    kinds = list(next(iter(breakdown.values())))
+    md += ("\nWhere ONNX Runtime's time goes (its profiler, median per run of each node's kernel "
+           "time, summed per kind of layer; ms):\n\n| layer kind | "
+           + " | ".join(f"{t} thread(s)" for t in breakdown) + " | speed-up |\n|---|"
+           + "---:|" * (len(breakdown) + 1) + "\n")
+    lo, hi = breakdown[min(breakdown)], breakdown[max(breakdown)]
+    for kind in kinds:
+        md += (f"| {kind} | " + " | ".join(f"{b[kind]:.3f}" for b in breakdown.values())
+               + f" | {lo[kind] / hi[kind]:.2f}x |\n")
     (HERE / "results.md").write_text(md)
     print(md)
     return 0
+
+
+def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, float]:
+    """Median kernel time per run (ms) of each kind of layer, from ONNX Runtime's profiler.
+    Kinds from the weight shape (O, I/groups, kH, kW) the profiler reports: depthwise when
+    I/groups is 1 and the kernel spatial, pointwise when 1x1, otherwise the stem."""
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.enable_profiling = threads, True
+    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "edgecnn-harness-profile")
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    for _ in range(runs):
+        session.run(None, {name: x})
+    profile = Path(session.end_profiling())
+    per_node: dict[tuple[str, str], list[float]] = {}
+    for event in json.loads(profile.read_text()):
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        kind = "other (pooling, classifier, layout)"
+        if event["args"]["op_name"] == "Conv":
+            weight = list(event["args"]["input_type_shape"][1].values())[0]
+            kind = ("depthwise 3x3" if weight[1] == 1 and weight[2] > 1 else
+                    "pointwise 1x1" if weight[2] == weight[3] == 1 else "stem conv")
+        per_node.setdefault((kind, event["name"]), []).append(event["dur"] / 1e3)
+    profile.unlink()
+    kinds: dict[str, float] = {}
+    for (kind, _), durations in per_node.items():
+        kinds[kind] = kinds.get(kind, 0.0) + float(np.median(durations))
+    kinds["total"] = sum(kinds.values())
+    return kinds
 
 
 if __name__ == "__main__":

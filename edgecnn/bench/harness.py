@@ -4,7 +4,7 @@ A group is what one table compares: the same model at one batch size, across run
 precisions. All its runners are loaded first (cold start measured for each), then timed in
 rounds: every round gives each runner one block of calls in turn. Blocks, not single calls,
 because ONNX Runtime's worker threads spin after a run and would steal the next runner's
-cores; rounds, so that a machine that drifts (thermal, a neighbour) drifts for every side.
+cores (and a short pause before each block, TimingPlan.settle_s, lets them go idle); rounds, so that a machine that drifts (thermal, a neighbour) drifts for every side.
 Ctrl-C stops the loop; what was measured so far is still summarized.
 """
 
@@ -168,6 +168,11 @@ def _activate(case: BenchCase, plan: TimingPlan) -> _Live:
 
 def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
                   progress: Callable[[int], None] | None, stop: Callable[[], bool] | None) -> None:
+    def settle(lv: _Live) -> None:  # the previous runner's threads go idle first
+        if len(live) > 1:
+            time.sleep(plan.settle_s)
+            warm_up(lv.runner.infer, lv.inputs, plan.block_warmup, lv.case.sync)
+
     if plan.iters is not None:
         per_block = max(1, -(-plan.iters // rounds))  # ceil: at least `iters` calls each
         budget = {id(lv): plan.iters for lv in live}
@@ -176,6 +181,7 @@ def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
                 n = min(per_block, budget[id(lv)])
                 if n <= 0:
                     continue
+                settle(lv)
                 lv.samples += time_block(lv.runner.infer, lv.inputs, n, lv.case.sync,
                                          start=len(lv.samples))
                 budget[id(lv)] -= n
@@ -187,6 +193,7 @@ def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
         block_s = (plan.duration_s or 1.0) / rounds
         for _ in range(rounds):
             for lv in live:
+                settle(lv)
                 t_end = time.perf_counter() + block_s
                 while time.perf_counter() < t_end:
                     lv.samples += time_block(lv.runner.infer, lv.inputs, 1, lv.case.sync,
