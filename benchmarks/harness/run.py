@@ -109,24 +109,27 @@ BLAS, same threads, best of 5): {peak:.1f} GMAC/s.
 | repeat p50s | {rp['p50_ms'][0]:.3f} / {rp['p50_ms'][1]:.3f} ms ({rp['difference_pct']:.1f}% apart) | <= 10% |
 | 500-iteration run: wall / timed calls | {o['wall_s']:.2f} s / {o['timed_s']:.2f} s (harness {o['harness_s']:.2f} s) | harness <= 2 s |
 """
-    kinds = list(next(iter(breakdown.values())))
-    md += ("\nWhere ONNX Runtime's time goes (its profiler, median per run of each node's kernel "
-           "time, summed per kind of layer; ms):\n\n| layer kind | "
-           + " | ".join(f"{t} thread(s)" for t in breakdown) + " | speed-up |\n|---|"
-           + "---:|" * (len(breakdown) + 1) + "\n")
     lo, hi = breakdown[min(breakdown)], breakdown[max(breakdown)]
-    for kind in kinds:
-        md += (f"| {kind} | " + " | ".join(f"{b[kind]:.3f}" for b in breakdown.values())
-               + f" | {lo[kind] / hi[kind]:.2f}x |\n")
+    md += ("\nWhere ONNX Runtime's time goes (its profiler: median kernel time per run of each "
+           "node, summed per kind of layer; GMAC/s against the peak of the same thread count):"
+           "\n\n| layer kind | MACs | " + " | ".join(f"{t} thread(s): ms (GMAC/s)"
+                                                   for t in breakdown)
+           + " | speed-up |\n|---|---:|" + "---:|" * (len(breakdown) + 1) + "\n")
+    for kind in lo:
+        md += (f"| {kind} | {lo[kind]['macs'] / 1e6:.1f}M | "
+               + " | ".join(f"{b[kind]['ms']:.3f} ({b[kind]['gmacs_per_s']:.0f})"
+                            for b in breakdown.values())
+               + f" | {lo[kind]['ms'] / hi[kind]['ms']:.2f}x |\n")
     (HERE / "results.md").write_text(md)
     print(md)
     return 0
 
 
-def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, float]:
-    """Median kernel time per run (ms) of each kind of layer, from ONNX Runtime's profiler.
-    Kinds from the weight shape (O, I/groups, kH, kW) the profiler reports: depthwise when
-    I/groups is 1 and the kernel spatial, pointwise when 1x1, otherwise the stem."""
+def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, dict[str, float]]:
+    """Per kind of layer: median kernel time per run (ms) from ONNX Runtime's profiler, the
+    multiply-adds and the rate achieved. Kinds from the weight shape (O, I/groups, kH, kW)
+    the profiler reports: depthwise when I/groups is 1 and the kernel spatial, pointwise
+    when 1x1, otherwise the stem; MACs = output elements x I/groups x kH x kW."""
     import numpy as np
     import onnxruntime as ort
 
@@ -140,6 +143,7 @@ def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, floa
         session.run(None, {name: x})
     profile = Path(session.end_profiling())
     per_node: dict[tuple[str, str], list[float]] = {}
+    macs: dict[str, int] = {}
     for event in json.loads(profile.read_text()):
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
@@ -148,14 +152,20 @@ def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, floa
             weight = list(event["args"]["input_type_shape"][1].values())[0]
             kind = ("depthwise 3x3" if weight[1] == 1 and weight[2] > 1 else
                     "pointwise 1x1" if weight[2] == weight[3] == 1 else "stem conv")
+            if (kind, event["name"]) not in per_node:
+                out = list(event["args"]["output_type_shape"][0].values())[0]
+                macs[kind] = macs.get(kind, 0) + int(np.prod(out)) * int(np.prod(weight[1:]))
         per_node.setdefault((kind, event["name"]), []).append(event["dur"] / 1e3)
     profile.unlink()
-    kinds: dict[str, float] = {}
+    kinds: dict[str, dict[str, float]] = {}
     for (kind, _), durations in per_node.items():
-        kinds[kind] = kinds.get(kind, 0.0) + float(np.median(durations))
-    kinds["total"] = sum(kinds.values())
+        row = kinds.setdefault(kind, {"ms": 0.0, "macs": macs.get(kind, 0)})
+        row["ms"] += float(np.median(durations))
+    kinds["total"] = {"ms": sum(r["ms"] for r in kinds.values()),
+                      "macs": sum(r["macs"] for r in kinds.values())}
+    for row in kinds.values():
+        row["gmacs_per_s"] = row["macs"] / row["ms"] / 1e6 if row["macs"] else 0.0
     return kinds
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,12 +28,17 @@ from edgecnn.export.onnx_io import INPUT_NAME
 TOLERANCE = 1e-4
 
 
-def ort_session(proto_or_path: onnx.ModelProto | str, threads: int = 1):  # noqa: ANN201
+def ort_session(proto_or_path: onnx.ModelProto | str, threads: int = 1, *,  # noqa: ANN201
+                spinning: bool = True):
+    """A CPU session; `threads` 0 is ONNX Runtime's default (one per physical core);
+    `spinning` False parks idle workers at once (throughput work sharing busy cores)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     model = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) \
         else str(proto_or_path)
