@@ -91,8 +91,7 @@ def eval_data_for(config: BenchConfig, input_shape: tuple[int, int, int],
                            f"predicts {len(meta.classes)}")
     n = min(config.eval_limit, len(ds))
     pre = Preprocess.from_metadata(meta)
-    hwc = np.ascontiguousarray(ds.images[:n].transpose(0, 2, 3, 1))  # (N, H, W, C) uint8
-    images = pre([img[..., 0] if img.shape[-1] == 1 else img for img in hwc])
+    images = pre.nchw_uint8(ds.images[:n])
     if images.shape[1:] != input_shape:
         raise EdgeCNNError(f"preprocessed images are {images.shape[1:]}, model takes {input_shape}")
     return images.astype(np.float32), ds.labels[:n].astype(np.int64)

@@ -1,7 +1,8 @@
-"""Model-ready numpy batches from the data pipeline: calibration, parity inputs, held-out eval.
+"""Model-ready numpy batches from the data sets: calibration, parity inputs, held-out eval.
 
-Images go through the same transform as training (channels, resize, normalization with the
-artifact's mean/std), so an ONNX model sees exactly what the PyTorch one saw.
+Images go through the runtime's own preprocessing (edgecnn.runtime.Preprocess, from the
+artifact's metadata: Pillow resize, channels, mean/std), so the accuracy the export stage
+reports is the accuracy a device app using edgecnn.runtime gets, to the digit.
 
     reader = CalibrationReader(images, batch_size=1)      # ONNX Runtime's one-method protocol
     while (feed := reader.get_next()) is not None: ...    # {"input": (1, C, R, R) float32}
@@ -13,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from onnxruntime.quantization import CalibrationDataReader
 
 from edgecnn.errors import EdgeCNNError
@@ -30,7 +30,7 @@ class LabeledImages:
 
     images: np.ndarray  # (N, C, H, W) uint8, the data set's own size and channels
     y: np.ndarray  # (N,) int64 labels
-    transform: object  # edgecnn.data.BatchTransform: uint8 batch -> normalized float batch
+    pre: Preprocess  # the artifact's preprocessing, as the runtime applies it
     dataset: str
     split: str
 
@@ -41,8 +41,7 @@ class LabeledImages:
         """(B, C, R, R) float32 model inputs, in order."""
         n = len(self) if limit is None else min(limit, len(self))
         for start in range(0, n, size):
-            part = torch.from_numpy(self.images[start:min(start + size, n)])
-            yield self.transform(part).numpy()  # type: ignore[operator]
+            yield self.pre.nchw_uint8(self.images[start:min(start + size, n)])
 
     def array(self, limit: int | None = None) -> np.ndarray:
         return np.concatenate(list(self.batches(256, limit)))
@@ -52,7 +51,6 @@ def load_images(data: str, split: str, pre: Preprocess, *, limit: int | None = N
                 num_classes: int | None = None, seed: int = 0) -> LabeledImages:
     """`limit` images of `split` (a seeded, class-mixed sample when fewer than all)."""
     from edgecnn.data import load_dataset
-    from edgecnn.train.engine import make_transform
 
     ds = load_dataset(data, split=split)
     if num_classes is not None and ds.num_classes != num_classes:
@@ -61,9 +59,7 @@ def load_images(data: str, split: str, pre: Preprocess, *, limit: int | None = N
     index = np.arange(len(ds))
     if limit is not None and limit < len(ds):
         index = np.sort(np.random.default_rng(seed).permutation(len(ds))[:limit])
-    transform = make_transform(ds, resolution=pre.resolution[0], in_chans=pre.in_chans,
-                               train=False, mean=pre.mean, std=pre.std)
-    return LabeledImages(np.ascontiguousarray(ds.images[index]), ds.labels[index], transform,
+    return LabeledImages(np.ascontiguousarray(ds.images[index]), ds.labels[index], pre,
                          data, split)
 
 

@@ -86,6 +86,15 @@ class Preprocess:
             raise EdgeCNNError("no images to preprocess")
         return np.stack([self.image(im) for im in images])
 
+    def nchw_uint8(self, images: np.ndarray) -> np.ndarray:
+        """A batch from a data set's (N, C, H, W) uint8 array (C = 1 or 3), image by image
+        as files would be: the same Pillow resize and rounding a device app gets."""
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise EdgeCNNError(f"expected (N, 1|3, H, W) uint8 images, got {images.dtype} "
+                               f"{images.shape}")
+        hwc = images.transpose(0, 2, 3, 1)
+        return self([im[..., 0] if im.shape[-1] == 1 else im for im in hwc])
+
     def image(self, image: ImageLike) -> np.ndarray:
         """One image -> (C, H, W) float32 (or (H, W, C) for NHWC)."""
         pil = to_pil(image, gray=self.in_chans == 1)
