@@ -52,7 +52,8 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     assert stem["stem"] == "/features/features.0/Conv" and stem["int8_ms"] > 0
     assert set(stem["variants_ms"]) == {"int8", "float_1", "float_2"}
     assert stem["float_stem"] == (stem["stem"] in res.report["int8"]["float_layers"])
-    assert res.report["int8"]["float_layers"] == [*stem["float_layers"], *step["float_layers"]]
+    assert res.report["int8"]["float_layers"] == step["float_layers"]
+    assert set(stem["float_layers"]) <= set(step["float_layers"])
     # the leading convs kept for speed are float in the file written: no dequantized weight
     dequantized = {o for n in proto.graph.node if n.op_type == "DequantizeLinear"
                    for o in n.output}

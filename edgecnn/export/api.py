@@ -354,7 +354,12 @@ class _Export:
                               cache_dir=Path(cache_dir), keep_float=keep, first=first, qat=qat,
                               log=self.log)
         chosen = guard.steps[guard.chosen]
-        float_layers = [*keep, *chosen.float_layers]
+        float_layers = chosen.float_layers  # the leading convs kept for speed included
+        if keep:  # the guard drops them when they cost accuracy
+            kept = [name for name in keep if name in float_layers]
+            stem.update(float_stem=bool(kept), float_layers=kept)
+            if not kept:
+                stem["reason"] = "faster in float, but less accurate: back in int8"
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
                        f"{self.opts.calib_data} ({len(calib_x)} train images)")
         extra = {"calibration": calibration, "calib_method": chosen.method,

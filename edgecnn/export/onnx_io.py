@@ -167,8 +167,8 @@ def batch_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto | None:
     del model.graph.value_info[:]
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
     try:
-        out = ort_session(model).run(None, {model.graph.input[0].name:
-                                            np.zeros((2, *shape), np.float32)})[0]
+        out = ort_session(model, quiet=True).run(None, {model.graph.input[0].name:
+                                                        np.zeros((2, *shape), np.float32)})[0]
     except Exception:  # noqa: BLE001 - any refusal means: keep batch 1
         return None
     return model if out.shape[0] == 2 else None
