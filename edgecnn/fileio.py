@@ -25,27 +25,28 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     naming the file; the temporary file is removed first.
     """
     path = Path(path)
-    try:
+    with write_errors(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise _write_error(path, exc) from None
+        try:
+            # mkstemp makes 0600 files; give the usual permissions (0666 less the umask)
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def write_errors(path: str | Path) -> Iterator[None]:
+    """An OSError while writing `path` becomes one EdgeCNNError naming it."""
     try:
-        # mkstemp makes 0600 files; give the usual permissions (0666 less the umask)
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from None
-        raise
-
-
-def _write_error(path: Path, exc: OSError) -> EdgeCNNError:
-    return EdgeCNNError(f"cannot write {path}: {exc.strerror or exc}")
+        yield
+    except OSError as exc:
+        raise EdgeCNNError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:

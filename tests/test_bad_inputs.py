@@ -65,9 +65,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     if mount_tmpfs(full, "size=16k"):
         mounted.append(full)
         fill(full)
-    yield {"dir": d, "full": full, "corrupt_onnx": d / "corrupt.onnx", "corrupt_pt": d / "corrupt.pt",
-            "notimage": d / "notimage.png", "bad_yaml": d / "recipe.yaml",
-            "empty_dir": d / "empty_dir", "non_utf8": d / "name\udcff.onnx", "readonly": ro}
+    yield {"dir": d, "full": full, "corrupt_onnx": d / "corrupt.onnx",
+           "corrupt_pt": d / "corrupt.pt",
+           "notimage": d / "notimage.png", "bad_yaml": d / "recipe.yaml",
+           "empty_dir": d / "empty_dir", "non_utf8": d / "name\udcff.onnx", "readonly": ro}
     for m in mounted:
         subprocess.run(["umount", "-l", str(m)], check=True)
 

@@ -4,7 +4,8 @@ A group is what one table compares: the same model at one batch size, across run
 precisions. All its runners are loaded first (cold start measured for each), then timed in
 rounds: every round gives each runner one block of calls in turn. Blocks, not single calls,
 because ONNX Runtime's worker threads spin after a run and would steal the next runner's
-cores (and a short pause before each block, TimingPlan.settle_s, lets them go idle); rounds, so that a machine that drifts (thermal, a neighbour) drifts for every side.
+cores (and a short pause before each block, TimingPlan.settle_s, lets them go idle); rounds,
+so that a machine that drifts (thermal, a neighbour) drifts for every side.
 Ctrl-C stops the loop; what was measured so far is still summarized.
 """
 

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gzip
 import hashlib
@@ -25,7 +24,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import onnx
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.onnx_io import save_onnx
+from edgecnn.fileio import write_errors
 
 MANIFEST = "export.json"
 
@@ -63,25 +62,15 @@ class ArtifactDir:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def write_onnx(self, name: str, proto: onnx.ModelProto) -> Path:
-        with self._writing(name):
+        with write_errors(self.dest / name):
             return self._keep(name, save_onnx(proto, self.tmp / name))
 
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         path = self.tmp / name
-        with self._writing(name):
+        with write_errors(self.dest / name):
             path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n",
                             encoding="utf-8")
         return self._keep(name, path)
-
-    @contextlib.contextmanager
-    def _writing(self, name: str) -> Iterator[None]:
-        """A full disk or a failing device: one line naming the file (the temporary
-        directory goes on exit, so nothing is left behind)."""
-        try:
-            yield
-        except OSError as exc:
-            raise EdgeCNNError(f"cannot write {name} into {self.dest.parent}: "
-                               f"{exc.strerror or exc}") from None
 
     def _keep(self, name: str, path: Path) -> Path:
         self.files[name] = path
@@ -90,7 +79,7 @@ class ArtifactDir:
     def commit(self) -> Path:
         """fsync the files, then move the directory into place (see the module doc)."""
         for name, path in self.files.items():
-            with self._writing(name), open(path, "rb") as f:
+            with write_errors(self.dest / name), open(path, "rb") as f:
                 os.fsync(f.fileno())
         old = None
         if self.dest.exists():
