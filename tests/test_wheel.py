@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib.metadata import packages_distributions, requires
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _make_venv(root: Path, *installs: tuple[str, ...]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def scratch(tmp_path_factory: pytest.TempPathFactory):
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A scratch directory outside the checkout; the venvs in it are removed afterwards."""
     path = tmp_path_factory.mktemp("wheel")
     assert not path.resolve().is_relative_to(ROOT)
