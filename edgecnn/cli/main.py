@@ -87,7 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-
 def _torch_side_missing(command: str, module: str) -> int:
     print(f"edgecnn: error: `edgecnn {command}` needs the torch side of edgecnn, which is not "
           f"installed (no module {module!r}); add it with: {INSTALL_TORCH}", file=sys.stderr)
