@@ -231,7 +231,7 @@ def test_runner_interface_and_options(art: dict) -> None:
 
 
 def test_pytorch_runner_matches_onnxruntime(art: dict) -> None:
-    from edgecnn.torch_runner import TorchOptions, TorchRunner
+    from edgecnn.bench.torch_runner import TorchOptions, TorchRunner
 
     batch = _random_batch(2)
     with TorchRunner(art["torch"], input_shape=(3, RES, RES)) as runner:

@@ -24,7 +24,7 @@ FORBIDDEN = {
                "edgecnn.cli"),
     "runtime": ("torch", "edgecnn.models", "edgecnn.layers", "edgecnn.registry",
                 "edgecnn.profile", "edgecnn.train", "edgecnn.export", "edgecnn.checkpoint",
-                "edgecnn.cli", "edgecnn.bench", "edgecnn.torch_runner"),
+                "edgecnn.cli", "edgecnn.bench"),
     "train": ("edgecnn.export", "edgecnn.runtime", "edgecnn.bench", "edgecnn.cli"),
     "export": ("edgecnn.bench", "edgecnn.cli"),
     "bench": ("edgecnn.cli",),
