@@ -12,7 +12,9 @@ fp16, artifact (the atomic directory).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgecnn.lazy import lazy_getattr
 
 _LAZY = {
     "ExportOptions": "edgecnn.export.api",
@@ -28,13 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.export.api import ExportOptions, ExportResult, check_options, export
     from edgecnn.export.targets import Target, list_targets, load_target
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecnn.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

@@ -15,9 +15,10 @@ user error is one `EdgeCNNError` line. Runners: `OrtRunner` (ort_runner.py), `Ov
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.lazy import lazy_getattr
 from edgecnn.runtime.base import OnnxRunner, Runner, TensorSpec
 from edgecnn.runtime.loader import RUNTIMES, load, runner_class, select_runtime
 from edgecnn.runtime.model import Model, Prediction
@@ -36,13 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.runtime.ov_runner import OvOptions, OvRunner
     from edgecnn.runtime.trt_runner import TrtOptions, TrtRunner
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecnn.runtime' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["RUNTIMES", "EdgeCNNError", "Model", "OnnxInfo", "OnnxRunner", "Prediction",

@@ -12,7 +12,9 @@ engine (one epoch, one evaluation pass), api (finetune, evaluate_accuracy), dist
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgecnn.lazy import lazy_getattr
 
 _LAZY = {
     "finetune": "edgecnn.train.api",
@@ -29,13 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.train.evaluate import evaluate_checkpoint
     from edgecnn.train.loop import RunResult, train
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecnn.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)
