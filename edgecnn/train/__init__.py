@@ -7,7 +7,8 @@
 
 Modules, in reading order: config (TrainConfig), optim (parameter groups, warm-up + decay),
 engine (one epoch, one evaluation pass), api (finetune, evaluate_accuracy), distributed
-(torchrun), loop (a run: checkpoints, metrics, resume), evaluate (`edgecnn eval`), plots.
+(torchrun), loop (a run), with rundir (its files), resume (the stored options win),
+transfer (--init) and determinism (kernels, RNG state); evaluate (`edgecnn eval`), plots.
 """
 
 from __future__ import annotations
