@@ -1,7 +1,8 @@
 """float16 models for GPU targets, with float32 inputs and outputs kept.
 
-onnxconverter-common is not installed here; ONNX Runtime ships the same converter as
-`onnxruntime.transformers.float16` (it began as a copy of it), so that one is used.
+ONNX Runtime ships onnxconverter-common's converter as `onnxruntime.transformers.float16`
+(it began as a copy of it), so that one is used and onnxconverter-common is not a
+dependency.
 keep_io_types=True puts a Cast at the input and the output: the application keeps feeding
 float32 images and reading float32 logits, as with the fp32 artifact.
 """

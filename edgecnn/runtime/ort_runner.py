@@ -8,8 +8,9 @@ the session's providers afterwards and refuse instead, so a "GPU" figure is neve
 On a GPU the input and output go through IO binding: the output stays bound to a device
 buffer between runs instead of being reallocated, and copies are explicit. The same path
 runs on the CPU (io_binding=True), which is how it is tested on a machine without a GPU.
-Run here: CPU provider with and without IO binding. Not run here (no GPU): the CUDA and
-TensorRT providers (they need the onnxruntime-gpu package).
+The suite, which runs on CPU machines, tests the CPU provider with and without IO binding.
+The CUDA and TensorRT providers (they need the onnxruntime-gpu package and an NVIDIA GPU)
+have no test in it.
 """
 
 from __future__ import annotations

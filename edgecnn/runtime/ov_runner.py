@@ -6,7 +6,8 @@ AVX512-BF16), which moves logits by ~1e-2; we ask for f32 unless told otherwise
 OpenVINO and ONNX Runtime agree to 1e-4 on the same artifact.
 
 The file is read with the ONNX frontend by name (not by guessing from the suffix), after
-onnx_file.py has checked it. Run here: CPU. Not run here: GPU and NPU (no Intel GPU/NPU).
+onnx_file.py has checked it. The suite tests the CPU device; GPU and NPU (they need Intel
+hardware) have no test in it.
 """
 
 from __future__ import annotations
