@@ -9,18 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.lazy import lazy_getattr
+from edgecnn.lazy import lazy_getattr, lazy_names
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; imported on first attribute access (PEP 562).
+# module -> the names it defines; imported on first attribute access (PEP 562).
 _LAZY = {
-    "create_model": "edgecnn.registry",
-    "list_models": "edgecnn.registry",
-    "get_spec": "edgecnn.registry",
-    "ModelSpec": "edgecnn.registry",
-    "profile_model": "edgecnn.profile",
-    "Profile": "edgecnn.profile",
+    "edgecnn.registry": ("create_model", "list_models", "get_spec", "ModelSpec"),
+    "edgecnn.profile": ("profile_model", "Profile"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -28,6 +24,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from edgecnn.registry import ModelSpec, create_model, get_spec, list_models
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
-
-
-__all__ = ["EdgeCNNError", "__version__", *_LAZY]
+__all__ = ["EdgeCNNError", "__version__", *lazy_names(_LAZY)]

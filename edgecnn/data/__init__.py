@@ -25,13 +25,11 @@ from edgecnn.data.datasets import (
     load_dataset,
     stratified_split,
 )
-from edgecnn.lazy import lazy_getattr
+from edgecnn.lazy import lazy_getattr, lazy_names
 
 _LAZY = {
-    "Batches": "edgecnn.data.loader",
-    "batches": "edgecnn.data.loader",
-    "BatchTransform": "edgecnn.data.transforms",
-    "TransformConfig": "edgecnn.data.transforms",
+    "edgecnn.data.loader": ("Batches", "batches"),
+    "edgecnn.data.transforms": ("BatchTransform", "TransformConfig"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -39,9 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from edgecnn.data.transforms import BatchTransform, TransformConfig
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
-
-
 __all__ = [
     "DataConfig", "DataWarning", "ImageDataset", "channel_stats", "load_dataset",
-    "stratified_split", *_LAZY,
+    "stratified_split", *lazy_names(_LAZY),
 ]

@@ -14,16 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgecnn.lazy import lazy_getattr
+from edgecnn.lazy import lazy_getattr, lazy_names
 
 _LAZY = {
-    "ExportOptions": "edgecnn.export.api",
-    "ExportResult": "edgecnn.export.api",
-    "export": "edgecnn.export.api",
-    "check_options": "edgecnn.export.api",
-    "Target": "edgecnn.export.targets",
-    "load_target": "edgecnn.export.targets",
-    "list_targets": "edgecnn.export.targets",
+    "edgecnn.export.api": ("ExportOptions", "ExportResult", "export", "check_options"),
+    "edgecnn.export.targets": ("Target", "load_target", "list_targets"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +26,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.export.targets import Target, list_targets, load_target
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
-
-
-__all__ = list(_LAZY)
+__all__ = lazy_names(_LAZY)

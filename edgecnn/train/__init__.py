@@ -15,15 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgecnn.lazy import lazy_getattr
+from edgecnn.lazy import lazy_getattr, lazy_names
 
 _LAZY = {
-    "finetune": "edgecnn.train.api",
-    "evaluate_accuracy": "edgecnn.train.api",
-    "TrainConfig": "edgecnn.train.config",
-    "train": "edgecnn.train.loop",
-    "RunResult": "edgecnn.train.loop",
-    "evaluate_checkpoint": "edgecnn.train.evaluate",
+    "edgecnn.train.api": ("finetune", "evaluate_accuracy"),
+    "edgecnn.train.config": ("TrainConfig",),
+    "edgecnn.train.loop": ("train", "RunResult"),
+    "edgecnn.train.evaluate": ("evaluate_checkpoint",),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,6 +31,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.train.loop import RunResult, train
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
-
-
-__all__ = list(_LAZY)
+__all__ = lazy_names(_LAZY)
