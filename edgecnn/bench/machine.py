@@ -6,8 +6,8 @@ achieved MACs/s of a network divided by it is the network's efficiency on the ma
 ran it.
 
 GPU facts come from nvidia-smi on a desktop or server GPU, and from L4T's files on a Jetson
-(which has no nvidia-smi before L4T R36): /etc/nv_tegra_release, /proc/device-tree/model and
-the GPU's devfreq clocks under /sys/class/devfreq. With neither, the record says so.
+(where nvidia-smi is absent, or says little): /etc/nv_tegra_release, /proc/device-tree/model
+and the GPU's devfreq clocks under /sys/class/devfreq. With neither, the record says so.
 Memory: psutil where it is installed (the only way on Windows), else the OS directly.
 """
 
