@@ -11,6 +11,7 @@ onnx_file.py has checked it. Run here: CPU. Not run here: GPU and NPU (no Intel 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -82,15 +83,18 @@ class OvRunner(OnnxRunner):
             config["CACHE_DIR"] = self.options.cache_dir
         try:
             frontend = FrontEndManager().load_by_framework("onnx")
-            model = frontend.convert(frontend.load(str(self.path)))
+            source = io.BytesIO(self.model_bytes) if self.model_bytes is not None \
+                else str(self.path)
+            model = frontend.convert(frontend.load(source))
             self.compiled = core.compile_model(model, self.ov_device, config)
             self.request = self.compiled.create_infer_request()
         except Exception as exc:  # noqa: BLE001 - native errors of every kind, one line out
-            raise _error(f"load {self.path.name}", exc) from None
+            raise _error(f"load {self.model_name}", exc) from None
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         try:
-            self.request.infer({0: batch})
+            # By name: the image input, wherever the file lists it among its inputs.
+            self.request.infer({self.input.name: batch})
             # .data is a view of the request's buffer, overwritten by the next run: copy.
             return np.array(self.request.get_output_tensor(0).data, copy=True)
         except Exception as exc:  # noqa: BLE001
