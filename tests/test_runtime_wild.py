@@ -30,6 +30,7 @@ from edgecnn.runtime import load, read_onnx
 from edgecnn.runtime.onnx_file import parse_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 RUNTIMES = ("onnxruntime", "openvino")
 
@@ -312,3 +313,30 @@ def test_predict_bad_inputs_are_one_line_exit_2(foreign, tmp_path: Path, case: s
     assert out.returncode == 2
     assert message in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.fixture(scope="module")
+def dynamic_ten(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10-class logits model of dynamic batch and size: digits' classes."""
+    path = tmp_path_factory.mktemp("dyn10") / "ten.onnx"
+    return export(Net("logits", classes=10), (1, 3, 16, 16), path,
+                  dynamic_axes={"data": {0: "n", 2: "h", 3: "w"}, "prob": {0: "n"}})
+
+
+def test_bench_takes_resolution_and_preprocessing_for_a_foreign_file(dynamic_ten: Path) -> None:
+    """Its accuracy on digits is what the runtime's own predict gives on the same images."""
+    from edgecnn.data import load_dataset
+
+    flags = ["--mean", ",".join(map(str, MEAN)), "--std", ",".join(map(str, STD))]
+    out = run("-m", "edgecnn", "bench", str(dynamic_ten), "--resolution", "16", "--data",
+              "digits", *flags, "--iters", "3", "--warmup", "1", "--rounds", "1",
+              "--threads", "1", "--format", "json", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)["records"][0]
+    ds = load_dataset("digits", split="val")
+    ims = [im[0] for im in ds.images]  # (1, 8, 8) gray uint8 -> (8, 8)
+    with load(dynamic_ten, runtime="onnxruntime", mean=MEAN, std=STD, resolution=16) as m:
+        top1 = np.array([p.id for p in m.predict(ims, topk=1)])
+    assert record["accuracy_top1_pct"] == pytest.approx(100 * np.mean(top1 == ds.labels))
+    missing = run("-m", "edgecnn", "bench", str(dynamic_ten), "--iters", "2")
+    assert missing.returncode == 2 and "--resolution N sets a dynamic size" in missing.stderr

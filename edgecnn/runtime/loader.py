@@ -58,11 +58,11 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
     """
     model_path = resolve_path(path, precision)
     info = read_onnx(model_path)
-    meta = _metadata(info)
+    meta = metadata_of(info)
     pre = preprocess_for(info, preprocess, mean=mean, std=std, resolution=resolution)
     labels = tuple(str(c) for c in classes) if classes is not None else (
         meta.classes if meta is not None else None)
-    _check_classes(info, labels)
+    check_classes(info, labels)
     runner_type, device, selection = select_runtime(runtime, device)
     runner = runner_type(model_path, device, runner_type.options_type.from_kwargs(
         runner_type.name, options), info=info)
@@ -94,7 +94,7 @@ def resolve_path(path: str | os.PathLike[str], precision: str | None) -> Path:
     return path
 
 
-def _metadata(info: OnnxInfo) -> Any:
+def metadata_of(info: OnnxInfo) -> Any:
     """ArtifactMetadata from metadata_props, None when the file has no edgecnn metadata."""
     from edgecnn.metadata import FORMAT, ArtifactMetadata
 
@@ -109,7 +109,7 @@ def preprocess_for(info: OnnxInfo, preprocess: Preprocess | None = None, *,
     """The preprocessing of a file: explicit arguments first, then its edgecnn metadata,
     then its input's shape (layout, resolution, channels); what is still missing is an error
     that says what to pass. What `load` uses, for other callers (bench, export)."""
-    meta = _metadata(info)
+    meta = metadata_of(info)
     if preprocess is not None:
         if not isinstance(preprocess, Preprocess):
             raise EdgeCNNError(f"preprocess must be a Preprocess, got {type(preprocess).__name__}")
@@ -140,7 +140,7 @@ def preprocess_for(info: OnnxInfo, preprocess: Preprocess | None = None, *,
     return Preprocess(resolution, tuple(mean), tuple(std), layout=layout)  # type: ignore[arg-type]
 
 
-def _check_classes(info: OnnxInfo, labels: tuple[str, ...] | None) -> None:
+def check_classes(info: OnnxInfo, labels: tuple[str, ...] | None) -> None:
     """Class names must match the output's classes when the file fixes them."""
     shape = info.outputs[0].shape if info.outputs else None
     if labels is None or not shape or len(shape) < 2 or shape[1] is None:
