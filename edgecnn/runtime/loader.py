@@ -52,7 +52,9 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
     precision: in an artifact directory, pick model.onnx (fp32), model.fp16.onnx or
         model.int8.onnx.
     preprocess / mean, std, resolution, classes: needed for an ONNX file without edgecnn
-        metadata; given with one that has it, they replace its values.
+        metadata (resolution only when its input size is dynamic; the layout, NCHW or NHWC,
+        is read from the input's shape); given with one that has it, they replace its values.
+        A graph that ends in Softmax is detected: predict then applies no second softmax.
     options: the runner's typed options (OrtOptions, OvOptions, TrtOptions fields), e.g.
         threads=2; an option the chosen runtime lacks is an error.
     """

@@ -9,8 +9,8 @@ The model is a file or its bytes (export's checks run graphs held in memory).
 On a GPU the input and output go through IO binding: the output stays bound to a device
 buffer between runs instead of being reallocated, and copies are explicit. The same path
 runs on the CPU (io_binding=True), which is how it is tested on a machine without a GPU.
-Run here: CPU provider with and without IO binding. Not run here (no GPU): the CUDA and
-TensorRT providers (they need the onnxruntime-gpu package).
+The test suite runs the CPU provider, with and without IO binding; the CUDA and TensorRT
+providers need the onnxruntime-gpu package and an NVIDIA GPU, which CI does not have.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ AVX512-BF16), which moves logits by ~1e-2; we ask for f32 unless told otherwise
 OpenVINO and ONNX Runtime agree to 1e-4 on the same artifact.
 
 The file is read with the ONNX frontend by name (not by guessing from the suffix), after
-onnx_file.py has checked it. Run here: CPU. Not run here: GPU and NPU (no Intel GPU/NPU).
+onnx_file.py has checked it; the model is a file or its bytes. The test suite runs the CPU
+device; Intel GPU and NPU devices are untested (CI has neither).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class OvRunner(OnnxRunner):
         family = self.ov_device.split(".")[0].split(":")[0]
         if family not in ("AUTO", "MULTI", "HETERO") and not any(
                 d.split(".")[0] == family for d in core.available_devices):
-            raise EdgeCNNError(f"openvino has no device {self.ov_device!r} here; available: "
+            raise EdgeCNNError(f"openvino has no device {self.ov_device!r}; available: "
                                f"{', '.join(core.available_devices)}")
         config: dict[str, Any] = {"PERFORMANCE_HINT": self.options.performance_hint}
         if self.options.precision is not None:
