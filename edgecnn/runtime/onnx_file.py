@@ -98,7 +98,8 @@ def read_onnx(path: str | os.PathLike[str]) -> OnnxInfo:
     """Parse and check an ONNX file; every problem is one EdgeCNNError naming the file.
 
     The file is mapped, not read: only the fields below are decoded, so the pages holding
-    weights are never brought in (a 500 MB VGG costs what its graph structure costs)."""
+    weights are never brought in (the cost follows the graph's structure, not the file's
+    size)."""
     path = Path(path)
     if not path.exists():
         raise EdgeCNNError(f"{path}: no such file")
