@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.bench.harness import BenchCase
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
 from edgecnn.runtime.loader import PRECISION_FILES, runner_class
 from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
 
@@ -95,7 +95,8 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
         from edgecnn.export.api import ExportOptions, export
     except ImportError as exc:
         raise EdgeCNNError(f"{name!r} is not a file or directory; benchmarking a zoo name "
-                           f"exports it first, which needs the torch extra ({exc})") from None
+                           f"exports it first, which needs the torch extra ({exc}): "
+                           f"{INSTALL_TORCH}") from None
     root = Path(tempfile.mkdtemp(prefix="edgecnn-bench-", dir=workdir))
     base = dict(source=name, alpha=alpha, resolution=resolution, dynamic_batch=True)
     out = root / "artifact"
