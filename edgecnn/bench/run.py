@@ -91,10 +91,17 @@ def eval_data_for(config: BenchConfig, input_shape: tuple[int, int, int],
                            f"predicts {len(meta.classes)}")
     n = min(config.eval_limit, len(ds))
     pre = Preprocess.from_metadata(meta)
-    images = pre.nchw_uint8(ds.images[:n])
+    images = np.stack([pre.image(im) for im in _sources(ds, n)])  # the runtime's steps
     if images.shape[1:] != input_shape:
         raise EdgeCNNError(f"preprocessed images are {images.shape[1:]}, model takes {input_shape}")
     return images.astype(np.float32), ds.labels[:n].astype(np.int64)
+
+
+def _sources(ds: Any, n: int) -> list[Any]:
+    """The first n images as the runtime takes them: image folders' files, else arrays."""
+    if ds.files is not None:
+        return list(ds.files[:n])
+    return [im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0) for im in ds.images[:n]]
 
 
 @contextlib.contextmanager

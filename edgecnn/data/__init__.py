@@ -32,6 +32,7 @@ _LAZY = {
     "BatchTransform": "edgecnn.data.transforms",
     "TransformConfig": "edgecnn.data.transforms",
 }
+from edgecnn.data.view import eval_view  # noqa: E402  (torch-free, like the data sets)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from edgecnn.data.loader import Batches, batches
@@ -48,5 +49,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DataConfig", "DataWarning", "ImageDataset", "channel_stats", "load_dataset",
-    "stratified_split", *_LAZY,
+    "stratified_split", "eval_view", *_LAZY,
 ]

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgecnn.data import BatchTransform, ImageDataset, batches
+from edgecnn.data.transforms import normalize
+from edgecnn.data.view import eval_view
 from edgecnn.errors import EdgeCNNError
 
 # Moving a data set to the GPU once beats copying each batch, up to this size.
@@ -226,15 +228,22 @@ def predict(
     model: nn.Module, dataset: ImageDataset, transform: BatchTransform, *,
     batch_size: int = 256, device: torch.device | None = None, amp: bool = False,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """(logits float32 (B, K) on the CPU, labels (B,)) batch by batch, in data set order."""
+    """(logits float32 (B, K) on the CPU, labels (B,)) batch by batch, in data set order.
+
+    The model sees the runtime's pixels (edgecnn.data.view: each file or array image through
+    edgecnn.runtime's Preprocess), normalized with `transform`'s mean/std: the accuracy
+    reported here is a device app's.
+    """
     device = device or next(model.parameters()).device
     model.eval()
-    loader = batches(dataset, batch_size, shuffle=False, generator=None,
-                     device=data_device(dataset, device))
+    cfg = transform.config
+    view = eval_view(dataset, cfg.resolution, cfg.in_chans)
+    loader = batches(view, batch_size, shuffle=False, generator=None,
+                     device=data_device(view, device))
     with torch.inference_mode():
         for images, labels in loader:
             with autocast(device, amp):
-                logits = model(transform(images.to(device)))
+                logits = model(normalize(images.to(device), transform.mean, transform.std))
             yield logits.float().cpu(), labels.cpu()
 
 
