@@ -18,6 +18,9 @@ from edgecnn.errors import EdgeCNNError
 FORMAT = "edgecnn-onnx/1"
 PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW",)
+# What predict and deploy/app.py print (after "warning: ") for an artifact with trained false.
+UNTRAINED_WARNING = ("this artifact has untrained weights (exported for latency work); its "
+                     "predictions mean nothing")
 RESIZES = ("squash", "shorter")
 ALPHAS = ("drop", "black", "white")
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box", "nearest")  # Pillow's filters

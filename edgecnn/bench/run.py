@@ -15,7 +15,7 @@ import numpy as np
 
 from edgecnn.bench.harness import BenchRecord, EvalData, add_speedups, run_group
 from edgecnn.bench.machine import conditions, peak_gmacs
-from edgecnn.bench.targets import make_cases, resolve_target
+from edgecnn.bench.targets import make_cases, resolve_target, skip_reason
 from edgecnn.bench.timing import TimingPlan
 from edgecnn.errors import EdgeCNNError
 
@@ -45,6 +45,8 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
     cond.update(warmup=config.plan.warmup, rounds=config.rounds, buffers=config.plan.buffers,
                 iters_desc=(str(config.plan.iters) if config.plan.iters is not None
                             else f"{config.plan.duration_s:g} s of"))
+    cond["not_measured"] = [why for r in config.runtimes for p in config.precisions
+                            if (why := skip_reason(r, p, config.device))]
     records: list[BenchRecord] = []
     with _interrupt_flag() as stopped, tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for name in targets:

@@ -129,8 +129,11 @@ def load_dataset(spec: str, *, split: str, config: DataConfig | None = None) -> 
     if split not in SPLITS:
         raise EdgeCNNError(f"unknown split {split!r}; choose train, val or test")
     kind, sep, path = spec.partition(":")
+    if kind not in _LOADERS and kind.lower() in _LOADERS:  # MNIST5k: the case alone
+        raise EdgeCNNError(f"unknown dataset {spec!r} (did you mean {kind.lower()}? names are "
+                           f"lower case); known: {', '.join(_SPEC_HELP)}")
     if kind not in _LOADERS:
-        close = difflib.get_close_matches(kind, list(_LOADERS), n=1)
+        close = difflib.get_close_matches(kind.lower(), list(_LOADERS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise EdgeCNNError(f"unknown dataset {spec!r}{hint}; known: {', '.join(_SPEC_HELP)}")
     if kind in _BUILTIN and sep:

@@ -191,8 +191,10 @@ def _open(path: Path, policy: PreprocessPolicy, gray: bool, draft: int | None,
         raise EdgeCNNError(f"{path}: is a directory, not an image") from None
     except UnidentifiedImageError:
         raise EdgeCNNError(f"{path}: not an image Pillow can read") from None
-    except Image.DecompressionBombError as exc:
-        raise EdgeCNNError(f"{path}: refused as a decompression bomb ({exc})") from None
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise EdgeCNNError(f"{path}: refused as a decompression bomb (declares over {limit:,} "
+                           f"pixels)") from None
     except OSError as exc:  # truncated or corrupt data, unreadable file
         raise EdgeCNNError(f"{path}: cannot read image: {exc}") from None
 
