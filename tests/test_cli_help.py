@@ -48,3 +48,23 @@ def test_list_and_info_describe_themselves() -> None:
         text = commands()[name].format_help()
         assert commands()[name].description and commands()[name].description in " ".join(
             text.split()) or commands()[name].description.split()[0] in text
+
+
+def test_bench_footer_says_what_was_timed_and_what_was_not() -> None:
+    from dataclasses import fields, replace
+
+    from edgecnn.bench.harness import BenchRecord
+    from edgecnn.bench.report import render
+    from edgecnn.bench.targets import skip_reason
+
+    text_fields = {"model", "runtime", "precision", "device", "baseline"}
+    rec = BenchRecord(**{f.name: ("x" if f.name in text_fields else 1.0) for f in fields(
+        BenchRecord)})
+    records = [replace(rec, iters=37), replace(rec, iters=40)]
+    why = skip_reason("torch-eager", "int8", "cpu")
+    assert why and "PyTorch int8" in why
+    cond = {"interrupted": True, "iters_desc": "200", "not_measured": [why]}
+    text = render(records, "table", cond)
+    assert "37-40 (interrupted) timed calls per case" in text and "200 timed" not in text
+    assert why in text
+    assert "MB = 10^6 bytes" in text

@@ -25,6 +25,8 @@ from edgecnn.data.transforms import normalize
 from edgecnn.data.view import eval_view
 from edgecnn.errors import EdgeCNNError
 
+# Batches timed for the epoch-time estimate (the first one, with its warm-up, left out).
+ESTIMATE_BATCHES = 4
 # Moving a data set to the GPU once beats copying each batch, up to this size.
 DEVICE_DATA_LIMIT = 1 << 30
 
@@ -166,6 +168,7 @@ def train_epoch(
     world_size: int = 1,
     reduce: Callable[[Tensor], Tensor] | None = None,
     progress: str | None = None,
+    estimate: Callable[[float], None] | None = None,
 ) -> EpochStats:
     """One pass over `dataset`; `batch_size` is per process. Returns global statistics.
 
@@ -185,7 +188,12 @@ def train_epoch(
     bar = Progress(len(loader), progress or "", enabled=progress is not None)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     start = time.perf_counter()
-    for images, labels in loader:
+    for step, (images, labels) in enumerate(loader):
+        if estimate is not None and step == ESTIMATE_BATCHES:  # after a warm-up batch
+            per_batch = (time.perf_counter() - first) / (ESTIMATE_BATCHES - 1)
+            estimate(per_batch * len(loader))
+        elif estimate is not None and step == 1:
+            first = time.perf_counter()
         x = transform(images.to(device, non_blocking=True), generator=augment)
         y = labels.to(device, non_blocking=True)
         with autocast(device, amp):
