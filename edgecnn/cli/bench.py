@@ -94,9 +94,12 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     from edgecnn.bench.sweep import SweepConfig, run_sweep, sweep_table
     from edgecnn.bench.timing import TimingPlan
 
+    from edgecnn.registry import get_spec
+
     bad = [a for a in args.alpha if not a > 0]
     if bad:
         raise EdgeCNNError(f"alpha must be positive, got {bad[0]}")
+    get_spec(args.model)  # an unknown name fails before the output directory exists
     bench = BenchConfig(runtimes=args.runtime, precisions=args.precision,
                         threads=args.threads or os.cpu_count() or 1,
                         plan=TimingPlan(iters=args.iters))
