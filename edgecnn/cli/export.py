@@ -87,7 +87,11 @@ def run_export(args: argparse.Namespace) -> int:
             from edgecnn.errors import EdgeCNNError
 
             raise EdgeCNNError(f"{flag} applies to --int8 only")
-    result = export(opts, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
+    import contextlib
+
+    # --json: stdout is the JSON alone (torch's exporters print there, from C++ too)
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        result = export(opts, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
     if args.json:
         import json
 
@@ -95,6 +99,27 @@ def run_export(args: argparse.Namespace) -> int:
         return 0
     _summary(result.path, result.report)
     return 0
+
+
+def _stdout_to_stderr():  # noqa: ANN202
+    """File descriptor 1 pointed at 2 for a while, Python's sys.stdout with it."""
+    import contextlib
+    import os
+
+    @contextlib.contextmanager
+    def redirect():  # noqa: ANN202
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+    return redirect()
 
 
 def _summary(path, report: dict) -> None:  # noqa: ANN001
