@@ -197,6 +197,13 @@ def _open(path: Path, policy: PreprocessPolicy, gray: bool, draft: int | None,
                            f"pixels)") from None
     except OSError as exc:  # truncated or corrupt data, unreadable file
         raise EdgeCNNError(f"{path}: cannot read image: {exc}") from None
+    except EdgeCNNError:
+        raise
+    # Pillow's plugins raise a zoo of types on malformed files (SyntaxError, struct.error,
+    # IndexError, ...): each is this one file's problem, in one line.
+    except Exception as exc:  # noqa: BLE001
+        raise EdgeCNNError(f"{path}: cannot decode image ({type(exc).__name__}: "
+                           f"{str(exc)[:120]})") from None
 
 
 def _draft(im: Image.Image, draft: int | None, above: int) -> None:
