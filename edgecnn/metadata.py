@@ -17,7 +17,8 @@ from edgecnn.errors import EdgeCNNError
 
 FORMAT = "edgecnn-onnx/1"
 PRECISIONS = ("fp32", "fp16", "int8")
-LAYOUTS = ("NCHW",)
+LAYOUTS = ("NCHW", "NHWC")  # what the runtime's preprocessing lays out
+OUTPUTS = ("logits", "probabilities")  # probabilities: the graph ends in Softmax
 # What predict and deploy/app.py print (after "warning: ") for an artifact with trained false.
 UNTRAINED_WARNING = ("this artifact has untrained weights (exported for latency work); its "
                      "predictions mean nothing")
@@ -120,6 +121,7 @@ class ArtifactMetadata:
     input_name: str = "input"
     output_name: str = "logits"
     layout: str = "NCHW"
+    output: str = "logits"  # what the first output holds; predict applies softmax to logits only
     source_checkpoint_sha256: str = ""  # "" when exported without a checkpoint
     dataset: str = ""
     edgecnn_version: str = ""
@@ -223,3 +225,5 @@ def _check(meta: ArtifactMetadata) -> None:
     if not isinstance(meta.preprocess, PreprocessPolicy):
         raise EdgeCNNError(f"preprocess must be a PreprocessPolicy, got "
                            f"{type(meta.preprocess).__name__}")
+    if meta.output not in OUTPUTS:
+        raise EdgeCNNError(f"output must be one of {OUTPUTS}, got {meta.output!r}")
