@@ -219,7 +219,7 @@ def _record(lv: _Live, peak_gmacs: float | None) -> BenchRecord:
         rss_mb_peak=rss_mb_peak(), rss_mb_load=lv.rss_load,
         gpu_memory_mb=case.gpu_memory_mb() if case.gpu_memory_mb else None,
         params=case.params, macs=case.macs,
-        file_size_mb=case.file_bytes / 2**20 if case.file_bytes else None,
+        file_size_mb=case.file_bytes / 1e6 if case.file_bytes else None,  # MB = 10^6 B
         gmacs_per_s=achieved,
         efficiency_pct=100 * achieved / peak_gmacs if achieved and peak_gmacs else None,
     )

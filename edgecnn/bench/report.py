@@ -28,7 +28,7 @@ COLUMNS = (
     ("img/s", "throughput_ips", "{:.1f}"),
     ("vs base", "speedup_vs_baseline", "{:.2f}x"),
     ("cold ms", "cold_start_ms", "{:.0f}"),
-    ("RSS MB", "rss_mb_peak", "{:.0f}"),
+    ("RSS MiB", "rss_mb_peak", "{:.0f}"),
     ("MB file", "file_size_mb", "{:.2f}"),
     ("MACs", "macs", "{:,}"),
     ("eff %", "efficiency_pct", "{:.0f}"),
@@ -48,6 +48,11 @@ def render(records: Sequence[BenchRecord], fmt: str, conditions: dict[str, Any])
         for r in records:
             writer.writerow(r.to_dict())
         return buf.getvalue()
+    if conditions.get("interrupted") and records:  # the calls actually timed, not the plan
+        done = sorted({r.iters for r in records})
+        conditions = {**conditions, "iters_desc": (f"{done[0]}" if len(done) == 1 else
+                                                   f"{done[0]}-{done[-1]}")
+                      + " (interrupted)"}
     used = [c for c in COLUMNS if any(getattr(r, c[1]) is not None for r in records)]
     rows = [[("-" if getattr(r, f) is None else spec.format(getattr(r, f)))
              for _, f, spec in used] for r in records]
@@ -55,8 +60,10 @@ def render(records: Sequence[BenchRecord], fmt: str, conditions: dict[str, Any])
     return table + "\n\n" + describe_conditions(conditions, markdown=fmt == "md")
 
 
-def describe_conditions(c: dict[str, Any], *, markdown: bool = False) -> str:
-    """One paragraph saying exactly what was measured."""
+def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
+                        bench_columns: bool = True) -> str:
+    """One paragraph saying exactly what was measured; `bench_columns` False leaves out the
+    notes on this table's own columns (eff %, RSS, vs base) for a table without them."""
     pk = ", ".join(f"{k} {v}" for k, v in c.get("packages", {}).items())
     gpu = f"; GPU {c['gpu']} (driver {c.get('gpu_driver', '?')})" if c.get("gpu") else ""
     if c.get("gpu_clock_mhz"):  # a Jetson: the clock it ran at decides its speed
@@ -66,8 +73,10 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False) -> str:
         f"cores{gpu}), {c.get('threads') or 'default'} threads per runtime; {pk}.",
         f"Latency: one call on a batch, perf_counter, {c.get('warmup', '?')} warm-up calls, "
         f"{c.get('iters_desc', '?')} timed calls per case in {c.get('rounds', '?')} interleaved "
-        f"rounds, {c.get('buffers', '?')} input buffers rotated. "
-        f"Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s (eff % = achieved / peak). "
-        "RSS: process peak so far; vs base: baseline p50 / p50 in the same group.",
+        f"rounds, {c.get('buffers', '?')} input buffers rotated."
+        + (f" Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s (eff % = achieved / peak). "
+           "RSS: process peak so far (MiB); vs base: baseline p50 / p50 in the same group; "
+           "file sizes in MB = 10^6 bytes." if bench_columns else ""),
+        *[f"{why}." for why in c.get("not_measured", [])],
     ]
     return "\n".join(("> " + line) if markdown else line for line in lines)

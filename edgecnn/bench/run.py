@@ -15,7 +15,7 @@ import numpy as np
 
 from edgecnn.bench.harness import BenchRecord, EvalData, add_speedups, run_group
 from edgecnn.bench.machine import conditions, peak_gmacs
-from edgecnn.bench.targets import make_cases, resolve_target
+from edgecnn.bench.targets import make_cases, resolve_target, skip_reason
 from edgecnn.bench.timing import TimingPlan
 from edgecnn.errors import EdgeCNNError
 
@@ -49,6 +49,8 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
     cond.update(warmup=config.plan.warmup, rounds=config.rounds, buffers=config.plan.buffers,
                 iters_desc=(str(config.plan.iters) if config.plan.iters is not None
                             else f"{config.plan.duration_s:g} s of"))
+    cond["not_measured"] = [why for r in config.runtimes for p in config.precisions
+                            if (why := skip_reason(r, p, config.device))]
     records: list[BenchRecord] = []
     with _interrupt_flag() as stopped, tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for name in targets:
@@ -99,10 +101,17 @@ def eval_data_for(config: BenchConfig, input_shape: tuple[int, int, int],
         raise EdgeCNNError(f"{config.data} has {ds.num_classes} classes but the model "
                            f"predicts {count}")
     n = min(config.eval_limit, len(ds))
-    images = pre.nchw_uint8(ds.images[:n])
+    images = np.stack([pre.image(im) for im in _sources(ds, n)])  # the runtime's steps
     if images.shape[1:] != input_shape:
         raise EdgeCNNError(f"preprocessed images are {images.shape[1:]}, model takes {input_shape}")
     return images.astype(np.float32), ds.labels[:n].astype(np.int64)
+
+
+def _sources(ds: Any, n: int) -> list[Any]:
+    """The first n images as the runtime takes them: image folders' files, else arrays."""
+    if ds.files is not None:
+        return list(ds.files[:n])
+    return [im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0) for im in ds.images[:n]]
 
 
 @contextlib.contextmanager

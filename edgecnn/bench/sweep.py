@@ -114,37 +114,78 @@ def plot_sweep(rows: list[dict[str, Any]], out: Path, *, title: str) -> list[Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figures = [("latency_vs_macs.png", latency_macs_figure(rows, title))]
+    if any(r["accuracy_top1_pct"] is not None for r in rows):
+        figures.append(("accuracy_vs_latency.png", accuracy_latency_figure(rows, title)))
+    written = []
+    for name, fig in figures:
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        written.append(out / name)
+    return written
+
+
+def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         series.setdefault(f"{r['runtime']} {r['precision']}", []).append(r)
-    written = []
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    return series
+
+
+def latency_macs_figure(rows: list[dict[str, Any]], title: str) -> Any:
+    """Log-log, plain-number ticks (50M, 100M; 0.5, 1, 2 ms), each grid point labelled
+    alpha/resolution once (the series share their MACs)."""
+    import matplotlib.pyplot as plt
+
+    from edgecnn.plotting import log_axis, place_labels
+    from edgecnn.tables import human
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    series = _series(rows)
     for label, rs in series.items():
-        ax.loglog([r["macs"] for r in rs], [r["latency_ms_p50"] for r in rs], "o", label=label)
+        ax.plot([r["macs"] for r in rs], [r["latency_ms_p50"] for r in rs], "o", label=label,
+                alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.margins(0.15)
+    log_axis(ax.xaxis, lambda v, _pos: human(int(v)))
+    log_axis(ax.yaxis)
     ax.set(xlabel="multiply-adds per image", ylabel="p50 latency, batch 1 (ms)",
            title=f"{title}: latency vs MACs")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(out / "latency_vs_macs.png", dpi=120)
-    plt.close(fig)
-    written.append(out / "latency_vs_macs.png")
-    if any(r["accuracy_top1_pct"] is not None for r in rows):
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        for label, rs in series.items():
-            pts = [(r["latency_ms_p50"], r["accuracy_top1_pct"]) for r in rs]
-            ax.plot(*zip(*pts), "o", label=label, alpha=0.7)
-            front = pareto_front(pts)
-            ax.plot(*zip(*front), "-", alpha=0.6)
-            for r in rs:
-                ax.annotate(f"{r['alpha']:g}/{r['resolution']}",
-                            (r["latency_ms_p50"], r["accuracy_top1_pct"]), fontsize=6)
-        ax.set(xlabel="p50 latency, batch 1 (ms)", ylabel="top-1 (%)",
-               title=f"{title}: accuracy vs latency (lines: Pareto fronts)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "accuracy_vs_latency.png", dpi=120)
-        plt.close(fig)
-        written.append(out / "accuracy_vs_latency.png")
-    return written
+    first = next(iter(series.values()))  # label the points of one series: alpha/resolution
+    place_labels(ax, [(r["macs"], r["latency_ms_p50"]) for r in first],
+                 [f"{r['alpha']:g}/{r['resolution']}" for r in first])
+    return fig
+
+
+def accuracy_latency_figure(rows: list[dict[str, Any]], title: str) -> Any:
+    """Points and each series' Pareto front in the series' own colour."""
+    import matplotlib.pyplot as plt
+
+    from edgecnn.plotting import place_labels
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    labelled = []
+    for label, rs in _series(rows).items():
+        pts = [(r["latency_ms_p50"], r["accuracy_top1_pct"]) for r in rs
+               if r["accuracy_top1_pct"] is not None]
+        if not pts:
+            continue
+        (marks,) = ax.plot(*zip(*pts), "o", label=label, alpha=0.7)
+        front = pareto_front(pts)
+        ax.plot(*zip(*front), "-", color=marks.get_color(), alpha=0.8)
+        labelled += [((r["latency_ms_p50"], r["accuracy_top1_pct"]),
+                      f"{r['alpha']:g}/{r['resolution']}") for r in rs
+                     if r["accuracy_top1_pct"] is not None]
+    ax.margins(0.12)
+    ax.set(xlabel="p50 latency, batch 1 (ms)", ylabel="top-1 (%)",
+           title=f"{title}: accuracy vs latency (lines: Pareto fronts)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    first = labelled[: len(labelled) // max(1, len(_series(rows)))]
+    place_labels(ax, [p for p, _ in first], [t for _, t in first])
+    return fig

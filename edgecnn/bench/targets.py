@@ -142,6 +142,16 @@ def _after(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def skip_reason(runtime: str, precision: str, device: str) -> str | None:
+    """Why a (runtime, precision) row is not measured, or None when it is."""
+    if runtime.startswith("torch") and precision == "int8":
+        return (f"{runtime} int8 not measured: PyTorch int8 is not what users deploy (the "
+                f"int8 ONNX model is measured in ONNX Runtime/OpenVINO)")
+    if runtime.startswith("torch") and precision == "fp16" and device == "cpu":
+        return f"{runtime} fp16 not measured on the CPU: PyTorch's fp16 convolutions are slow"
+    return None
+
+
 def _case(target: Target, runtime: str, precision: str, batch: int, threads: int,
           device: str) -> BenchCase | None:
     base = dict(model=target.label, precision=precision, batch=batch,
@@ -149,8 +159,8 @@ def _case(target: Target, runtime: str, precision: str, batch: int, threads: int
                 params=_after(target.info.get("params")))
     if runtime.startswith("torch"):
         mode = runtime.partition("-")[2] or "eager"
-        if precision == "int8" or (precision == "fp16" and device == "cpu"):
-            return None  # PyTorch int8 is not what users deploy; fp16 convs on CPU are slow
+        if skip_reason(runtime, precision, device):
+            return None
         from edgecnn.bench.torch_side import torch_case
 
         return torch_case(target, mode, precision, batch, threads, device, base)

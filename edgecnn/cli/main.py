@@ -28,8 +28,27 @@ TORCH_SIDE = ("torch", "onnx", "onnxscript", "onnxslim", "torch_pruning", "matpl
 TORCH_COMMANDS = ("list", "info", "train", "eval", "export", "sweep", "pipeline")
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names it; flags
+    (store_true) are off unless given, which needs no saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                   argparse._HelpAction, argparse._VersionAction))
+        if (flag or not action.option_strings or "default" in text
+                or action.default in (None, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage dump), exit status 2."""
+    """argparse, but a usage error is one line (no usage dump), exit status 2, and every
+    option's help gives its default."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")

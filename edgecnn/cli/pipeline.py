@@ -17,9 +17,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", nargs="?", type=Path, default=None,
                    help="YAML recipe (default: the packaged one, export/pipeline.yaml in the "
                    "repository)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None,
                    help="run directory (default runs/pipeline-<recipe name>); an interrupted "
                    "run resumes there")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object (progress goes to stderr)")
     p.set_defaults(func=run)
 
 
@@ -36,6 +38,12 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     summary = run_pipeline(recipe, out, log=lambda line: print(line, file=sys.stderr,
                                                                flush=True))
+    if args.json:
+        import json
+
+        print(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2,
+                         default=str))
+        return 0
     print(summary["table"])
     print(f"\nreport: {out / 'report.md'}  ({time.perf_counter() - start:.0f} s)")
     return 0

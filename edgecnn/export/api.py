@@ -144,7 +144,10 @@ class _Export:
         from edgecnn.export.inputs import Preprocess
 
         self.opts, self.target, self.opset, self.src, self.log = opts, target, opset, src, log
-        self.pre = Preprocess(src.resolution, src.mean, src.std)
+        from edgecnn.metadata import policy_for_dataset  # the training data's choice
+
+        self.pre = Preprocess(src.resolution, src.mean, src.std,
+                              policy=policy_for_dataset(src.dataset))
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
         self.report: dict[str, Any] = {

@@ -122,7 +122,8 @@ def preprocess_for(info: OnnxInfo, preprocess: Preprocess | None = None, *,
         base = Preprocess.from_metadata(meta)
         return Preprocess(resolution if resolution is not None else base.resolution,
                           mean if mean is not None else base.mean,
-                          std if std is not None else base.std, layout=base.layout)
+                          std if std is not None else base.std, layout=base.layout,
+                          policy=base.policy)
     if mean is None or std is None:
         raise EdgeCNNError(f"{info.path} has no edgecnn metadata: pass mean and std (and "
                            "resolution when the model's input size is not fixed), or a "
