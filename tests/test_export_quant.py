@@ -248,3 +248,36 @@ def test_cli_int8_options_reach_the_guard(tmp_path: Path, capsys,
     assert first["method"] == "percentile" and report["int8"]["max_drop"] == 0
     assert report["data"]["calibration_images"] == 32
     assert "top-1 fp32" in captured.out
+
+
+def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None:  # noqa: F811
+    """Reduced: every int8 weight within [-64, 64], so an AVX2 u8 x s8 pair sum (two
+    255 * w products in int16) cannot saturate; full: the per-channel maxima reach 127. Auto
+    follows the exporting CPU's flags, and the choice is said."""
+    from dataclasses import replace
+
+    from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.onnx_io import simplify, to_onnx_proto
+    from edgecnn.export.quantize import cpu_flags, preprocess, quantize, weight_range
+    from edgecnn.export.targets import load_target
+
+    data = load_checkpoint(lenet_ckpt)
+    proto = preprocess(simplify(to_onnx_proto(model_from_checkpoint(data),
+                                              torch.zeros(1, 1, 32, 32))))
+    calib = load_images("digits", "train", Preprocess(32, tuple(data["mean"]),
+                                                      tuple(data["std"])), limit=16).array()
+    scheme = load_target("cpu-x86").int8
+    peaks = {}
+    for choice in ("full", "reduced"):
+        q = quantize(proto, CalibrationReader(calib), replace(scheme, weight_range=choice))
+        weights = [a for a in (onnx.numpy_helper.to_array(t) for t in q.graph.initializer)
+                   if a.dtype == np.int8 and a.ndim == 4]
+        peaks[choice] = max(int(np.abs(w).max()) for w in weights)
+    assert peaks == {"full": 127, "reduced": 64}
+    reduced, why = weight_range(scheme)
+    vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    import platform
+    if platform.machine() == "x86_64" and cpu_flags():
+        assert reduced is not vnni and ("VNNI" in why)
+    assert weight_range(load_target("tensorrt").int8)[0] is False  # int8 x int8: no VPMADDUBSW

@@ -330,7 +330,7 @@ class _Export:
         from edgecnn.export.guard import GuardConfig, float_stem_if_faster, run_guard
         from edgecnn.export.inputs import random_images
         from edgecnn.export.onnx_io import finish
-        from edgecnn.export.quantize import preprocess, tensorrt_problems
+        from edgecnn.export.quantize import preprocess, tensorrt_problems, weight_range
 
         scheme = self.target.int8
         method = self.opts.calib_method or scheme.calib_method
@@ -362,14 +362,16 @@ class _Export:
                 stem["reason"] = "faster in float, but less accurate: back in int8"
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
                        f"{self.opts.calib_data} ({len(calib_x)} train images)")
+        reduced, range_reason = weight_range(scheme)
         extra = {"calibration": calibration, "calib_method": chosen.method,
                  "float_layers": str(len(float_layers)),
+                 "weight_range": "reduced" if reduced else "full",
                  "qat": "true" if chosen.step == "qat" else "false"}
         proto = finish(guard.proto, self.props("int8", extra),
                        max_ir_version=self.target.max_ir_version)
         section: dict[str, Any] = {
             "activations": scheme.activations, "weights": scheme.weights,
-            "calibration": calibration, "random_calibration": random,
+            "weight_range": range_reason, "calibration": calibration, "random_calibration": random,
             "guard": guard.to_dict(), "max_drop": self.opts.max_drop, "stem": stem,
             "float_layers": float_layers}
         # the model written is the guard's choice, leading convs in float included
