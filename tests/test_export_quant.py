@@ -35,7 +35,16 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["edgecnn.precision"] == "int8" and meta["edgecnn.trained"] == "true"
     assert meta["edgecnn.extra.calibration"].startswith("digits (64 train images")
-    params = qdq_params(proto)
+    # the CPU scheme, on the all-int8 graph of the exported fp32 file (the file written keeps
+    # in float the blocks that run faster so, which may be all of them on a given CPU)
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.quantize import preprocess, quantize
+    from edgecnn.export.targets import load_target
+
+    calib = load_images("digits", "train", Preprocess(32, (0.5,), (0.5,)), limit=16).array()
+    all_int8 = quantize(preprocess(onnx.load(str(res.path / "model.onnx"))),
+                        CalibrationReader(calib), load_target("cpu-x86").int8)
+    params = qdq_params(all_int8)
     activations = [zp for _, s, zp in params if zp.dtype == np.uint8]
     weights = [(s, zp) for _, s, zp in params if zp.dtype == np.int8]
     assert activations, "CPU targets: uint8 (asymmetric) activations"
@@ -46,20 +55,27 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     assert g["top1_fp32"] > 80 and g["passed"] is True
     assert step["drop"] <= 1.0 and step["agreement"] > 90
     assert res.report["data"]["held_out_images"] == 360  # digits' whole val split
-    sizes = res.report["files"]
-    assert sizes["model.int8.onnx"]["bytes"] < 0.5 * sizes["model.onnx"]["bytes"]
-    stem = res.report["int8"]["stem"]  # measured every way, the fastest kept
-    assert stem["stem"] == "/features/features.0/Conv" and stem["int8_ms"] > 0
-    assert set(stem["variants_ms"]) == {"int8", "float_1", "float_2"}
-    assert stem["float_stem"] == (stem["stem"] in res.report["int8"]["float_layers"])
-    assert res.report["int8"]["float_layers"] == step["float_layers"]
-    assert set(stem["float_layers"]) <= set(step["float_layers"])
-    # the leading convs kept for speed are float in the file written: no dequantized weight
+    blocks = res.report["int8"]["blocks"]  # every block profiled in fp32 and int8
+    assert {b["block"] for b in blocks["blocks"]} >= {"/features/features.0", "/classifier"}
+    assert all(b["fp32_ms"] > 0 and b["int8_ms"] > 0 for b in blocks["blocks"]
+               if b["block"].startswith("/features/features.0"))
+    assert blocks["search_s"] > 0 and blocks["profiled_sessions"] >= 2
+    assert set(step["float_layers"]) == set(res.report["int8"]["float_layers"])
+    # the blocks kept float for speed are float in the file written: no dequantized weight
     dequantized = {o for n in proto.graph.node if n.op_type == "DequantizeLinear"
                    for o in n.output}
-    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    for conv in convs:
-        assert (conv.input[1] in dequantized) == (conv.name not in stem["float_layers"])
+    float_blocks = {b["block"] for b in blocks["blocks"] if b["precision"] == "float"}
+    from edgecnn.export.mixed import block_of
+
+    for conv in (n for n in proto.graph.node if n.op_type in ("Conv", "Gemm")):
+        float_now = conv.name in step["float_layers"]
+        assert (conv.input[1] in dequantized) != float_now
+        if block_of(conv.name) in float_blocks and step["step"] == "calibrate":
+            assert float_now
+    verdict, latency = res.report["int8"]["verdict"], res.report["int8"]["latency"]
+    assert latency["fp32_ms"] > 0 and latency["int8_ms"] > 0
+    assert verdict["speedup"] == latency["speedup"] and verdict["top1_change"] == -step["drop"]
+    assert isinstance(verdict["worth_deploying"], bool) and verdict["reason"]
     final = res.report["int8"]["final"]  # what the written file scores: the guard's choice
     assert final["drop"] <= 1.0 and final["top1_int8"] == step["top1_int8"]
 
@@ -89,7 +105,8 @@ def test_tensorrt_scheme_is_symmetric_and_passes_the_checker(tmp_path: Path) -> 
     params = qdq_params(proto)
     assert params and all(zp.dtype == np.int8 and np.all(zp == 0) for _, _, zp in params)
     assert res.report["int8"]["tensorrt_checks"] == {"passed": True, "problems": []}
-    assert res.report["int8"]["stem"]["float_stem"] is False  # TensorRT: every conv int8
+    assert res.report["int8"]["float_layers"] == []  # TensorRT: every conv int8, no search
+    assert res.report["int8"]["verdict"]["speedup"] is None  # timed on its device
     # the residual Adds of the inverted residual blocks have quantized inputs
     assert any(n.op_type == "Add" for n in proto.graph.node)
     assert tensorrt_problems(proto) == []

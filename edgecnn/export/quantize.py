@@ -47,7 +47,25 @@ def preprocess(proto: onnx.ModelProto) -> onnx.ModelProto:
         src, dst = Path(tmp, "in.onnx"), Path(tmp, "out.onnx")
         onnx.save_model(proto, str(src))
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
-        return onnx.load(str(dst))
+        return _name_nodes(onnx.load(str(dst)))
+
+
+def _name_nodes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Names for the nodes quant_pre_process leaves unnamed (it inlines HardSwish as an
+    unnamed HardSigmoid and Mul): nodes_to_exclude takes names, so an unnamed node could
+    never stay float. The name takes the module path of its input ('/features/features.0/
+    features.0.0/HardSigmoid_3'), so a block keeps its inlined activations."""
+    taken = {n.name for n in proto.graph.node}
+    for i, node in enumerate(proto.graph.node):
+        if node.name:
+            continue
+        where = next((t.rsplit("/", 1)[0] for t in node.input if t.startswith("/")), "")
+        name = f"{where}/{node.op_type}_{i}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+    return proto
 
 
 def weight_range(scheme: Int8Scheme) -> tuple[bool, str]:
