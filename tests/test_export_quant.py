@@ -76,6 +76,16 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     assert latency["fp32_ms"] > 0 and latency["int8_ms"] > 0
     assert verdict["speedup"] == latency["speedup"] and verdict["top1_change"] == -step["drop"]
     assert isinstance(verdict["worth_deploying"], bool) and verdict["reason"]
+    # `edgecnn bench` on the artifact says the same verdict, beside what it measures now
+    from edgecnn.bench.report import render
+    from edgecnn.bench.run import BenchConfig, run_bench
+    from edgecnn.bench.timing import TimingPlan
+
+    records, cond = run_bench([str(res.path)], BenchConfig(
+        precisions=("fp32", "int8"), threads=1, plan=TimingPlan(warmup=1, iters=4), rounds=1))
+    (label, seen), = cond["int8_verdicts"].items()
+    assert seen["export"] == verdict and seen["measured_speedup"]["onnxruntime batch 1"] > 0
+    assert f"int8 verdict for {label}: " in render(records, "table", cond)
     final = res.report["int8"]["final"]  # what the written file scores: the guard's choice
     assert final["drop"] <= 1.0 and final["top1_int8"] == step["top1_int8"]
 

@@ -68,4 +68,10 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False) -> str:
         f"Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s (eff % = achieved / peak). "
         "RSS: process peak so far; vs base: baseline p50 / p50 in the same group.",
     ]
+    for label, v in c.get("int8_verdicts", {}).items():
+        e = v["export"]
+        now = ", ".join(f"{k} {x:.2f}x" for k, x in v["measured_speedup"].items())
+        lines.append(f"int8 verdict for {label}: "
+                     f"{'worth deploying' if e['worth_deploying'] else 'not worth it'} "
+                     f"(export: {e['reason']})" + (f"; measured now: {now}" if now else ""))
     return "\n".join(("> " + line) if markdown else line for line in lines)

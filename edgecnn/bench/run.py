@@ -46,10 +46,14 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                 iters_desc=(str(config.plan.iters) if config.plan.iters is not None
                             else f"{config.plan.duration_s:g} s of"))
     records: list[BenchRecord] = []
+    verdicts: dict[str, dict[str, Any]] = {}  # model label -> the export's int8 verdict
     with _interrupt_flag() as stopped, tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for name in targets:
             target = resolve_target(name, alpha=config.alpha, resolution=config.resolution,
                                     precisions=config.precisions, workdir=Path(tmp))
+            verdict = (target.info.get("int8") or {}).get("verdict")
+            if verdict:
+                verdicts[target.label] = verdict
             groups = make_cases(target, runtimes=config.runtimes, precisions=config.precisions,
                                 batches=config.batches, threads=config.threads,
                                 device=config.device)
@@ -66,11 +70,29 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                 cond["interrupted"] = True
                 break
     add_speedups(records, baseline=_is_baseline)
+    if verdicts:
+        cond["int8_verdicts"] = int8_verdicts(records, verdicts)
     return records, cond
 
 
+def int8_verdicts(records: Sequence[BenchRecord], export: dict[str, dict[str, Any]]
+                  ) -> dict[str, dict[str, Any]]:
+    """The export's int8 verdict per model, beside the int8 speed-up measured now (fp32 p50 /
+    int8 p50, same runtime and batch) where both precisions were benchmarked."""
+    out = {}
+    for label, verdict in export.items():
+        p50 = {(r.runtime, r.batch, r.precision): r.latency_ms_p50 for r in records
+               if r.model == label}
+        measured = {f"{rt} batch {b}": round(p50[(rt, b, "fp32")] / ms, 3)
+                    for (rt, b, prec), ms in p50.items()
+                    if prec == "int8" and (rt, b, "fp32") in p50}
+        out[label] = {"export": verdict, "measured_speedup": measured}
+    return out
+
+
 def _is_baseline(r: BenchRecord) -> bool:
-    """PyTorch eager fp32 when measured (the issue's reference), else the first fp32 case."""
+    """PyTorch eager fp32; where it was not measured, add_speedups falls back to the group's
+    first case (the first runtime's first precision: fp32 when it is listed first)."""
     return r.runtime == "torch-eager" and r.precision == "fp32"
 
 
