@@ -112,7 +112,7 @@ def run_group(cases: Sequence[BenchCase], plan: TimingPlan, *, peak_gmacs: float
         _timed_rounds(live, plan, rounds, progress, stop)
         if eval_data is not None:
             for lv in live:
-                predictions[id(lv)] = _top1(lv.runner, eval_data[0], lv.case.batch)
+                predictions[id(lv)] = top1(lv.runner, eval_data[0], lv.case.batch)
     except KeyboardInterrupt:
         pass  # keep what was measured; the caller writes it
     finally:
@@ -133,7 +133,7 @@ def run_group(cases: Sequence[BenchCase], plan: TimingPlan, *, peak_gmacs: float
     return records
 
 
-def _top1(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
+def top1(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
     """Top-1 class of every image, in chunks of the case's batch size (last one padded)."""
     out = []
     for start in range(0, len(images), batch):
