@@ -24,7 +24,7 @@ more than the int8 convolution saves, while fp32's NCHWc kernels fuse those acti
    int8 file is never slower than fp32 by the profile.
 4. After the accuracy guard, `verify` times the final graph against fp32 with the bench
    harness (interleaved blocks, settle pause), and `verdict` says whether int8 pays.
-The cost is bounded: at most 1 + refine_rounds profiled pairs and 2 + refine_rounds
+The cost is bounded: at most 1 + refine_rounds profiled pairs and 1 + refine_rounds
 quantizations (calibration is cached), reported in seconds in `MixedResult.record`.
 """
 
@@ -144,8 +144,8 @@ def search_blocks(
         mixed = {k: v * scale for k, v in mixed.items()}
         candidates.append((f"mixed_{round_ + 1}", proto, floats, sum(mixed.values())))
         _float_slow_runs(blocks, mixed, config.margin)
-    everything = [n for b in blocks for n in b.nodes]  # no block pays: the float graph
-    candidates.append(("float", make(everything), [b.name for b in blocks], sum(ref.values())))
+    # no block pays: the float graph itself (quantizing with every node excluded gives it)
+    candidates.append(("float", fp32, [b.name for b in blocks], sum(ref.values())))
     fp32_total = sum(ref.values())
     label, proto, float_blocks, best_ms = min(candidates, key=lambda c: c[3])
     chosen = set(float_blocks)
