@@ -91,16 +91,35 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
 
 
 def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811
+    """Two layers collapse in int8 (conv1 and c5, one output channel each scaled 1000x
+    before its tanh) and the guard may keep only one LeNet layer in float (a quarter of 5):
+    calibration and float layers cannot reach the budget, so QAT runs, through export."""
+    from edgecnn.checkpoint import load_checkpoint, save_checkpoint
     from edgecnn.export import ExportOptions, export
 
-    res = export(ExportOptions(str(lenet_ckpt), int8=True, calib_data="digits",
-                               calib_samples=32, max_drop=0.0, qat_epochs=1,
+    data = load_checkpoint(lenet_ckpt)
+    state = data["state_dict"]
+    for layer in ("features.0", "c5.0"):
+        state[f"{layer}.weight"][0] *= 1000
+        state[f"{layer}.bias"][0] *= 1000
+    hostile = save_checkpoint({k: v for k, v in data.items() if k != "format"},
+                              tmp_path / "hostile.pt")
+    recipe = tmp_path / "cpu-fixed.yaml"  # every block int8: the guard's steps decide alone
+    recipe.write_text((Path(__file__).parents[1] / "export" / "cpu-x86.yaml").read_text()
+                      .replace("name: cpu-x86", "name: cpu-fixed")
+                      .replace("  tensorrt_checks: false", "  tensorrt_checks: false\n"
+                               "  mixed_precision: false"))
+    res = export(ExportOptions(str(hostile), int8=True, calib_data="digits", target=str(recipe),
+                               calib_samples=32, max_drop=1.0, qat_epochs=1,
                                output=str(tmp_path / "qat")))
-    steps = res.report["int8"]["guard"]["steps"]
-    if steps[0]["drop"] > 0:  # nothing cheaper reached a zero drop: QAT ran last
-        assert steps[-1]["step"] == "qat" and steps[-1]["top1_int8"] is not None
+    guard = res.report["int8"]["guard"]
+    steps = guard["steps"]
+    assert [s["step"] for s in steps[:3]] == ["calibrate"] * 3
+    assert all(s["drop"] > 1.0 for s in steps[:-1]), "nothing cheaper than QAT passes"
+    assert steps[-1]["step"] == "qat" and steps[-1]["top1_int8"] is not None
+    assert res.report["int8"]["blocks"]["reason"].startswith("the recipe's")
     meta = {p.key: p.value for p in onnx.load(str(res.path / "model.int8.onnx")).metadata_props}
-    chosen = steps[res.report["int8"]["guard"]["chosen"]]
+    chosen = steps[guard["chosen"]]
     assert meta["edgecnn.extra.qat"] == ("true" if chosen["step"] == "qat" else "false")
 
 

@@ -349,7 +349,7 @@ class _Export:
             keep: list[str] = []
             first = None
             search = None
-            if cpu:  # CPU targets: the blocks where int8 is slower stay float
+            if cpu and scheme.mixed_precision:  # the blocks where int8 is slower stay float
                 reader, cache = CalibrationReader(calib_x), calib_caches(Path(cache_dir))[method]
                 search = mixed.search_blocks(
                     pre, lambda exclude: quantize(pre, reader, scheme, method=method,
@@ -361,7 +361,8 @@ class _Export:
                               log=self.log)
         chosen = guard.steps[guard.chosen]
         float_layers = chosen.float_layers  # the float blocks' nodes included
-        blocks: dict[str, Any] = {"reason": "TensorRT target: timed on the device"}
+        blocks: dict[str, Any] = {"reason": "the recipe's int8.mixed_precision is false" if cpu
+                                  else "TensorRT target: timed on the device"}
         if search is not None:
             blocks = search.record
             if keep and not set(keep) <= set(float_layers):  # the guard took them back

@@ -15,6 +15,7 @@ quantize for it; `--target` takes a recipe name (`cpu-x86`) or a path to such a 
       calib_method: minmax            # minmax | entropy | percentile
       tensorrt_checks: true           # run the offline TensorRT QDQ checker
       weight_range: auto              # full | reduced (7-bit weights) | auto (by the CPU)
+      mixed_precision: true           # per-block float where int8 is slower (CPU targets)
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -53,6 +54,9 @@ class Int8Scheme:
     # 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. auto: reduced when the exporting
     # CPU is x86 without VNNI (quantize.weight_range says which, and why).
     weight_range: Literal["auto", "full", "reduced"] = "auto"
+    # Keep float the blocks whose int8 is slower, as measured on the exporting machine
+    # (export/mixed.py); false when exporting for another CPU than the one exporting.
+    mixed_precision: bool = True
 
     @property
     def symmetric_activations(self) -> bool:
@@ -121,7 +125,8 @@ def _read_yaml(path: Path) -> Any:
 
 _KEYS = {"name", "description", "precisions", "opset", "min_opset", "max_opset",
          "max_ir_version", "int8"}
-_INT8_KEYS = {"activations", "weights", "calib_method", "tensorrt_checks", "weight_range"}
+_INT8_KEYS = {"activations", "weights", "calib_method", "tensorrt_checks", "weight_range",
+              "mixed_precision"}
 
 
 def _parse(data: Any, source: str) -> Target:
@@ -176,5 +181,7 @@ def _validate(t: Target) -> None:
     if t.int8.weight_range not in WEIGHT_RANGES:
         raise EdgeCNNError(f"{where}: int8.weight_range must be one of "
                            f"{', '.join(WEIGHT_RANGES)}")
+    if not isinstance(t.int8.mixed_precision, bool):
+        raise EdgeCNNError(f"{where}: int8.mixed_precision must be true or false")
     if t.int8.tensorrt_checks and not t.int8.symmetric_activations:
         raise EdgeCNNError(f"{where}: TensorRT checks need int8-symmetric activations")
