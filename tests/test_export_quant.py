@@ -327,3 +327,60 @@ def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None: 
     if platform.machine() == "x86_64" and cpu_flags():
         assert reduced is not vnni and ("VNNI" in why)
     assert weight_range(load_target("tensorrt").int8)[0] is False  # int8 x int8: no VPMADDUBSW
+
+
+def test_guard_puts_float_blocks_back_in_int8_when_they_cost_accuracy(
+        tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811
+    """The first candidate (float blocks kept for speed) loses accuracy: the guard's next
+    step is the same calibration with every block int8, and it is kept when within budget."""
+    from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgecnn.export.guard import GuardConfig, run_guard
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.onnx_io import simplify, to_onnx_proto
+    from edgecnn.export.quantize import preprocess, quantize
+    from edgecnn.export.targets import load_target
+
+    hostile, calib, held = _hostile_lenet(lenet_ckpt)
+    scheme = load_target("cpu-x86").int8
+    keep = ["/features/features.3/Conv"]  # as if the search had kept it float for speed
+    bad_first = quantize(hostile, CalibrationReader(calib), scheme, exclude=keep)
+    data = load_checkpoint(lenet_ckpt)
+    sound = preprocess(simplify(to_onnx_proto(model_from_checkpoint(data),
+                                              torch.zeros(1, 1, 32, 32))))
+    result = run_guard(sound, calib, held, scheme, GuardConfig(max_drop=1.0),
+                       cache_dir=tmp_path, keep_float=keep, first=bad_first)
+    first, second = result.steps[:2]
+    assert first.float_layers == keep and first.drop > 1.0
+    assert second.note == "float blocks back in int8" and second.float_layers == []
+    assert result.passed and result.chosen == 1 and second.drop <= 1.0
+    convs = [n for n in result.proto.graph.node if n.op_type == "Conv"]
+    assert all(n.input[1] != "features.3.weight" for n in convs), "features.3 is int8 again"
+
+
+def test_chunked_calibration_gives_onnxruntimes_own_ranges(tmp_path: Path,
+                                                           lenet_ckpt: Path) -> None:  # noqa: F811
+    """calibrate() feeds ONNX Runtime's calibrator a few batches at a time (memory); the
+    ranges must be those of ORT's own loop over every image at once."""
+    from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
+
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.quantize import _method, calibrate
+
+    proto, calib, _ = _hostile_lenet(lenet_ckpt)
+    model = tmp_path / "m.onnx"
+    onnx.save(proto, str(model))
+    for method in ("minmax", "percentile"):
+        cache = tmp_path / f"{method}.json"
+        calibrate(model, CalibrationReader(calib[:40]), method, cache, chunk=8)  # 5 chunks
+        ours = load_tensors_data(cache).data
+        options = {"percentile": 99.999, "num_bins": 2048} if method == "percentile" else {}
+        own = create_calibrator(model, None, augmented_model_path=str(tmp_path / "aug.onnx"),
+                                calibrate_method=_method(method), extra_options=options)
+        own.collect_data(CalibrationReader(calib[:40]))
+        theirs = own.compute_data().data
+        assert set(ours) == set(theirs)
+        for name, value in theirs.items():
+            want = [float(np.asarray(v).ravel()[0]) for v in value.range_value]
+            got = [float(np.asarray(v).ravel()[0]) for v in ours[name].range_value]
+            tol = 0 if method == "minmax" else 0.02 * max(abs(want[0]), abs(want[1]), 1e-6)
+            assert got == pytest.approx(want, abs=tol), (method, name)
