@@ -91,11 +91,14 @@ def test_search_profiles_blocks_and_never_picks_slower_than_its_profile(v3_small
 def test_verdict() -> None:
     from edgecnn.export.mixed import verdict, verdict_line
 
-    fast = {"speedup": 1.6}
-    assert verdict(fast, 0.2, 1.0, True)["worth_deploying"] is True
-    slow = verdict({"speedup": 0.98}, 0.0, 1.0, True)
+    fast = {"onnxruntime": {"speedup": 1.6}, "openvino": {"speedup": 0.9}, "threads": 1}
+    v = verdict(fast, 0.2, 1.0, True)
+    assert v["worth_deploying"] is True and v["runtime"] == "onnxruntime"
+    assert "in openvino deploy model.onnx" in v["reason"]
+    slow = verdict({"onnxruntime": {"speedup": 0.98}}, 0.0, 1.0, True)
     assert slow["worth_deploying"] is False and "deploy model.onnx" in slow["reason"]
     lossy = verdict(fast, 2.5, 1.0, False)
     assert lossy["worth_deploying"] is False and "2.50 top-1 points" in lossy["reason"]
     assert verdict(fast, None, 1.0, None)["top1_change"] is None
+    assert verdict(None, None, 1.0, None)["reason"] == "speed not measured"
     assert verdict_line(slow).startswith("int8 verdict: not worth it")

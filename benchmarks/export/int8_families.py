@@ -130,6 +130,7 @@ def markdown(r: dict) -> str:
               "thread) | verdict | export wall s |", "|---|---|---|---|---|---|---|"]
     for name, row in r["models"].items():
         s, v, lat = row["search"], row["export_verdict"], row["export_latency"]
+        lat = lat.get("onnxruntime", lat)  # ONNX Runtime's line of the export's verification
         lines.append(f"| {name} | {s['chosen']} | {s['search_s']} | {s['profiled_sessions']} | "
                      f"{lat['fp32_ms']:.3f} -> {lat['int8_ms']:.3f} ms ({lat['speedup']:.2f}x) | "
                      f"{'worth deploying' if v['worth_deploying'] else 'not worth it'} | "

@@ -289,53 +289,68 @@ def pointless_pairs(proto: onnx.ModelProto, float_nodes: list[str] | set[str]) -
 
 def verify(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_shape: tuple[int, ...],
            config: MixedConfig = MixedConfig()) -> dict[str, Any]:
-    """p50 latency (ms) of fp32 and int8 in ONNX Runtime, batch 1, `config.threads`
-    threads, timed by the bench harness in interleaved rounds."""
+    """p50 latency (ms) of fp32 and int8, batch 1, `config.threads` threads, in ONNX Runtime
+    and (when installed) OpenVINO: the four cases timed by the bench harness, interleaved in
+    rounds. The search measured ONNX Runtime only; OpenVINO's own int8 transformations can
+    disagree, and the verdict says so per runtime."""
     from edgecnn.bench.harness import BenchCase, run_group
     from edgecnn.bench.timing import TimingPlan
-    from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
+    from edgecnn.runtime.loader import installed, runner_class
 
     started = time.perf_counter()
+    runtimes = [r for r in ("onnxruntime", "openvino") if installed(r)]
     with tempfile.TemporaryDirectory() as tmp:
         cases = []
         for precision, proto in (("fp32", fp32), ("int8", int8)):
             path = Path(tmp, f"{precision}.onnx")
             onnx.save_model(proto, str(path))
-            cases.append(BenchCase(
-                "export", "onnxruntime", precision, 1, input_shape=tuple(input_shape[1:]),
-                make_runner=lambda p=path: OrtRunner(p, "cpu",
-                                                     OrtOptions(threads=config.threads))))
+            for runtime in runtimes:
+                cls = runner_class(runtime)
+                opts = cls.options_type.from_kwargs(runtime, {"threads": config.threads})
+                cases.append(BenchCase(
+                    "export", runtime, precision, 1, input_shape=tuple(input_shape[1:]),
+                    make_runner=lambda c=cls, p=path, o=opts: c(p, "cpu", o)))
         records = run_group(cases, TimingPlan(iters=config.verify_iters), peak_gmacs=None,
                             rounds=config.verify_rounds)
-    ms = {r.precision: r.latency_ms_p50 for r in records}
-    return {"runtime": "onnxruntime", "threads": config.threads, "batch": 1,
-            "fp32_ms": round(ms["fp32"], 4), "int8_ms": round(ms["int8"], 4),
-            "speedup": round(ms["fp32"] / ms["int8"], 3),
-            "timing": f"bench harness, {config.verify_rounds} interleaved rounds, "
-                      f"{config.verify_iters} calls each, p50",
-            "verify_s": round(time.perf_counter() - started, 2)}
+    ms = {(r.runtime, r.precision): r.latency_ms_p50 for r in records}
+    out: dict[str, Any] = {"threads": config.threads, "batch": 1,
+                           "timing": f"bench harness, {config.verify_rounds} interleaved rounds,"
+                                     f" {config.verify_iters} calls per case, p50"}
+    for runtime in runtimes:
+        f, q = ms[(runtime, "fp32")], ms[(runtime, "int8")]
+        out[runtime] = {"fp32_ms": round(f, 4), "int8_ms": round(q, 4),
+                        "speedup": round(f / q, 3)}
+    out["verify_s"] = round(time.perf_counter() - started, 2)
+    return out
 
 
 def verdict(timing: dict[str, Any] | None, drop: float | None, max_drop: float,
             passed: bool | None, config: MixedConfig = MixedConfig()) -> dict[str, Any]:
-    """Whether int8 is worth deploying on this target: faster by `worth_speedup` and within
-    the accuracy budget (unmeasured accuracy: speed alone, and the verdict says so)."""
-    speedup = timing["speedup"] if timing else None
-    fast = speedup is not None and speedup >= config.worth_speedup
+    """Whether int8 is worth deploying on this target, per runtime: faster by
+    `worth_speedup` and within the accuracy budget (unmeasured accuracy: speed alone, and
+    the verdict says so). The headline is the best runtime's."""
+    speedups = {k: v["speedup"] for k, v in (timing or {}).items() if isinstance(v, dict)}
     accurate = passed is not False
+    best = max(speedups, key=speedups.get) if speedups else None
+    speedup = speedups.get(best) if best else None
+    fast = speedup is not None and speedup >= config.worth_speedup
+    each = ", ".join(f"{k} {v:.2f}x" for k, v in speedups.items())
     if speedup is None:
         reason = "speed not measured"
     elif not fast:
-        reason = (f"int8 is {speedup:.2f}x fp32 (below {config.worth_speedup:g}x): deploy "
+        reason = (f"int8 vs fp32: {each} (below {config.worth_speedup:g}x): deploy "
                   "model.onnx")
     elif not accurate:
         reason = f"int8 loses {drop:.2f} top-1 points (budget {max_drop:g}): deploy model.onnx"
     else:
-        reason = f"int8 is {speedup:.2f}x fp32" + (
+        slow = [k for k, v in speedups.items() if v < 1.0]
+        reason = f"int8 vs fp32: {each}" + (
             f", top-1 {-drop:+.2f} points" if drop is not None else
-            ", accuracy not measured (random calibration)")
-    return {"speedup": speedup, "top1_change": None if drop is None else round(-drop, 3),
-            "max_drop": max_drop, "worth_deploying": bool(fast and accurate), "reason": reason}
+            ", accuracy not measured (random calibration)") + (
+            f"; in {', '.join(slow)} deploy model.onnx" if slow else "")
+    return {"speedup": speedup, "runtime": best, "speedups": speedups,
+            "top1_change": None if drop is None else round(-drop, 3), "max_drop": max_drop,
+            "worth_deploying": bool(fast and accurate), "reason": reason}
 
 
 def verdict_line(v: dict[str, Any]) -> str:
