@@ -14,7 +14,8 @@ The scheme comes from the target recipe:
                     quantization takes. `tensorrt_problems` checks such a graph offline.
 
 Layers to keep in float are ranked by `layer_sqnr`: the signal-to-quantization-noise ratio of
-each quantized layer's output in the int8 model against the fp32 one.
+each quantized layer's output in the int8 model against the fp32 one (the activations
+collected and matched by ONNX Runtime's qdq_loss_debug; the ranking is ours).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import onnx
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.inputs import CalibrationReader
-from edgecnn.export.onnx_io import INPUT_NAME, batch_dynamic
+from edgecnn.export.onnx_io import batch_dynamic
 from edgecnn.export.targets import CALIB_METHODS, Int8Scheme
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers SQNR ranks and the guard may exclude
@@ -218,15 +219,24 @@ def layer_sqnr(fp32: onnx.ModelProto, int8: onnx.ModelProto, x: np.ndarray) -> l
     ratio minus the worst of the layers feeding it), not by its raw SQNR. Ratios are per
     channel, averaged (see `_noise_to_signal`).
     """
+    from onnxruntime.quantization.qdq_loss_debug import create_activation_matching
+
     nodes = quantized_nodes(fp32)
     observed = {n.name: _observed_tensor(fp32, n) for n in nodes}
-    dequantized = _dequantized_names(int8)
-    in_int8 = {out for n in int8.graph.node for out in n.output}
-    pairs = {name: (t, dequantized.get(t, t)) for name, t in observed.items()
-             if dequantized.get(t, t) in in_int8}
-    ref = _run_with_outputs(fp32, sorted({t for t, _ in pairs.values()}), x)
-    got = _run_with_outputs(int8, sorted({q for _, q in pairs.values()}), x)
-    nsr = {name: _noise_to_signal(ref[t], got[q]) for name, (t, q) in pairs.items()}
+    ref = _activations(fp32, x, [*QUANTIZED_OPS, "Relu", "Clip"])
+    qdq = _activations(int8, x, ["QuantizeLinear", "DequantizeLinear", *QUANTIZED_OPS,
+                                 "Relu", "Clip"])
+    # tensor -> {"float": fp32 model's, "pre_qdq": int8 model's, "post_qdq": after its DQ}
+    matching = create_activation_matching(qdq, ref)
+    shapes = _shapes(fp32)  # qdq_loss_debug flattens what it saves: per-channel needs (N, C..)
+    nsr = {}
+    for name, t in observed.items():
+        pair = matching.get(t, {})
+        got = pair.get("post_qdq", qdq.get(t))  # an output left unquantized: as it is
+        if t in ref and got is not None and t in shapes:
+            tail = shapes[t][1:]
+            nsr[name] = _noise_to_signal(*(np.concatenate([a.reshape(-1, *tail) for a in v])
+                                           for v in (ref[t], got)))
     producer = _producers(fp32)
     by_output = {n.output[0]: n.name for n in nodes}
     rows = []
@@ -250,13 +260,6 @@ def _observed_tensor(proto: onnx.ModelProto, node: onnx.NodeProto) -> str:
     return out
 
 
-def _dequantized_names(proto: onnx.ModelProto) -> dict[str, str]:
-    """tensor -> the output of the QuantizeLinear -> DequantizeLinear pair on it."""
-    q_out = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
-    return {q_out[n.input[0]]: n.output[0] for n in proto.graph.node
-            if n.op_type == "DequantizeLinear" and n.input[0] in q_out}
-
-
 def _noise_to_signal(ref: np.ndarray, got: np.ndarray) -> float:
     """Noise power over signal power, averaged over channels (axis 1): one channel with a
     huge range must not hide that the quantization step it forces wipes out the others."""
@@ -267,25 +270,33 @@ def _noise_to_signal(ref: np.ndarray, got: np.ndarray) -> float:
     return float(np.mean(noise / signal))
 
 
-def _run_with_outputs(proto: onnx.ModelProto, names: list[str], x: np.ndarray
-                      ) -> dict[str, np.ndarray]:
-    from edgecnn.export.parity import ort_session
+def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Static shapes of the graph's tensors (the batch dimension may be symbolic: 0)."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    graph = inferred.graph
+    return {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
+            for v in (*graph.value_info, *graph.output, *graph.input)
+            if v.type.tensor_type.HasField("shape")}
 
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    known = {o.name for o in model.graph.output}
-    for name in names:
-        if name not in known:
-            model.graph.output.append(onnx.ValueInfoProto(name=name))
-    session = ort_session(model, threads=1)
-    wanted = [o.name for o in session.get_outputs() if o.name in set(names)]
-    results: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
-    static = isinstance(session.get_inputs()[0].shape[0], int)
-    step = 1 if static else 32
-    for i in range(0, len(x), step):
-        for name, value in zip(wanted, session.run(wanted, {INPUT_NAME: x[i:i + step]})):
-            results[name].append(value)
-    return {k: np.concatenate(v) for k, v in results.items()}
+
+def _activations(proto: onnx.ModelProto, x: np.ndarray, op_types: list[str]
+                 ) -> dict[str, list[np.ndarray]]:
+    """Every float input and output of the nodes of `op_types`, per batch, through ONNX
+    Runtime's qdq_loss_debug (the model augmented with those tensors as outputs, run with
+    graph optimizations off so the Q/DQ pairs are what runs). Batches of 32 when the
+    graph's batch can be freed."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        modify_model_output_intermediate_tensors,
+    )
+
+    dynamic = batch_dynamic(proto)
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, augmented = Path(tmp, "model.onnx"), Path(tmp, "augmented.onnx")
+        onnx.save_model(dynamic or proto, str(src))
+        modify_model_output_intermediate_tensors(src, augmented, op_types_for_saving=op_types)
+        return collect_activations(str(augmented),
+                                   CalibrationReader(x, 32 if dynamic is not None else 1))
 
 
 def _producers(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
