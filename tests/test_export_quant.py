@@ -85,6 +85,8 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
 
     records, cond = run_bench([str(res.path)], BenchConfig(
         precisions=("fp32", "int8"), threads=1, plan=TimingPlan(warmup=1, iters=4), rounds=1))
+    assert all(r.roofline_pct and r.roofline_pct > 0 for r in records)  # both precisions
+    assert {k.split()[2] for k in cond["roofline"]} == {"fp32", "int8"}
     (label, seen), = cond["int8_verdicts"].items()
     assert seen["export"] == verdict and seen["measured_speedup"]["onnxruntime batch 1"] > 0
     assert f"int8 verdict for {label}: " in render(records, "table", cond)

@@ -32,6 +32,7 @@ COLUMNS = (
     ("MB file", "file_size_mb", "{:.2f}"),
     ("MACs", "macs", "{:,}"),
     ("eff %", "efficiency_pct", "{:.0f}"),
+    ("roof %", "roofline_pct", "{:.0f}"),
     ("top-1 %", "accuracy_top1_pct", "{:.2f}"),
     ("agree %", "agreement_top1_pct", "{:.2f}"),
 )
@@ -65,9 +66,16 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False) -> str:
         f"Latency: one call on a batch, perf_counter, {c.get('warmup', '?')} warm-up calls, "
         f"{c.get('iters_desc', '?')} timed calls per case in {c.get('rounds', '?')} interleaved "
         f"rounds, {c.get('buffers', '?')} input buffers rotated. "
-        f"Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s (eff % = achieved / peak). "
+        f"Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s" + (
+            f", int8 (ONNX Runtime MatMulInteger): {c['peaks']['int8_gmacs']:.1f} GMAC/s, "
+            f"copy bandwidth {c['peaks']['bandwidth_gbs']:.1f} GB/s"
+            if c.get("peaks", {}).get("int8_gmacs") else "") +
+        " (eff % = achieved / peak of the precision; roof % = per-layer roofline / p50). "
         "RSS: process peak so far; vs base: baseline p50 / p50 in the same group.",
     ]
+    for label, kinds in c.get("roofline", {}).items():
+        lines.append(f"roofline {label}: " + ", ".join(
+            f"{k} {v['bound_ms']:.3f} ms" for k, v in kinds.items() if v["bound_ms"]))
     for label, v in c.get("int8_verdicts", {}).items():
         e = v["export"]
         now = ", ".join(f"{k} {x:.2f}x" for k, x in v["measured_speedup"].items())
