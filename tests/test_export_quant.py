@@ -60,7 +60,11 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     assert all(b["fp32_ms"] > 0 and b["int8_ms"] > 0 for b in blocks["blocks"]
                if b["block"].startswith("/features/features.0"))
     assert blocks["search_s"] > 0 and blocks["profiled_sessions"] >= 2
-    assert set(step["float_layers"]) == set(res.report["int8"]["float_layers"])
+    written_float = set(res.report["int8"]["float_layers"])
+    if "fallback" in blocks:  # int8 lost to fp32 in a runtime: the fp32 graph is written
+        assert written_float >= set(step["float_layers"])
+    else:
+        assert set(step["float_layers"]) == written_float
     # the blocks kept float for speed are float in the file written: no dequantized weight
     dequantized = {o for n in proto.graph.node if n.op_type == "DequantizeLinear"
                    for o in n.output}
@@ -68,9 +72,9 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     from edgecnn.export.mixed import block_of
 
     for conv in (n for n in proto.graph.node if n.op_type in ("Conv", "Gemm")):
-        float_now = conv.name in step["float_layers"]
+        float_now = conv.name in written_float
         assert (conv.input[1] in dequantized) != float_now
-        if block_of(conv.name) in float_blocks and step["step"] == "calibrate":
+        if block_of(conv.name) in float_blocks and "float_blocks_dropped" not in blocks:
             assert float_now
     verdict, latency = res.report["int8"]["verdict"], res.report["int8"]["latency"]
     for runtime in ("onnxruntime", "openvino"):  # the final graph against fp32 in each

@@ -102,3 +102,12 @@ def test_verdict() -> None:
     assert verdict(fast, None, 1.0, None)["top1_change"] is None
     assert verdict(None, None, 1.0, None)["reason"] == "speed not measured"
     assert verdict_line(slow).startswith("int8 verdict: not worth it")
+
+
+def test_slower_in_any_runtime_means_every_block_float() -> None:
+    from edgecnn.export.mixed import slower_somewhere
+
+    ok = {"onnxruntime": {"speedup": 1.3}, "openvino": {"speedup": 0.98}, "threads": 1}
+    assert slower_somewhere(ok) is None  # within timing noise
+    why = slower_somewhere({"onnxruntime": {"speedup": 1.05}, "openvino": {"speedup": 0.79}})
+    assert why is not None and "openvino (0.79x)" in why and "onnxruntime" not in why

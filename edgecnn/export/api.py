@@ -367,6 +367,14 @@ class _Export:
             blocks = search.record
             if keep and not set(keep) <= set(float_layers):  # the guard took them back
                 blocks["float_blocks_dropped"] = "faster in float, less accurate: int8"
+        kept, timing, fallback = guard.proto, None, None
+        if cpu:  # the final graph against fp32, in every installed CPU runtime
+            timing = mixed.verify(pre, guard.proto, shape)
+            fallback = mixed.slower_somewhere(timing) if search is not None else None
+            if fallback:  # int8 must never be slower: every block float, the fp32 graph
+                kept, float_layers = pre, [n.name for n in pre.graph.node if n.name]
+                blocks["fallback"] = fallback
+                self.warn(f"int8 {fallback}")
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
                        f"{self.opts.calib_data} ({len(calib_x)} train images)")
         reduced, range_reason = weight_range(scheme)
@@ -374,7 +382,7 @@ class _Export:
                  "float_layers": str(len(float_layers)),
                  "weight_range": "reduced" if reduced else "full",
                  "qat": "true" if chosen.step == "qat" else "false"}
-        proto = finish(guard.proto, self.props("int8", extra),
+        proto = finish(kept, self.props("int8", extra),
                        max_ir_version=self.target.max_ir_version)
         section: dict[str, Any] = {
             "activations": scheme.activations, "weights": scheme.weights,
@@ -384,10 +392,17 @@ class _Export:
         # the model written is the guard's choice, float blocks included
         section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": chosen.top1_int8,
                             "agreement": chosen.agreement, "drop": chosen.drop}
-        timing = mixed.verify(pre, guard.proto, shape) if cpu else None
+        if fallback:  # what is written is the fp32 graph: fp32's accuracy, no speed-up
+            section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": guard.top1_fp32,
+                                "agreement": 100.0 if guard.top1_fp32 is not None else None,
+                                "drop": 0.0 if guard.top1_fp32 is not None else None,
+                                "note": fallback}
         section["latency"] = timing
         section["verdict"] = mixed.verdict(timing, chosen.drop, self.opts.max_drop,
                                            guard.passed)
+        if fallback:
+            section["verdict"].update(worth_deploying=False,
+                                      reason=f"int8 {fallback}: deploy model.onnx")
         self.log(mixed.verdict_line(section["verdict"]))
         if guard.passed is False:
             best = chosen.drop

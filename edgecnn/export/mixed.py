@@ -53,6 +53,8 @@ class MixedConfig:
     verify_iters: int = 100  # timed calls per graph in the verification (bench harness)
     verify_rounds: int = 5
     worth_speedup: float = 1.1  # int8 is worth deploying from this speed-up, within budget
+    slower: float = 0.97  # below this int8/fp32 speed-up in any runtime (beyond noise):
+    # every block float, so the int8 file is never slower than fp32
 
 
 @dataclass
@@ -322,6 +324,18 @@ def verify(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_shape: tuple[int,
                         "speedup": round(f / q, 3)}
     out["verify_s"] = round(time.perf_counter() - started, 2)
     return out
+
+
+def slower_somewhere(timing: dict[str, Any], config: MixedConfig = MixedConfig()) -> str | None:
+    """None, or why the int8 graph cannot be kept: slower than fp32 in some runtime of the
+    target beyond timing noise (the search measured ONNX Runtime; OpenVINO's own int8
+    transformations can lose where it gains)."""
+    slow = {k: v["speedup"] for k, v in timing.items()
+            if isinstance(v, dict) and v["speedup"] < config.slower}
+    if not slow:
+        return None
+    return ("slower than fp32 in " + ", ".join(f"{k} ({v:.2f}x)" for k, v in slow.items())
+            + ": every block kept float (the int8 file is the fp32 graph)")
 
 
 def verdict(timing: dict[str, Any] | None, drop: float | None, max_drop: float,
