@@ -83,9 +83,9 @@ def run_guard(
     log: Callable[[str], None] = lambda line: None,
 ) -> GuardResult:
     """`fp32` must be preprocessed (quantize.preprocess); `keep_float`: nodes the candidates
-    keep in float (the blocks chosen for speed), dropped when that costs accuracy; `first`: the candidate for `config.method` with them, when already made; `qat`
-    returns a preprocessed fp32 model fine-tuned with fake quantization. Every step's
-    `float_layers` lists all the layers its candidate keeps in float."""
+    keep in float (the blocks chosen for speed), dropped when that costs accuracy; `first`:
+    the candidate for `config.method` with them, when already made; `qat` returns a
+    preprocessed fp32 model fine-tuned with fake quantization. Every step's `float_layers` lists all the layers its candidate keeps in float."""
     reader = CalibrationReader(calib_x)
     cache = calib_caches(cache_dir)
     keep = list(keep_float)

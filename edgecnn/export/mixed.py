@@ -214,8 +214,8 @@ def profile_blocks(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict[st
             so = ort.SessionOptions()
             so.intra_op_num_threads, so.inter_op_num_threads = config.threads, 1
             so.log_severity_level = 3
-            # The profiler is a session option that no runner exposes, so these sessions
-            # are made here; the timing that decides deployment goes through the harness.
+            # The profiler is a session option that no runner exposes, so these sessions are
+            # made in this module; the timing that decides deployment uses the harness.
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp, f"profile{i}"))
             so.optimized_model_filepath = str(Path(tmp, f"optimized{i}.onnx"))
