@@ -372,7 +372,8 @@ class _Export:
             timing = mixed.verify(pre, guard.proto, shape)
             fallback = mixed.slower_somewhere(timing) if search is not None else None
             if fallback:  # int8 must never be slower: every block float, the fp32 graph
-                kept, float_layers = pre, [n.name for n in pre.graph.node if n.name]
+                # as exported (quant_pre_process's inlined hard-swish runs slower in OpenVINO)
+                kept, float_layers = fp32, [n.name for n in fp32.graph.node if n.name]
                 blocks["fallback"] = fallback
                 self.warn(f"int8 {fallback}")
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
