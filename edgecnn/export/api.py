@@ -369,7 +369,7 @@ class _Export:
                 blocks["float_blocks_dropped"] = "faster in float, less accurate: int8"
         kept, timing, fallback = guard.proto, None, None
         if cpu:  # the final graph against fp32, in every installed CPU runtime
-            timing = mixed.verify(pre, guard.proto, shape)
+            timing = mixed.verify(fp32, guard.proto, shape)  # against the fp32 file written
             fallback = mixed.slower_somewhere(timing) if search is not None else None
             if fallback:  # int8 must never be slower: every block float, the fp32 graph
                 # as exported (quant_pre_process's inlined hard-swish runs slower in OpenVINO)
