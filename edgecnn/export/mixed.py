@@ -47,11 +47,11 @@ from edgecnn.export.onnx_io import INPUT_NAME
 @dataclass(frozen=True)
 class MixedConfig:
     threads: int = 1  # intra-op threads of the profiled and verified sessions
-    profile_runs: int = 20  # profiled runs per candidate (after 5 warm-up runs)
+    profile_runs: int = 16  # profiled runs per candidate, in 4 alternating blocks
     refine_rounds: int = 2  # extra profiled candidates after the first decision
     margin: float = 0.97  # int8 kept for a block when int8_ms < margin * fp32_ms
-    verify_iters: int = 100  # timed calls per graph in the verification (bench harness)
-    verify_rounds: int = 5
+    verify_iters: int = 60  # timed calls per case in the verification (bench harness)
+    verify_rounds: int = 4
     worth_speedup: float = 1.1  # int8 is worth deploying from this speed-up, within budget
     slower: float = 0.97  # below this int8/fp32 speed-up in any runtime (beyond noise):
     # every block float, so the int8 file is never slower than fp32
