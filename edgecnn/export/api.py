@@ -373,7 +373,9 @@ class _Export:
             fallback = mixed.slower_somewhere(timing) if search is not None else None
             if fallback:  # int8 must never be slower: every block float, the fp32 graph
                 # as exported (quant_pre_process's inlined hard-swish runs slower in OpenVINO)
-                kept, float_layers = fp32, [n.name for n in fp32.graph.node if n.name]
+                kept = onnx.ModelProto()
+                kept.CopyFrom(fp32)  # finish() sets metadata in place: model.onnx keeps its own
+                float_layers = [n.name for n in fp32.graph.node if n.name]
                 blocks["fallback"] = fallback
                 self.warn(f"int8 {fallback}")
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
