@@ -230,8 +230,8 @@ def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, dict
         kind = "other (pooling, classifier, layout)"
         op = event["args"]["op_name"]
         if op in ("Conv", "QLinearConv", "FusedConv"):
-            weight = list(event["args"]["input_type_shape"][3 if op == "QLinearConv" else 1]
-                          .values())[0]
+            shapes = [list(t.values())[0] for t in event["args"]["input_type_shape"]]
+            weight = next(w for w in shapes[1:] if len(w) == 4)  # (O, I/groups, kH, kW)
             kind = ("depthwise 3x3" if weight[1] == 1 and weight[2] > 1 else
                     "pointwise 1x1" if weight[2] == weight[3] == 1 else "stem conv")
             if (kind, event["name"]) not in per_node:
