@@ -229,9 +229,9 @@ def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, dict
             continue
         kind = "other (pooling, classifier, layout)"
         op = event["args"]["op_name"]
-        if op in ("Conv", "QLinearConv", "FusedConv"):
-            shapes = [list(t.values())[0] for t in event["args"]["input_type_shape"]]
-            weight = next(w for w in shapes[1:] if len(w) == 4)  # (O, I/groups, kH, kW)
+        shapes = [list(t.values())[0] for t in event["args"].get("input_type_shape", [])]
+        weight = next((w for w in shapes[1:] if len(w) == 4), None)  # (O, I/groups, kH, kW)
+        if op in ("Conv", "QLinearConv", "FusedConv") and weight is not None:
             kind = ("depthwise 3x3" if weight[1] == 1 and weight[2] > 1 else
                     "pointwise 1x1" if weight[2] == weight[3] == 1 else "stem conv")
             if (kind, event["name"]) not in per_node:
