@@ -34,7 +34,7 @@ def cases_for(name: str, batch: int, device: str, modes: tuple[str, ...], workdi
     from edgecnn.export.source import init_bn_stats
     from edgecnn.registry import create_model
     from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
-    from edgecnn.torch_runner import TorchOptions, TorchRunner
+    from edgecnn.bench.torch_runner import TorchOptions, TorchRunner
 
     art = workdir / name  # one export per model, every batch size (dynamic batch)
     if not (art / "export.json").is_file():

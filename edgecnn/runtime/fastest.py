@@ -58,7 +58,7 @@ def cache_dir() -> Path:
 
 def cache_key(path: Path) -> dict[str, Any]:
     """What a measurement is valid for: this CPU, these runtime versions, this file."""
-    from edgecnn.runtime.onnx_file import file_sha256
+    from edgecnn.fileio import file_sha256
 
     versions = {}
     for name in RUNTIMES:
