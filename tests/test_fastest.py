@@ -28,7 +28,10 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _choose(path: Path, cache: Path) -> tuple[str, dict, str]:
     from edgecnn.runtime.fastest import Plan, choose
 
-    return choose(path, {}, cache=cache, plan=Plan(rounds=1, block_s=0.02, settle_s=0.0))
+    from edgecnn.runtime.loader import cpu_runners
+
+    return choose(path, {}, cpu_runners(), cache=cache,
+                  plan=Plan(rounds=1, block_s=0.02, settle_s=0.0))
 
 
 def test_load_fastest_measures_once_then_uses_the_cache(
@@ -80,7 +83,10 @@ def test_user_threads_are_kept_and_an_unwritable_cache_still_loads(onnx_file: Pa
 
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
-    runtime, options, line = choose(onnx_file, {"threads": 1}, cache=blocked / "fastest",
+    from edgecnn.runtime.loader import cpu_runners
+
+    runtime, options, line = choose(onnx_file, {"threads": 1}, cpu_runners(),
+                                    cache=blocked / "fastest",
                                     plan=Plan(rounds=1, block_s=0.02, settle_s=0.0))
     assert options == {"threads": 1} and runtime in ("onnxruntime", "openvino")
     assert "onnxruntime 1 thread" in line and "2 threads" not in line

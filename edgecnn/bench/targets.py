@@ -159,7 +159,9 @@ def _case(target: Target, runtime: str, precision: str, batch: int, threads: int
     if runtime == "fastest":  # the cached or freshly measured choice (runtime/fastest.py)
         from edgecnn.runtime.fastest import choose
 
-        chosen, options, _ = choose(path, {})
+        from edgecnn.runtime.loader import cpu_runners
+
+        chosen, options, _ = choose(path, {}, cpu_runners())
         runner_type = runner_class(chosen)
         opts = runner_type.options_type.from_kwargs(chosen, options)
         return BenchCase(runtime=f"fastest:{chosen}/{options['threads']}t",

@@ -24,7 +24,7 @@ more than the int8 convolution saves, while fp32's NCHWc kernels fuse those acti
    int8 file is never slower than fp32 by the profile.
 4. After the accuracy guard, `verify` times the final graph against fp32 with the bench
    harness (interleaved blocks, settle pause), and `verdict` says whether int8 pays.
-The cost is bounded: at most 1 + refine_rounds profiled pairs and 1 + refine_rounds
+The cost is bounded: at most 2 + refine_rounds profiled pairs and 2 + refine_rounds
 quantizations (calibration is cached), reported in seconds in `MixedResult.record`.
 """
 

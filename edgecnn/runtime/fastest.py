@@ -1,7 +1,7 @@
 """`runtime="fastest"`: measure the installed CPU runtimes and thread counts for one ONNX file
 on this machine once, cache the choice, and use it from then on.
 
-    runtime, options, line = choose(Path("model.int8.onnx"), {})
+    runtime, options, line = choose(Path("model.int8.onnx"), {}, loader.cpu_runners())
     # -> ("openvino", {"threads": 2}, "fastest: measured onnxruntime 1 thread 2.10 ms, ...")
 
 The cache follows the TensorRT engines' discipline: one JSON file per ONNX file under
@@ -70,11 +70,12 @@ def cache_key(path: Path) -> dict[str, Any]:
             "sha256": file_sha256(path)}
 
 
-def choose(path: Path, options: dict[str, Any], *, cache: Path | None = None,
-           plan: Plan = Plan()) -> tuple[str, dict[str, Any], str]:
+def choose(path: Path, options: dict[str, Any], runners: dict[str, type], *,
+           cache: Path | None = None, plan: Plan = Plan()) -> tuple[str, dict[str, Any], str]:
     """(runtime, runner options, one line saying what was measured or read) for `path`.
-    `options` may fix `threads` (then only that count is tried); other options are the
-    user's and pass through to the runtime chosen."""
+    `runners`: the installed CPU runtimes' runner types (loader.cpu_runners()); `options`
+    may fix `threads` (then only that count is tried); other options are the user's and
+    pass through to the runtime chosen."""
     from edgecnn.fileio import atomic_write
 
     key = cache_key(path)
@@ -87,7 +88,7 @@ def choose(path: Path, options: dict[str, Any], *, cache: Path | None = None,
             f"fastest: {_name(best)} (measured {cached['measured_utc']}, cached in {file})"
     stale = " (the cached choice was for another machine, runtime or file)" \
         if cached is not None else ""
-    results = measure(path, options, plan)
+    results = measure(path, options, runners, plan)
     best = min(results, key=lambda m: m.p50_ms)
     try:  # a cache that cannot be written costs a measurement next time, not the load
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -104,31 +105,30 @@ def choose(path: Path, options: dict[str, Any], *, cache: Path | None = None,
         f"fastest: measured {said} (p50, batch 1) -> {_name(best)}{stale}; {where}"
 
 
-def measure(path: Path, options: dict[str, Any], plan: Plan = Plan()) -> list[Measured]:
-    """p50 latency at batch 1 of every installed CPU runtime at 1 thread and at every core
+def measure(path: Path, options: dict[str, Any], runners: dict[str, type],
+            plan: Plan = Plan()) -> list[Measured]:
+    """p50 latency at batch 1 of every runtime in `runners` at 1 thread and at every core
     (or at `options['threads']`), timed in alternating blocks."""
-    from edgecnn.runtime.loader import installed, runner_class
-
-    runtimes = [r for r in RUNTIMES if installed(r)]
+    runtimes = [r for r in RUNTIMES if r in runners]
     if not runtimes:
         raise EdgeCNNError("runtime 'fastest' needs onnxruntime or openvino installed")
     counts = [options["threads"]] if options.get("threads") else sorted({1, os.cpu_count() or 1})
-    runners = []
+    live = []
     for name in runtimes:
-        cls = runner_class(name)
+        cls = runners[name]
         extra = {k: v for k, v in options.items() if k != "threads"}
         for threads in counts:
             runner = cls(path, "cpu", cls.options_type.from_kwargs(
                 name, {**extra, "threads": threads}))
-            runners.append((name, threads, runner))
-    shape = tuple(d if isinstance(d, int) else 1 for d in runners[0][2].input.shape)
+            live.append((name, threads, runner))
+    shape = tuple(d if isinstance(d, int) else 1 for d in live[0][2].input.shape)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    samples: dict[int, list[float]] = {i: [] for i in range(len(runners))}
+    samples: dict[int, list[float]] = {i: [] for i in range(len(live))}
     try:
-        for _, _, runner in runners:
+        for _, _, runner in live:
             runner.activate()
         for _ in range(plan.rounds):
-            for i, (_, _, runner) in enumerate(runners):
+            for i, (_, _, runner) in enumerate(live):
                 time.sleep(plan.settle_s)
                 for _ in range(plan.warmup):
                     runner.infer(x)
@@ -138,10 +138,10 @@ def measure(path: Path, options: dict[str, Any], plan: Plan = Plan()) -> list[Me
                     runner.infer(x)
                     samples[i].append(time.perf_counter() - t0)
     finally:
-        for _, _, runner in runners:
+        for _, _, runner in live:
             runner.deactivate()
     return [Measured(name, threads, round(float(np.median(samples[i])) * 1e3, 4),
-                     len(samples[i])) for i, (name, threads, _) in enumerate(runners)]
+                     len(samples[i])) for i, (name, threads, _) in enumerate(live)]
 
 
 def _read(file: Path) -> dict[str, Any] | None:

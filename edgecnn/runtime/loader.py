@@ -73,7 +73,7 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
         if device not in ("auto", "cpu"):
             raise EdgeCNNError(f"runtime 'fastest' compares the CPU runtimes; got device "
                                f"{device!r}")
-        runtime, options, note = choose(model_path, options)
+        runtime, options, note = choose(model_path, options, cpu_runners())
         device = "cpu"
     runner_type, device, selection = select_runtime(runtime, device)
     selection = note or selection
@@ -161,6 +161,11 @@ def check_classes(info: OnnxInfo, labels: tuple[str, ...] | None) -> None:
     if len(labels) != shape[1]:
         raise EdgeCNNError(f"{len(labels)} class names for the {shape[1]} classes of "
                            f"{info.path}")
+
+
+def cpu_runners() -> dict[str, type[OnnxRunner]]:
+    """The runner types of the installed CPU runtimes (what runtime 'fastest' compares)."""
+    return {r: runner_class(r) for r in ("onnxruntime", "openvino") if installed(r)}
 
 
 def installed(runtime: str) -> bool:
