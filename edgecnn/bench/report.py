@@ -32,6 +32,7 @@ COLUMNS = (
     ("MB file", "file_size_mb", "{:.2f}"),
     ("MACs", "macs", "{:,}"),
     ("eff %", "efficiency_pct", "{:.0f}"),
+    ("roof %", "roofline_pct", "{:.0f}"),
     ("top-1 %", "accuracy_top1_pct", "{:.2f}"),
     ("agree %", "agreement_top1_pct", "{:.2f}"),
 )
@@ -74,9 +75,22 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
         f"Latency: one call on a batch, perf_counter, {c.get('warmup', '?')} warm-up calls, "
         f"{c.get('iters_desc', '?')} timed calls per case in {c.get('rounds', '?')} interleaved "
         f"rounds, {c.get('buffers', '?')} input buffers rotated."
-        + (f" Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s (eff % = achieved / peak). "
+        + (f" Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s" + (
+            f", int8 (ONNX Runtime MatMulInteger): {c['peaks']['int8_gmacs']:.1f} GMAC/s, "
+            f"copy bandwidth {c['peaks']['bandwidth_gbs']:.1f} GB/s"
+            if c.get("peaks", {}).get("int8_gmacs") else "")
+           + " (eff % = achieved / peak of the precision; roof % = per-layer roofline / p50). "
            "RSS: process peak so far (MiB); vs base: baseline p50 / p50 in the same group; "
            "file sizes in MB = 10^6 bytes." if bench_columns else ""),
         *[f"{why}." for why in c.get("not_measured", [])],
     ]
+    for label, kinds in c.get("roofline", {}).items():
+        lines.append(f"roofline {label}: " + ", ".join(
+            f"{k} {v['bound_ms']:.3f} ms" for k, v in kinds.items() if v["bound_ms"]))
+    for label, v in c.get("int8_verdicts", {}).items():
+        e = v["export"]
+        now = ", ".join(f"{k} {x:.2f}x" for k, x in v["measured_speedup"].items())
+        lines.append(f"int8 verdict for {label}: "
+                     f"{'worth deploying' if e['worth_deploying'] else 'not worth it'} "
+                     f"(export: {e['reason']})" + (f"; measured now: {now}" if now else ""))
     return "\n".join(("> " + line) if markdown else line for line in lines)

@@ -167,8 +167,19 @@ def _case(target: Target, runtime: str, precision: str, batch: int, threads: int
     if precision not in target.files:
         return None
     path = target.files[precision]
+    if runtime == "fastest":  # the cached or freshly measured choice (runtime/fastest.py)
+        from edgecnn.runtime.fastest import choose
+
+        from edgecnn.runtime.loader import cpu_runners
+
+        chosen, options, _ = choose(path, {}, cpu_runners())
+        runner_type = runner_class(chosen)
+        opts = runner_type.options_type.from_kwargs(chosen, options)
+        return BenchCase(runtime=f"fastest:{chosen}/{options['threads']}t",
+                         file_bytes=path.stat().st_size, path=path,
+                         make_runner=lambda: runner_type(path, device, opts), **base)
     runner_type = runner_class(runtime)
     options: dict[str, Any] = {"threads": threads} if runtime != "tensorrt" else {}
     opts = runner_type.options_type.from_kwargs(runtime, options)
-    return BenchCase(runtime=runtime, file_bytes=path.stat().st_size,
+    return BenchCase(runtime=runtime, file_bytes=path.stat().st_size, path=path,
                      make_runner=lambda: runner_type(path, device, opts), **base)

@@ -12,7 +12,7 @@ from edgecnn.cli.args import (add_preprocess_flags, positive_float, positive_int
 from edgecnn.errors import EdgeCNNError
 
 ORDER = 50
-RUNTIME_CHOICES = ("onnxruntime", "openvino", "tensorrt", "torch", "torch-eager",
+RUNTIME_CHOICES = ("onnxruntime", "openvino", "tensorrt", "fastest", "torch", "torch-eager",
                    "torch-compile", "torch-cudagraphs")
 PRECISION_CHOICES = ("fp32", "fp16", "int8")
 
@@ -43,7 +43,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="+", metavar="TARGET",
                    help="artifact directory, ONNX file, or zoo name (exported on the fly)")
     p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES), default=("onnxruntime",),
-                   help="comma list: onnxruntime,openvino,tensorrt,torch[-compile|-cudagraphs]")
+                   help="comma list: onnxruntime,openvino,tensorrt,fastest (the CPU runtime and "
+                   "threads measured fastest, cached),torch[-compile|-cudagraphs]")
     p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",))
     p.add_argument("--batch", type=positive_ints, default=(1,), help="comma list, e.g. 1,8,32")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -76,7 +77,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model")
     p.add_argument("--alpha", type=csv_of(None, float), default=(0.25, 0.5, 0.75, 1.0))
     p.add_argument("--resolution", type=positive_ints, default=(128, 160, 192, 224))
-    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:3]), default=("onnxruntime",))
+    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:4]), default=("onnxruntime",))
     p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",))
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads per runtime (default: all cores)")

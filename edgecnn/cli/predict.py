@@ -26,7 +26,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, or directories (their images, sorted)")
     p.add_argument("--runtime", default="auto",
-                   choices=("auto", "onnxruntime", "openvino", "tensorrt"))
+                   choices=("auto", "onnxruntime", "openvino", "tensorrt", "fastest"))
     p.add_argument("--device", default="auto",
                    help="auto, cpu, cuda[:N], or an OpenVINO device (GPU, NPU)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,

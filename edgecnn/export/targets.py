@@ -17,6 +17,8 @@ quantize for it; `--target` takes a recipe name (`cpu-x86`) or a path to such a 
       weights: int8-per-channel
       calib_method: minmax            # minmax | entropy | percentile
       tensorrt_checks: true           # run the offline TensorRT QDQ checker
+      weight_range: auto              # full | reduced (7-bit weights) | auto (by the CPU)
+      mixed_precision: true           # per-block float where int8 is slower (CPU targets)
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -40,6 +42,7 @@ RECIPE_DIR = files("edgecnn.recipes")
 DEFAULT_TARGET = "cpu-x86"
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 Activations = Literal["uint8-asymmetric", "int8-symmetric"]
+WEIGHT_RANGES = ("auto", "full", "reduced")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,14 @@ class Int8Scheme:
     weights: Literal["int8-per-channel"] = "int8-per-channel"
     calib_method: str = "minmax"
     tensorrt_checks: bool = False
+    # full: weights in [-127, 127]; reduced: [-64, 64] (7 bits), for x86 CPUs without VNNI,
+    # whose u8 x s8 kernel (VPMADDUBSW) adds two u8*s8 products into a saturating int16:
+    # 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. auto: reduced when the exporting
+    # CPU is x86 without VNNI (quantize.weight_range says which, and why).
+    weight_range: Literal["auto", "full", "reduced"] = "auto"
+    # Keep float the blocks whose int8 is slower, as measured on the exporting machine
+    # (export/mixed.py); false when exporting for another CPU than the one exporting.
+    mixed_precision: bool = True
 
     @property
     def symmetric_activations(self) -> bool:
@@ -129,7 +140,8 @@ def _read_yaml(path: Path | Traversable) -> Any:
 
 _KEYS = {"name", "description", "precisions", "opset", "min_opset", "max_opset",
          "max_ir_version", "int8"}
-_INT8_KEYS = {"activations", "weights", "calib_method", "tensorrt_checks"}
+_INT8_KEYS = {"activations", "weights", "calib_method", "tensorrt_checks", "weight_range",
+              "mixed_precision"}
 
 
 def _parse(data: Any, source: str) -> Target:
@@ -181,5 +193,10 @@ def _validate(t: Target) -> None:
         raise EdgeCNNError(f"{where}: int8.weights must be int8-per-channel")
     if t.int8.calib_method not in CALIB_METHODS:
         raise EdgeCNNError(f"{where}: int8.calib_method must be one of {', '.join(CALIB_METHODS)}")
+    if t.int8.weight_range not in WEIGHT_RANGES:
+        raise EdgeCNNError(f"{where}: int8.weight_range must be one of "
+                           f"{', '.join(WEIGHT_RANGES)}")
+    if not isinstance(t.int8.mixed_precision, bool):
+        raise EdgeCNNError(f"{where}: int8.mixed_precision must be true or false")
     if t.int8.tensorrt_checks and not t.int8.symmetric_activations:
         raise EdgeCNNError(f"{where}: TensorRT checks need int8-symmetric activations")
