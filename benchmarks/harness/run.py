@@ -27,7 +27,8 @@ from edgecnn.bench.harness import add_speedups, run_group
 from edgecnn.bench.machine import conditions, peak_gmacs
 from edgecnn.bench.targets import make_cases, resolve_target
 from edgecnn.bench.timing import TimingPlan
-from edgecnn.export.api import ExportOptions, export
+from edgecnn.export.api import export
+from edgecnn.export.spec import ExportSpec, ZooSource
 
 HERE = Path(__file__).resolve().parent
 THREADS = os.cpu_count() or 1
@@ -35,8 +36,8 @@ THREADS = os.cpu_count() or 1
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        art = export(ExportOptions(source="mobilenet", alpha=0.5, dynamic_batch=True,
-                                   output=str(Path(tmp) / "mobilenet-a0.5-r224"))).path
+        art = export(ExportSpec(ZooSource("mobilenet", alpha=0.5), dynamic_batch=True,
+                                output=str(Path(tmp) / "mobilenet-a0.5-r224"))).path
         target = resolve_target(str(art), alpha=0.5, resolution=None, precisions=("fp32",))
         # efficiency at 1 thread and at every core: batch 1 does not split perfectly
         per_threads = {}

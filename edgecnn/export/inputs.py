@@ -20,7 +20,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.export.onnx_io import INPUT_NAME
 from edgecnn.runtime.preprocess import Preprocess  # what the artifact's metadata will say
 
-RANDOM = "random"  # --calib-data random: latency-only int8, says so in the artifact
+from edgecnn.export.spec import RANDOM  # noqa: F401  (--calib-data random: latency-only int8)
 
 
 @dataclass
@@ -33,6 +33,7 @@ class LabeledImages:
     pre: Preprocess  # the artifact's preprocessing, as the runtime applies it
     dataset: str
     split: str
+    classes: tuple[str, ...] = ()  # the data set's class names (label = index)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -60,7 +61,7 @@ def load_images(data: str, split: str, pre: Preprocess, *, limit: int | None = N
     if limit is not None and limit < len(ds):
         index = np.sort(np.random.default_rng(seed).permutation(len(ds))[:limit])
     return LabeledImages(np.ascontiguousarray(ds.images[index]), ds.labels[index], pre,
-                         data, split)
+                         data, split, tuple(ds.classes))
 
 
 def random_images(n: int, pre: Preprocess, seed: int = 0) -> np.ndarray:
