@@ -144,6 +144,8 @@ def normalize(proto: onnx.ModelProto, data_name: str, layout: str, chans: int, s
     report["initializer_inputs_removed"] = len(g.input) - len(kept)
     del g.input[:]
     g.input.extend(kept)
+    if model.ir_version < 4:  # IR 4 is the first where an initializer need not be an input
+        model.ir_version = 4
     for i, node in enumerate(g.node):  # quantization excludes layers by node name
         if not node.name:
             node.name = f"{node.op_type}_{i}"
