@@ -176,20 +176,17 @@ def test_fp16_for_gpu_targets(tmp_path: Path, capsys) -> None:
         "bytes"]
 
 
+# The export-specific refusals; the ones every command shares are in tests/test_bad_inputs.py.
 BAD = [
     (["nosuchnet"], "unknown model"),
-    (["mobilenet", "--prune", "1.5"], "--prune: expected a number in (0, 1)"),
     (["mobilenet", "--prune", "0"], "--prune: expected a number in (0, 1)"),
-    (["mobilenet", "--target", "jetson-nano", "--opset", "17"], "takes opsets"),
-    (["mobilenet", "--int8", "--fp16", "--calib-data", "random"], "exclusive"),
-    (["mobilenet", "--int8"], "--int8 needs --calib-data"),
     (["mobilenet", "--fp16"], "does not run fp16"),
-    (["mobilenet", "--target", "nosuch"], "unknown target"),
     (["mobilenet", "--finetune-epochs", "1"], "needs --prune"),
     (["mobilenet", "--max-drop", "0.5"], "applies to --int8 only"),
-    (["mobilenet", "--prune", "0.5", "--finetune-epochs", "1"], "need a checkpoint"),
+    (["mobilenet", "--calib-data", "digits"], "applies to --int8 only"),
+    (["mobilenet", "--prune", "0.5", "--finetune-epochs", "1"], "needs a checkpoint"),
     (["mobilenet", "--int8", "--calib-data", "nosuchdata"], "unknown dataset"),
-    (["mobilenet", "--int8", "--calib-data", "digits", "--num-classes", "7"], "7 classes"),
+    (["mobilenet", "--labels", "x.txt"], "applies to ONNX files only"),
 ]
 
 
@@ -279,17 +276,17 @@ def test_stale_temp_dir_of_a_killed_export_is_removed(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
 
 
-def test_export_help_lists_exactly_the_issue_flags() -> None:
-    import argparse
-
-    from edgecnn.cli.main import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    flags = {s for a in sub.choices["export"]._actions for s in a.option_strings
-             if s.startswith("--")}
-    assert flags == {"--help", "--alpha", "--resolution", "--num-classes", "--target",
-                     "--prune", "--prune-method", "--finetune-epochs", "--int8",
-                     "--calib-data", "--calib-samples", "--calib-method", "--max-drop",
-                     "--qat-epochs", "--fp16", "--opset", "--dynamic-batch", "--output",
-                     "--force"}
+def test_int8_and_fp16_in_one_artifact(tmp_path: Path, capsys) -> None:
+    """What Jetson users run: one artifact holding fp32, fp16 and int8 (issue 13)."""
+    out = tmp_path / "all"
+    code, stdout, err = cli(capsys, "export", "lenet5", "--target", "jetson-orin", "--int8",
+                            "--calib-data", "random", "--fp16", "-o", str(out))
+    assert code == 0, err
+    precisions = {props(out / name)["edgecnn.precision"]: name for name in
+                  ("model.onnx", "model.fp16.onnx", "model.int8.onnx")}
+    assert precisions == {"fp32": "model.onnx", "fp16": "model.fp16.onnx",
+                          "int8": "model.int8.onnx"}
+    report = json.loads((out / "export.json").read_text())
+    assert report["options"]["fp16"] is True and report["options"]["int8"]["calib_data"] == \
+        "random"
+    assert "model.fp16.onnx" in stdout and "model.int8.onnx" in stdout
