@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -118,6 +119,7 @@ def is_import_path(name: str) -> bool:
     return isinstance(name, str) and bool(IMPORT_PATH.match(name))
 
 
+@functools.lru_cache(maxsize=None)  # one import (and one probe build) per path
 def _import_spec(path: str) -> ModelSpec:
     """A ModelSpec for a user's model builder: defaults of an ImageNet-style model (224 px,
     3 channels, ImageNet mean/std) that the caller's own values replace."""
@@ -143,24 +145,36 @@ def _import_spec(path: str) -> ModelSpec:
     if "num_classes" not in params and not takes_kwargs:
         raise EdgeCNNError(f"model {path}: the callable must take num_classes")
 
-    def build(*, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
-        if takes_in_chans:
-            kwargs["in_chans"] = in_chans
-        model = builder(num_classes=num_classes, **kwargs)
+    def make(**kwargs: Any) -> nn.Module:
+        model = builder(**kwargs)
         if not isinstance(model, nn.Module):
             raise EdgeCNNError(f"model {path}: the callable returned a "
                                f"{type(model).__name__}, not an nn.Module")
-        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        if not takes_in_chans and first is not None and first.in_channels != in_chans:
-            raise EdgeCNNError(f"model {path} takes {first.in_channels} input channels and "
-                               f"no in_chans argument; use --in-chans {first.in_channels}")
         return model
 
-    default_chans = params["in_chans"].default if "in_chans" in params else 3
-    if not isinstance(default_chans, int) or isinstance(default_chans, bool):
-        default_chans = 3
+    def build(*, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+        if takes_in_chans:
+            kwargs["in_chans"] = in_chans
+        model = make(num_classes=num_classes, **kwargs)
+        chans = _first_conv_channels(model)
+        if not takes_in_chans and chans is not None and chans != in_chans:
+            raise EdgeCNNError(f"model {path} takes {chans} input channels (it has no "
+                               f"in_chans argument), not {in_chans}")
+        return model
+
+    if takes_in_chans:
+        default_chans = params["in_chans"].default if "in_chans" in params else 3
+        if not isinstance(default_chans, int) or isinstance(default_chans, bool):
+            default_chans = 3
+    else:  # the channels are the model's own: read them from one build
+        default_chans = _first_conv_channels(make(num_classes=2)) or 3
     return ModelSpec(name=path, family="import path", builder=build,
                      paper=f"user model {path}", min_resolution=1, in_chans=default_chans)
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first is None else first.in_channels
 
 
 def create_model(

@@ -231,3 +231,16 @@ def test_module_source_python_api(tmp_path: Path) -> None:
         "the caller's module is not pruned in place"
     props = {p.key: p.value for p in onnx.load(str(res.path / "model.onnx")).metadata_props}
     assert json.loads(props["edgecnn.classes"])[0] == "a"
+
+
+def test_import_path_resolves_like_a_zoo_name(tmp_path: Path) -> None:
+    """info and the registry: channels from the callable's argument, or from the model when
+    it takes none; the recorded name is the path."""
+    from edgecnn.registry import create_model, get_spec
+
+    assert get_spec("tests.usermodels:gray_cnn").in_chans == 1  # no in_chans argument
+    model = create_model("tests.usermodels:small_cnn", num_classes=4, in_chans=1)
+    assert model.config["name"] == "tests.usermodels:small_cnn"
+    assert model(torch.zeros(2, 1, RES, RES)).shape == (2, 4)
+    proc = run_cli("info", "tests.usermodels:small_cnn", "--resolution", str(RES), check=True)
+    assert "tests.usermodels:small_cnn" in proc.stdout and "MACs" in proc.stdout

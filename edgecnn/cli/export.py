@@ -152,7 +152,7 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         print(f"  {name:<17} {f['bytes'] / 1e6:7.2f} MB  (zstd {f['zstd_bytes'] / 1e6:.2f} MB)"
               f"  {f['precision']}")
     worst = max(max(p["onnxruntime_max_abs"], p["openvino_max_abs"]) for p in report["parity"])
-    against = "the original file in ONNX Runtime" if "onnx_file" in report else "PyTorch"
+    against = "the original file" if "onnx_file" in report else "PyTorch"
     print(f"  parity vs {against} (ONNX Runtime, OpenVINO): max abs {worst:.1e}")
     if "latency_ms" in report:
         lat = report["latency_ms"]

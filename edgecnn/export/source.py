@@ -64,7 +64,8 @@ def resolve_source(source: SourceSpec, *, seed: int = 0, opset: int | None = Non
 
         return from_onnx(source, opset=opset, max_ir_version=max_ir_version,
                          dynamic_batch=dynamic_batch)
-    assert isinstance(source, ZooSource)  # ExportSpec admits these four types only
+    if not isinstance(source, ZooSource):
+        raise EdgeCNNError(f"not an export source: {type(source).__name__}")
     return _from_zoo(source.name, alpha=source.alpha, resolution=source.resolution,
                      num_classes=source.num_classes, in_chans=source.in_chans, seed=seed)
 
