@@ -69,9 +69,11 @@ def from_onnx(src: OnnxSource, *, opset: int | None, max_ir_version: int | None,
     fitted = fit_to_target(graph, opset=opset, max_ir_version=max_ir_version, path=path)
     report.update(opset=default_opset(fitted), ir_version=fitted.ir_version)
     return Source(model=OnnxReference(reference, max_ir_version), name=_name(path, ours),
-                  alpha=1.0, resolution=side, in_chans=chans, mean=tuple(map(float, mean)),
-                  std=tuple(map(float, std)), classes=classes, trained=True, kind="onnx",
-                  onnx=fitted, onnx_report=report,
+                  alpha=ours.alpha if ours else 1.0, resolution=side, in_chans=chans,
+                  mean=tuple(map(float, mean)), std=tuple(map(float, std)), classes=classes,
+                  trained=ours.trained if ours else True,  # a file from a tool: its weights
+                  checkpoint_sha256=ours.source_checkpoint_sha256 if ours else "",
+                  kind="onnx", onnx=fitted, onnx_report=report,
                   onnx_props={k: v for k, v in props.items() if not k.startswith("edgecnn.")},
                   dataset=ours.dataset if ours else "")
 
