@@ -244,3 +244,27 @@ def test_import_path_resolves_like_a_zoo_name(tmp_path: Path) -> None:
     assert model(torch.zeros(2, 1, RES, RES)).shape == (2, 4)
     proc = run_cli("info", "tests.usermodels:small_cnn", "--resolution", str(RES), check=True)
     assert "tests.usermodels:small_cnn" in proc.stdout and "MACs" in proc.stdout
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda s: s.PruneSpec(1.5), "prune ratio must be in (0, 1)"),
+    (lambda s: s.PruneSpec(0.5, scope="local"), "prune scope"),
+    (lambda s: s.Int8Spec("digits", calib_samples=0), "calibration samples"),
+    (lambda s: s.Int8Spec("digits", min_agreement=101), "min agreement"),
+    (lambda s: s.Int8Spec("random", qat_epochs=1), "needs real data"),
+    (lambda s: s.OnnxSource("a.onnx", mean=(0.5, 0.5, 0.5)), "--mean and --std go together"),
+    (lambda s: s.ExportSpec(s.OnnxSource("a.onnx"), prune=s.PruneSpec(0.5)).check(),
+     "cannot be pruned"),
+    (lambda s: s.ExportSpec(s.ZooSource("lenet5"), target="cpu-x68").check(), "cpu-x86?"),
+    (lambda s: s.ExportSpec(s.ZooSource("lenet5"), int8=s.Int8Spec("random"),
+                            opset=11, target="jetson-nano").check(), "int8 needs opset >= 13"),
+    (lambda s: s.ExportSpec("lenet5"), "an export source is"),
+])
+def test_each_spec_part_checks_itself(make, message: str) -> None:
+    """One-line errors from the spec itself, before any model or file is touched."""
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.export import spec
+
+    with pytest.raises(EdgeCNNError, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("?", r"\?")):
+        make(spec)

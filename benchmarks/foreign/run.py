@@ -82,6 +82,7 @@ def bench(artifacts: dict[str, Path], data: str | None) -> list[dict]:
 
 
 def figure_a(tmp: Path) -> dict:
+    tmp.mkdir(parents=True)
     foreign = tmp / "mobilenet_plain.onnx"
     plain_torch_onnx(foreign)
     t0 = time.perf_counter()
@@ -116,6 +117,7 @@ def figure_b(tmp: Path) -> dict:
 
     from edgecnn.data import load_dataset
 
+    tmp.mkdir(parents=True)
     model = "tests.usermodels:small_cnn"
     t0 = time.perf_counter()
     edgecnn("train", model, "--data", "digits", "--resolution", "32", "--epochs", "8",
