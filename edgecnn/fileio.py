@@ -56,6 +56,18 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     return Path(path)
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks: the project's one hash of files
+    (checkpoints, ONNX files, artifacts)."""
+    import hashlib  # here, not at the top: it loads OpenSSL (~3.5 MB resident) for nothing
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(mask)

@@ -40,7 +40,7 @@ def resolve_target(name: str, *, alpha: float, resolution: int | None, precision
     if path.is_dir():
         return _from_artifact(path)
     if path.suffix == ".onnx" or path.exists():
-        return _from_onnx(path)
+        return _from_onnx(path, resolution)
     return _from_zoo(name, alpha=alpha, resolution=resolution, precisions=precisions,
                      workdir=workdir)
 
@@ -61,18 +61,25 @@ def _from_artifact(path: Path) -> Target:
     return Target(path.name, files, _input_shape(first), info)
 
 
-def _from_onnx(path: Path) -> Target:
+def _from_onnx(path: Path, resolution: int | None = None) -> Target:
     onnx_info = read_onnx(path)
     precision = onnx_info.metadata_props.get("edgecnn.precision", "fp32")
     if precision not in PRECISION_FILES:
         precision = "fp32"
-    return Target(path.stem, {precision: path}, _input_shape(path), {})
+    return Target(path.stem, {precision: path}, _input_shape(path, resolution), {})
 
 
-def _input_shape(path: Path) -> tuple[int, int, int]:
-    shape = read_onnx(path).inputs[0].shape or ()
+def _input_shape(path: Path, resolution: int | None = None) -> tuple[int, int, int]:
+    """(C, H, W), or (H, W, C) for an NHWC input; `resolution` fills a dynamic H and W."""
+    info = read_onnx(path)
+    shape = info.inputs[0].shape or ()
+    if len(shape) == 4 and resolution is not None:
+        spatial = (1, 2) if info.layout == "NHWC" else (2, 3)
+        shape = tuple(resolution if i in spatial and d is None else d
+                      for i, d in enumerate(shape))
     if len(shape) != 4 or any(d is None for d in shape[1:]):
-        raise EdgeCNNError(f"{path}: expected an image input (N, C, H, W) with fixed C, H, W")
+        raise EdgeCNNError(f"{path}: expected an image input (N, C, H, W) with fixed C, H, W "
+                           "(--resolution N sets a dynamic size)")
     return tuple(int(d) for d in shape[1:])  # type: ignore[return-value]
 
 

@@ -36,6 +36,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.export.onnx_io import INPUT_NAME, OUTPUT_NAME
 from edgecnn.export.source import Source
 from edgecnn.export.spec import OnnxSource, check_mean_std
+from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -43,10 +44,10 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 def from_onnx(src: OnnxSource, *, opset: int | None, max_ir_version: int | None,
               dynamic_batch: bool) -> Source:
     path = Path(src.path).expanduser()
-    proto = read_model(path)
+    info, proto = read_model(path)
     props = {p.key: p.value for p in proto.metadata_props}
-    data_in = image_input(proto, path)
-    layout, chans, side = _layout(data_in, path, src.resolution)
+    data_in = image_input(info, proto, path)
+    layout, chans, side = _layout(data_in, info.layout, path, src.resolution)
     ours = _edgecnn_metadata(props, path)
     mean = src.mean if src.mean is not None else (ours.mean if ours else None)
     std = src.std if src.std is not None else (ours.std if ours else None)
@@ -58,7 +59,7 @@ def from_onnx(src: OnnxSource, *, opset: int | None, max_ir_version: int | None,
         "file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
         "ir_version_in": proto.ir_version, "opset_in": default_opset(proto),
-        "input_in": data_in.name, "layout_in": layout,
+        "input_in": data_in.name, "layout_in": layout, "softmax_output": info.softmax_output,
         "metadata_kept": sorted(k for k in props if not k.startswith("edgecnn."))}
     graph = normalize(proto, data_in.name, layout, chans, side, dynamic_batch, report)
     reference = copy.deepcopy(graph)
@@ -78,9 +79,13 @@ def from_onnx(src: OnnxSource, *, opset: int | None, max_ir_version: int | None,
                   dataset=ours.dataset if ours else "")
 
 
-def read_model(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise EdgeCNNError(f"{path}: no such ONNX file")
+def read_model(path: Path) -> tuple[OnnxInfo, onnx.ModelProto]:
+    """The runtime's reading of the file (is it ONNX, external data inside its folder, which
+    inputs are data), then the onnx package's."""
+    try:
+        info = read_onnx(path)
+    except EdgeCNNError as exc:
+        raise EdgeCNNError(str(exc).replace("not an ONNX model", "not an ONNX file")) from None
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # a protobuf decode error: not an ONNX file
@@ -89,14 +94,13 @@ def read_model(path: Path) -> onnx.ModelProto:
         raise EdgeCNNError(f"{path}: not an ONNX model (no graph)")
     if any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer):
         onnx.load_external_data_for_model(proto, str(path.parent))
-    return proto
+    return info, proto
 
 
-# Replaced by edgecnn.runtime.onnx_file's reading of wild files once that lands on main.
-def image_input(proto: onnx.ModelProto, path: Path) -> onnx.ValueInfoProto:
-    """The data input: the one graph input that is not an initializer, 4-D float."""
-    inits = {t.name for t in proto.graph.initializer}
-    data = [v for v in proto.graph.input if v.name not in inits]
+def image_input(info: OnnxInfo, proto: onnx.ModelProto, path: Path) -> onnx.ValueInfoProto:
+    """The data input: the one graph input that is not an initializer (the runtime's
+    reading), 4-D float."""
+    data = [v for v in proto.graph.input if v.name in {t.name for t in info.inputs}]
     four_d = [v for v in data if v.type.tensor_type.elem_type == TensorProto.FLOAT
               and len(v.type.tensor_type.shape.dim) == 4]
     if len(data) != 1 or len(four_d) != 1:
@@ -106,14 +110,14 @@ def image_input(proto: onnx.ModelProto, path: Path) -> onnx.ValueInfoProto:
     return four_d[0]
 
 
-def _layout(value: onnx.ValueInfoProto, path: Path, resolution: int | None
+def _layout(value: onnx.ValueInfoProto, layout: str, path: Path, resolution: int | None
             ) -> tuple[str, int, int]:
-    """(layout, channels, side): channels 1 or 3 tell NCHW from NHWC; the side is square."""
+    """(layout, channels, side): the runtime's reading of NCHW/NHWC; the side is square."""
     dims = _shape(value)
-    if dims[1] in (1, 3):
-        layout, chans, hw = "NCHW", dims[1], dims[2:]
-    elif dims[3] in (1, 3):
-        layout, chans, hw = "NHWC", dims[3], dims[1:3]
+    if layout == "NHWC":
+        chans, hw = dims[3], dims[1:3]
+    elif dims[1] in (1, 3):
+        chans, hw = dims[1], dims[2:]
     else:
         raise EdgeCNNError(f"{path.name} has no image input: {value.name} is {dims}, with "
                            "neither 1 nor 3 channels first or last")

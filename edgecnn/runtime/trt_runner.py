@@ -201,6 +201,8 @@ class TrtRunner(OnnxRunner):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.path is None:  # its engine cache is keyed by the file's hash
+            raise EdgeCNNError("tensorrt builds engines from a file: pass the ONNX file's path")
         if self.device == "cpu":
             raise EdgeCNNError("tensorrt runs on NVIDIA GPUs: use device 'cuda' (or another "
                                "runtime for the CPU)")
