@@ -136,7 +136,7 @@ TABLE = [
     ("export-mean-on-zoo", "export mobilenet --mean 0.5,0.5,0.5 -o {dir}/e3",
      "applies to ONNX files only"),
     ("export-not-onnx", "export {corrupt_onnx} --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2 "
-     "-o {dir}/e7", "not an ONNX"),
+     "-o {dir}/e7", "not a valid ONNX model"),
     ("export-onnx-no-image-input", "export {vector_onnx} --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2"
      " -o {dir}/e8", "no image input"),
     ("export-onnx-mean-length", "export {image_onnx} --mean 0.5,0.5 --std 0.2,0.2 "
