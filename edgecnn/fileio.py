@@ -2,7 +2,10 @@
 
 A reader (or a resumed run) sees the old file or the new one, never half of one; a write
 that fails or is killed leaves at most a hidden `.NAME.*.tmp` file, never a truncated NAME.
-Torch-free: the runtime, training, export and benchmarks all write through here.
+Torch-free, so the runtime can use it too. Every file edgecnn writes goes through here
+(checkpoints, training runs, reports, benchmark results, the TensorRT engine cache), except
+an export's files: export/artifact.py writes them into a temporary directory and renames
+the whole directory into place. `file_sha256` is the project's one file hash.
 """
 
 from __future__ import annotations

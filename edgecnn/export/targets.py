@@ -1,5 +1,8 @@
 """Deployment targets: small YAML recipes in the root `export/` folder, one per target.
 
+The folder ships inside the package as `edgecnn.recipes` (see setup.py), so the recipes are
+read with importlib.resources: the same lookup from a checkout and from an installed wheel.
+
 A recipe says what the target's runtime accepts (opsets, IR version, precisions) and how to
 quantize for it; `--target` takes a recipe name (`cpu-x86`) or a path to such a file:
 
@@ -22,13 +25,18 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgecnn.errors import EdgeCNNError
 
-# The recipes ship in the repository root's export/ folder, next to the pipeline recipe.
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib.resources.abc import Traversable
+
+# The repository's export/ folder, installed as package data: target recipes and the
+# pipeline recipe. A Traversable (a Path for every on-disk install).
+RECIPE_DIR = files("edgecnn.recipes")
 DEFAULT_TARGET = "cpu-x86"
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 Activations = Literal["uint8-asymmetric", "int8-symmetric"]
@@ -38,7 +46,8 @@ Activations = Literal["uint8-asymmetric", "int8-symmetric"]
 class Int8Scheme:
     """How activations and weights are quantized for a target."""
 
-    # uint8-asymmetric: x86/ARM CPUs (u8 x s8 kernels, ~1.6x faster than fp32 here);
+    # uint8-asymmetric: x86/ARM CPUs (u8 x s8 kernels; MobileNet 0.5 1.66x faster than fp32
+    # on a 2-core Xeon, ONNX Runtime 1.31, benchmarks/README.md);
     # int8-symmetric: TensorRT's explicit quantization (zero points must be 0).
     activations: Activations = "uint8-asymmetric"
     # Per output channel (axis 0), symmetric: depthwise convolutions have wildly different
@@ -75,16 +84,22 @@ class Target:
                                f"{', '.join(self.precisions)})")
 
 
+def recipe_file(name: str) -> Traversable:
+    """A recipe shipped with edgecnn (`cpu-x86.yaml`, `pipeline.yaml`), as a Traversable."""
+    return RECIPE_DIR.joinpath(name)
+
+
 def list_targets() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml") if _is_target_file(p))
+    return sorted(p.name.removesuffix(".yaml") for p in RECIPE_DIR.iterdir()
+                  if p.name.endswith(".yaml") and _is_target_file(p))
 
 
 def load_target(name_or_path: str | Path = DEFAULT_TARGET) -> Target:
     """A target by recipe name (`cpu-x86`) or by the path of a YAML recipe."""
     text = str(name_or_path)
-    path = Path(text).expanduser()
+    path: Path | Traversable = Path(text).expanduser()
     if not (text.endswith((".yaml", ".yml")) or path.is_file()):
-        path = RECIPE_DIR / f"{text}.yaml"
+        path = recipe_file(f"{text}.yaml")
         if not path.is_file():
             known = list_targets()
             close = difflib.get_close_matches(text, known, n=1)
@@ -95,14 +110,14 @@ def load_target(name_or_path: str | Path = DEFAULT_TARGET) -> Target:
     return _parse(_read_yaml(path), str(path))
 
 
-def _is_target_file(path: Path) -> bool:
+def _is_target_file(path: Traversable) -> bool:
     try:
         return isinstance(data := _read_yaml(path), dict) and "max_ir_version" in data
     except EdgeCNNError:
         return False
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_yaml(path: Path | Traversable) -> Any:
     import yaml
 
     try:

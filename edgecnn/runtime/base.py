@@ -8,8 +8,8 @@
 any native code sees it, so a wrong batch is one EdgeCNNError, never a crash or a message
 from deep inside a runtime. Subclasses implement `activate_impl`, `infer_impl` and
 `deactivate_impl`; ONNX-based runners derive from `OnnxRunner`, which reads and checks the
-file first (see onnx_file.py). The PyTorch runner (edgecnn/torch_runner.py) implements the
-same interface outside this torch-free package.
+file first (see onnx_file.py). The PyTorch runner (edgecnn/bench/torch_runner.py)
+implements the same interface outside this torch-free package.
 """
 
 from __future__ import annotations

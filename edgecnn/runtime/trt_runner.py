@@ -18,8 +18,8 @@ host<->device copies on the same stream. The CUDA calls go through NVIDIA's cuda
 (`cuda.bindings.runtime`, the binding TensorRT 10's own samples use; wheels exist for
 x86-64 and for Jetson's aarch64, no compiler needed, unlike PyCUDA) - not torch.
 
-What has been run: nothing that needs TensorRT or a GPU - neither is available where this
-was written. Tested offline (tests/test_trt_offline.py): importing this module without
+No test in the suite needs TensorRT or a GPU (CI runs on CPU machines without TensorRT).
+Tested offline (tests/test_trt_offline.py): importing this module without
 TensorRT, the "not installed" messages, option checks, device checks, int8-without-Q/DQ
 refusal, profile shapes, cache keys, the engine cache's atomic store/verified load, and the
 timing-cache paths. Not run: engine building, deserialization and execution (activate_impl
@@ -220,7 +220,7 @@ class TrtRunner(OnnxRunner):
         self._trt: Any = None
         self._cudart: Any = None
 
-    # -- not run here: needs TensorRT and an NVIDIA GPU --------------------------------------
+    # -- not run by the suite: needs TensorRT and an NVIDIA GPU ------------------------------
     def activate_impl(self) -> None:
         trt, cudart = import_tensorrt(), import_cudart()
         self._trt, self._cudart = trt, cudart
