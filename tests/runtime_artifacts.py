@@ -30,9 +30,10 @@ def sample_images() -> list[Path]:
 def source_model(name: str, alpha: float = 1.0, resolution: int = 32, seed: int = 0):  # noqa: ANN201
     """The PyTorch model `export_artifact` exports for these options (eval mode)."""
     from edgecnn.export.source import resolve_source
+    from edgecnn.export.spec import ZooSource
 
-    return resolve_source(name, alpha=alpha, resolution=resolution, num_classes=len(CLASSES),
-                          seed=seed).model
+    return resolve_source(ZooSource(name, alpha=alpha, resolution=resolution,
+                                    num_classes=len(CLASSES)), seed=seed).model
 
 
 def export_artifact(directory: Path, *, name: str, alpha: float = 1.0, resolution: int = 32,
