@@ -6,13 +6,20 @@
 `create_model` looks the name up (one-line error with the closest names when unknown),
 checks alpha, builds the model and attaches its `ModelSpec` as `model.spec`, together with
 `model.config` (the exact arguments, enough to rebuild it) and an input-size check.
+
+Wherever a zoo name is taken, an import path `package.module:callable` is taken too: the
+callable returns an nn.Module and takes `num_classes` (and `in_chans` when it has that
+parameter). `get_spec` resolves it here, so every command and the checkpoints (which record
+the path as the model's name) gain it at once.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +98,10 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The spec of a model by name or alias; an unknown name suggests the closest ones."""
+    """The spec of a model by name, alias or import path; an unknown name suggests the
+    closest ones."""
+    if is_import_path(name):
+        return _import_spec(name)
     _load_zoo()
     key = _ALIASES.get(name, name)
     if key not in _REGISTRY:
@@ -99,6 +109,72 @@ def get_spec(name: str) -> ModelSpec:
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `edgecnn list`"
         raise EdgeCNNError(f"unknown model {name!r}{hint}")
     return _REGISTRY[key]
+
+
+IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def is_import_path(name: str) -> bool:
+    """`package.module:callable` (a zoo name has no colon)."""
+    return isinstance(name, str) and bool(IMPORT_PATH.match(name))
+
+
+@functools.lru_cache(maxsize=None)  # one import (and one probe build) per path
+def _import_spec(path: str) -> ModelSpec:
+    """A ModelSpec for a user's model builder: defaults of an ImageNet-style model (224 px,
+    3 channels, ImageNet mean/std) that the caller's own values replace."""
+    import importlib
+    import inspect
+
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module's own code failing
+        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise EdgeCNNError(f"model {path}: module {module_name!r} does not import "
+                           f"({type(exc).__name__}: {first})") from None
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        raise EdgeCNNError(f"model {path}: {module_name} has no callable {attr!r}")
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    takes_in_chans = "in_chans" in params or takes_kwargs
+    if "num_classes" not in params and not takes_kwargs:
+        raise EdgeCNNError(f"model {path}: the callable must take num_classes")
+
+    def make(**kwargs: Any) -> nn.Module:
+        model = builder(**kwargs)
+        if not isinstance(model, nn.Module):
+            raise EdgeCNNError(f"model {path}: the callable returned a "
+                               f"{type(model).__name__}, not an nn.Module")
+        return model
+
+    def build(*, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+        if takes_in_chans:
+            kwargs["in_chans"] = in_chans
+        model = make(num_classes=num_classes, **kwargs)
+        chans = _first_conv_channels(model)
+        if not takes_in_chans and chans is not None and chans != in_chans:
+            raise EdgeCNNError(f"model {path} takes {chans} input channels (it has no "
+                               f"in_chans argument), not {in_chans}")
+        return model
+
+    if takes_in_chans:
+        default_chans = params["in_chans"].default if "in_chans" in params else 3
+        if not isinstance(default_chans, int) or isinstance(default_chans, bool):
+            default_chans = 3
+    else:  # the channels are the model's own: read them from one build
+        default_chans = _first_conv_channels(make(num_classes=2)) or 3
+    return ModelSpec(name=path, family="import path", builder=build,
+                     paper=f"user model {path}", min_resolution=1, in_chans=default_chans)
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first is None else first.in_channels
 
 
 def create_model(

@@ -30,9 +30,10 @@ def sample_images() -> list[Path]:
 def source_model(name: str, alpha: float = 1.0, resolution: int = 32, seed: int = 0):  # noqa: ANN201
     """The PyTorch model `export_artifact` exports for these options (eval mode)."""
     from edgecnn.export.source import resolve_source
+    from edgecnn.export.spec import ZooSource
 
-    return resolve_source(name, alpha=alpha, resolution=resolution, num_classes=len(CLASSES),
-                          seed=seed).model
+    return resolve_source(ZooSource(name, alpha=alpha, resolution=resolution,
+                                    num_classes=len(CLASSES)), seed=seed).model
 
 
 def export_artifact(directory: Path, *, name: str, alpha: float = 1.0, resolution: int = 32,
@@ -42,11 +43,12 @@ def export_artifact(directory: Path, *, name: str, alpha: float = 1.0, resolutio
     ONNX file would come (no artifact directory around it either)."""
     key = (name, alpha, resolution, dynamic_batch, seed)
     if key not in _CACHE:
-        from edgecnn.export import ExportOptions, export
+        from edgecnn.export import ExportSpec, ZooSource, export
 
         out = directory.parent / f".export-{len(_CACHE)}-{directory.name}"
-        export(ExportOptions(name, alpha=alpha, resolution=resolution, num_classes=len(CLASSES),
-                             dynamic_batch=dynamic_batch, output=str(out), seed=seed))
+        export(ExportSpec(ZooSource(name, alpha=alpha, resolution=resolution,
+                                    num_classes=len(CLASSES)),
+                          dynamic_batch=dynamic_batch, output=str(out), seed=seed))
         _CACHE[key] = out
     if metadata:
         shutil.copytree(_CACHE[key], directory)

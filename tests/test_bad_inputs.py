@@ -55,6 +55,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     (d / "empty_dir").mkdir()
     (d / "name\udcff.onnx").write_bytes(b"\x00\x01")  # a non-UTF-8 file name
     _valid_files(d)
+    _foreign_onnx(d)  # image.onnx (a valid classifier), vector.onnx, labels3.txt
     ro, full = d / "readonly", d / "full"
     ro.mkdir()
     full.mkdir()
@@ -71,7 +72,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
            "notimage": d / "notimage.png", "bad_yaml": d / "recipe.yaml",
            "empty_dir": d / "empty_dir", "non_utf8": d / "name\udcff.onnx", "readonly": ro,
            "ckpt": d / "ckpt.pt", "model": d / "art", "bomb": d / "bomb.png",
-           "bad_key_yaml": d / "unknown-key.yaml", "truncated": d / "truncated.jpg"}
+           "bad_key_yaml": d / "unknown-key.yaml", "truncated": d / "truncated.jpg",
+           "image_onnx": d / "image.onnx", "vector_onnx": d / "vector.onnx",
+           "labels3": d / "labels3.txt"}
     for m in mounted:
         subprocess.run(["umount", "-l", str(m)], check=True)
 
@@ -101,6 +104,30 @@ def _valid_files(d: Path) -> None:
     buf = d / "truncated.jpg"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(buf)
     buf.write_bytes(buf.read_bytes()[:200])
+
+
+def _foreign_onnx(d: Path) -> None:
+    """ONNX files from another tool: a 10-class image classifier (3x8x8 input) and a model
+    whose input is a vector, not an image."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((10, 3, 8, 8), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["s"]), helper.make_node("Flatten", ["s"], ["y"])],
+        "image", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                ir_version=8), str(d / "image.onnx"))
+    m = numpy_helper.from_array(np.ones((16, 10), np.float32), "m")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "m"], ["y"])], "vector",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], [m])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                ir_version=8), str(d / "vector.onnx"))
+    (d / "labels3.txt").write_text("cat\ndog\nbird\n")
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -136,8 +163,26 @@ TABLE = [
     ("eval-directory", "eval {empty_dir} --data digits", "empty_dir"),
     ("export-corrupt-ckpt", "export {corrupt_pt} -o {dir}/e1", "corrupt.pt"),
     ("export-prune-range", "export mobilenet --prune 1.0 -o {dir}/e2", "(0, 1)"),
-    ("export-int8-fp16", "export mobilenet --int8 --fp16 --calib-data random -o {dir}/e3",
-     "exclusive"),
+    ("export-mean-on-zoo", "export mobilenet --mean 0.5,0.5,0.5 -o {dir}/e3",
+     "applies to ONNX files only"),
+    ("export-not-onnx", "export {corrupt_onnx} --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2 "
+     "-o {dir}/e7", "not a valid ONNX model"),
+    ("export-onnx-no-image-input", "export {vector_onnx} --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2"
+     " -o {dir}/e8", "no image input"),
+    ("export-onnx-mean-length", "export {image_onnx} --mean 0.5,0.5 --std 0.2,0.2 "
+     "-o {dir}/e9", "mean/std have 2 values"),
+    ("export-onnx-no-preprocessing", "export {image_onnx} -o {dir}/e10", "--mean R,G,B"),
+    ("export-onnx-labels-count", "export {image_onnx} --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2 "
+     "--labels {labels3} -o {dir}/e11", "3 labels for a model with 10 classes"),
+    ("export-onnx-prune", "export {image_onnx} --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2 "
+     "--prune 0.5 -o {dir}/e12", "cannot be pruned"),
+    ("export-import-path-missing", "export no_such_pkg.nets:small -o {dir}/e13",
+     "'no_such_pkg.nets' does not import"),
+    ("export-import-path-not-module", "export tests.usermodels:not_a_module -o {dir}/e14",
+     "not an nn.Module"),
+    ("train-import-path-missing", "train no_such_pkg.nets:small --data digits --out {dir}/t7",
+     "does not import"),
+    ("info-import-path-no-callable", "info tests.usermodels:nothing_here", "no callable"),
     ("export-int8-no-data", "export mobilenet --int8 -o {dir}/e4", "--calib-data"),
     ("export-unknown-target", "export mobilenet --target gameboy -o {dir}/e5", "gameboy"),
     ("export-bad-opset", "export mobilenet --target jetson-nano --opset 21 -o {dir}/e6",

@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 import pytest
 
+from edgecnn.export.spec import ExportSpec, ZooSource
+
 from edgecnn.cli.main import main
 from tests.conftest import ROOT, run_cli
 from tests.export_helpers import lenet_ckpt, mobilenet_ckpt  # noqa: F401  (fixtures)
@@ -54,11 +56,11 @@ def test_fresh_install_command_exports_untrained_mobilenet(tmp_path: Path) -> No
 
 
 def test_artifact_is_one_checked_self_describing_file(tmp_path: Path) -> None:
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
     from edgecnn.metadata import ArtifactMetadata
 
-    res = export(ExportOptions("squeezenet1_1", resolution=64, num_classes=10,
-                               dynamic_batch=True, output=str(tmp_path / "a")))
+    res = export(ExportSpec(ZooSource("squeezenet1_1", resolution=64, num_classes=10),
+                            dynamic_batch=True, output=str(tmp_path / "a")))
     path = res.path / "model.onnx"
     assert [p.name for p in res.path.iterdir() if p.suffix == ".data"] == []
     proto = onnx.load(str(path))
@@ -128,12 +130,12 @@ def test_flag_agreeing_with_checkpoint_is_fine(tmp_path: Path, capsys,
                                              ("jetson-nano", 13, 7)])
 def test_targets_set_opset_and_ir_ceiling(tmp_path: Path, target: str, opset: int,
                                           ir: int) -> None:
-    from edgecnn.export import ExportOptions, export, load_target
+    from edgecnn.export import export, load_target
 
     t = load_target(target)
     assert t.opset == opset and t.max_ir_version == ir
-    res = export(ExportOptions("mobilenet", alpha=0.25, resolution=32, num_classes=10,
-                               target=target, output=str(tmp_path / target)))
+    res = export(ExportSpec(ZooSource("mobilenet", alpha=0.25, resolution=32, num_classes=10),
+                            target=target, output=str(tmp_path / target)))
     proto = onnx.load(str(res.path / "model.onnx"))
     assert proto.ir_version <= ir
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == opset
@@ -174,20 +176,17 @@ def test_fp16_for_gpu_targets(tmp_path: Path, capsys) -> None:
         "bytes"]
 
 
+# The export-specific refusals; the ones every command shares are in tests/test_bad_inputs.py.
 BAD = [
     (["nosuchnet"], "unknown model"),
-    (["mobilenet", "--prune", "1.5"], "--prune: expected a number in (0, 1)"),
     (["mobilenet", "--prune", "0"], "--prune: expected a number in (0, 1)"),
-    (["mobilenet", "--target", "jetson-nano", "--opset", "17"], "takes opsets"),
-    (["mobilenet", "--int8", "--fp16", "--calib-data", "random"], "exclusive"),
-    (["mobilenet", "--int8"], "--int8 needs --calib-data"),
     (["mobilenet", "--fp16"], "does not run fp16"),
-    (["mobilenet", "--target", "nosuch"], "unknown target"),
     (["mobilenet", "--finetune-epochs", "1"], "needs --prune"),
     (["mobilenet", "--max-drop", "0.5"], "applies to --int8 only"),
-    (["mobilenet", "--prune", "0.5", "--finetune-epochs", "1"], "need a checkpoint"),
+    (["mobilenet", "--calib-data", "digits"], "applies to --int8 only"),
+    (["mobilenet", "--prune", "0.5", "--finetune-epochs", "1"], "needs a checkpoint"),
     (["mobilenet", "--int8", "--calib-data", "nosuchdata"], "unknown dataset"),
-    (["mobilenet", "--int8", "--calib-data", "digits", "--num-classes", "7"], "7 classes"),
+    (["mobilenet", "--labels", "x.txt"], "applies to ONNX files only"),
 ]
 
 
@@ -258,36 +257,36 @@ def test_two_exports_race_for_one_directory(tmp_path: Path) -> None:
 def test_failed_export_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     """An error after files were written (here: the parity check) removes the temp dir."""
     from edgecnn.errors import EdgeCNNError
-    from edgecnn.export import ExportOptions, export, parity
+    from edgecnn.export import export, parity
 
     # every parity check fails, as a broken exporter's would
     monkeypatch.setattr(parity.ParityResult, "ok", property(lambda self: False))
     with pytest.raises(EdgeCNNError, match="parity check failed"):
-        export(ExportOptions("lenet5", output=str(tmp_path / "x")))
+        export(ExportSpec(ZooSource("lenet5"), output=str(tmp_path / "x")))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_stale_temp_dir_of_a_killed_export_is_removed(tmp_path: Path) -> None:
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
 
     stale = tmp_path / ".x.tmp-999999999-abc"  # no such PID
     stale.mkdir()
     (stale / "model.onnx").write_bytes(b"half")
-    export(ExportOptions("lenet5", output=str(tmp_path / "x")))
+    export(ExportSpec(ZooSource("lenet5"), output=str(tmp_path / "x")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
 
 
-def test_export_help_lists_exactly_the_issue_flags() -> None:
-    import argparse
-
-    from edgecnn.cli.main import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    flags = {s for a in sub.choices["export"]._actions for s in a.option_strings
-             if s.startswith("--")}
-    assert flags == {"--help", "--alpha", "--resolution", "--num-classes", "--target",
-                     "--prune", "--prune-method", "--finetune-epochs", "--int8",
-                     "--calib-data", "--calib-samples", "--calib-method", "--max-drop",
-                     "--qat-epochs", "--fp16", "--opset", "--dynamic-batch", "--output",
-                     "--force", "--json"}  # --json: every command has it (issue 12)
+def test_int8_and_fp16_in_one_artifact(tmp_path: Path, capsys) -> None:
+    """What Jetson users run: one artifact holding fp32, fp16 and int8 (issue 13)."""
+    out = tmp_path / "all"
+    code, stdout, err = cli(capsys, "export", "lenet5", "--target", "jetson-orin", "--int8",
+                            "--calib-data", "random", "--fp16", "-o", str(out))
+    assert code == 0, err
+    precisions = {props(out / name)["edgecnn.precision"]: name for name in
+                  ("model.onnx", "model.fp16.onnx", "model.int8.onnx")}
+    assert precisions == {"fp32": "model.onnx", "fp16": "model.fp16.onnx",
+                          "int8": "model.int8.onnx"}
+    report = json.loads((out / "export.json").read_text())
+    assert report["options"]["fp16"] is True and report["options"]["int8"]["calib_data"] == \
+        "random"
+    assert "model.fp16.onnx" in stdout and "model.int8.onnx" in stdout

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
 import torch
 from torch import nn
 
-from edgecnn.export.prune import PruneConfig, count_macs, prune
+from edgecnn.export.prune import count_macs, prune
+from edgecnn.export.spec import CheckpointSource, ExportSpec, Int8Spec, PruneSpec, ZooSource
 from edgecnn.registry import create_model
 from tests.export_helpers import lenet_ckpt, mobilenet_ckpt  # noqa: F401  (fixtures)
 
@@ -33,7 +35,7 @@ def test_structured_pruning_keeps_every_coupling_consistent(name: str, alpha: fl
     x = torch.randn(8, 3, 32, 32)
     init_bn_stats(model, x)
     widths = {k: m.out_channels for k, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    report = prune(model, PruneConfig(0.4), resolution=32, in_chans=3)
+    report = prune(model, PruneSpec(0.4), resolution=32, in_chans=3)
     assert report.macs_removed >= 0.4 and report.macs_after == count_macs(model, x)
     assert report.params_after < report.params_before and report.channels
     for layer, (before, after) in report.channels.items():
@@ -52,7 +54,7 @@ def test_global_and_uniform_scopes_prune_differently() -> None:
     for scope in ("uniform", "global"):
         torch.manual_seed(0)
         model = create_model("mobilenet", alpha=0.5, num_classes=10)
-        report = prune(model, PruneConfig(0.5, scope=scope), resolution=32, in_chans=3)
+        report = prune(model, PruneSpec(0.5, scope=scope), resolution=32, in_chans=3)
         assert report.macs_removed >= 0.5
         results[scope] = report.channels
     assert results["uniform"] != results["global"]
@@ -63,17 +65,17 @@ def test_structured_ratio_out_of_reach_is_a_clear_error() -> None:
 
     model = create_model("lenet5")  # 6 and 16 channels: little to take in steps of 8
     with pytest.raises(EdgeCNNError, match="could not remove 90%"):
-        prune(model, PruneConfig(0.9), resolution=32, in_chans=1)
+        prune(model, PruneSpec(0.9), resolution=32, in_chans=1)
 
 
 def test_unstructured_pruning_shrinks_the_compressed_artifact(tmp_path: Path) -> None:
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
 
-    dense = export(ExportOptions("squeezenet1_1", resolution=32, num_classes=10,
-                                 output=str(tmp_path / "dense"))).report
-    sparse = export(ExportOptions("squeezenet1_1", resolution=32, num_classes=10, prune=0.8,
-                                  prune_method="unstructured", int8=True, calib_data="random",
-                                  calib_samples=4, output=str(tmp_path / "sparse"))).report
+    source = ZooSource("squeezenet1_1", resolution=32, num_classes=10)
+    dense = export(ExportSpec(source, output=str(tmp_path / "dense"))).report
+    sparse = export(ExportSpec(source, prune=PruneSpec(0.8, method="unstructured"),
+                               int8=Int8Spec("random", calib_samples=4),
+                               output=str(tmp_path / "sparse"))).report
     pr = sparse["pruning"]
     assert pr["sparsity"] == pytest.approx(0.8, abs=0.01)
     assert pr["macs_after"] == pr["macs_before"] and pr["params_after"] == pr["params_before"]
@@ -117,10 +119,11 @@ def test_structured_prune_and_finetune_from_checkpoint(tmp_path: Path, capsys,
 
 def test_unstructured_finetune_keeps_the_zeros(tmp_path: Path,
                                                lenet_ckpt: Path) -> None:  # noqa: F811
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
 
-    res = export(ExportOptions(str(lenet_ckpt), prune=0.5, prune_method="unstructured",
-                               finetune_epochs=1, output=str(tmp_path / "u")))
+    res = export(ExportSpec(CheckpointSource(str(lenet_ckpt)),
+                            prune=PruneSpec(0.5, method="unstructured", finetune_epochs=1),
+                            output=str(tmp_path / "u")))
     pr = res.report["pruning"]
     assert pr["sparsity"] >= 0.5
     proto = onnx.load(str(res.path / "model.onnx"))

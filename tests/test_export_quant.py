@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
 import torch
 
 from edgecnn.export.inputs import Preprocess, load_images
+from edgecnn.export.spec import CheckpointSource, ExportSpec, Int8Spec, ZooSource
 from tests.export_helpers import lenet_ckpt  # noqa: F401  (fixture)
 
 pytest.importorskip("onnxruntime")
@@ -26,10 +28,10 @@ def qdq_params(proto: onnx.ModelProto) -> list[tuple[str, np.ndarray, np.ndarray
 
 def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
                                                   lenet_ckpt: Path) -> None:  # noqa: F811
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
 
-    res = export(ExportOptions(str(lenet_ckpt), int8=True, calib_data="digits",
-                               calib_samples=64, output=str(tmp_path / "q")))
+    res = export(ExportSpec(CheckpointSource(str(lenet_ckpt)),
+                            int8=Int8Spec("digits", calib_samples=64), output=str(tmp_path / "q")))
     proto = onnx.load(str(res.path / "model.int8.onnx"))
     onnx.checker.check_model(proto, full_check=True)
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -103,7 +105,7 @@ def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None
     before its tanh) and the guard may keep only one LeNet layer in float (a quarter of 5):
     calibration and float layers cannot reach the budget, so QAT runs, through export."""
     from edgecnn.checkpoint import load_checkpoint, save_checkpoint
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
 
     data = load_checkpoint(lenet_ckpt)
     state = data["state_dict"]
@@ -117,9 +119,9 @@ def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None
                       .replace("name: cpu-x86", "name: cpu-fixed")
                       .replace("  tensorrt_checks: false", "  tensorrt_checks: false\n"
                                "  mixed_precision: false"))
-    res = export(ExportOptions(str(hostile), int8=True, calib_data="digits", target=str(recipe),
-                               calib_samples=32, max_drop=1.0, qat_epochs=1,
-                               output=str(tmp_path / "qat")))
+    res = export(ExportSpec(CheckpointSource(str(hostile)), target=str(recipe),
+                            int8=Int8Spec("digits", calib_samples=32, max_drop=1.0,
+                                          qat_epochs=1), output=str(tmp_path / "qat")))
     guard = res.report["int8"]["guard"]
     steps = guard["steps"]
     assert [s["step"] for s in steps[:3]] == ["calibrate"] * 3
@@ -132,12 +134,12 @@ def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None
 
 
 def test_tensorrt_scheme_is_symmetric_and_passes_the_checker(tmp_path: Path) -> None:
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
     from edgecnn.export.quantize import tensorrt_problems
 
-    res = export(ExportOptions("mobilenet_v2", resolution=32, num_classes=10, target="tensorrt",
-                               int8=True, calib_data="random", calib_samples=8,
-                               output=str(tmp_path / "t")))
+    res = export(ExportSpec(ZooSource("mobilenet_v2", resolution=32, num_classes=10),
+                            target="tensorrt", int8=Int8Spec("random", calib_samples=8),
+                            output=str(tmp_path / "t")))
     proto = onnx.load(str(res.path / "model.int8.onnx"))
     params = qdq_params(proto)
     assert params and all(zp.dtype == np.int8 and np.all(zp == 0) for _, _, zp in params)
@@ -156,11 +158,11 @@ def test_tensorrt_scheme_is_symmetric_and_passes_the_checker(tmp_path: Path) -> 
 
 def test_tensorrt_checker_finds_what_tensorrt_refuses(tmp_path: Path) -> None:
     """The CPU scheme (uint8, zero points != 0) and a float layer fail the offline check."""
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
     from edgecnn.export.quantize import tensorrt_problems
 
-    res = export(ExportOptions("mobilenet_v2", resolution=32, num_classes=10, int8=True,
-                               calib_data="random", calib_samples=8, output=str(tmp_path / "c")))
+    res = export(ExportSpec(ZooSource("mobilenet_v2", resolution=32, num_classes=10),
+                            int8=Int8Spec("random", calib_samples=8), output=str(tmp_path / "c")))
     cpu = onnx.load(str(res.path / "model.int8.onnx"))
     problems = tensorrt_problems(cpu)
     assert any("zero point is not 0" in p for p in problems)

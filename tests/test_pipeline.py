@@ -44,7 +44,12 @@ def test_default_recipe_is_valid_and_is_the_documented_job() -> None:
     ({"modle": "mobilenet"}, "unknown setting 'modle'"),
     ({"train": {"epoch": 3}}, "train: unknown setting 'epoch'"),
     ({"alpha": -1}, "alpha must be a positive number"),
-    ({"prune": {"ratio": 1.5}}, "prune.ratio must be in (0, 1)"),
+    ({"prune": {"ratio": 1.5}}, "prune ratio must be in (0, 1)"),
+    ({"export": {"target": "cpu-x68"}}, "unknown target 'cpu-x68'"),
+    ({"export": {"int8": True, "target": "jetson-nano", "calib_samples": 0}},
+     "calibration samples must be"),
+    ({"model": "mobilenett"}, "unknown model 'mobilenett'"),
+    ({"model": "tests.no_such_module:net"}, "does not import"),
     ({"bench": {"runtimes": ["tflite"]}}, "'tflite' is not one of"),
 ])
 def test_bad_recipes_are_refused_before_any_work(raw: dict, message: str) -> None:

@@ -71,6 +71,7 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
     from edgecnn.export.onnx_io import to_onnx_proto
     from edgecnn.export.parity import check_parity, require_parity
     from edgecnn.export.source import resolve_source
+    from edgecnn.export.spec import ZooSource
 
     # At least 32 px: at SqueezeNext's 9 px minimum a random-weight net's logits reach 1e5
     # and fp32 rounding alone swamps any tolerance. SqueezeNext-44 at 32 px still sits on the
@@ -79,7 +80,7 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
     # passes with a 2x margin.
     res = max(small_resolution(name), 48 if name == "squeezenext44" else 32)
     # What `edgecnn export NAME` exports: initialized weights, BN statistics from a batch
-    model = resolve_source(name, resolution=res, num_classes=10).model
+    model = resolve_source(ZooSource(name, resolution=res, num_classes=10)).model
     x = np.random.default_rng(0).standard_normal((2, model.config["in_chans"], res, res),
                                                  dtype=np.float32)
     with torch.no_grad():

@@ -32,10 +32,10 @@ import edgecnn.export.guard as guard, edgecnn.export.onnx_io as onnx_io
 import edgecnn.export.quantize as quantize
 if sys.argv[1] == "batch-1":
     quantize.batch_dynamic = guard.batch_dynamic = onnx_io.batch_dynamic = lambda proto: None
-from edgecnn.export import ExportOptions, export
-res = export(ExportOptions("mobilenet", alpha=0.5, num_classes=10, int8=True,
-                           calib_data="mnist5k", calib_samples=256, output=sys.argv[2],
-                           force=True))
+from edgecnn.export import ExportSpec, Int8Spec, ZooSource, export
+res = export(ExportSpec(ZooSource("mobilenet", alpha=0.5, num_classes=10),
+                        int8=Int8Spec("mnist5k", calib_samples=256), output=sys.argv[2],
+                        force=True))
 print(json.dumps({"wall_s": time.perf_counter() - t0, "stages_s": res.report["timings_s"],
                   "guard_passed": res.report["int8"]["guard"]["passed"]}))
 """

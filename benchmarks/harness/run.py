@@ -27,7 +27,8 @@ from edgecnn.bench.harness import add_speedups, run_group
 from edgecnn.bench.machine import conditions, peak_gmacs
 from edgecnn.bench.targets import make_cases, resolve_target
 from edgecnn.bench.timing import TimingPlan
-from edgecnn.export.api import ExportOptions, export
+from edgecnn.export.api import export
+from edgecnn.export.spec import ExportSpec, Int8Spec, ZooSource
 
 HERE = Path(__file__).resolve().parent
 THREADS = os.cpu_count() or 1
@@ -100,9 +101,9 @@ def roofline_md(rf: dict, cond: dict) -> str:
 def main() -> int:
     if sys.argv[1:] == ["--only", "roofline"]:  # just this section, into results.{json,md}
         with tempfile.TemporaryDirectory() as tmp:
-            art = export(ExportOptions(source="mobilenet", alpha=0.5, num_classes=10, int8=True,
-                                       calib_data="random", calib_samples=64,
-                                       output=str(Path(tmp) / "mobilenet-a0.5-r224"))).path
+            art = export(ExportSpec(ZooSource("mobilenet", alpha=0.5, num_classes=10),
+                                    int8=Int8Spec("random", calib_samples=64),
+                                    output=str(Path(tmp) / "mobilenet-a0.5-r224"))).path
             rf = roofline(art)
         cond = conditions(THREADS) | {"load": round(os.getloadavg()[0], 1)}
         data = json.loads((HERE / "results.json").read_text())
@@ -115,8 +116,8 @@ def main() -> int:
         print(roofline_md(rf, cond))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        art = export(ExportOptions(source="mobilenet", alpha=0.5, dynamic_batch=True,
-                                   output=str(Path(tmp) / "mobilenet-a0.5-r224"))).path
+        art = export(ExportSpec(ZooSource("mobilenet", alpha=0.5), dynamic_batch=True,
+                                output=str(Path(tmp) / "mobilenet-a0.5-r224"))).path
         target = resolve_target(str(art), alpha=0.5, resolution=None, precisions=("fp32",))
         # efficiency at 1 thread and at every core: batch 1 does not split perfectly
         per_threads = {}

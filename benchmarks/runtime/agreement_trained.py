@@ -64,11 +64,11 @@ def trained(name: str, alpha: float, options: dict) -> Path:
 
 
 def exported(name: str, checkpoint: Path) -> tuple[Path, dict]:
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import CheckpointSource, ExportSpec, Int8Spec, export
 
-    res = export(ExportOptions(str(checkpoint), int8=True, calib_data="mnist5k",
-                               dynamic_batch=True, output=str(RUNS / f"{name}-export"),
-                               force=True))
+    res = export(ExportSpec(CheckpointSource(str(checkpoint)), int8=Int8Spec("mnist5k"),
+                            dynamic_batch=True, output=str(RUNS / f"{name}-export"),
+                            force=True))
     return res.path, res.report
 
 

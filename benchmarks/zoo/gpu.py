@@ -30,7 +30,8 @@ def cases_for(name: str, batch: int, device: str, modes: tuple[str, ...], workdi
     import torch
 
     from edgecnn.bench.harness import BenchCase
-    from edgecnn.export.api import ExportOptions, export
+    from edgecnn.export.api import export
+    from edgecnn.export.spec import ExportSpec, ZooSource
     from edgecnn.export.source import init_bn_stats
     from edgecnn.registry import create_model
     from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
@@ -38,8 +39,8 @@ def cases_for(name: str, batch: int, device: str, modes: tuple[str, ...], workdi
 
     art = workdir / name  # one export per model, every batch size (dynamic batch)
     if not (art / "export.json").is_file():
-        export(ExportOptions(source=name, alpha=alpha, resolution=resolution, num_classes=10,
-                             dynamic_batch=True, output=str(art)))
+        export(ExportSpec(ZooSource(name, alpha=alpha, resolution=resolution, num_classes=10),
+                          dynamic_batch=True, output=str(art)))
     report = json.loads((art / "export.json").read_text())
     shape = (report["in_chans"], report["resolution"], report["resolution"])
     model = create_model(name, alpha=alpha, num_classes=10)

@@ -121,13 +121,14 @@ def out_of_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _artifact(cfg: SweepConfig, alpha: float, res: int, point: Path,
               log: Callable[[str], None]) -> Path:
-    from edgecnn.export.api import ExportOptions, export
+    from edgecnn.export.api import export
+    from edgecnn.export.spec import CheckpointSource, ExportSpec, Int8Spec, ZooSource
 
     artifact = point / "artifact"
     if (artifact / "export.json").is_file():
         log(f"{point.name}: reusing {artifact}")
         return artifact
-    source, src_alpha, src_res = cfg.model, alpha, res
+    source = ZooSource(cfg.model, alpha=alpha, resolution=res)
     if cfg.train:
         from edgecnn.train import TrainConfig, train
 
@@ -136,11 +137,10 @@ def _artifact(cfg: SweepConfig, alpha: float, res: int, point: Path,
             train(TrainConfig(model=cfg.model, data=str(cfg.data), out=str(run), alpha=alpha,
                               resolution=res, epochs=cfg.epochs), force=run.exists(),
                   log=lambda line: None)
-        source, src_alpha, src_res = str(run / "best.pt"), None, None
-    int8 = "int8" in cfg.bench.precisions
-    export(ExportOptions(source=source, alpha=src_alpha, resolution=src_res, int8=int8,
-                         calib_data=(cfg.data if cfg.train else "random") if int8 else None,
-                         output=str(artifact), dynamic_batch=True, force=True))
+        source = CheckpointSource(str(run / "best.pt"))
+    int8 = Int8Spec(str(cfg.data) if cfg.train else "random") \
+        if "int8" in cfg.bench.precisions else None
+    export(ExportSpec(source, int8=int8, output=str(artifact), dynamic_batch=True, force=True))
     return artifact
 
 

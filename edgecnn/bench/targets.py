@@ -92,20 +92,21 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
     """Export a zoo model for latency work: initialized weights, int8 calibrated on random
     images (the artifact says so), fp16 exported separately (one precision per export)."""
     try:
-        from edgecnn.export.api import ExportOptions, export
+        from edgecnn.export.api import export
+        from edgecnn.export.spec import ExportSpec, Int8Spec, ZooSource
     except ImportError as exc:
         raise EdgeCNNError(f"{name!r} is not a file or directory; benchmarking a zoo name "
                            f"exports it first, which needs the torch extra ({exc}): "
                            f"{INSTALL_TORCH}") from None
     root = Path(tempfile.mkdtemp(prefix="edgecnn-bench-", dir=workdir))
-    base = dict(source=name, alpha=alpha, resolution=resolution, dynamic_batch=True)
+    source = ZooSource(name, alpha=alpha, resolution=resolution)
     out = root / "artifact"
-    export(ExportOptions(**base, output=str(out), int8="int8" in precisions,
-                         calib_data="random" if "int8" in precisions else None))
+    export(ExportSpec(source, output=str(out), dynamic_batch=True,
+                      int8=Int8Spec("random") if "int8" in precisions else None))
     if "fp16" in precisions:
         # fp16 is a GPU precision: exported with the TensorRT recipe (CPU recipes refuse it)
-        half = export(ExportOptions(**base, output=str(root / "fp16"), fp16=True,
-                                    target="tensorrt")).path
+        half = export(ExportSpec(source, output=str(root / "fp16"), fp16=True,
+                                 dynamic_batch=True, target="tensorrt")).path
         shutil.move(str(half / PRECISION_FILES["fp16"]), str(out / PRECISION_FILES["fp16"]))
     target = _from_artifact(out)
     label = f"{name}-a{alpha:g}-r{target.input_shape[-1]}"  # the resolution actually exported

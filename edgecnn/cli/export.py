@@ -1,4 +1,8 @@
-"""`edgecnn export`: a zoo model or a checkpoint to an ONNX artifact directory."""
+"""`edgecnn export`: a zoo model, an import path, a checkpoint or an ONNX file to an artifact.
+
+The flags build one `ExportSpec` (edgecnn/export/spec.py), as the pipeline recipe does: the
+defaults live there, so options the user leaves out are None here and are not passed on.
+"""
 
 from __future__ import annotations
 
@@ -19,40 +23,52 @@ ORDER = 30  # after train/eval in `edgecnn --help`
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export", help="export to ONNX: pruning, int8 with an accuracy guard, fp16",
-        description="Export MODEL (a zoo name: initialized weights, for latency work) or "
-        "CHECKPOINT (from `edgecnn train`: rebuilt from it alone) to a directory with "
+        description="Export MODEL (a zoo name or an import path package.module:callable: "
+        "initialized weights, for latency work), CHECKPOINT (from `edgecnn train`: rebuilt "
+        "from it alone) or FILE.onnx (a classifier from another tool) to a directory with "
         "model.onnx, model.int8.onnx / model.fp16.onnx when asked, and export.json.")
-    p.add_argument("source", metavar="MODEL|CHECKPOINT",
-                   help="zoo name, checkpoint (.pt) or run directory (its best.pt)")
+    p.add_argument("source", metavar="MODEL|CHECKPOINT|FILE.onnx",
+                   help="zoo name, import path, checkpoint (.pt), run directory (its best.pt) "
+                   "or ONNX file")
     p.add_argument("--alpha", type=alpha_arg, help="width multiplier (zoo models; default 1)")
     p.add_argument("--resolution", type=positive_int,
-                   help="input side in pixels (default: the model's or the checkpoint's)")
+                   help="input side in pixels (default: the model's, the checkpoint's or the "
+                   "ONNX file's; needed for an ONNX file with a dynamic input size)")
     p.add_argument("--num-classes", type=positive_int, help="zoo models (default: the model's)")
-    p.add_argument("--target", default="cpu-x86",
-                   help="recipe name in export/ (cpu-x86, cpu-arm, tensorrt, jetson-orin, "
-                   "jetson-nano) or a path to a YAML recipe (default cpu-x86)")
+    p.add_argument("--mean", type=_floats, metavar="R,G,B",
+                   help="ONNX files without edgecnn metadata: normalization mean, 0-1 scale")
+    p.add_argument("--std", type=_floats, metavar="R,G,B",
+                   help="ONNX files without edgecnn metadata: normalization std, 0-1 scale")
+    p.add_argument("--labels", metavar="FILE",
+                   help="ONNX files: class names, one per line (default 0..N-1)")
+    p.add_argument("--target", help="recipe name in export/ (cpu-x86, cpu-arm, tensorrt, "
+                   "jetson-orin, jetson-nano) or a path to a YAML recipe (default cpu-x86)")
     p.add_argument("--prune", type=open_ratio, metavar="RATIO",
                    help="structured: share of MACs to remove; unstructured: share of weights "
                    "(default: no pruning)")
     p.add_argument("--prune-method", choices=("structured", "unstructured"),
-                   default="structured")
-    p.add_argument("--finetune-epochs", type=non_negative_int, default=0, metavar="E",
+                   help="default structured")
+    p.add_argument("--finetune-epochs", type=non_negative_int, metavar="E",
                    help="fine-tune after pruning on the checkpoint's data set")
     p.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (static QDQ, per-channel weights)")
     p.add_argument("--calib-data", metavar="DATA",
                    help="data set to calibrate on (train split) and to check accuracy on (val "
                    "split); `random` for latency-only int8 (default: none)")
-    p.add_argument("--calib-samples", type=positive_int, default=256, metavar="N",
+    p.add_argument("--calib-samples", type=positive_int, metavar="N",
                    help="calibration images (default 256)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"),
                    help="first calibration method to try (default: the target's)")
     p.add_argument("--max-drop", type=non_negative_float, metavar="PTS",
                    help="top-1 points int8 may lose before the guard steps in (default 1.0)")
-    p.add_argument("--qat-epochs", type=non_negative_int, default=0, metavar="E",
+    p.add_argument("--min-agreement", type=non_negative_float, metavar="PCT",
+                   help="when the model's classes are not the data's: the int8/fp32 top-1 "
+                   "agreement the guard requires (default 99)")
+    p.add_argument("--qat-epochs", type=non_negative_int, metavar="E",
                    help="quantization-aware training as the guard's last step")
     p.add_argument("--fp16", action="store_true",
-                   help="also write model.fp16.onnx (GPU targets; float32 inputs and outputs)")
+                   help="also write model.fp16.onnx (GPU targets; float32 inputs and outputs); "
+                   "with --int8, the artifact holds fp32, fp16 and int8")
     p.add_argument("--opset", type=positive_int, metavar="K",
                    help="ONNX opset (default: the target's)")
     p.add_argument("--dynamic-batch", action="store_true", help="a dynamic batch dimension")
@@ -64,34 +80,63 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_export)
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") \
+            from None
+
+
+def spec_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExportSpec, imported lazily
+    """The command line as an ExportSpec; flags that belong to an option not asked for
+    (--max-drop without --int8) are errors, not ignored."""
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.export.spec import ExportSpec, Int8Spec, PruneSpec, source_from_text
+
+    def given(**kwargs: object) -> dict[str, object]:
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    int8_flags = given(calib_samples=args.calib_samples, calib_method=args.calib_method,
+                       max_drop=args.max_drop, min_agreement=args.min_agreement,
+                       qat_epochs=args.qat_epochs)
+    if args.int8:
+        if not args.calib_data:
+            raise EdgeCNNError("--int8 needs --calib-data DATA (real images to calibrate on), "
+                               "or --calib-data random for latency-only work")
+        int8 = Int8Spec(args.calib_data, **int8_flags)
+    else:
+        stray = [f"--{k.replace('_', '-')}" for k in int8_flags] + \
+            (["--calib-data"] if args.calib_data else [])
+        if stray:  # a forgotten --int8, not something to ignore
+            raise EdgeCNNError(f"{stray[0]} applies to --int8 only")
+        int8 = None
+    prune_flags = given(method=args.prune_method, finetune_epochs=args.finetune_epochs)
+    if args.prune is None and prune_flags:
+        flag = "--finetune-epochs" if "finetune_epochs" in prune_flags else "--prune-method"
+        raise EdgeCNNError(f"{flag} needs --prune")
+    prune = PruneSpec(args.prune, **prune_flags) if args.prune is not None else None
+    source = source_from_text(args.source, alpha=args.alpha, resolution=args.resolution,
+                              num_classes=args.num_classes, mean=args.mean, std=args.std,
+                              labels=args.labels)
+    return ExportSpec(source, prune=prune, int8=int8, fp16=args.fp16, opset=args.opset,
+                      dynamic_batch=args.dynamic_batch, output=args.output, force=args.force,
+                      **given(target=args.target))
+
+
 def run_export(args: argparse.Namespace) -> int:
+    import contextlib
     from pathlib import Path
 
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
 
     if Path(args.source).is_dir() and (Path(args.source) / "best.pt").is_file():
         args.source = str(Path(args.source) / "best.pt")  # a run directory of edgecnn train
         print(f"edgecnn: exporting the run's best checkpoint, {args.source}", file=sys.stderr)
-    opts = ExportOptions(
-        source=args.source, alpha=args.alpha, resolution=args.resolution,
-        num_classes=args.num_classes, target=args.target, prune=args.prune,
-        prune_method=args.prune_method, finetune_epochs=args.finetune_epochs, int8=args.int8,
-        calib_data=args.calib_data, calib_samples=args.calib_samples,
-        calib_method=args.calib_method,
-        max_drop=1.0 if args.max_drop is None else args.max_drop, qat_epochs=args.qat_epochs,
-        fp16=args.fp16, opset=args.opset, dynamic_batch=args.dynamic_batch,
-        output=args.output, force=args.force)
-    for flag, given in (("--calib-method", args.calib_method is not None),
-                        ("--max-drop", args.max_drop is not None)):
-        if given and not args.int8:  # a forgotten --int8, not something to ignore
-            from edgecnn.errors import EdgeCNNError
-
-            raise EdgeCNNError(f"{flag} applies to --int8 only")
-    import contextlib
-
+    spec = spec_from_args(args)
     # --json: stdout is the JSON alone (torch's exporters print there, from C++ too)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        result = export(opts, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
+        result = export(spec, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
     if args.json:
         import json
 
@@ -130,17 +175,33 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
           f"target={report['target']['name']} opset={report['opset']} "
           f"ir={report['ir_version']} {'trained' if report['trained'] else 'untrained'}")
     print(f"  params {report['params']['after']:,}  MACs {human(report['macs']['after'])}")
+    if "onnx_file" in report:
+        f = report["onnx_file"]
+        done = [text for key, text in (("softmax_removed", "final Softmax taken off"),
+                                       ("output_flattened", "(N, C, 1, 1) output flattened"))
+                if f.get(key)]
+        if f.get("layout_in") == "NHWC":
+            done.append("NHWC input transposed")
+        print(f"  from {f['file']}: opset {f['opset_in']} -> {f['opset']}, IR "
+              f"{f['ir_version_in']} -> {f['ir_version']}{'; ' + ', '.join(done) if done else ''}")
+    pruning = report.get("pruning") or {}
+    for layer in pruning.get("unpruned", []):
+        print(f"  not pruned: {layer['layer']} ({layer['reason']})")
     for name, f in report["files"].items():
         print(f"  {name:<17} {f['bytes'] / 1e6:7.2f} MB  (zstd {f['zstd_bytes'] / 1e6:.2f} MB)"
               f"  {f['precision']}")
     worst = max(max(p["onnxruntime_max_abs"], p["openvino_max_abs"]) for p in report["parity"])
-    print(f"  parity vs PyTorch (ONNX Runtime, OpenVINO): max abs {worst:.1e}")
+    against = "the original file" if "onnx_file" in report else "PyTorch"
+    print(f"  parity vs {against} (ONNX Runtime, OpenVINO): max abs {worst:.1e}")
     if "latency_ms" in report:
         lat = report["latency_ms"]
         print(f"  pruned: {lat['unpruned']:.3f} ms -> {lat['pruned']:.3f} ms "
               f"({lat['speedup']:.2f}x, ONNX Runtime batch 1)")
     int8 = report.get("int8")
-    if int8 and int8["final"]["top1_fp32"] is not None:
+    if int8 and int8.get("criterion") == "agreement" and int8["final"]["agreement"] is not None:
+        print(f"  int8 top-1 agreement with fp32 {int8['final']['agreement']:.2f}% on held-out "
+              f"images (the model's classes are not the data's)")
+    elif int8 and int8["final"]["top1_fp32"] is not None:
         final, guard = int8["final"], int8["guard"]
         step = guard["steps"][guard["chosen"]]
         floats = len(int8["float_layers"])

@@ -29,7 +29,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Train MODEL on DATA. Under torchrun, one process per GPU (or CPU) with "
         "DistributedDataParallel; --batch-size is the global batch.",
         argument_default=argparse.SUPPRESS)
-    p.add_argument("model", help="zoo name (edgecnn list)")
+    p.add_argument("model", help="zoo name (edgecnn list) or import path "
+                   "package.module:callable returning an nn.Module")
     p.add_argument("--data", required=True,
                    help="mnist5k, digits, imagefolder:PATH, mnist-idx:PATH or cifar10-bin:PATH")
     p.add_argument("--alpha", type=alpha_arg, help="width multiplier (default 1)")

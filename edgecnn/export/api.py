@@ -1,19 +1,20 @@
-"""`export(ExportOptions(...))`: a zoo model or a checkpoint to an artifact directory.
+"""`export(ExportSpec(...))`: a zoo model, checkpoint, nn.Module or ONNX file to an artifact.
 
 Reading order of one export:
-  1. check every option against the target (one-line errors before any work or any file)
-  2. the model: zoo name (initialized weights) or checkpoint (rebuilt from it alone)
+  1. the spec judged against the target (one-line errors before any work or any file)
+  2. the model: zoo name or import path (initialized weights), checkpoint (rebuilt from it
+     alone), the user's module, or a foreign ONNX file (normalized, fitted to the target)
   3. data: calibration images (train split), held-out images (val split)
   4. pruning (structured or unstructured) and fine-tuning
   5. fp32 ONNX: export, onnxslim, BN folded, metadata, checker, parity in ORT and OpenVINO
-  6. int8 (accuracy guard) or fp16
+  6. int8 (accuracy guard) and/or fp16
   7. export.json, then the directory is renamed into place
 """
 
 from __future__ import annotations
 
 import copy
-import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,37 +25,10 @@ import onnx
 import torch
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.export.targets import CALIB_METHODS, DEFAULT_TARGET, Target, load_target
+from edgecnn.export.spec import ExportSpec
+from edgecnn.export.targets import Target
 
 FORMAT = "edgecnn-export/1"
-INT8_MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute)
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """One export; the CLI flags map one to one (`prune_scope` and `seed` are API-only)."""
-
-    source: str  # zoo model name or checkpoint path
-    alpha: float | None = None  # None: 1.0, or the checkpoint's
-    resolution: int | None = None  # None: the model's default, or the checkpoint's
-    num_classes: int | None = None
-    target: str = DEFAULT_TARGET  # recipe name or path
-    prune: float | None = None  # share of MACs (structured) or weights (unstructured) removed
-    prune_method: str = "structured"
-    prune_scope: str = "uniform"  # structured: uniform per layer, or global ranking
-    finetune_epochs: int = 0  # after pruning, on the checkpoint's data set
-    int8: bool = False
-    calib_data: str | None = None  # data set spec, or "random" (latency-only int8)
-    calib_samples: int = 256
-    calib_method: str | None = None  # None: the target's
-    max_drop: float = 1.0  # top-1 points int8 may lose
-    qat_epochs: int = 0  # quantization-aware training as the guard's last step
-    fp16: bool = False
-    opset: int | None = None  # None: the target's
-    dynamic_batch: bool = False
-    output: str | None = None  # None: exports/<model>-a<alpha>-r<resolution>
-    force: bool = False
-    seed: int = 0
 
 
 @dataclass
@@ -64,71 +38,30 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_options(opts: ExportOptions) -> Target:
-    """Everything that can be judged without loading the model; returns the target."""
-    target = load_target(opts.target)
-    if opts.int8 and opts.fp16:
-        raise EdgeCNNError("--int8 and --fp16 are exclusive: export one precision at a time")
-    if opts.prune is not None:
-        from edgecnn.export.prune import PruneConfig
-
-        PruneConfig(opts.prune, opts.prune_method, opts.prune_scope)  # validates
-    elif opts.finetune_epochs:
-        raise EdgeCNNError("--finetune-epochs needs --prune (fine-tuning recovers pruning)")
-    for name, value in (("finetune epochs", opts.finetune_epochs),
-                        ("QAT epochs", opts.qat_epochs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise EdgeCNNError(f"{name} must be a non-negative integer, got {value!r}")
-    if not (isinstance(opts.max_drop, (int, float)) and math.isfinite(opts.max_drop)
-            and opts.max_drop >= 0):
-        raise EdgeCNNError(f"max drop must be >= 0 points, got {opts.max_drop!r}")
-    if isinstance(opts.calib_samples, bool) or not isinstance(opts.calib_samples, int) \
-            or opts.calib_samples < 1:
-        raise EdgeCNNError(f"calibration samples must be a positive integer, "
-                           f"got {opts.calib_samples!r}")
-    if opts.calib_method is not None and opts.calib_method not in CALIB_METHODS:
-        raise EdgeCNNError(f"calibration method must be one of {', '.join(CALIB_METHODS)}, "
-                           f"got {opts.calib_method!r}")
-    opset = target.opset if opts.opset is None else opts.opset
-    target.check_opset(opset)
-    if opts.int8:
-        target.check_precision("int8")
-        if opset < INT8_MIN_OPSET:
-            raise EdgeCNNError(f"int8 needs opset >= {INT8_MIN_OPSET} (per-channel Q/DQ), "
-                               f"got {opset}")
-        if not opts.calib_data:
-            raise EdgeCNNError("--int8 needs --calib-data DATA (real images to calibrate on), "
-                               "or --calib-data random for latency-only work")
-    elif opts.qat_epochs:
-        raise EdgeCNNError("--qat-epochs applies to --int8 only")
-    if opts.fp16:
-        target.check_precision("fp16")
-    if opts.qat_epochs and opts.calib_data == "random":
-        raise EdgeCNNError("--qat-epochs needs real data, not --calib-data random")
-    return target
-
-
-def export(opts: ExportOptions, *, log: Callable[[str], None] = lambda line: None
+def export(spec: ExportSpec, *, log: Callable[[str], None] = lambda line: None
            ) -> ExportResult:
     """Run one export (see the module doc); raises EdgeCNNError on bad input."""
-    from edgecnn.export.artifact import ArtifactDir
+    from edgecnn.export.artifact import ArtifactDir, check_destination
     from edgecnn.export.source import resolve_source
 
     started = time.perf_counter()
-    target = check_options(opts)
-    opset = target.opset if opts.opset is None else opts.opset
-    src = resolve_source(opts.source, alpha=opts.alpha, resolution=opts.resolution,
-                         num_classes=opts.num_classes, seed=opts.seed)
-    needs_data = opts.finetune_epochs or opts.qat_epochs
-    if needs_data and not src.trained:
-        raise EdgeCNNError("--finetune-epochs and --qat-epochs need a checkpoint: the model is "
-                           "fine-tuned on the data set it was trained on")
-    out = Path(opts.output) if opts.output else \
-        Path("exports") / f"{src.name}-a{src.alpha:g}-r{src.resolution}"
+    if not isinstance(spec, ExportSpec):
+        raise EdgeCNNError(f"export takes an ExportSpec, got {type(spec).__name__}")
+    target = spec.check()
+    opset = target.opset if spec.opset is None else spec.opset
+    if spec.output:  # a refusal (exists) before the model is read
+        check_destination(Path(spec.output), spec.force)
+    src = resolve_source(spec.source, seed=spec.seed, opset=opset,
+                         max_ir_version=target.max_ir_version, dynamic_batch=spec.dynamic_batch)
+    if spec.prune is not None and spec.prune.finetune_epochs and not src.dataset:
+        raise EdgeCNNError("--finetune-epochs needs the data set the model was trained on "
+                           "(a checkpoint, or ModuleSource(data=...))")
+    out = Path(spec.output) if spec.output else Path("exports") / \
+        f"{_safe(src.name)}-a{src.alpha:g}-r{src.resolution}"
     # The destination is checked and its temporary sibling made before any work or warning:
     # a refusal (exists, read-only) comes first and alone, and nothing is lost to a late one.
-    with ArtifactDir(out, force=opts.force) as artifact:
-        run = _Export(opts, target, opset, src, log)
+    with ArtifactDir(out, force=spec.force) as artifact:
+        run = _Export(spec, target, opset, src, log)
         run.build(artifact)
         run.report["timings_s"]["total"] = round(time.perf_counter() - started, 2)
         artifact.write_json("export.json", run.report)
@@ -136,14 +69,19 @@ def export(opts: ExportOptions, *, log: Callable[[str], None] = lambda line: Non
     return ExportResult(path, run.report, run.warnings)
 
 
+def _safe(name: str) -> str:
+    """An import path as a directory name: mypkg.nets:small_cnn -> mypkg.nets.small_cnn."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", ".", name)
+
+
 class _Export:
     """The steps of one export, sharing the model, data and report as they go."""
 
-    def __init__(self, opts: ExportOptions, target: Target, opset: int, src: Any,
+    def __init__(self, spec: ExportSpec, target: Target, opset: int, src: Any,
                  log: Callable[[str], None]) -> None:
         from edgecnn.export.inputs import Preprocess
 
-        self.opts, self.target, self.opset, self.src, self.log = opts, target, opset, src, log
+        self.spec, self.target, self.opset, self.src, self.log = spec, target, opset, src, log
         from edgecnn.metadata import policy_for_dataset  # the training data's choice
 
         self.pre = Preprocess(src.resolution, src.mean, src.std,
@@ -151,17 +89,19 @@ class _Export:
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
         self.report: dict[str, Any] = {
-            "format": FORMAT, "edgecnn_version": _version(), "options": asdict(opts),
-            "model": src.name, "alpha": src.alpha, "resolution": src.resolution,
+            "format": FORMAT, "edgecnn_version": _version(), "options": spec.to_dict(),
+            "source": src.kind, "model": src.name, "alpha": src.alpha, "resolution": src.resolution,
             "in_chans": src.in_chans, "num_classes": len(src.classes), "trained": src.trained,
             "checkpoint": src.checkpoint or None,
             "checkpoint_sha256": src.checkpoint_sha256 or None,
             "target": {"name": target.name, "source": target.source,
                        "max_ir_version": target.max_ir_version,
                        "int8_scheme": asdict(target.int8)},
-            "opset": opset, "dynamic_batch": opts.dynamic_batch, "warnings": self.warnings,
+            "opset": opset, "dynamic_batch": spec.dynamic_batch, "warnings": self.warnings,
             "timings_s": self.timings,
         }
+        if src.kind == "onnx":
+            self.report["onnx_file"] = src.onnx_report
         if not src.trained:
             self.warn("exporting initialized weights (no checkpoint): the artifact is marked "
                       "untrained, for latency work only")
@@ -182,27 +122,27 @@ class _Export:
         self.timed("data", t)
         model = self.src.model
         unpruned = None
-        if self.opts.prune is not None:
+        if self.spec.prune is not None:
             t = time.perf_counter()
             unpruned = self.fp32_proto(model)
             model = self.prune(model)
             self.timed("prune", t)
         t = time.perf_counter()
-        fp32 = self.fp32_proto(model)
+        fp32 = self.fp32_proto(model) if self.src.onnx is None else self.fp32_from_onnx()
         parity = self.parity(model, fp32)
         self.report["parity"] = [asdict(p) | {"ok": p.ok} for p in parity]
         require_parity(parity)
         self.timed("fp32", t)
         self.report["ir_version"] = fp32.ir_version
         self.report["params"], self.report["macs"] = self.counts(model)
-        if unpruned is not None and self.opts.prune_method == "structured":
+        if unpruned is not None and self.spec.prune.method == "structured":
             self.latency(unpruned, fp32)
         files = {"model.onnx": (fp32, "fp32")}
-        if self.opts.int8:
+        if self.spec.int8 is not None:
             t = time.perf_counter()
             files["model.int8.onnx"] = (self.int8(model, fp32), "int8")
             self.timed("int8", t)
-        if self.opts.fp16:
+        if self.spec.fp16:
             t = time.perf_counter()
             files["model.fp16.onnx"] = (self.fp16(fp32), "fp16")
             self.timed("fp16", t)
@@ -215,15 +155,27 @@ class _Export:
 
     # ----------------------------------------------------------------------------------------
     def load_data(self) -> None:
-        from edgecnn.export.inputs import RANDOM, load_images
+        from edgecnn.export.inputs import load_images
 
         self.calib = self.held_out = self.real = None
-        data = self.opts.calib_data
+        int8 = self.spec.int8
+        data = int8.calib_data if int8 is not None else None
         n = len(self.src.classes)
-        if data and data != RANDOM:
-            self.calib = load_images(data, "train", self.pre, limit=self.opts.calib_samples,
-                                     num_classes=n, seed=self.opts.seed)
-            self.held_out = load_images(data, "val", self.pre, num_classes=n)
+        self.criterion = "accuracy"
+        if int8 is not None and not int8.random:
+            self.calib = load_images(data, "train", self.pre, limit=int8.calib_samples,
+                                     seed=self.spec.seed)
+            self.held_out = load_images(data, "val", self.pre)
+            if not self.same_classes(self.held_out.classes):
+                # e.g. an ImageNet model calibrated on the user's photos: no labels to score
+                self.criterion = "agreement"
+                if int8.qat_epochs:
+                    raise EdgeCNNError(f"--qat-epochs needs data with the model's classes; "
+                                       f"{data} has {len(self.held_out.classes)}, the model "
+                                       f"{n}")
+                self.log(f"the model's {n} classes are not {data}'s "
+                         f"{len(self.held_out.classes)}: the int8 guard compares int8 with "
+                         f"fp32 (top-1 agreement >= {int8.min_agreement:g}%)")
             self.real = self.held_out.array(8)
             self.real_name = data
         elif self.src.dataset:  # parity on real images from the checkpoint's data set
@@ -234,15 +186,22 @@ class _Export:
             except EdgeCNNError as exc:
                 self.warn(f"parity on real images skipped: {exc}")
         self.report["data"] = {
-            "calibration": data, "calibration_images": 0 if self.calib is None
+            "calibration": data, "guard_criterion": self.criterion if int8 else None, "calibration_images": 0 if self.calib is None
             else len(self.calib), "held_out_images": 0 if self.held_out is None
             else len(self.held_out)}
 
-    def prune(self, model: torch.nn.Module) -> torch.nn.Module:
-        from edgecnn.export.prune import PruneConfig, make_permanent, prune
+    def same_classes(self, data_classes: tuple[str, ...]) -> bool:
+        """Whether held-out labels score this model: as many classes, and the same names
+        unless the model's are only indices."""
+        ours = tuple(self.src.classes)
+        if len(ours) != len(data_classes):
+            return False
+        return ours == tuple(str(i) for i in range(len(ours))) or ours == tuple(data_classes)
 
-        config = PruneConfig(self.opts.prune, self.opts.prune_method, self.opts.prune_scope,
-                             finetune_epochs=self.opts.finetune_epochs)
+    def prune(self, model: torch.nn.Module) -> torch.nn.Module:
+        from edgecnn.export.prune import make_permanent, prune
+
+        config = self.spec.prune
         model = copy.deepcopy(model)  # the source model stays the unpruned reference
         acc_before = self.torch_accuracy(model)
         report = prune(model, config, resolution=self.src.resolution,
@@ -250,6 +209,8 @@ class _Export:
         self.log(f"pruned ({config.method}): MACs {report.macs_before:,} -> "
                  f"{report.macs_after:,}, params {report.params_before:,} -> "
                  f"{report.params_after:,}, sparsity {report.sparsity:.1%}")
+        for layer in report.unpruned:
+            self.log(f"not pruned: {layer['layer']} ({layer['reason']})")
         acc_pruned = self.torch_accuracy(model)
         if config.finetune_epochs:
             from edgecnn.train import finetune
@@ -257,7 +218,7 @@ class _Export:
             self.log(f"fine-tuning {config.finetune_epochs} epochs on {self.src.dataset}")
             finetune(model, self.src.dataset, epochs=config.finetune_epochs,
                      resolution=self.src.resolution, mean=self.src.mean, std=self.src.std,
-                     seed=self.opts.seed)
+                     seed=self.spec.seed)
         make_permanent(model)
         out = asdict(report)
         out.update(finetune_epochs=config.finetune_epochs, top1_before=acc_before,
@@ -282,10 +243,21 @@ class _Export:
 
         sample = torch.zeros(1, self.src.in_chans, self.src.resolution, self.src.resolution)
         proto = to_onnx_proto(model, sample, opset=self.opset,
-                              dynamic_batch=self.opts.dynamic_batch,
+                              dynamic_batch=self.spec.dynamic_batch,
                               max_ir_version=self.target.max_ir_version)
         proto = simplify(proto)
         check_bn_folded(proto)
+        return finish(proto, self.props("fp32"), max_ir_version=self.target.max_ir_version)
+
+    def fp32_from_onnx(self) -> onnx.ModelProto:
+        """A foreign file, already normalized and fitted (export/foreign.py): onnxslim
+        (Conv+BN fusion among the rest), our metadata next to the file's own, the checker."""
+        from edgecnn.export.onnx_io import finish, simplify
+
+        proto = simplify(copy.deepcopy(self.src.onnx))
+        left = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
+        if left:  # a BN that follows no conv stays: legal, only slower
+            self.warn(f"{left} BatchNormalization nodes could not be folded into a conv")
         return finish(proto, self.props("fp32"), max_ir_version=self.target.max_ir_version)
 
     def parity(self, model: torch.nn.Module, proto: onnx.ModelProto) -> list:
@@ -293,7 +265,7 @@ class _Export:
         from edgecnn.export.parity import check_parity, parity_runners
 
         consumers = parity_runners(proto)  # made once, used twice
-        results = [check_parity(model, proto, random_images(4, self.pre, self.opts.seed),
+        results = [check_parity(model, proto, random_images(4, self.pre, self.spec.seed),
                                 "random", consumers)]
         if self.real is not None:
             results.append(check_parity(model, proto, self.real, self.real_name, consumers))
@@ -302,6 +274,14 @@ class _Export:
     def counts(self, model: torch.nn.Module) -> tuple[dict, dict]:
         from edgecnn.export.prune import count_macs
 
+        if self.src.onnx is not None:  # no torch graph: the ONNX file's initializers and MACs
+            import numpy as np
+
+            from edgecnn.export.foreign import onnx_macs
+
+            params = int(sum(np.prod(t.dims) for t in self.src.onnx.graph.initializer))
+            macs = onnx_macs(self.src.onnx)
+            return {"before": params, "after": params}, {"before": macs, "after": macs}
         x = torch.zeros(1, self.src.in_chans, self.src.resolution, self.src.resolution)
         params = sum(p.numel() for p in model.parameters())
         macs = count_macs(model, x)
@@ -336,16 +316,17 @@ class _Export:
         from edgecnn.export.onnx_io import finish
         from edgecnn.export.quantize import preprocess, quantize, tensorrt_problems, weight_range
 
-        scheme = self.target.int8
-        method = self.opts.calib_method or scheme.calib_method
+        scheme, opts = self.target.int8, self.spec.int8
+        method = opts.calib_method or scheme.calib_method
         random = self.calib is None
-        calib_x = random_images(self.opts.calib_samples, self.pre, self.opts.seed + 1) \
+        calib_x = random_images(opts.calib_samples, self.pre, self.spec.seed + 1) \
             if random else self.calib.array()
         pre = preprocess(fp32)
         qat = None
-        if self.opts.qat_epochs:
+        if opts.qat_epochs:
             qat = lambda: self.qat_model(model)  # noqa: E731
-        config = GuardConfig(method=method, max_drop=self.opts.max_drop)
+        config = GuardConfig(method=method, max_drop=opts.max_drop, criterion=self.criterion,
+                             min_agreement=opts.min_agreement)
         shape = (1, self.src.in_chans, self.src.resolution, self.src.resolution)
         cpu = not scheme.symmetric_activations  # TensorRT's int8 is timed on its device
         with tempfile.TemporaryDirectory() as cache_dir:
@@ -382,7 +363,7 @@ class _Export:
                 blocks["fallback"] = fallback
                 self.warn(f"int8 {fallback}")
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
-                       f"{self.opts.calib_data} ({len(calib_x)} train images)")
+                       f"{opts.calib_data} ({len(calib_x)} train images)")
         reduced, range_reason = weight_range(scheme)
         extra = {"calibration": calibration, "calib_method": chosen.method,
                  "float_layers": str(len(float_layers)),
@@ -394,7 +375,8 @@ class _Export:
             "activations": scheme.activations, "weights": scheme.weights,
             "weight_range": range_reason, "calibration": calibration,
             "random_calibration": random, "guard": guard.to_dict(),
-            "max_drop": self.opts.max_drop, "blocks": blocks, "float_layers": float_layers}
+            "criterion": self.criterion, "max_drop": opts.max_drop,
+            "min_agreement": opts.min_agreement, "blocks": blocks, "float_layers": float_layers}
         # the model written is the guard's choice, float blocks included
         section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": chosen.top1_int8,
                             "agreement": chosen.agreement, "drop": chosen.drop}
@@ -404,15 +386,18 @@ class _Export:
                                 "drop": 0.0 if guard.top1_fp32 is not None else None,
                                 "note": fallback}
         section["latency"] = timing
-        section["verdict"] = mixed.verdict(timing, chosen.drop, self.opts.max_drop,
-                                           guard.passed)
+        section["verdict"] = mixed.verdict(timing, chosen.drop, opts.max_drop, guard.passed)
         if fallback:
             section["verdict"].update(worth_deploying=False,
                                       reason=f"int8 {fallback}: deploy model.onnx")
         self.log(mixed.verdict_line(section["verdict"]))
-        if guard.passed is False:
+        if guard.passed is False and self.criterion == "agreement":
+            self.warn(f"int8 agrees with fp32 on {chosen.agreement:.2f}% of the held-out images "
+                      f"(< {opts.min_agreement:g}%) after {len(guard.steps)} guard steps; kept "
+                      "the closest")
+        elif guard.passed is False:
             best = chosen.drop
-            self.warn(f"int8 loses {best:.2f} top-1 points (> --max-drop {self.opts.max_drop:g})"
+            self.warn(f"int8 loses {best:.2f} top-1 points (> --max-drop {opts.max_drop:g})"
                       f" after {len(guard.steps)} guard steps; kept the most accurate")
         if random:
             self.warn("int8 calibrated on random inputs: for latency work only, accuracy "
@@ -431,9 +416,9 @@ class _Export:
         from edgecnn.export.quantize import preprocess
 
         trained = qat_finetune(copy.deepcopy(model), self.target.int8,
-                               data=self.opts.calib_data or self.src.dataset,
-                               epochs=self.opts.qat_epochs, resolution=self.src.resolution,
-                               mean=self.src.mean, std=self.src.std, seed=self.opts.seed)
+                               data=self.spec.int8.calib_data or self.src.dataset,
+                               epochs=self.spec.int8.qat_epochs, resolution=self.src.resolution,
+                               mean=self.src.mean, std=self.src.std, seed=self.spec.seed)
         return preprocess(self.fp32_proto(trained))
 
     def fp16(self, fp32: onnx.ModelProto) -> onnx.ModelProto:
@@ -443,7 +428,7 @@ class _Export:
 
         proto = finish(to_fp16(fp32), self.props("fp16"),
                        max_ir_version=self.target.max_ir_version)
-        x = self.real if self.real is not None else random_images(4, self.pre, self.opts.seed)
+        x = self.real if self.real is not None else random_images(4, self.pre, self.spec.seed)
         self.report["fp16"] = {"max_abs_vs_fp32": fp16_max_abs(fp32, proto, x),
                                "io_types": "float32"}
         return proto
@@ -454,8 +439,10 @@ class _Export:
         from edgecnn.metadata import ArtifactMetadata
 
         notes = {"target": self.target.name, "opset": str(self.opset)}
-        if self.opts.prune is not None:
-            notes["pruning"] = f"{self.opts.prune_method} {self.opts.prune:g}"
+        if self.spec.prune is not None:
+            notes["pruning"] = f"{self.spec.prune.method} {self.spec.prune.ratio:g}"
+        if self.src.kind == "onnx":
+            notes["source"] = f"onnx file sha256 {self.src.onnx_report['sha256'][:16]}"
         meta = ArtifactMetadata(
             model=self.src.name, alpha=self.src.alpha, resolution=self.src.resolution,
             in_chans=self.src.in_chans, mean=self.src.mean, std=self.src.std,
@@ -463,7 +450,7 @@ class _Export:
             input_name=INPUT_NAME, output_name=OUTPUT_NAME, layout="NCHW",
             source_checkpoint_sha256=self.src.checkpoint_sha256, dataset=self.src.dataset,
             edgecnn_version=_version(), extra={**notes, **(extra or {})})
-        return meta.to_props()
+        return {**self.src.onnx_props, **meta.to_props()}  # a foreign file's own props kept
 
 
 def _version() -> str:
@@ -472,4 +459,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["ExportOptions", "ExportResult", "check_options", "export"]
+__all__ = ["ExportResult", "ExportSpec", "export"]

@@ -41,6 +41,11 @@ class GuardConfig:
     max_drop: float = 1.0  # top-1 points int8 may lose against fp32
     max_float_fraction: float = 0.25  # at most this share of layers kept in float (0: none)
     sqnr_images: int = 32  # held-out images the per-layer SQNR is measured on
+    # "accuracy": top-1 drop against the labels; "agreement": int8 vs fp32 top-1 agreement,
+    # for models whose classes are not the held-out data's (an ImageNet model on the user's
+    # photos), which must reach min_agreement percent
+    criterion: str = "accuracy"
+    min_agreement: float = 99.0
 
 
 @dataclass
@@ -103,16 +108,24 @@ def run_guard(
     # fp32 and the first int8 candidate in one pass over the held-out images
     ref, first_pred = (p.argmax(1) for p in predict_many([_eval_session(fp32),
                                                           _eval_session(first)], held_out))
-    top1_fp32 = _percent(ref == held_out.y)
+    agreement = config.criterion == "agreement"
+    top1_fp32 = None if agreement else _percent(ref == held_out.y)
     candidates: list[tuple[onnx.ModelProto, Step]] = []
+
+    def score(step: Step) -> float:
+        return step.agreement if agreement else step.top1_int8  # type: ignore[return-value]
 
     def evaluate(proto: onnx.ModelProto, step: Step, pred: np.ndarray | None = None) -> bool:
         if pred is None:
             pred = predict_many([_eval_session(proto)], held_out)[0].argmax(1)
-        step.top1_int8 = _percent(pred == held_out.y)
-        step.drop = round(top1_fp32 - step.top1_int8, 3)
         step.agreement = _percent(pred == ref)
         candidates.append((proto, step))
+        if agreement:
+            log(f"int8 guard: {step.step} ({step.method}): top-1 agreement with fp32 "
+                f"{step.agreement:.2f}%")
+            return step.agreement >= config.min_agreement
+        step.top1_int8 = _percent(pred == held_out.y)
+        step.drop = round(top1_fp32 - step.top1_int8, 3)
         log(f"int8 guard: {step.step} ({step.method}"
             f"{', %d float layers' % len(step.float_layers) if step.float_layers else ''}): "
             f"top-1 {step.top1_int8:.2f}% vs fp32 {top1_fp32:.2f}% (drop {step.drop:.2f})")
@@ -122,7 +135,7 @@ def run_guard(
         if passed:
             index = len(candidates) - 1
         else:  # none within the limit: the most accurate, the earliest among equals
-            index = max(range(len(candidates)), key=lambda i: (candidates[i][1].top1_int8, -i))
+            index = max(range(len(candidates)), key=lambda i: (score(candidates[i][1]), -i))
         return GuardResult(candidates[index][0], index, [s for _, s in candidates], top1_fp32,
                            passed, sensitivity or [], ref)
 
@@ -136,13 +149,13 @@ def run_guard(
         if evaluate(make(config.method), Step("calibrate", config.method,
                                               note="float blocks back in int8")):
             return result(True)
-        if candidates[-1][1].top1_int8 < candidates[0][1].top1_int8:  # type: ignore[operator]
+        if score(candidates[-1][1]) < score(candidates[0][1]):
             keep = list(keep_float)  # float was no worse: the later steps keep it
     for method in [m for m in CALIB_METHODS if m != config.method]:
         if evaluate(make(method), Step("calibrate", method, keep)):
             return result(True)
     # 3. Sensitive layers in float, ranked on the most accurate candidate so far.
-    best_proto, best = max(candidates, key=lambda c: c[1].top1_int8)  # type: ignore[arg-type]
+    best_proto, best = max(candidates, key=lambda c: score(c[1]))
     best_method = best.method
     ranked = layer_sqnr(fp32, best_proto, held_out.array(config.sqnr_images))
     sensitivity = [{"node": r.node, "op": r.op, "sqnr_db": round(r.sqnr_db, 2),

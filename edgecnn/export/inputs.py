@@ -20,7 +20,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.export.onnx_io import INPUT_NAME
 from edgecnn.runtime.preprocess import Preprocess, norm_constants  # the artifact's metadata
 
-RANDOM = "random"  # --calib-data random: latency-only int8, says so in the artifact
+from edgecnn.export.spec import RANDOM  # noqa: F401  (--calib-data random: latency-only int8)
 
 
 @dataclass
@@ -33,6 +33,7 @@ class LabeledImages:
     pre: Preprocess  # the artifact's preprocessing, as the runtime applies it
     dataset: str
     split: str
+    classes: tuple[str, ...] = ()  # the data set's class names (label = index)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -70,7 +71,7 @@ def load_images(data: str, split: str, pre: Preprocess, *, limit: int | None = N
     ds = ds.subset(index)
     pixels = model_pixels(ds, pre.resolution[0], pre.in_chans,  # type: ignore[index]
                           policy=pre.policy)
-    return LabeledImages(pixels, ds.labels, pre, data, split)
+    return LabeledImages(pixels, ds.labels, pre, data, split, tuple(ds.classes))
 
 
 def random_images(n: int, pre: Preprocess, seed: int = 0) -> np.ndarray:

@@ -355,7 +355,9 @@ def verdict(timing: dict[str, Any] | None, drop: float | None, max_drop: float,
         reason = (f"int8 vs fp32: {each} (below {config.worth_speedup:g}x): deploy "
                   "model.onnx")
     elif not accurate:
-        reason = f"int8 loses {drop:.2f} top-1 points (budget {max_drop:g}): deploy model.onnx"
+        reason = (f"int8 loses {drop:.2f} top-1 points (budget {max_drop:g}): deploy model.onnx"
+                  if drop is not None else
+                  "int8 fails the accuracy guard (agreement with fp32): deploy model.onnx")
     else:
         slow = [k for k, v in speedups.items() if v < 1.0]
         reason = f"int8 vs fp32: {each}" + (

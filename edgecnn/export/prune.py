@@ -17,36 +17,12 @@ permanent. Dense kernels run no faster; the gain is in the compressed artifact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import nn
 
 from edgecnn.errors import EdgeCNNError
-
-Method = Literal["structured", "unstructured"]
-Scope = Literal["uniform", "global"]
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    ratio: float  # structured: share of MACs removed; unstructured: share of weights zeroed
-    method: Method = "structured"
-    scope: Scope = "uniform"
-    round_to: int = 8  # channel counts stay multiples of this (structured)
-    finetune_epochs: int = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) \
-                or not 0.0 < self.ratio < 1.0:
-            raise EdgeCNNError(f"prune ratio must be in (0, 1), got {self.ratio!r}")
-        if self.method not in ("structured", "unstructured"):
-            raise EdgeCNNError(f"prune method must be structured or unstructured, "
-                               f"got {self.method!r}")
-        if self.scope not in ("uniform", "global"):
-            raise EdgeCNNError(f"prune scope must be uniform or global, got {self.scope!r}")
-        if self.finetune_epochs < 0:
-            raise EdgeCNNError("finetune epochs must be >= 0")
+from edgecnn.export.spec import PruneSpec
 
 
 @dataclass
@@ -62,19 +38,22 @@ class PruneReport:
     sparsity: float  # share of zero weights in conv/linear layers
     finetune_epochs: int = 0
     channels: dict[str, list[int]] = field(default_factory=dict)  # layer: [before, after]
+    # conv/linear layers whose outputs kept every channel, and why: reported, not skipped
+    unpruned: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def macs_removed(self) -> float:
         return 1.0 - self.macs_after / self.macs_before
 
 
-def prune(model: nn.Module, config: PruneConfig, *, resolution: int, in_chans: int
+def prune(model: nn.Module, config: PruneSpec, *, resolution: int, in_chans: int
           ) -> PruneReport:
     """Prune `model` in place (eval mode afterwards); fine-tuning is the caller's."""
     x = torch.zeros(1, in_chans, resolution, resolution)
     params0, macs0 = _params(model), count_macs(model, x)
+    unpruned: list[dict[str, str]] = []
     if config.method == "structured":
-        channels = _structured(model, config, x, macs0)
+        channels, unpruned = _structured(model, config, x, macs0)
         params1, macs1 = _params(model), count_macs(model, x)
     else:  # same dense shapes: same params and MACs, zeros inside
         channels, params1, macs1 = {}, params0, macs0
@@ -82,19 +61,22 @@ def prune(model: nn.Module, config: PruneConfig, *, resolution: int, in_chans: i
     return PruneReport(method=config.method, ratio=config.ratio, scope=config.scope,
                        params_before=params0, params_after=params1, macs_before=macs0,
                        macs_after=macs1, nonzero_params_after=_nonzero(model),
-                       sparsity=weight_sparsity(model), channels=channels)
+                       sparsity=weight_sparsity(model), channels=channels, unpruned=unpruned)
 
 
 # --------------------------------------------------------------------------------------------
 # Structured.
 
-def _structured(model: nn.Module, config: PruneConfig, x: torch.Tensor,
-                macs0: int) -> dict[str, list[int]]:
+def _structured(model: nn.Module, config: PruneSpec, x: torch.Tensor,
+                macs0: int) -> tuple[dict[str, list[int]], list[dict[str, str]]]:
     import torch_pruning as tp
 
     model.eval()
-    # The dependency graph is traced on a small input (same graph, a fraction of the time).
-    small = max(getattr(getattr(model, "spec", None), "min_resolution", 32), 32)
+    # The dependency graph is traced on a small input (same graph, a fraction of the time) for
+    # zoo models; a user's model may fix its input size (a Linear after a flatten): full size.
+    spec = getattr(model, "spec", None)
+    small = max(spec.min_resolution, 32) if spec is not None and \
+        spec.family != "import path" else x.shape[-1]
     example = torch.randn(1, x.shape[1], min(small, x.shape[-1]), min(small, x.shape[-1]))
     before = _widths(model)
     target = (1.0 - config.ratio) * macs0
@@ -103,14 +85,16 @@ def _structured(model: nn.Module, config: PruneConfig, x: torch.Tensor,
     # step, stopping at the first step that reaches the target.
     steps = 15
     reach = min(0.95, 1.6 * (1.0 - (1.0 - config.ratio) ** 0.5))
+    output = _output_layer(model, example)
     try:
         pruner = tp.pruner.MetaPruner(
             model, example,
             importance=tp.importance.GroupMagnitudeImportance(p=2, normalizer="mean"),
             global_pruning=config.scope == "global",
             pruning_ratio=reach, max_pruning_ratio=0.95, iterative_steps=steps,
-            round_to=config.round_to, ignored_layers=[_output_layer(model, example)],
+            round_to=config.round_to, ignored_layers=[output],
         )
+        prunable = _prunable_outputs(pruner, output)
         macs = macs0
         for _ in range(steps):
             pruner.step()
@@ -127,7 +111,30 @@ def _structured(model: nn.Module, config: PruneConfig, x: torch.Tensor,
                            f" (reached {1 - macs / macs0:.0%}); choose a smaller ratio")
     model.eval()
     after = _widths(model)
-    return {k: [before[k], after[k]] for k in before if after.get(k) != before[k]}
+    changed = {k: [before[k], after[k]] for k in before if after.get(k) != before[k]}
+    unpruned = []
+    for name, module in model.named_modules():
+        if name not in before or name in changed:
+            continue
+        if module is output:
+            reason = "the output layer: one channel per class"
+        elif id(module) not in prunable:
+            reason = "outside torch-pruning's dependency groups (its outputs cannot be traced)"
+        else:
+            reason = "kept whole: too few channels at multiples of round_to, or ranked needed"
+        unpruned.append({"layer": name, "type": type(module).__name__, "reason": reason})
+    return changed, unpruned
+
+
+def _prunable_outputs(pruner, output: nn.Module) -> set[int]:  # noqa: ANN001
+    """ids of the layers whose output channels some dependency group can remove."""
+    ids: set[int] = set()
+    for group in pruner.DG.get_all_groups(ignored_layers=[output],
+                                          root_module_types=(nn.Conv2d, nn.Linear)):
+        for dep, _ in group:
+            if "out" in getattr(dep.handler, "__name__", ""):
+                ids.add(id(dep.target.module))
+    return ids
 
 
 def _output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -159,8 +166,8 @@ def _params(model: nn.Module) -> int:
 
 
 def _widths(model: nn.Module) -> dict[str, int]:
-    return {name: m.out_channels for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d)}
+    return {name: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+            for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
 # --------------------------------------------------------------------------------------------

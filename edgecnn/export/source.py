@@ -1,28 +1,39 @@
-"""What is exported: a zoo model with initialized weights, or one rebuilt from a checkpoint.
+"""What is exported: a zoo model (or import path) with initialized weights, one rebuilt from
+a checkpoint, a user's nn.Module, or a foreign ONNX file.
 
-    src = resolve_source("mobilenet", alpha=0.5)          # untrained: for latency work
-    src = resolve_source("runs/m/best.pt")                 # everything from the checkpoint
+    src = resolve_source(ZooSource("mobilenet", alpha=0.5))      # untrained: for latency work
+    src = resolve_source(CheckpointSource("runs/m/best.pt"))     # everything from the checkpoint
     src.model, src.resolution, src.mean, src.classes, src.trained, src.checkpoint_sha256
 
-A checkpoint says its own alpha, resolution and classes; a flag that contradicts it is an
-error rather than a silent rebuild of another network.
+A checkpoint says its own alpha, resolution and classes; a value that contradicts it is an
+error rather than a silent rebuild of another network. An ONNX file has no PyTorch model:
+`src.model` is None and `src.onnx` holds its graph (see export/foreign.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.export.spec import (
+    CheckpointSource,
+    ModuleSource,
+    OnnxSource,
+    Source as SourceSpec,
+    ZooSource,
+    check_mean_std,
+)
 
 
 @dataclass
 class Source:
-    model: nn.Module  # eval mode
-    name: str  # zoo name
+    model: nn.Module | None  # eval mode; None for an ONNX file
+    name: str  # zoo name, import path, module class name or ONNX file stem
     alpha: float
     resolution: int
     in_chans: int
@@ -32,28 +43,35 @@ class Source:
     trained: bool
     checkpoint: str = ""  # path, "" for an untrained export
     checkpoint_sha256: str = ""
-    dataset: str = ""  # what the checkpoint was trained on (fine-tuning data)
+    dataset: str = ""  # what the model was trained on (fine-tuning and accuracy data)
+    kind: str = "zoo"  # zoo | checkpoint | module | onnx
+    onnx: Any = None  # onnx.ModelProto of a foreign file, normalized (export/foreign.py)
+    onnx_report: dict[str, Any] = field(default_factory=dict)  # what was done to that file
+    onnx_props: dict[str, str] = field(default_factory=dict)  # the file's own metadata
 
 
-def resolve_source(
-    source: str,
-    *,
-    alpha: float | None = None,
-    resolution: int | None = None,
-    num_classes: int | None = None,
-    seed: int = 0,
-) -> Source:
-    """A zoo name or a checkpoint path; flags given for a checkpoint must agree with it."""
-    path = Path(source).expanduser()
-    if path.is_file() or path.suffix in (".pt", ".pth"):
-        return _from_checkpoint(path, alpha=alpha, resolution=resolution,
-                                num_classes=num_classes)
-    return _from_zoo(source, alpha=alpha, resolution=resolution, num_classes=num_classes,
-                     seed=seed)
+def resolve_source(source: SourceSpec, *, seed: int = 0, opset: int | None = None,
+                   max_ir_version: int | None = None, dynamic_batch: bool = False) -> Source:
+    """The model and what the artifact says about it; `opset`, `max_ir_version` and
+    `dynamic_batch` fit a foreign ONNX file to the target."""
+    if isinstance(source, CheckpointSource):
+        return _from_checkpoint(Path(source.path).expanduser(), alpha=source.alpha,
+                                resolution=source.resolution, num_classes=source.num_classes)
+    if isinstance(source, ModuleSource):
+        return _from_module(source)
+    if isinstance(source, OnnxSource):
+        from edgecnn.export.foreign import from_onnx
+
+        return from_onnx(source, opset=opset, max_ir_version=max_ir_version,
+                         dynamic_batch=dynamic_batch)
+    if not isinstance(source, ZooSource):
+        raise EdgeCNNError(f"not an export source: {type(source).__name__}")
+    return _from_zoo(source.name, alpha=source.alpha, resolution=source.resolution,
+                     num_classes=source.num_classes, in_chans=source.in_chans, seed=seed)
 
 
 def _from_zoo(name: str, *, alpha: float | None, resolution: int | None,
-              num_classes: int | None, seed: int) -> Source:
+              num_classes: int | None, in_chans: int | None, seed: int) -> Source:
     from edgecnn.registry import create_model, get_spec
 
     spec = get_spec(name)  # unknown name: one line with the closest names
@@ -62,12 +80,44 @@ def _from_zoo(name: str, *, alpha: float | None, resolution: int | None,
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = create_model(spec.name, alpha=1.0 if alpha is None else alpha,
-                             num_classes=num_classes)
-        init_bn_stats(model, torch.randn(8, spec.in_chans, resolution, resolution))
+                             num_classes=num_classes, in_chans=in_chans)
+        chans = model.config["in_chans"]
+        init_bn_stats(model, torch.randn(8, chans, resolution, resolution))
     n = model.config["num_classes"]
+    mean, std = (spec.mean, spec.std) if len(spec.mean) == chans else \
+        ((spec.mean[0],) * chans, (spec.std[0],) * chans)
     return Source(model=model, name=spec.name, alpha=model.config["alpha"],
-                  resolution=resolution, in_chans=spec.in_chans, mean=spec.mean, std=spec.std,
+                  resolution=resolution, in_chans=chans, mean=mean, std=std,
                   classes=tuple(str(i) for i in range(n)), trained=False)
+
+
+def _from_module(src: ModuleSource) -> Source:
+    """A user's module: taken as given (a copy is pruned, never the caller's object)."""
+    model = src.module
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    in_chans = src.in_chans or (first.in_channels if first is not None else len(src.mean))
+    check_mean_std(src.mean, src.std, in_chans)
+    classes = tuple(str(i) for i in range(src.classes)) if isinstance(src.classes, int) \
+        else tuple(src.classes)
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        try:
+            out = model(torch.zeros(1, in_chans, src.resolution, src.resolution))
+        except Exception as exc:  # the module does not take this input
+            raise EdgeCNNError(f"the module fails on a (1, {in_chans}, {src.resolution}, "
+                               f"{src.resolution}) input ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        finally:
+            model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != len(classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise EdgeCNNError(f"the module returns {shape}; an image classifier returns "
+                           f"(batch, {len(classes)}) logits, one per class")
+    return Source(model=model.eval(), name=src.name or type(model).__name__, alpha=1.0,
+                  resolution=src.resolution, in_chans=in_chans, mean=tuple(map(float, src.mean)),
+                  std=tuple(map(float, src.std)), classes=classes, trained=src.trained,
+                  dataset=src.data, kind="module")
 
 
 def _from_checkpoint(path: Path, *, alpha: float | None, resolution: int | None,
@@ -94,7 +144,7 @@ def _from_checkpoint(path: Path, *, alpha: float | None, resolution: int | None,
                   std=tuple(map(float, data["std"])),
                   classes=tuple(str(c) for c in data["classes"]), trained=True,
                   checkpoint=str(path), checkpoint_sha256=file_sha256(path),
-                  dataset=str(data.get("dataset", "")))
+                  dataset=str(data.get("dataset", "")), kind="checkpoint")
 
 
 def _check_resolution(resolution: int, minimum: int, name: str) -> None:

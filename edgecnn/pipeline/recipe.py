@@ -1,10 +1,10 @@
 """The pipeline recipe: one small YAML file, read into typed dataclasses.
 
-Unknown keys are errors (a typo must not silently fall back to a default). Reading the recipe
-checks alpha, the counts and sizes, prune.ratio and bench.runtimes (_validate); the other
-values (the optimizer, export target, calibration method...) are checked by the stage that
-uses them, so a wrong one there fails only when that stage starts. The default recipe is
-export/pipeline.yaml.
+Unknown keys are errors (a typo must not silently fall back to a default), and every value is
+checked before any stage runs: the export stage's spec (edgecnn/export/spec.py, the one the
+CLI builds too) is made and checked against its target when the recipe is read, and the
+model name or import path resolved, so a typo in `export.target` stops the run before
+training. The default recipe is export/pipeline.yaml.
 """
 
 from __future__ import annotations
@@ -29,17 +29,20 @@ class TrainStage:
 @dataclass(frozen=True)
 class PruneStage:
     ratio: float | None = 0.5  # share of MACs removed (structured); None: no pruning
-    method: str = "structured"
+    method: str | None = None  # None: export's default (structured)
     finetune_epochs: int = 3
 
 
 @dataclass(frozen=True)
 class ExportStage:
-    target: str = "cpu-x86"
-    int8: bool = True
-    calib_samples: int = 256
+    """None: export's own default (edgecnn/export/spec.py)."""
+
+    target: str | None = None  # None: cpu-x86
+    int8: bool = True  # calibrated on the recipe's data
+    fp16: bool = False
+    calib_samples: int | None = None
     calib_method: str | None = None  # None: the target's
-    max_drop: float = 1.0  # top-1 points int8 may lose before the guard steps in
+    max_drop: float | None = None  # top-1 points int8 may lose before the guard steps in
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,24 @@ class Recipe:
         common = {"model": self.model, "alpha": self.alpha, "resolution": self.resolution,
                   "data": self.data}
         return {**common, **dataclasses.asdict(getattr(self, name))}
+
+    def export_spec(self, checkpoint: Path, artifact: Path) -> Any:
+        """The export stage as an ExportSpec (the same type `edgecnn export` builds)."""
+        from edgecnn.export.spec import CheckpointSource, ExportSpec, Int8Spec, PruneSpec
+
+        e, p = self.export, self.prune
+        prune = None if p.ratio is None else PruneSpec(p.ratio, **_given(
+            method=p.method, finetune_epochs=p.finetune_epochs))
+        int8 = Int8Spec(self.data, **_given(calib_samples=e.calib_samples,
+                                            calib_method=e.calib_method,
+                                            max_drop=e.max_drop)) if e.int8 else None
+        return ExportSpec(CheckpointSource(str(checkpoint)), prune=prune, int8=int8,
+                          fp16=e.fp16, dynamic_batch=True, output=str(artifact), force=True,
+                          **_given(target=e.target))
+
+
+def _given(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 _SECTIONS = {"train": TrainStage, "prune": PruneStage, "export": ExportStage,
@@ -127,18 +148,19 @@ def _validate(r: Recipe, source: str) -> None:
     positive_int("resolution", r.resolution)
     positive_int("train.epochs", r.train.epochs)
     positive_int("train.batch_size", r.train.batch_size)
-    positive_int("prune.finetune_epochs", r.prune.finetune_epochs, 0)
-    positive_int("export.calib_samples", r.export.calib_samples)
     positive_int("bench.batch", r.bench.batch)
     positive_int("bench.iters", r.bench.iters)
     if r.bench.threads is not None:
         positive_int("bench.threads", r.bench.threads)
-    if r.prune.ratio is not None and not (isinstance(r.prune.ratio, (int, float))
-                                          and 0 < r.prune.ratio < 1):
-        raise EdgeCNNError(f"{source}: prune.ratio must be in (0, 1) or null, "
-                           f"got {r.prune.ratio!r}")
     allowed = ("torch-eager", "onnxruntime", "openvino", "tensorrt")
     bad = [x for x in r.bench.runtimes if x not in allowed]
     if bad:
         raise EdgeCNNError(f"{source}: bench.runtimes: {bad[0]!r} is not one of "
                            f"{', '.join(allowed)}")
+    from edgecnn.registry import get_spec
+
+    try:  # the model and the export stage, as they will run after training
+        get_spec(r.model)
+        r.export_spec(Path("train/best.pt"), Path("artifact")).check()
+    except EdgeCNNError as exc:
+        raise EdgeCNNError(f"{source}: {exc}") from None

@@ -96,23 +96,18 @@ def train_stage(recipe: Recipe, run: Path, stamps: Stamps, log: Log) -> Path:
 
 
 def export_stage(recipe: Recipe, ckpt: Path, artifact: Path, stamps: Stamps, log: Log) -> Path:
-    from edgecnn.export.api import ExportOptions, export
+    from edgecnn.export.api import export
 
     key = stamps.key(recipe.section("export"), recipe.section("prune"), file_sha256(ckpt))
     if stamps.done("export", key, artifact / "export.json"):
         log(f"export: up to date ({artifact})")
         return artifact
-    e, p = recipe.export, recipe.prune
-    log(f"export: {'prune ' + format(p.ratio, 'g') + ' ' + p.method + ', ' if p.ratio else ''}"
-        f"fp32{' + int8' if e.int8 else ''} for {e.target}")
-    export(ExportOptions(source=str(ckpt), target=e.target, prune=p.ratio,
-                         prune_method=p.method,
-                         finetune_epochs=p.finetune_epochs if p.ratio else 0,
-                         int8=e.int8, calib_data=recipe.data if e.int8 else None,
-                         calib_samples=e.calib_samples, calib_method=e.calib_method,
-                         max_drop=e.max_drop, dynamic_batch=True, output=str(artifact),
-                         force=True),
-           log=lambda line: log(f"  {line}"))
+    spec = recipe.export_spec(ckpt, artifact)  # checked when the recipe was read
+    p = spec.prune
+    log(f"export: {'prune ' + format(p.ratio, 'g') + ' ' + p.method + ', ' if p else ''}"
+        f"fp32{' + int8' if spec.int8 else ''}{' + fp16' if spec.fp16 else ''} for "
+        f"{spec.target}")
+    export(spec, log=lambda line: log(f"  {line}"))
     stamps.write("export", done=key)
     return artifact
 

@@ -35,7 +35,7 @@ STEP_GAMMA = 0.1
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    model: str  # zoo name
+    model: str  # zoo name or import path package.module:callable
     data: str  # data set spec: mnist5k, digits, imagefolder:PATH, ...
     out: str  # run directory: last.pt, best.pt, metrics.csv/json, curves.png
     alpha: float = 1.0  # width multiplier (families whose paper defines one)
