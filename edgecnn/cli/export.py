@@ -36,9 +36,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    "ONNX file's; needed for an ONNX file with a dynamic input size)")
     p.add_argument("--num-classes", type=positive_int, help="zoo models (default: the model's)")
     p.add_argument("--mean", type=_floats, metavar="R,G,B",
-                   help="ONNX files without edgecnn metadata: normalization mean, 0-1 scale")
+                   help="ONNX files without edgecnn metadata: normalization mean, 0-1 scale "
+                   "(default: the file's metadata)")
     p.add_argument("--std", type=_floats, metavar="R,G,B",
-                   help="ONNX files without edgecnn metadata: normalization std, 0-1 scale")
+                   help="ONNX files without edgecnn metadata: normalization std, 0-1 scale "
+                   "(default: the file's metadata)")
     p.add_argument("--labels", metavar="FILE",
                    help="ONNX files: class names, one per line (default 0..N-1)")
     p.add_argument("--target", help="recipe name in export/ (cpu-x86, cpu-arm, tensorrt, "
@@ -49,7 +51,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prune-method", choices=("structured", "unstructured"),
                    help="default structured")
     p.add_argument("--finetune-epochs", type=non_negative_int, metavar="E",
-                   help="fine-tune after pruning on the checkpoint's data set")
+                   help="fine-tune after pruning on the checkpoint's data set (default 0)")
     p.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (static QDQ, per-channel weights)")
     p.add_argument("--calib-data", metavar="DATA",
@@ -65,7 +67,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="when the model's classes are not the data's: the int8/fp32 top-1 "
                    "agreement the guard requires (default 99)")
     p.add_argument("--qat-epochs", type=non_negative_int, metavar="E",
-                   help="quantization-aware training as the guard's last step")
+                   help="quantization-aware training as the guard's last step (default 0)")
     p.add_argument("--fp16", action="store_true",
                    help="also write model.fp16.onnx (GPU targets; float32 inputs and outputs); "
                    "with --int8, the artifact holds fp32, fp16 and int8")

@@ -25,7 +25,7 @@ import onnx
 import torch
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.export.spec import ExportSpec
+from edgecnn.export.spec import ExportSpec, OnnxSource
 from edgecnn.export.targets import Target
 
 FORMAT = "edgecnn-export/1"
@@ -51,8 +51,13 @@ def export(spec: ExportSpec, *, log: Callable[[str], None] = lambda line: None
     opset = target.opset if spec.opset is None else spec.opset
     if spec.output:  # a refusal (exists) before the model is read
         check_destination(Path(spec.output), spec.force)
-    src = resolve_source(spec.source, seed=spec.seed, opset=opset,
-                         max_ir_version=target.max_ir_version, dynamic_batch=spec.dynamic_batch)
+    if isinstance(spec.source, OnnxSource):  # a foreign file, fitted to the target
+        from edgecnn.export.foreign import from_onnx
+
+        src = from_onnx(spec.source, opset=opset, max_ir_version=target.max_ir_version,
+                        dynamic_batch=spec.dynamic_batch)
+    else:
+        src = resolve_source(spec.source, seed=spec.seed)
     if spec.prune is not None and spec.prune.finetune_epochs and not src.dataset:
         raise EdgeCNNError("--finetune-epochs needs the data set the model was trained on "
                            "(a checkpoint, or ModuleSource(data=...))")

@@ -22,7 +22,6 @@ The file's own metadata_props are kept; ours are added by the caller.
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.fileio import file_sha256
 from edgecnn.export.onnx_io import INPUT_NAME, OUTPUT_NAME
 from edgecnn.export.source import Source
 from edgecnn.export.spec import OnnxSource, check_mean_std
@@ -56,7 +56,7 @@ def from_onnx(src: OnnxSource, *, opset: int | None, max_ir_version: int | None,
                            "--mean R,G,B and --std R,G,B (0-1 pixel scale)")
     check_mean_std(mean, std, chans)
     report: dict[str, Any] = {
-        "file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "file": str(path), "sha256": file_sha256(path),
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
         "ir_version_in": proto.ir_version, "opset_in": default_opset(proto),
         "input_in": data_in.name, "layout_in": layout, "softmax_output": info.softmax_output,

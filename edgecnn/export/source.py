@@ -23,7 +23,6 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.export.spec import (
     CheckpointSource,
     ModuleSource,
-    OnnxSource,
     Source as SourceSpec,
     ZooSource,
     check_mean_std,
@@ -50,20 +49,14 @@ class Source:
     onnx_props: dict[str, str] = field(default_factory=dict)  # the file's own metadata
 
 
-def resolve_source(source: SourceSpec, *, seed: int = 0, opset: int | None = None,
-                   max_ir_version: int | None = None, dynamic_batch: bool = False) -> Source:
-    """The model and what the artifact says about it; `opset`, `max_ir_version` and
-    `dynamic_batch` fit a foreign ONNX file to the target."""
+def resolve_source(source: SourceSpec, *, seed: int = 0) -> Source:
+    """The model and what the artifact says about it (a foreign ONNX file goes through
+    export/foreign.py's `from_onnx` instead)."""
     if isinstance(source, CheckpointSource):
         return _from_checkpoint(Path(source.path).expanduser(), alpha=source.alpha,
                                 resolution=source.resolution, num_classes=source.num_classes)
     if isinstance(source, ModuleSource):
         return _from_module(source)
-    if isinstance(source, OnnxSource):
-        from edgecnn.export.foreign import from_onnx
-
-        return from_onnx(source, opset=opset, max_ir_version=max_ir_version,
-                         dynamic_batch=dynamic_batch)
     if not isinstance(source, ZooSource):
         raise EdgeCNNError(f"not an export source: {type(source).__name__}")
     return _from_zoo(source.name, alpha=source.alpha, resolution=source.resolution,
