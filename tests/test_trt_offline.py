@@ -16,8 +16,8 @@ import pytest
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime import load, read_onnx
 from edgecnn.runtime.trt_runner import (EngineCache, GpuInfo, TrtOptions, TrtRunner,
-                                        default_cache_dir, engine_key, import_cudart,
-                                        import_tensorrt, profile_shapes)
+                                        builder_flags, default_cache_dir, engine_key,
+                                        import_cudart, import_tensorrt, profile_shapes)
 from tests.runtime_artifacts import build_model, export_artifact
 
 RES = 32
@@ -133,24 +133,35 @@ def test_profile_shapes(models: dict[str, Path]) -> None:
 def test_engine_key_changes_with_everything_that_invalidates_an_engine() -> None:
     sha = "a" * 64
     shapes = profile_shapes((None, 3, 224, 224), TrtOptions())
-    base = engine_key(H100, "10.7.0", sha, False, TrtOptions(), shapes)
-    assert base == engine_key(H100, "10.7.0", sha, False, TrtOptions(), shapes)  # stable
+    base = engine_key(H100, "10.7.0", sha, (), TrtOptions(), shapes)
+    assert base == engine_key(H100, "10.7.0", sha, (), TrtOptions(), shapes)  # stable
     assert base.startswith("nvidia-h100-80gb-hbm3-sm90-trt10.7.0-")
     assert all(c.isalnum() or c in "-." for c in base)  # safe as a file name
     variants = [
-        engine_key(ORIN, "10.7.0", sha, False, TrtOptions(), shapes),
-        engine_key(GpuInfo(H100.name, "8.9"), "10.7.0", sha, False, TrtOptions(), shapes),
-        engine_key(H100, "10.8.0", sha, False, TrtOptions(), shapes),
-        engine_key(H100, "10.7.0", "b" * 64, False, TrtOptions(), shapes),
-        engine_key(H100, "10.7.0", sha, True, TrtOptions(), shapes),
-        engine_key(H100, "10.7.0", sha, False, TrtOptions(fp16=True), shapes),
-        engine_key(H100, "10.7.0", sha, False, TrtOptions(max_batch=64), profile_shapes(
+        engine_key(ORIN, "10.7.0", sha, (), TrtOptions(), shapes),
+        engine_key(GpuInfo(H100.name, "8.9"), "10.7.0", sha, (), TrtOptions(), shapes),
+        engine_key(H100, "10.8.0", sha, (), TrtOptions(), shapes),
+        engine_key(H100, "10.7.0", "b" * 64, (), TrtOptions(), shapes),
+        engine_key(H100, "10.7.0", sha, ("INT8",), TrtOptions(), shapes),
+        engine_key(H100, "10.7.0", sha, ("FP16", "INT8"), TrtOptions(), shapes),
+        engine_key(H100, "10.7.0", sha, ("FP16",), TrtOptions(fp16=True), shapes),
+        engine_key(H100, "10.7.0", sha, (), TrtOptions(max_batch=64), profile_shapes(
             (None, 3, 224, 224), TrtOptions(max_batch=64))),
-        engine_key(H100, "10.7.0", sha, False, TrtOptions(), None),
+        engine_key(H100, "10.7.0", sha, (), TrtOptions(), None),
     ]
     assert len({base, *variants}) == len(variants) + 1
-    assert engine_key(GpuInfo("../../etc", "9.0"), "10", sha, False, TrtOptions(), None
+    assert engine_key(GpuInfo("../../etc", "9.0"), "10", sha, (), TrtOptions(), None
                       ).startswith("etc-sm90-")  # a GPU name never escapes the cache dir
+
+
+def test_int8_engines_are_built_with_fp16_allowed(models: dict) -> None:
+    """INT8 + FP16 is how int8 runs on Jetson: the layers left in float run in fp16."""
+    assert builder_flags(True, TrtOptions()) == ("FP16", "INT8")
+    assert builder_flags(True, TrtOptions(fp16=False)) == ("INT8",)
+    assert builder_flags(False, TrtOptions()) == ()
+    assert builder_flags(False, TrtOptions(fp16=True)) == ("FP16",)
+    assert TrtRunner(models["int8"], "cuda").flags == ("FP16", "INT8")
+    assert TrtRunner(models["static"], "cuda").flags == ()
 
 
 def test_engine_cache_store_and_verified_load(tmp_path: Path) -> None:
