@@ -47,7 +47,7 @@ tool() {  # run a board tool; its failure on a Jetson is one line and the end
     printf '%s' "$out"
 }
 if [ "$jetson" = 1 ]; then
-    board=$(tr -d '\0' </proc/device-tree/model 2>/dev/null || echo jetson)
+    board=$(tr -d '\0' 2>/dev/null </proc/device-tree/model || echo jetson)
     l4t=$(head -n 1 "$RELEASE")
     command -v nvpmodel >/dev/null || die "nvpmodel not found on this Jetson (JetPack's \
 nvidia-l4t-tools)"

@@ -61,7 +61,7 @@ trap cleanup EXIT
 "$TRTEXEC" --help >"$work/help.log" 2>&1 || true
 version=$(python3 "$HERE/trtexec_report.py" version "$work/help.log" --need "$NEED_TRT") \
     || exit 1
-board=$(tr -d '\0' </proc/device-tree/model 2>/dev/null || echo jetson)
+board=$(tr -d '\0' 2>/dev/null </proc/device-tree/model || echo jetson)
 nvp=$(nvpmodel -q 2>&1 | head -n 1) || die "nvpmodel -q failed on this Jetson: $nvp"
 clocks=$(sudo -n jetson_clocks --show 2>&1 | grep -E '^(GPU|EMC)' | tr '\n' ';') \
     || die "jetson_clocks --show failed on this Jetson (it needs sudo)"

@@ -75,7 +75,7 @@ def parse_summary(text):
         if m:
             values = {}
             for v in _VALUE.finditer(m.group(2)):
-                key = v.group(1) if v.group(2) is None else "p" + v.group(2).rstrip("0").rstrip(".")
+                key = v.group(1) if v.group(2) is None else "p%g" % float(v.group(2))
                 values[key] = float(v.group(3))
             out[m.group(1)] = values
         m = _THROUGHPUT.search(line)
@@ -148,8 +148,12 @@ def main(argv=None):
                            "needs (JetPack 4.6)" % (found + (args.need,)))
             print("%d.%d.%d" % found)
             return 0
-        with open(args.times) as f:
-            times = json.load(f)
+        parse_summary(text)  # the log first: a failed run says so, not its missing times
+        try:
+            with open(args.times) as f:
+                times = json.load(f)
+        except ValueError:
+            raise Fail("%s is not trtexec's --exportTimes JSON" % args.times) from None
         rec, extra = record(text, times, args.model, args.precision, args.batch)
         extra["power"] = None
         if args.tegrastats:
