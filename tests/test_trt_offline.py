@@ -16,7 +16,8 @@ import pytest
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime import load, read_onnx
 from edgecnn.runtime.trt_runner import (EngineCache, GpuInfo, TrtOptions, TrtRunner,
-                                        builder_flags, default_cache_dir, engine_key,
+                                        builder_flags, check_recipe_version,
+                                        default_cache_dir, engine_key,
                                         import_cudart, import_tensorrt, profile_shapes)
 from tests.runtime_artifacts import build_model, export_artifact
 
@@ -162,6 +163,16 @@ def test_int8_engines_are_built_with_fp16_allowed(models: dict) -> None:
     assert builder_flags(False, TrtOptions(fp16=True)) == ("FP16",)
     assert TrtRunner(models["int8"], "cuda").flags == ("FP16", "INT8")
     assert TrtRunner(models["static"], "cuda").flags == ()
+
+
+def test_a_tensorrt_older_than_the_recipe_is_one_line() -> None:
+    check_recipe_version("10.3.0", "jetson-orin")
+    check_recipe_version("10.0.1", "tensorrt")
+    check_recipe_version("10.0.1", None)  # a file that is not an artifact: no recipe
+    with pytest.raises(EdgeCNNError, match=r"^tensorrt 10.0.1 is older than the 10.3 the "
+                       r"jetson-orin recipe this artifact was exported with needs$"):
+        check_recipe_version("10.0.1", "jetson-orin")
+    assert builder_flags(False, TrtOptions(), fp16_file=True) == ("FP16",)
 
 
 def test_engine_cache_store_and_verified_load(tmp_path: Path) -> None:

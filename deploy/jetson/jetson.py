@@ -94,9 +94,8 @@ def power(artifact: Path, runtime: str, precision: str, batch: int, device: str,
 
     from edgecnn.runtime import load
 
+    # TensorRT builds int8 (and the fp16 file) with FP16 allowed by itself (trt_runner.py)
     options = {"max_batch": max(batch, 1)} if runtime == "tensorrt" else {}
-    if runtime == "tensorrt" and precision in ("fp16", "int8"):
-        options["fp16"] = True  # int8 with fp16 allowed, as TensorRT users run it
     with load(artifact, runtime=runtime, device=device, precision=precision,
               **options) as model:
         shape = (batch, *model.runner.input.shape[1:])

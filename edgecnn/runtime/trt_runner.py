@@ -54,8 +54,8 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class TrtOptions(RunnerOptions):
-    # Allow fp16 kernels (inputs and outputs stay float32); None: on for int8 (Q/DQ) graphs,
-    # off for float ones.
+    # Allow fp16 kernels (inputs and outputs stay float32); None: on for int8 (Q/DQ) graphs
+    # and for an artifact's fp16 file, off for fp32 ones.
     fp16: bool | None = None
     int8: bool | None = None  # None: on exactly when the graph has Q/DQ nodes
     # The optimization profile of a dynamic batch: kernels are tuned for opt_batch and
@@ -107,9 +107,24 @@ def profile_shapes(shape: tuple[int | None, ...], options: TrtOptions) -> tuple[
     return ((options.min_batch, *rest), (options.opt_batch, *rest), (options.max_batch, *rest))
 
 
-def builder_flags(int8: bool, options: TrtOptions) -> tuple[str, ...]:
+# The TensorRT each TensorRT recipe (export/<name>.yaml) is made for: its ONNX parser's
+# opsets and Q/DQ rules. An artifact records its recipe in its metadata.
+RECIPE_TENSORRT = {"tensorrt": (10, 0), "jetson-orin": (10, 3), "jetson-nano": (8, 2)}
+
+
+def check_recipe_version(trt_version: str, target: str | None) -> None:
+    """One line when this TensorRT is older than the artifact's recipe needs."""
+    need = RECIPE_TENSORRT.get(target or "")
+    found = tuple(int(v) for v in re.findall(r"\d+", trt_version)[:2])
+    if need and found < need:
+        raise EdgeCNNError(f"tensorrt {trt_version} is older than the {need[0]}.{need[1]} the "
+                           f"{target} recipe this artifact was exported with needs")
+
+
+def builder_flags(int8: bool, options: TrtOptions, fp16_file: bool = False
+                  ) -> tuple[str, ...]:
     """The BuilderFlag names an engine is built with, e.g. ("FP16", "INT8")."""
-    fp16 = int8 if options.fp16 is None else options.fp16
+    fp16 = (int8 or fp16_file) if options.fp16 is None else options.fp16
     return tuple(name for name, on in (("FP16", fp16), ("INT8", int8)) if on)
 
 
@@ -215,7 +230,10 @@ class TrtRunner(OnnxRunner):
         if qdq and not self.int8:
             raise EdgeCNNError(f"{self.path.name} is a Q/DQ (int8) graph; int8=False cannot "
                                "build it in float")
-        self.flags = builder_flags(self.int8, self.options)
+        props = self.info.metadata_props
+        self.flags = builder_flags(self.int8, self.options,
+                                   props.get("edgecnn.precision") == "fp16")
+        self.target = props.get("edgecnn.extra.target")
         self.shapes = profile_shapes(self.input.shape, self.options)
         self.cache = EngineCache(self.options.cache_dir or default_cache_dir())
         self._trt: Any = None
@@ -224,6 +242,7 @@ class TrtRunner(OnnxRunner):
     # -- not run here: needs TensorRT and an NVIDIA GPU --------------------------------------
     def activate_impl(self) -> None:
         trt, cudart = import_tensorrt(), import_cudart()
+        check_recipe_version(trt.__version__, self.target)
         self._trt, self._cudart = trt, cudart
         _cuda(cudart, cudart.cudaSetDevice(self.device_id))
         props = _cuda(cudart, cudart.cudaGetDeviceProperties(self.device_id))
