@@ -50,8 +50,13 @@ def plan(artifact: Path, precisions: list[str] | None, batches: list[int]) -> tu
     if missing:
         raise Fail(f"{artifact} has no {missing[0]} file ({FILES[missing[0]]}); it holds "
                    f"{', '.join(held)}")
-    dynamic = read_onnx(artifact / FILES[precisions[0]]).inputs[0].shape[0] is None
-    return precisions, (batches if dynamic else [b for b in batches if b == 1] or [1])
+    static = read_onnx(artifact / FILES[precisions[0]]).inputs[0].shape[0]
+    if static is None:
+        return precisions, batches
+    if static not in batches:
+        raise Fail(f"{artifact} has a static batch of {static}: batch "
+                   f"{','.join(map(str, batches))} needs an export with --dynamic-batch")
+    return precisions, [static]  # the other batches need --dynamic-batch
 
 
 # -- power -------------------------------------------------------------------------------
