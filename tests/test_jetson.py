@@ -135,6 +135,12 @@ def test_an_artifact_without_the_asked_precision(artifacts: dict, tmp_path: Path
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+def test_a_batch_a_static_artifact_cannot_take(artifacts: dict, tmp_path: Path) -> None:
+    _one_line_error(_run("bash", RUN_BENCH, "--cpu", artifacts["static"],
+                         env={"BATCH": "4,8", "OUT_DIR": str(tmp_path)}), 2,
+                    "has a static batch of 1", "--dynamic-batch")
+
+
 def test_an_artifact_of_another_target_given_to_trtexec(artifacts: dict) -> None:
     _one_line_error(_run("bash", TRTEXEC_BENCH, artifacts["orin"]), 2,
                     "was exported for jetson-orin (opset 17", "--target jetson-nano")
