@@ -73,12 +73,15 @@ def _export(checkpoint: Path, recipe: str, out: Path, max_drop: float) -> Path:
                                 dynamic_batch=True, output=str(out), force=True)).path
 
 
-def _x86(files: list[Path], x: np.ndarray) -> list[np.ndarray]:
+def _x86(files: list[Path], x: np.ndarray, optimization: str = "all") -> list[np.ndarray]:
+    """x86 ONNX Runtime's logits; optimization "disable" runs a Q/DQ graph as written
+    (DequantizeLinear + float ops): the reference its fused integer kernels approximate."""
     from edgecnn.runtime import load
 
     out = []
     for f in files:
-        with load(f, runtime="onnxruntime", device="cpu", threads=2) as model:
+        with load(f, runtime="onnxruntime", device="cpu", threads=2,
+                  graph_optimization=optimization) as model:
             out.append(model.infer(x))
     return out
 
@@ -100,8 +103,7 @@ def _finish(proc: subprocess.Popen, what: str, timeout: float = 300) -> str:
     return out
 
 
-@pytest.fixture(scope="module")
-def arm(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def emulated_run(root: Path) -> dict:
     """Everything run once: the userland build (started first, in the background), the x86
     side (train, export, infer), then three emulated processes side by side."""
     from PIL import Image
@@ -110,13 +112,13 @@ def arm(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from edgecnn.data import load_dataset
     from edgecnn.train import TrainConfig, train
 
-    root = tmp_path_factory.mktemp("arm64")
     setup = subprocess.Popen(["bash", str(SETUP)], env=dict(os.environ, PYTHON=sys.executable),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         name, alpha = TRAINED
-        run = train(TrainConfig(model=name, alpha=alpha, data="mnist5k", out=str(root / "run"),
-                                resolution=RES, epochs=5, seed=0), force=True, log=lambda line: None)
+        config = TrainConfig(model=name, alpha=alpha, data="mnist5k", out=str(root / "run"),
+                             resolution=RES, epochs=8, seed=0)
+        run = train(config, force=True, log=lambda line: None)
         best = run.out / "best.pt"
         trained = {r: _export(best, r, root / f"trained-{r}", 1.0) for r in RECIPES}
         x, y = _digits(trained["cpu-arm"])
@@ -127,6 +129,8 @@ def arm(tmp_path_factory: pytest.TempPathFactory) -> dict:
             ckpt = _checkpoint(fam, a, root / f"{fam}.pt", like)
             for r in RECIPES:  # the guard is not under test here: untrained, it would step in
                 families[fam, r] = _export(ckpt, r, root / f"{fam}-{r}", 100.0)
+            if setup.poll() not in (None, 0):  # the userland failed already: say so now
+                break
     except BaseException:
         setup.kill()
         raise
@@ -153,15 +157,17 @@ def arm(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
     }
     x86 = {"all": _x86(trained_int8, x), "few": _x86(few, x[:16])}
+    reference = dict(zip(trained_int8, _x86(trained_int8, x, "disable")))
     reports = {k: _finish(p, f"under emulation ({k})") for k, p in procs.items()}
     runs = []
     for key, files in (("all", trained_int8), ("few", few)):
         for f, ref, entry in zip(files, x86[key], json.loads(reports[key])["files"]):
             runs.append((f, ref, np.load(root / key / entry["logits"]), entry))
-    return {"y": y, "folder": folder, "trained": trained, "app": reports["app"], "runs": runs}
+    return {"y": y, "folder": folder, "trained": trained, "app": reports["app"], "runs": runs,
+            "reference": reference}
 
 
-def test_the_userland_is_aarch64_with_the_wheel_installed(arm: dict) -> None:
+def check_the_userland_is_aarch64_with_the_wheel_installed(arm: dict) -> None:
     out = subprocess.run(["bash", str(PYTHON_ARM), "-c",
                           "import platform, edgecnn.runtime, onnxruntime; "
                           "print(platform.machine(), edgecnn.runtime.__file__, "
@@ -174,29 +180,44 @@ def test_the_userland_is_aarch64_with_the_wheel_installed(arm: dict) -> None:
     assert version == onnxruntime.__version__
 
 
-def test_fp32_logits_match_x86_onnxruntime(arm: dict) -> None:
+def check_fp32_logits_match_x86_onnxruntime(arm: dict) -> None:
     fp32 = [r for r in arm["runs"] if r[0].name == "model.onnx"]
     assert len(fp32) == len(RECIPES) * (1 + len(FAMILIES))
     for path, x86, aarch64, _ in fp32:
         assert aarch64.shape == x86.shape
         scale = np.abs(x86).max()
         assert scale > 0.01, f"{path}: logits too small for 1e-4 to mean anything"
+        print(f"{path.parent.name}: fp32 max |aarch64 - x86| {np.abs(aarch64 - x86).max():.1e}"
+              f" (logits up to {scale:.2f})")
         np.testing.assert_allclose(aarch64, x86, atol=1e-4, rtol=0, err_msg=str(path))
         # and within 0.1% of the logits' size, for the families whose logits are small
         assert np.abs(aarch64 - x86).max() <= 1e-3 * scale, path
 
 
-def test_int8_top1_agrees_with_x86_on_1000_digits(arm: dict) -> None:
+def check_int8_top1_agrees_with_x86_on_1000_digits(arm: dict) -> None:
+    """cpu-arm (u8 x s8): aarch64 against x86 ONNX Runtime as users run it. jetson-orin
+    (s8 x s8, made for TensorRT): against x86's reference execution of the Q/DQ graph,
+    because x86's fused s8 x s8 kernels on an AVX2 CPU without VNNI (this project's test
+    machine) are themselves far from it; that agreement is printed, not asserted."""
     y = arm["y"]
     assert len(y) == 1000
     trained = [r for r in arm["runs"] if r[0].parent.name.startswith("trained-")
                and r[0].name == "model.int8.onnx"]
     assert len(trained) == len(RECIPES)
+    top1 = {}
     for path, x86, aarch64, _ in trained:
         assert len(aarch64) == len(y)
-        agreement = (aarch64.argmax(1) == x86.argmax(1)).mean()
-        assert agreement >= 0.99, f"{path}: top-1 agreement {agreement:.1%}"
+        ref = arm["reference"][path]
+        agree = {"x86": (aarch64.argmax(1) == x86.argmax(1)).mean(),
+                 "x86 reference": (aarch64.argmax(1) == ref.argmax(1)).mean()}
+        print(f"{path.parent.name}: int8 top-1 agreement of aarch64 with x86 "
+              f"{agree['x86']:.1%}, with x86's reference {agree['x86 reference']:.1%}; "
+              f"accuracy aarch64 {(aarch64.argmax(1) == y).mean():.1%}, "
+              f"x86 {(x86.argmax(1) == y).mean():.1%}, reference {(ref.argmax(1) == y).mean():.1%}")
+        top1[path.parent.name] = agree
         assert (aarch64.argmax(1) == y).mean() > 0.8  # a model that learned something
+    assert top1["trained-cpu-arm"]["x86"] >= 0.99, top1
+    assert top1["trained-jetson-orin"]["x86 reference"] >= 0.99, top1
 
 
 def _quantized_convs(path: Path) -> tuple[int, int]:
@@ -210,22 +231,25 @@ def _quantized_convs(path: Path) -> tuple[int, int]:
     return quantized, len(convs) - quantized
 
 
-def test_int8_convolutions_run_in_integer_kernels_on_aarch64(arm: dict) -> None:
+def check_int8_convolutions_run_in_integer_kernels_on_aarch64(arm: dict) -> None:
     """ONNX Runtime's profiler, under emulation: every quantized Conv runs as QLinearConv,
-    none as DequantizeLinear + a float Conv; only the layers export kept in float do."""
+    none as DequantizeLinear + a float Conv; float ones only where export kept a layer in
+    float (ONNX Runtime may fuse one of those too)."""
     int8 = [r for r in arm["runs"] if r[0].name == "model.int8.onnx"]
     assert len(int8) == len(RECIPES) * (1 + len(FAMILIES))
     for path, _, _, entry in int8:
         kernels = entry["kernels"]
         quantized, floating = _quantized_convs(path)
-        assert quantized > 0
-        assert kernels.get("QLinearConv/CPUExecutionProvider") == quantized, (path, kernels)
+        print(f"{path.parent.name}: {quantized} quantized + {floating} float Conv; ran",
+              ", ".join(f"{k.split('/')[0]} {v}" for k, v in kernels.items()))
+        integer = kernels.get("QLinearConv/CPUExecutionProvider", 0)
         float_convs = sum(v for k, v in kernels.items() if k.split("/")[0] in ("Conv",
                                                                              "FusedConv"))
-        assert float_convs == floating, (path, kernels)
+        assert quantized > 0 and integer + float_convs == quantized + floating, (path, kernels)
+        assert integer >= quantized, (path, kernels)  # no dequantize-then-float fallback
 
 
-def test_the_app_classifies_a_folder_under_emulation(arm: dict) -> None:
+def check_the_app_classifies_a_folder_under_emulation(arm: dict) -> None:
     from edgecnn.runtime import load
 
     lines = arm["app"].strip().splitlines()
@@ -236,3 +260,13 @@ def test_the_app_classifies_a_folder_under_emulation(arm: dict) -> None:
         for name in files:
             assert shown[name] == model.predict(arm["folder"] / name, topk=1)[0].label, name
     assert lines[-1].startswith(f"{len(files)} images")
+
+
+def test_the_runtime_on_aarch64_under_emulation(tmp_path: Path) -> None:
+    """One test, so that pytest-xdist never splits the expensive run across two workers."""
+    arm = emulated_run(tmp_path)
+    check_the_userland_is_aarch64_with_the_wheel_installed(arm)
+    check_fp32_logits_match_x86_onnxruntime(arm)
+    check_int8_top1_agrees_with_x86_on_1000_digits(arm)
+    check_int8_convolutions_run_in_integer_kernels_on_aarch64(arm)
+    check_the_app_classifies_a_folder_under_emulation(arm)

@@ -46,7 +46,7 @@ tool() {  # run a board tool; its failure on a Jetson is one line and the end
     out=$("$@" 2>&1) || die "$1 failed on this Jetson: $(tail -n 1 <<<"${out:-no output}")"
     printf '%s' "$out"
 }
-if [ "$jetson" = 1 ]; then
+if [ "$jetson" = 1 ] && [ "$cpu" = 0 ]; then
     board=$(tr -d '\0' 2>/dev/null </proc/device-tree/model || echo jetson)
     l4t=$(head -n 1 "$RELEASE")
     command -v nvpmodel >/dev/null || die "nvpmodel not found on this Jetson (JetPack's \
@@ -63,8 +63,10 @@ nvidia-l4t-tools)"
     # "--show": clocks locked when the GPU's and EMC's min = max = current frequency.
     clocks=$(tool sudo -n jetson_clocks --show | grep -E '^(GPU|EMC)' | tr '\n' ';')
     device=cuda runtimes=tensorrt,onnxruntime sampler=--tegrastats
-else
-    board=$(uname -n) l4t="not a Jetson" nvp="not a Jetson" clocks="not a Jetson"
+else  # the CPU mode (--cpu), on a Jetson or not: no board tools
+    why="not a Jetson"
+    [ "$jetson" = 0 ] || why="not recorded (--cpu)"
+    board=$(uname -n) l4t=$why nvp=$why clocks=$why
     device=cpu runtimes=onnxruntime sampler=
 fi
 
