@@ -94,7 +94,7 @@ def test_cpu_mode_benchmarks_what_each_artifact_holds(artifacts: dict, tmp_path:
     assert all(p["power"] is None and p["images"] > 0 for p in jetson["power"])
     md = result.with_suffix(".md").read_text()
     assert "| p50 ms |" in md and "| mJ/image |" in md
-    assert "not measured (no tegrastats: not a Jetson)" in md
+    assert "Power: not measured (CPU mode: no tegrastats)" in md
 
 
 def test_not_a_jetson_is_one_line(artifacts: dict, tmp_path: Path) -> None:

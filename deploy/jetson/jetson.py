@@ -164,7 +164,7 @@ def report(bench: list[Path], power_file: Path, conditions: dict[str, str], out:
     j = cond["jetson"]
     how = (f"tegrastats every 100 ms during {j.get('power_seconds')} s of back-to-back calls "
            "per case (input rail; energy per image = mean W x time / images)"
-           if any(p["power"] for p in powers) else "not measured (no tegrastats: not a Jetson)")
+           if any(p["power"] for p in powers) else "not measured (CPU mode: no tegrastats)")
     facts = (f"> Board: {j.get('board')}; {j.get('l4t')}; power mode: {j.get('nvpmodel')}; "
              f"jetson_clocks: {j.get('jetson_clocks')}. Power: {how}.")
     atomic_write(out.with_suffix(".md"), table + "\n\n" + "\n".join(rows) + "\n\n" + facts + "\n")
