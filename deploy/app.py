@@ -3,6 +3,8 @@
     python deploy/app.py exports/mobilenet-a0.5-r224 --images photos/
     python deploy/app.py exports/mobilenet-a0.5-r224 --camera 0            # needs OpenCV
     python deploy/app.py model.onnx --images photos/ --runtime openvino --threads 2
+    python deploy/app.py other.onnx --images photos/ --mean 0.485,0.456,0.406 \
+        --std 0.229,0.224,0.225 --labels classes.txt    # a file without edgecnn metadata
 
 Uses only edgecnn.runtime (numpy, Pillow and one runtime; no torch), so it runs on a device
 where `pip install edgecnn` (without extras) is all that was installed.
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 
 from edgecnn.runtime import EdgeCNNError, Model, load
+from edgecnn.runtime.flags import add_preprocess_arguments, load_arguments
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -86,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     parser.add_argument("--frames", type=int, default=None, help="stop the camera after N")
     parser.add_argument("--headless", action="store_true", help="print instead of a window")
+    add_preprocess_arguments(parser)
     args = parser.parse_args(argv)
     options = {"threads": args.threads} if args.threads is not None else {}
     try:
-        with load(args.artifact, runtime=args.runtime, device=args.device, **options) as model:
+        with load(args.artifact, runtime=args.runtime, device=args.device,
+                  **load_arguments(args), **options) as model:
             print(f"# {model.describe()} [{model.selection}]", file=sys.stderr)
             if args.images is not None:
                 return classify_folder(model, args.images, args.topk)

@@ -6,33 +6,22 @@ is loaded lazily, so that `import edgecnn.runtime` on a device never imports tor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.lazy import lazy_getattr, lazy_names
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; imported on first attribute access (PEP 562).
+# module -> the names it defines; imported on first attribute access (PEP 562).
 _LAZY = {
-    "create_model": "edgecnn.registry",
-    "list_models": "edgecnn.registry",
-    "get_spec": "edgecnn.registry",
-    "ModelSpec": "edgecnn.registry",
-    "profile_model": "edgecnn.profile",
-    "Profile": "edgecnn.profile",
+    "edgecnn.registry": ("create_model", "list_models", "get_spec", "ModelSpec"),
+    "edgecnn.profile": ("profile_model", "Profile"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from edgecnn.profile import Profile, profile_model
     from edgecnn.registry import ModelSpec, create_model, get_spec, list_models
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecnn' has no attribute {name!r}")
-
-
-__all__ = ["EdgeCNNError", "__version__", *_LAZY]
+__getattr__ = lazy_getattr(__name__, _LAZY)
+__all__ = ["EdgeCNNError", "__version__", *lazy_names(_LAZY)]

@@ -18,7 +18,6 @@ Writes are atomic: a temporary file in the same directory, fsync, then rename.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.fileio import atomic_file
+from edgecnn.fileio import atomic_file, file_sha256  # noqa: F401 (callers import it here)
 from edgecnn.registry import create_model
 
 FORMAT = "edgecnn-checkpoint/1"
@@ -80,11 +79,3 @@ def model_from_checkpoint(data: dict[str, Any], *, source: str = "checkpoint") -
         raise EdgeCNNError(f"{source}: weights do not fit {spec['name']} "
                            f"({str(exc).splitlines()[0][:120]})") from None
     return model.eval()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -2,7 +2,10 @@
 
 A reader (or a resumed run) sees the old file or the new one, never half of one; a write
 that fails or is killed leaves at most a hidden `.NAME.*.tmp` file, never a truncated NAME.
-Torch-free: the runtime, training, export and benchmarks all write through here.
+Torch-free, so the runtime can use it too. Every file edgecnn writes goes through here
+(checkpoints, training runs, reports, benchmark results, the TensorRT engine cache), except
+an export's files: export/artifact.py writes them into a temporary directory and renames
+the whole directory into place. `file_sha256` is the project's one file hash.
 """
 
 from __future__ import annotations
@@ -54,6 +57,18 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     with atomic_file(path) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks: the project's one hash of files
+    (checkpoints, ONNX files, artifacts)."""
+    import hashlib  # here, not at the top: it loads OpenSSL (~3.5 MB resident) for nothing
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

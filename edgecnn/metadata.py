@@ -17,7 +17,8 @@ from edgecnn.errors import EdgeCNNError
 
 FORMAT = "edgecnn-onnx/1"
 PRECISIONS = ("fp32", "fp16", "int8")
-LAYOUTS = ("NCHW",)
+LAYOUTS = ("NCHW", "NHWC")  # what the runtime's preprocessing lays out
+OUTPUTS = ("logits", "probabilities")  # probabilities: the graph ends in Softmax
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class ArtifactMetadata:
     input_name: str = "input"
     output_name: str = "logits"
     layout: str = "NCHW"
+    output: str = "logits"  # what the first output holds; predict applies softmax to logits only
     source_checkpoint_sha256: str = ""  # "" when exported without a checkpoint
     dataset: str = ""
     edgecnn_version: str = ""
@@ -125,3 +127,5 @@ def _check(meta: ArtifactMetadata) -> None:
         raise EdgeCNNError(f"precision must be one of {PRECISIONS}, got {meta.precision!r}")
     if meta.layout not in LAYOUTS:
         raise EdgeCNNError(f"layout must be one of {LAYOUTS}, got {meta.layout!r}")
+    if meta.output not in OUTPUTS:
+        raise EdgeCNNError(f"output must be one of {OUTPUTS}, got {meta.output!r}")

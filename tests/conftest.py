@@ -24,26 +24,6 @@ def _torch_threads() -> None:
     torch.set_num_threads(1)
 
 
-def calibrate_bn(model, x) -> None:  # noqa: ANN001
-    """Give BatchNorm real statistics from one batch, then eval mode.
-
-    A freshly initialized network in eval mode (running var 1) shrinks activations layer after
-    layer, to 1e-17 at the logits of an untrained MobileNet: any parity check would then pass
-    trivially. With statistics from data, logits are O(1) and a 1e-4 tolerance means something.
-    """
-    import torch
-    from torch import nn
-
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration passes
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
-
-
 def run_cli(*args: str, check: bool = False, env: dict | None = None,
             cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `edgecnn` command in a subprocess (python -m edgecnn)."""

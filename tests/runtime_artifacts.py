@@ -1,19 +1,23 @@
-"""Small real artifacts for the runtime tests, made the way the export stage makes them.
+"""Small real artifacts for the runtime tests, made by the real export path.
 
-A zoo model with BatchNorm statistics from a batch (so logits are O(1) and a 1e-4 tolerance
-means something), exported with edgecnn.export.onnx_io, its ArtifactMetadata written into
-metadata_props, saved as one file, through `to_onnx_proto` as `edgecnn export` does (the
-TorchScript exporter first, the dynamo one where it lacks an op).
+`export_artifact` runs `edgecnn.export.export` on a zoo name, exactly as `edgecnn export NAME`
+does: initialized weights with BatchNorm statistics from a batch (so logits are O(1) and a
+1e-4 tolerance means something), onnxslim, BN folding, metadata, the checker, the parity
+check in ONNX Runtime and OpenVINO, export.json. `source_model` is the PyTorch model that
+export used (the same production code, the same seed), the reference the tests compare
+against. An export of the same options is made once per test session and copied after.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 SKLEARN_IMAGES = ("china.jpg", "flower.jpg")  # real photos shipped inside scikit-learn
-CLASSES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+CLASSES = tuple(str(i) for i in range(10))  # what an export without a checkpoint names them
+_CACHE: dict[tuple, Path] = {}
 
 
 def sample_images() -> list[Path]:
@@ -23,39 +27,37 @@ def sample_images() -> list[Path]:
     return [folder / name for name in SKLEARN_IMAGES]
 
 
-def build_model(name: str, alpha: float = 1.0, resolution: int = 32, seed: int = 0):  # noqa: ANN201
-    import torch
+def source_model(name: str, alpha: float = 1.0, resolution: int = 32, seed: int = 0):  # noqa: ANN201
+    """The PyTorch model `export_artifact` exports for these options (eval mode)."""
+    from edgecnn.export.source import resolve_source
 
-    from edgecnn.registry import create_model
-    from tests.conftest import calibrate_bn
-
-    torch.manual_seed(seed)
-    model = create_model(name, alpha=alpha, num_classes=len(CLASSES))
-    calibrate_bn(model, torch.randn(16, 3, resolution, resolution))
-    return model
+    return resolve_source(name, alpha=alpha, resolution=resolution, num_classes=len(CLASSES),
+                          seed=seed).model
 
 
-def export_artifact(model, directory: Path, *, name: str,  # noqa: ANN001
-                    alpha: float, resolution: int, opset: int = 18, dynamic_batch: bool = False,
-                    metadata: bool = True, filename: str = "model.onnx") -> Path:
-    """Write `directory/filename` and return its path."""
-    import torch
+def export_artifact(directory: Path, *, name: str, alpha: float = 1.0, resolution: int = 32,
+                    dynamic_batch: bool = False, seed: int = 0, metadata: bool = True) -> Path:
+    """`edgecnn export` of zoo model `name` into `directory`; returns its model.onnx.
+    metadata=False: the same file with edgecnn's metadata_props removed, as a user's own
+    ONNX file would come (no artifact directory around it either)."""
+    key = (name, alpha, resolution, dynamic_batch, seed)
+    if key not in _CACHE:
+        from edgecnn.export import ExportOptions, export
 
-    from edgecnn.export.onnx_io import save_onnx, to_onnx_proto
-    from edgecnn.metadata import ArtifactMetadata
-
-    sample = torch.randn(2 if dynamic_batch else 1, 3, resolution, resolution)
-    proto = to_onnx_proto(model, sample, opset=opset, dynamic_batch=dynamic_batch)
+        out = directory.parent / f".export-{len(_CACHE)}-{directory.name}"
+        export(ExportOptions(name, alpha=alpha, resolution=resolution, num_classes=len(CLASSES),
+                             dynamic_batch=dynamic_batch, output=str(out), seed=seed))
+        _CACHE[key] = out
     if metadata:
-        spec = model.spec
-        meta = ArtifactMetadata(model=name, alpha=alpha, resolution=resolution, in_chans=3,
-                                mean=spec.mean, std=spec.std, classes=CLASSES,
-                                dataset="synthetic", edgecnn_version="test")
-        for key, value in meta.to_props().items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
+        shutil.copytree(_CACHE[key], directory)
+        return directory / "model.onnx"
+    import onnx
+
+    proto = onnx.load(str(_CACHE[key] / "model.onnx"))
+    del proto.metadata_props[:]
     directory.mkdir(parents=True, exist_ok=True)
-    return save_onnx(proto, directory / filename)
+    onnx.save_model(proto, str(directory / "model.onnx"))
+    return directory / "model.onnx"
 
 
 def torch_logits(model, batch: np.ndarray) -> np.ndarray:  # noqa: ANN001

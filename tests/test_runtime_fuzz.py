@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime import load, read_onnx
-from tests.runtime_artifacts import build_model, export_artifact
+from tests.runtime_artifacts import export_artifact
 
 RES = 32
 # 60 examples a test in CI (derandomized: the same inputs every run); set
@@ -31,9 +31,8 @@ FUZZ = settings(max_examples=int(os.environ.get("EDGECNN_FUZZ_EXAMPLES", "60")),
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = build_model("squeezenet1_1", resolution=RES)  # small file, fast to load
-    return export_artifact(model, tmp_path_factory.mktemp("fuzz"), name="squeezenet1_1",
-                           alpha=1.0, resolution=RES, opset=17, dynamic_batch=True)
+    return export_artifact(tmp_path_factory.mktemp("fuzz") / "squeezenet1_1",  # small, fast
+                           name="squeezenet1_1", resolution=RES, dynamic_batch=True)
 
 
 @pytest.fixture(scope="module")

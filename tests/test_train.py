@@ -29,7 +29,7 @@ from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
 from edgecnn.cli.main import main
 from edgecnn.errors import EdgeCNNError
 from edgecnn.train import TrainConfig, evaluate_accuracy, finetune
-from edgecnn.train.loop import load_transfer
+from edgecnn.train.transfer import load_transfer
 from edgecnn.train.optim import WarmupDecay, param_groups
 from tests.conftest import ROOT, run_cli
 

@@ -19,7 +19,7 @@ from edgecnn.runtime.trt_runner import (EngineCache, GpuInfo, TrtOptions, TrtRun
                                         builder_flags, check_recipe_version,
                                         default_cache_dir, engine_key,
                                         import_cudart, import_tensorrt, profile_shapes)
-from tests.runtime_artifacts import build_model, export_artifact
+from tests.runtime_artifacts import export_artifact
 
 RES = 32
 NO_TRT = importlib.util.find_spec("tensorrt") is None
@@ -35,11 +35,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                           quantize_static)
 
     root = tmp_path_factory.mktemp("trt")
-    model = build_model("mobilenet", alpha=0.25, resolution=RES)
-    out = {"static": export_artifact(model, root / "static", name="mobilenet", alpha=0.25,
-                                     resolution=RES, opset=17),
-           "dynamic": export_artifact(model, root / "dynamic", name="mobilenet", alpha=0.25,
-                                      resolution=RES, opset=17, dynamic_batch=True)}
+    mobilenet = dict(name="mobilenet", alpha=0.25, resolution=RES)
+    out = {"static": export_artifact(root / "static", **mobilenet),
+           "dynamic": export_artifact(root / "dynamic", **mobilenet, dynamic_batch=True)}
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

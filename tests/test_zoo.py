@@ -12,7 +12,6 @@ import torch
 
 import edgecnn
 from edgecnn.errors import EdgeCNNError
-from tests.conftest import calibrate_bn
 
 MODELS = edgecnn.list_models()
 # Models whose real weights are large (>= ~60M params or very deep): fewer real-memory checks.
@@ -67,37 +66,29 @@ def test_forward_backward_and_determinism(name: str) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_onnx_export_matches_pytorch(name: str) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    from edgecnn.export.onnx_io import INPUT_NAME, to_onnx_proto
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    from edgecnn.export.onnx_io import to_onnx_proto
+    from edgecnn.export.parity import check_parity, require_parity
+    from edgecnn.export.source import resolve_source
 
-    torch.manual_seed(0)
-    spec = edgecnn.get_spec(name)
     # At least 32 px: at SqueezeNext's 9 px minimum a random-weight net's logits reach 1e5
-    # and fp32 rounding alone swamps any tolerance.
-    res = max(small_resolution(name), 32)
-    model = edgecnn.create_model(name, num_classes=10)
-    # BN statistics from 8 images: from 2 alone a 1x1 last stage gives near-zero variances
-    # that blow fp32 rounding up to nonsense.
-    calib = torch.randn(8, spec.in_chans, res, res)
-    calibrate_bn(model, calib)
-    x = calib[:2]
+    # and fp32 rounding alone swamps any tolerance. SqueezeNext-44 at 32 px still sits on the
+    # parity bound (ORT and OpenVINO ~1.0e-4 from PyTorch on logits of ~3,600, PyTorch
+    # within 5e-5 of float64), so whether it passes depends on thread counts; at 48 px it
+    # passes with a 2x margin.
+    res = max(small_resolution(name), 48 if name == "squeezenext44" else 32)
+    # What `edgecnn export NAME` exports: initialized weights, BN statistics from a batch
+    model = resolve_source(name, resolution=res, num_classes=10).model
+    x = np.random.default_rng(0).standard_normal((2, model.config["in_chans"], res, res),
+                                                 dtype=np.float32)
     with torch.no_grad():
-        expected = model(x).numpy()
+        expected = model(torch.from_numpy(x)).numpy()
     assert np.abs(expected).max() > 1e-3, "logits vanish: the parity check would be vacuous"
     # opset 18: where the TorchScript exporter lacks an op (AlexNet/VGG's adaptive pooling at
     # sizes that are not factors), the dynamo exporter takes over, as `--opset 18` does
-    proto = to_onnx_proto(model, x, opset=18, dynamic_batch=True)
-    session = ort.InferenceSession(proto.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    got = session.run(None, {INPUT_NAME: x.numpy()})[0]
-    # Within 1e-4 of PyTorch on O(1) logits (LeNet's, with no BN, are scaled to O(1) first).
-    # Deep random-weight nets (ResNet-152, SqueezeNext-44) are ill-conditioned: PyTorch fp32
-    # itself is ~2e-4 away from exact arithmetic there. So the bound is 1e-4 or PyTorch fp32's
-    # own error against a float64 run of the same model, whichever is larger: the export must
-    # add no error beyond fp32 rounding.
-    with torch.no_grad():
-        exact = model.double()(x.double()).numpy()
-    scale = max(1.0, float(np.abs(exact).max()))
-    torch_error = float(np.abs(expected - exact).max()) / scale
-    onnx_error = float(np.abs(got - exact).max()) / scale
-    assert onnx_error <= max(1e-4, 2 * torch_error), (onnx_error, torch_error)
+    proto = to_onnx_proto(model, torch.from_numpy(x), opset=18, dynamic_batch=True)
+    # The export's own check: ONNX Runtime and OpenVINO within 1e-4 of PyTorch on logits
+    # scaled to at most 1, or, for ill-conditioned deep random-weight nets (ResNet-152,
+    # SqueezeNext-44), within twice PyTorch fp32's own error against float64.
+    require_parity([check_parity(model, proto, x, "random")])

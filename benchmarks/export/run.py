@@ -4,8 +4,8 @@ and accuracy, export wall time, and the Deep Compression size.
     python benchmarks/export/run.py                 # everything (trains what is missing)
     python benchmarks/export/run.py --only speed    # one part: train|accuracy|speed|prune|time|size
 
-Accuracy is measured at 32 px on the 1,000 held-out mnist5k digits, on models trained here by
-`edgecnn train` (recipes below, the commands recorded); latency at 224 px on the same
+Accuracy is measured at 32 px on the 1,000 held-out mnist5k digits, on models this script
+trains with `edgecnn train` (recipes below, the commands recorded); latency at 224 px on the same
 architectures with initialized weights (BN statistics from a batch, so no denormals), since
 speed does not depend on the weights. Latency: ONNX Runtime, CPU, batch 1, the sessions of a
 comparison timed in alternating blocks of runs (never interleaved run by run), median of the

@@ -1,9 +1,9 @@
-"""The benchmark issue's own figures, measured in one run on this machine.
+"""The harness's own figures, measured in one run on the machine that runs this script.
 
     python benchmarks/harness/run.py
 
 1. Efficiency: ONNX Runtime fp32, MobileNet alpha 0.5 at 224, batch 1 -- the p50 latency
-   against the floor set by this machine's fp32 matrix-product rate (MACs / peak), and the
+   against the floor set by the machine's fp32 matrix-product rate (MACs / peak), and the
    speed-up over PyTorch eager; both measured interleaved in one group.
 2. Repeatability: the same benchmark run twice, back to back: the p50s must agree within 10%.
 3. Overhead: a 500-iteration run of one model; wall time of the whole run against the sum of

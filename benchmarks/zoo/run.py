@@ -1,6 +1,6 @@
 """The zoo's edge families side by side: PyTorch eager vs ONNX Runtime vs OpenVINO, fp32/int8.
 
-    python benchmarks/zoo/run.py                 # CPU table (this machine's cores)
+    python benchmarks/zoo/run.py                 # CPU table (all of the machine's cores)
     python benchmarks/zoo/run.py --models mobilenet,squeezenet1_1 --batches 1
 
 Writes benchmarks/zoo/results-<device>.{json,md}. Every model is exported on the fly at

@@ -141,7 +141,8 @@ def _top1(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
         n = len(chunk)
         if n < batch:  # a static-batch model takes exactly `batch`: pad with copies
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-        out.append(np.asarray(runner.infer(np.ascontiguousarray(chunk))).argmax(1)[:n])
+        scores = np.asarray(runner.infer(np.ascontiguousarray(chunk)))
+        out.append(scores.reshape(len(chunk), -1).argmax(1)[:n])  # (B, C) or Caffe's (B, C, 1, 1)
     return np.concatenate(out)
 
 

@@ -2,7 +2,13 @@
 
 Every benchmark record carries these conditions, so that two numbers that disagree can be
 told apart by what they measured. The peak is a matrix product timed in the same run:
-achieved MACs/s of a network divided by it is the network's efficiency on this machine.
+achieved MACs/s of a network divided by it is the network's efficiency on the machine that
+ran it.
+
+GPU facts come from nvidia-smi on a desktop or server GPU, and from L4T's files on a Jetson
+(where nvidia-smi is absent, or says little): /etc/nv_tegra_release, /proc/device-tree/model
+and the GPU's devfreq clocks under /sys/class/devfreq. With neither, the record says so.
+Memory: psutil where it is installed (the only way on Windows), else the OS directly.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ import contextlib
 import importlib.metadata
 import os
 import platform
-import resource
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,8 +38,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def gpu_info() -> dict[str, str]:
-    """GPU name and driver from nvidia-smi, or {} when there is none."""
+def gpu_info(root: Path = Path("/")) -> dict[str, Any]:
+    """GPU name, driver and (on a Jetson) L4T release and clocks; says when none is found.
+
+    `root` is the file system root the Jetson files are read under (a test points it at a
+    directory laid out like one)."""
+    facts = _nvidia_smi()
+    for key, value in jetson_info(root).items():  # nvidia-smi's name and driver come first
+        facts.setdefault(key, value)
+    if not facts.get("gpu"):
+        return {"gpu": None, "gpu_note": "no GPU found: nvidia-smi absent or failing, and no "
+                "Jetson files (/etc/nv_tegra_release, /proc/device-tree/model)"}
+    return facts
+
+
+def _nvidia_smi() -> dict[str, Any]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
@@ -40,7 +60,43 @@ def gpu_info() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         return {}
     name, _, driver = out.splitlines()[0].partition(",") if out else ("", "", "")
-    return {"gpu": name.strip(), "gpu_driver": driver.strip()} if name else {}
+    return {"gpu": name.strip(), "gpu_driver": driver.strip()} if name.strip() else {}
+
+
+# devfreq names of the Tegra integrated GPUs: Nano (gm20b), TX2 (gp10b), Xavier (gv11b),
+# Orin (ga10b); older L4T names the node after its bus address, "57000000.gpu".
+_TEGRA_GPU = re.compile(r"gpu|gm20b|gp10b|gv11b|ga10b", re.IGNORECASE)
+
+
+def jetson_info(root: Path = Path("/")) -> dict[str, Any]:
+    """{} off a Jetson; else board model, L4T release and the GPU's devfreq clocks (MHz)."""
+    facts: dict[str, Any] = {}
+    model = ""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        model = (root / "proc/device-tree/model").read_bytes().rstrip(b"\0").decode().strip()
+    with contextlib.suppress(OSError, IndexError):
+        release = (root / "etc/nv_tegra_release").read_text(encoding="utf-8").splitlines()[0]
+        # "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, ..."
+        m = re.match(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", release)
+        facts["l4t"] = f"R{m.group(1)}.{m.group(2)}" if m else release.lstrip("# ").strip()
+    if not facts and not any(w in model.lower() for w in ("jetson", "tegra", "nvidia")):
+        return {}  # not a Jetson (a Raspberry Pi has a device-tree model too)
+    facts["gpu"] = model or "NVIDIA Jetson (no /proc/device-tree/model)"  # the SoC's GPU
+    facts["gpu_driver"] = f"L4T {facts['l4t']}" if "l4t" in facts else "?"
+    with contextlib.suppress(OSError):
+        for node in sorted((root / "sys/class/devfreq").iterdir()):
+            if _TEGRA_GPU.search(node.name) and (node / "cur_freq").is_file():
+                facts["gpu_clock_mhz"] = _mhz(node / "cur_freq")
+                facts["gpu_max_clock_mhz"] = _mhz(node / "max_freq")
+                break
+    return facts
+
+
+def _mhz(path: Path) -> float | None:
+    try:
+        return int(path.read_text(encoding="utf-8").split()[0]) / 1e6  # devfreq says Hz
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def package_versions() -> dict[str, str]:
@@ -66,15 +122,33 @@ def conditions(threads: int | None) -> dict[str, Any]:
 
 
 def rss_mb_peak() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, in MB (NaN where the OS does not say)."""
+    try:
+        import resource  # POSIX only
+    except ImportError:  # Windows: psutil reports the peak working set
+        return _psutil_memory("peak_wset")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS: bytes; else KiB
 
 
 def rss_mb_now() -> float:
+    """Resident set size of this process now, in MB (NaN where the OS does not say)."""
+    now = _psutil_memory("rss")
+    if now == now:  # not NaN
+        return now
     with contextlib.suppress(OSError, ValueError):
         with open("/proc/self/statm", encoding="utf-8") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     return float("nan")
+
+
+def _psutil_memory(field: str) -> float:
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    value = getattr(psutil.Process().memory_info(), field, None)
+    return value / 2**20 if value is not None else float("nan")
 
 
 def peak_gmacs(threads: int | None = None, n: int = 1024, repeats: int = 5) -> float:

@@ -59,6 +59,8 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False) -> str:
     """One paragraph saying exactly what was measured."""
     pk = ", ".join(f"{k} {v}" for k, v in c.get("packages", {}).items())
     gpu = f"; GPU {c['gpu']} (driver {c.get('gpu_driver', '?')})" if c.get("gpu") else ""
+    if c.get("gpu_clock_mhz"):  # a Jetson: the clock it ran at decides its speed
+        gpu += f", GPU clock {c['gpu_clock_mhz']:.0f} of {c.get('gpu_max_clock_mhz') or 0:.0f} MHz"
     lines = [
         f"Measured {c.get('time_utc', '?')} on {c.get('cpu', '?')} ({c.get('cpu_cores', '?')} "
         f"cores{gpu}), {c.get('threads') or 'default'} threads per runtime; {pk}.",

@@ -33,7 +33,11 @@ class BenchConfig:
     data: str | None = None  # data set spec for accuracy (held-out split)
     eval_limit: int = 1000  # images used for accuracy
     alpha: float = 1.0  # for zoo names exported on the fly
-    resolution: int | None = None
+    resolution: int | None = None  # also: the input size of an ONNX file whose size is dynamic
+    # For ONNX files without edgecnn metadata (accuracy on `data`): as edgecnn.runtime.load
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    classes: tuple[str, ...] | None = None
 
 
 def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | None = None,
@@ -79,18 +83,22 @@ def eval_data_for(config: BenchConfig, input_shape: tuple[int, int, int],
     if not config.data:
         return None
     from edgecnn.data import load_dataset
-    from edgecnn.metadata import ArtifactMetadata
+    from edgecnn.runtime.loader import check_classes, metadata_of, preprocess_for
     from edgecnn.runtime.onnx_file import read_onnx
-    from edgecnn.runtime.preprocess import Preprocess
 
     path = next(iter(files.values()))
-    meta = ArtifactMetadata.from_props(read_onnx(path).metadata_props, str(path))
+    info = read_onnx(path)
+    pre = preprocess_for(info, mean=config.mean, std=config.std, resolution=config.resolution)
+    meta = metadata_of(info)
+    classes = config.classes or (meta.classes if meta is not None else None)
+    check_classes(info, classes)
+    out = info.outputs[0].shape if info.outputs else None
+    count = len(classes) if classes else (out[1] if out and len(out) > 1 else None)
     ds = load_dataset(config.data, split="val")
-    if ds.num_classes != len(meta.classes):
+    if count is not None and ds.num_classes != count:
         raise EdgeCNNError(f"{config.data} has {ds.num_classes} classes but the model "
-                           f"predicts {len(meta.classes)}")
+                           f"predicts {count}")
     n = min(config.eval_limit, len(ds))
-    pre = Preprocess.from_metadata(meta)
     images = pre.nchw_uint8(ds.images[:n])
     if images.shape[1:] != input_shape:
         raise EdgeCNNError(f"preprocessed images are {images.shape[1:]}, model takes {input_shape}")

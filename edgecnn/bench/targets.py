@@ -18,7 +18,7 @@ from typing import Any
 from edgecnn.bench.harness import BenchCase
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime.loader import PRECISION_FILES, runner_class
-from edgecnn.runtime.onnx_file import read_onnx
+from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
 TORCH_MODES = ("eager", "compile", "cudagraphs")
@@ -32,6 +32,7 @@ class Target:
     files: dict[str, Path]  # precision -> ONNX file
     input_shape: tuple[int, int, int]  # (C, H, W)
     info: dict[str, Any]  # export.json (params, macs, model, alpha...) or {}
+    fixed_batch: int | None = None  # the files' static batch dimension; None when dynamic
 
 
 def resolve_target(name: str, *, alpha: float, resolution: int | None, precisions: Sequence[str],
@@ -40,7 +41,7 @@ def resolve_target(name: str, *, alpha: float, resolution: int | None, precision
     if path.is_dir():
         return _from_artifact(path)
     if path.suffix == ".onnx" or path.exists():
-        return _from_onnx(path)
+        return _from_onnx(path, resolution)
     return _from_zoo(name, alpha=alpha, resolution=resolution, precisions=precisions,
                      workdir=workdir)
 
@@ -58,22 +59,32 @@ def _from_artifact(path: Path) -> Target:
         if not isinstance(info, dict):
             raise EdgeCNNError(f"{path / 'export.json'}: not a JSON object")
     first = next(iter(files.values()))
-    return Target(path.name, files, _input_shape(first), info)
+    shape, batch = _input_shape(first, read_onnx(first))
+    return Target(path.name, files, shape, info, batch)
 
 
-def _from_onnx(path: Path) -> Target:
+def _from_onnx(path: Path, resolution: int | None = None) -> Target:
     onnx_info = read_onnx(path)
     precision = onnx_info.metadata_props.get("edgecnn.precision", "fp32")
     if precision not in PRECISION_FILES:
         precision = "fp32"
-    return Target(path.stem, {precision: path}, _input_shape(path), {})
+    shape, batch = _input_shape(path, onnx_info, resolution)
+    return Target(path.stem, {precision: path}, shape, {}, batch)
 
 
-def _input_shape(path: Path) -> tuple[int, int, int]:
-    shape = read_onnx(path).inputs[0].shape or ()
+def _input_shape(path: Path, info: OnnxInfo, resolution: int | None = None
+                 ) -> tuple[tuple[int, int, int], int | None]:
+    """(C, H, W), or (H, W, C) for an NHWC input, and the static batch (None when dynamic);
+    `resolution` fills a dynamic H and W."""
+    shape = info.inputs[0].shape or ()
+    if len(shape) == 4 and resolution is not None:
+        spatial = (1, 2) if info.layout == "NHWC" else (2, 3)
+        shape = tuple(resolution if i in spatial and d is None else d
+                      for i, d in enumerate(shape))
     if len(shape) != 4 or any(d is None for d in shape[1:]):
-        raise EdgeCNNError(f"{path}: expected an image input (N, C, H, W) with fixed C, H, W")
-    return tuple(int(d) for d in shape[1:])  # type: ignore[return-value]
+        raise EdgeCNNError(f"{path}: expected an image input (N, C, H, W) with fixed C, H, W "
+                           "(--resolution N sets a dynamic size)")
+    return tuple(int(d) for d in shape[1:]), shape[0]  # type: ignore[return-value]
 
 
 def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Sequence[str],
@@ -97,7 +108,7 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
         shutil.move(str(half / PRECISION_FILES["fp16"]), str(out / PRECISION_FILES["fp16"]))
     target = _from_artifact(out)
     label = f"{name}-a{alpha:g}-r{target.input_shape[-1]}"  # the resolution actually exported
-    return Target(label, target.files, target.input_shape, target.info)
+    return Target(label, target.files, target.input_shape, target.info, target.fixed_batch)
 
 
 def make_cases(target: Target, *, runtimes: Sequence[str], precisions: Sequence[str],
@@ -107,8 +118,7 @@ def make_cases(target: Target, *, runtimes: Sequence[str], precisions: Sequence[
         if p not in target.files and not (p == "fp32" and "torch" in runtimes):
             raise EdgeCNNError(f"{target.label} has no {p} model "
                                f"({PRECISION_FILES.get(p, p)}): export it with --{p}")
-    fixed = read_onnx(next(iter(target.files.values()))).inputs[0].shape[0] if target.files \
-        else None
+    fixed = target.fixed_batch
     wrong = [b for b in batches if fixed is not None and b != fixed]
     if wrong:
         raise EdgeCNNError(f"{target.label} takes a fixed batch of {fixed}, not {wrong[0]}: "

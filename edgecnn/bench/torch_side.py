@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from edgecnn.bench.harness import BenchCase
+from edgecnn.bench.torch_runner import TorchOptions, TorchRunner
 from edgecnn.errors import EdgeCNNError
-from edgecnn.torch_runner import TorchOptions, TorchRunner
 
 
 def torch_case(target: Any, mode: str, precision: str, batch: int, threads: int, device: str,

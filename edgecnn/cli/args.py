@@ -50,3 +50,19 @@ def alpha_arg(text: str) -> float:
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"alpha must be a positive number, got {text!r}") from None
+
+
+def add_preprocess_flags(parser: argparse.ArgumentParser, *, resolution: bool = True) -> None:
+    """--mean/--std/--resolution/--labels for ONNX files without edgecnn metadata; turn them
+    into `load()` keywords with `preprocess_kwargs(args)`. The runtime holds the one
+    implementation (deploy/app.py uses it too, without the CLI)."""
+    from edgecnn.runtime.flags import add_preprocess_arguments
+
+    add_preprocess_arguments(parser, resolution=resolution)
+
+
+def preprocess_kwargs(args: argparse.Namespace) -> dict:
+    """mean, std, resolution and classes for `edgecnn.runtime.load`, those given only."""
+    from edgecnn.runtime.flags import load_arguments
+
+    return load_arguments(args)

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgecnn.cli.args import positive_float, positive_int
+from edgecnn.cli.args import (add_preprocess_flags, positive_float, positive_int,
+                              preprocess_kwargs)
 from edgecnn.errors import EdgeCNNError
 
 ORDER = 50
@@ -55,7 +56,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds")
     p.add_argument("--data", default=None, help="data set for accuracy, e.g. mnist5k")
     p.add_argument("--alpha", type=positive_float, default=1.0, help="for zoo names")
-    p.add_argument("--resolution", type=positive_int, default=None, help="for zoo names")
+    p.add_argument("--resolution", type=positive_int, default=None,
+                   help="for zoo names, and ONNX files whose input size is dynamic")
+    add_preprocess_flags(p, resolution=False)  # --mean/--std/--labels: for --data accuracy
     p.add_argument("--format", choices=("table", "json", "csv", "md"), default="table")
     p.add_argument("-o", "--output", type=Path, default=None, help="also write to this file")
     p.add_argument("--no-progress", action="store_true")
@@ -114,13 +117,15 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None and args.output.is_dir():
         raise EdgeCNNError(f"-o {args.output}: is a directory; name a file")
     runtimes = tuple("torch-eager" if r == "torch" else r for r in args.runtime)
+    pre = preprocess_kwargs(args)
     plan = TimingPlan(warmup=args.warmup,
                       iters=None if args.duration else (args.iters or 200),
                       duration_s=args.duration)
     config = BenchConfig(runtimes=runtimes, precisions=args.precision, batches=args.batch,
                          threads=args.threads or os.cpu_count() or 1, device=args.device,
                          plan=plan, rounds=args.rounds, data=args.data, alpha=args.alpha,
-                         resolution=args.resolution)
+                         resolution=args.resolution, mean=pre.get("mean"), std=pre.get("std"),
+                         classes=pre.get("classes"))
     bar = _progress(args.no_progress)
     try:
         records, cond = run_bench(args.targets, config, progress=bar.update if bar else None)

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgecnn.cli.args import positive_int
+from edgecnn.cli.args import add_preprocess_flags, positive_int, preprocess_kwargs
 
 ORDER = 40  # after the zoo, training and export commands in `edgecnn --help`
 
@@ -33,6 +33,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="which file of an artifact directory (default: model.onnx)")
     p.add_argument("--topk", type=positive_int, default=5, help="classes per image (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_preprocess_flags(p)
     p.set_defaults(func=run_predict)
 
 
@@ -42,7 +43,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     images = expand_images(args.images)
     with load(args.artifact, runtime=args.runtime, device=args.device,
-              precision=args.precision) as model:
+              precision=args.precision, **preprocess_kwargs(args)) as model:
         print(f"edgecnn: {model.describe()} [{model.selection}]", file=sys.stderr)
         if model.metadata is not None and not model.metadata.trained:
             print("edgecnn: warning: this artifact has untrained weights (exported for latency "

@@ -15,7 +15,7 @@ for an onnxruntime evaluation never imports torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgecnn.data.datasets import (
     DataConfig,
@@ -25,28 +25,19 @@ from edgecnn.data.datasets import (
     load_dataset,
     stratified_split,
 )
+from edgecnn.lazy import lazy_getattr, lazy_names
 
 _LAZY = {
-    "Batches": "edgecnn.data.loader",
-    "batches": "edgecnn.data.loader",
-    "BatchTransform": "edgecnn.data.transforms",
-    "TransformConfig": "edgecnn.data.transforms",
+    "edgecnn.data.loader": ("Batches", "batches"),
+    "edgecnn.data.transforms": ("BatchTransform", "TransformConfig"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from edgecnn.data.loader import Batches, batches
     from edgecnn.data.transforms import BatchTransform, TransformConfig
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecnn.data' has no attribute {name!r}")
-
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "DataConfig", "DataWarning", "ImageDataset", "channel_stats", "load_dataset",
-    "stratified_split", *_LAZY,
+    "stratified_split", *lazy_names(_LAZY),
 ]

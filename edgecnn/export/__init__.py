@@ -12,29 +12,18 @@ fp16, artifact (the atomic directory).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgecnn.lazy import lazy_getattr, lazy_names
 
 _LAZY = {
-    "ExportOptions": "edgecnn.export.api",
-    "ExportResult": "edgecnn.export.api",
-    "export": "edgecnn.export.api",
-    "check_options": "edgecnn.export.api",
-    "Target": "edgecnn.export.targets",
-    "load_target": "edgecnn.export.targets",
-    "list_targets": "edgecnn.export.targets",
+    "edgecnn.export.api": ("ExportOptions", "ExportResult", "export", "check_options"),
+    "edgecnn.export.targets": ("Target", "load_target", "list_targets"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.export.api import ExportOptions, ExportResult, check_options, export
     from edgecnn.export.targets import Target, list_targets, load_target
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecnn.export' has no attribute {name!r}")
-
-
-__all__ = list(_LAZY)
+__getattr__ = lazy_getattr(__name__, _LAZY)
+__all__ = lazy_names(_LAZY)

@@ -287,9 +287,9 @@ class _Export:
 
     def parity(self, model: torch.nn.Module, proto: onnx.ModelProto) -> list:
         from edgecnn.export.inputs import random_images
-        from edgecnn.export.parity import check_parity, openvino_model, ort_session
+        from edgecnn.export.parity import check_parity, parity_runners
 
-        consumers = (ort_session(proto), openvino_model(proto))  # made once, used twice
+        consumers = parity_runners(proto)  # made once, used twice
         results = [check_parity(model, proto, random_images(4, self.pre, self.opts.seed),
                                 "random", consumers)]
         if self.real is not None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -31,7 +30,7 @@ import onnx
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.onnx_io import save_onnx
-from edgecnn.fileio import write_errors
+from edgecnn.fileio import file_sha256, write_errors
 
 MANIFEST = "export.json"
 
@@ -163,7 +162,7 @@ def file_sizes(path: Path) -> dict[str, Any]:
     """Raw and compressed sizes: what a device download or a firmware image costs."""
     data = path.read_bytes()
     sizes: dict[str, Any] = {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9)),
-                             "sha256": hashlib.sha256(data).hexdigest()}
+                             "sha256": file_sha256(path)}
     try:
         import zstandard
 

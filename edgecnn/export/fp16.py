@@ -1,7 +1,7 @@
 """float16 models for GPU targets, with float32 inputs and outputs kept.
 
-onnxconverter-common is not installed here; ONNX Runtime ships the same converter as
-`onnxruntime.transformers.float16` (it began as a copy of it), so that one is used.
+ONNX Runtime ships onnxconverter-common's converter as `onnxruntime.transformers.float16`
+(it began as a copy of it); that one is used, so no extra package is needed.
 keep_io_types=True puts a Cast at the input and the output: the application keeps feeding
 float32 images and reading float32 logits, as with the fp32 artifact.
 """
@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgecnn.export.inputs import predict_logits
-from edgecnn.export.parity import ort_session
+from edgecnn.export.parity import ort_runner, runner_logits
 
 
 def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -43,8 +42,8 @@ def _topological_sort(graph: onnx.GraphProto) -> None:
 
 
 def fp16_max_abs(fp32: onnx.ModelProto, fp16: onnx.ModelProto, x: np.ndarray) -> float:
-    """How far the fp16 logits are from the fp32 ones (ONNX Runtime CPU runs fp16 graphs
-    through its own kernels or casts: a correctness check here, not a speed one)."""
-    a = predict_logits(ort_session(fp32), x)
-    b = predict_logits(ort_session(fp16), x)
+    """How far the fp16 logits are from the fp32 ones, both run by the runtime's ONNX Runtime
+    runner on the CPU (which runs fp16 graphs through its own kernels or casts: a
+    correctness check, not a speed one)."""
+    a, b = (runner_logits(ort_runner(proto), x) for proto in (fp32, fp16))
     return float(np.abs(a - b).max())

@@ -8,14 +8,17 @@ of them, PyTorch's included, is within 1e-4 of exact arithmetic) that the bound 
 PyTorch fp32's own error against a float64 run, doubled: the export must add no error beyond
 fp32 rounding. An export that fails parity is not written.
 
-Latency: sessions are timed in alternating blocks of runs, never interleaved run by run
-(ONNX Runtime's worker threads spin after each run and would tax the other session).
+Both consumers are the runtime's own runners (edgecnn.runtime), fed the graph's bytes: what
+export checks is what a device runs. Latency: the bench harness times the variants in
+alternating blocks of runs, never interleaved run by run (ONNX Runtime's worker threads spin
+after each run and would tax the other session).
 """
 
 from __future__ import annotations
 
-import time
+import os
 from dataclasses import dataclass
+from typing import Any, Union
 
 import numpy as np
 import onnx
@@ -23,35 +26,53 @@ import torch
 from torch import nn
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.export.onnx_io import INPUT_NAME
+from edgecnn.runtime.base import Runner
+from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
+from edgecnn.runtime.ov_runner import OvOptions, OvRunner
 
 TOLERANCE = 1e-4
 
-
-def ort_session(proto_or_path: onnx.ModelProto | str, threads: int = 1, *,  # noqa: ANN201
-                spinning: bool = True):
-    """A CPU session; `threads` 0 is ONNX Runtime's default (one per physical core);
-    `spinning` False parks idle workers at once (throughput work sharing busy cores)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    model = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) \
-        else str(proto_or_path)
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+Graph = Union[onnx.ModelProto, bytes, str, "os.PathLike[str]"]  # in memory, or a file
 
 
-def openvino_model(proto: onnx.ModelProto):  # noqa: ANN201
-    import openvino as ov
+def _source(model: Graph) -> bytes | str | os.PathLike[str]:
+    return model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
 
-    core = ov.Core()
-    model = core.read_model(proto.SerializeToString(), b"")
-    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                             "INFERENCE_NUM_THREADS": 1})
+
+def ort_runner(model: Graph, threads: int = 1, *, spinning: bool = True,
+               quiet: bool = False) -> OrtRunner:
+    """An active ONNX Runtime CPU runner: the runtime's own, as a device app gets it.
+    `threads` 0 is ONNX Runtime's default (one per physical core); `spinning` False parks
+    idle workers at once (work sharing busy cores); `quiet` silences ONNX Runtime's own
+    error log (probes that may fail)."""
+    runner = OrtRunner(_source(model), "cpu",
+                       OrtOptions(threads=threads, spinning=spinning, quiet=quiet))
+    runner.activate()
+    return runner
+
+
+def ort_session(model: Graph, threads: int = 1, *, spinning: bool = True) -> Any:
+    """The InferenceSession inside `ort_runner`, for code that needs ONNX Runtime's own API
+    (several outputs, `get_inputs`): the quantizer's and the guard's evaluation."""
+    return ort_runner(model, threads, spinning=spinning).session
+
+
+def openvino_runner(model: Graph, threads: int = 1) -> OvRunner:
+    """An active OpenVINO CPU runner in f32 (its CPU default may be bf16)."""
+    runner = OvRunner(_source(model), "cpu", OvOptions(precision="f32", threads=threads))
+    runner.activate()
+    return runner
+
+
+def runner_logits(runner: Runner, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """A runner's outputs over the images `x`, in batches (its own when the model fixes it)."""
+    step = runner.input.shape[0] or batch
+    return np.concatenate([runner.infer(x[i:i + step]) for i in range(0, len(x), step)])
+
+
+def parity_runners(model: Graph) -> tuple[OrtRunner, OvRunner]:
+    """The two consumers `check_parity` compares against PyTorch, one thread each."""
+    return ort_runner(model), openvino_runner(model)
 
 
 @dataclass
@@ -79,16 +100,15 @@ class ParityResult:
 
 
 def check_parity(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray, inputs: str,
-                 consumers: tuple | None = None) -> ParityResult:
-    """Max abs difference of ORT and OpenVINO logits to PyTorch's over the batch `x`;
-    `consumers`: (ORT session, OpenVINO compiled model) of `proto` when already made."""
+                 consumers: tuple[OrtRunner, OvRunner] | None = None) -> ParityResult:
+    """Max abs difference of ORT and OpenVINO logits to PyTorch's over the batch `x`, image
+    by image; `consumers`: `parity_runners(proto)` when already made."""
     model.eval()
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
-    session, compiled = consumers or (ort_session(proto), openvino_model(proto))
-    got_ort = np.concatenate([session.run(None, {INPUT_NAME: x[i:i + 1]})[0]
-                              for i in range(len(x))])
-    got_ov = np.concatenate([compiled(x[i:i + 1])[0] for i in range(len(x))])
+    ort, ov = consumers or parity_runners(proto)
+    got_ort = np.concatenate([ort.infer(x[i:i + 1]) for i in range(len(x))])
+    got_ov = np.concatenate([ov.infer(x[i:i + 1]) for i in range(len(x))])
     result = ParityResult(
         inputs=inputs, images=len(x),
         onnxruntime_max_abs=float(np.abs(got_ort - expected).max()),
@@ -115,19 +135,24 @@ def require_parity(results: list[ParityResult]) -> None:
                 "nothing was written")
 
 
-def compare_latency(protos: dict[str, onnx.ModelProto], resolution: int, in_chans: int, *,
-                    blocks: int = 5, runs: int = 20, threads: int = 1) -> dict[str, float]:
-    """Median per-run latency (ms, batch 1) of each model, timed in alternating blocks."""
-    sessions = {k: ort_session(p, threads) for k, p in protos.items()}
-    x = np.random.default_rng(0).standard_normal((1, in_chans, resolution, resolution),
-                                                 dtype=np.float32)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(blocks):
-        for key, session in sessions.items():
-            for _ in range(3):  # warm-up of this block: caches, thread pool
-                session.run(None, {INPUT_NAME: x})
-            start = time.perf_counter()
-            for _ in range(runs):
-                session.run(None, {INPUT_NAME: x})
-            times[key].append((time.perf_counter() - start) / runs * 1e3)
-    return {k: float(np.median(v)) for k, v in times.items()}
+def compare_latency(protos: dict[str, Graph], resolution: int, in_chans: int, *,
+                    blocks: int = 5, runs: int = 20, threads: int = 1,
+                    input_shape: tuple[int, int, int] | None = None) -> dict[str, float]:
+    """Median latency (ms, batch 1) of each model in ONNX Runtime, by the bench harness:
+    `blocks` interleaved rounds of `runs` timed calls each. `input_shape` (C, H, W) or
+    (H, W, C) replaces the square NCHW (in_chans, resolution, resolution)."""
+    from edgecnn.bench.harness import BenchCase, run_group
+    from edgecnn.bench.timing import TimingPlan
+
+    shape = input_shape or (in_chans, resolution, resolution)
+    options = OrtOptions(threads=threads)
+    cases = [BenchCase(model=key, runtime="onnxruntime", precision="fp32", batch=1,
+                       input_shape=shape,
+                       make_runner=lambda m=_source(proto): OrtRunner(m, "cpu", options))
+             for key, proto in protos.items()]
+    # One intra-op thread has no spinning workers to let settle: no pause between blocks.
+    plan = TimingPlan(warmup=3, iters=blocks * runs, settle_s=0.0 if threads == 1 else 0.1)
+    records = run_group(cases, plan, peak_gmacs=None, rounds=blocks)
+    if len(records) != len(cases):
+        raise EdgeCNNError("latency comparison interrupted")
+    return {r.model: r.latency_ms_p50 for r in records}

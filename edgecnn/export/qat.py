@@ -1,7 +1,7 @@
 """Quantization-aware fine-tuning with fake quantization, exported through the same QDQ path.
 
-torchao's PT2E QAT (what the issue names) is not installed here, and torch 2.13 no longer
-ships `torch.ao.quantization.quantize_pt2e` (it moved to torchao). So this uses
+torchao's PT2E QAT is not used: torchao is not a dependency of edgecnn, and torch 2.13 no
+longer ships `torch.ao.quantization.quantize_pt2e` (it moved to torchao). So this uses
 torch.ao.quantization's FakeQuantize modules directly, placed where ONNX Runtime's QDQ
 quantizer will put its Q/DQ pairs for the target's scheme:
 

@@ -38,7 +38,8 @@ Activations = Literal["uint8-asymmetric", "int8-symmetric"]
 class Int8Scheme:
     """How activations and weights are quantized for a target."""
 
-    # uint8-asymmetric: x86/ARM CPUs (u8 x s8 kernels, ~1.6x faster than fp32 here);
+    # uint8-asymmetric: x86/ARM CPUs (u8 x s8 kernels; MobileNet 0.5 1.66x faster than fp32
+    # on a 2-core Xeon, ONNX Runtime 1.31, benchmarks/README.md);
     # int8-symmetric: TensorRT's explicit quantization (zero points must be 0).
     activations: Activations = "uint8-asymmetric"
     # Per output channel (axis 0), symmetric: depthwise convolutions have wildly different

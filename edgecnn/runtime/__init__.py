@@ -15,9 +15,10 @@ user error is one `EdgeCNNError` line. Runners: `OrtRunner` (ort_runner.py), `Ov
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.lazy import lazy_getattr, lazy_names
 from edgecnn.runtime.base import OnnxRunner, Runner, TensorSpec
 from edgecnn.runtime.loader import RUNTIMES, load, runner_class, select_runtime
 from edgecnn.runtime.model import Model, Prediction
@@ -26,9 +27,9 @@ from edgecnn.runtime.preprocess import Preprocess
 
 # Runner classes by name, imported on first use (their runtime may not be installed).
 _LAZY = {
-    "OrtRunner": "edgecnn.runtime.ort_runner", "OrtOptions": "edgecnn.runtime.ort_runner",
-    "OvRunner": "edgecnn.runtime.ov_runner", "OvOptions": "edgecnn.runtime.ov_runner",
-    "TrtRunner": "edgecnn.runtime.trt_runner", "TrtOptions": "edgecnn.runtime.trt_runner",
+    "edgecnn.runtime.ort_runner": ("OrtRunner", "OrtOptions"),
+    "edgecnn.runtime.ov_runner": ("OvRunner", "OvOptions"),
+    "edgecnn.runtime.trt_runner": ("TrtRunner", "TrtOptions"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,15 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.runtime.ov_runner import OvOptions, OvRunner
     from edgecnn.runtime.trt_runner import TrtOptions, TrtRunner
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecnn.runtime' has no attribute {name!r}")
-
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = ["RUNTIMES", "EdgeCNNError", "Model", "OnnxInfo", "OnnxRunner", "Prediction",
            "Preprocess", "Runner", "TensorSpec", "load", "read_onnx", "runner_class",
-           "select_runtime", *_LAZY]
+           "select_runtime", *lazy_names(_LAZY)]

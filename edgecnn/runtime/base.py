@@ -8,8 +8,8 @@
 any native code sees it, so a wrong batch is one EdgeCNNError, never a crash or a message
 from deep inside a runtime. Subclasses implement `activate_impl`, `infer_impl` and
 `deactivate_impl`; ONNX-based runners derive from `OnnxRunner`, which reads and checks the
-file first (see onnx_file.py). The PyTorch runner (edgecnn/torch_runner.py) implements the
-same interface outside this torch-free package.
+file first (see onnx_file.py). The PyTorch runner (edgecnn/bench/torch_runner.py)
+implements the same interface outside this torch-free package.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import os
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union
 
 import numpy as np
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.runtime.onnx_file import OnnxInfo, TensorInfo, read_onnx
+from edgecnn.runtime.onnx_file import OnnxInfo, TensorInfo, parse_onnx, read_onnx
 
 
 @dataclass(frozen=True)
@@ -162,21 +162,37 @@ class Runner(abc.ABC):
     def deactivate_impl(self) -> None: ...
 
 
+ModelSource = Union[str, "os.PathLike[str]", bytes]  # a file, or a serialized ModelProto
+
+
 class OnnxRunner(Runner):
-    """A runner over an ONNX file with one input (the image batch) and one output used."""
+    """A runner over an ONNX model with one input (the image batch) and one output used.
+
+    `model` is a file path or the model's bytes (`proto.SerializeToString()`): export checks
+    its graphs in memory with the same runners a device app uses on files."""
 
     options_type: ClassVar[type[RunnerOptions]]
 
-    def __init__(self, path: str | os.PathLike[str], device: str = "cpu",
+    def __init__(self, model: ModelSource, device: str = "cpu",
                  options: RunnerOptions | None = None, *, info: OnnxInfo | None = None) -> None:
-        self.path = Path(path)
-        self.info = info if info is not None else read_onnx(self.path)
+        if isinstance(model, (bytes, bytearray)):
+            self.path: Path | None = None
+            self.model_bytes: bytes | None = bytes(model)
+            self.info = info if info is not None else parse_onnx(self.model_bytes)
+        else:
+            self.path, self.model_bytes = Path(model), None
+            self.info = info if info is not None else read_onnx(self.path)
+        source = self.info.source
         if len(self.info.inputs) != 1 or not self.info.outputs:
-            raise EdgeCNNError(f"{self.path}: expected one input and at least one output, "
+            raise EdgeCNNError(f"{source}: expected one input and at least one output, "
                                f"found {len(self.info.inputs)} and {len(self.info.outputs)}")
-        spec = TensorSpec.from_info(self.info.inputs[0], str(self.path))
+        spec = TensorSpec.from_info(self.info.inputs[0], source)
+        if len(spec.shape) != 4:
+            raise EdgeCNNError(f"{source}: input {spec.name!r} has {len(spec.shape)} "
+                               "dimensions; an image model takes (N, C, H, W) or (N, H, W, C)")
         super().__init__(spec, device)
         self.output_name = self.info.outputs[0].name
+        self.model_name = self.path.name if self.path is not None else "model bytes"
         self.options = options if options is not None else self.options_type()
         if not isinstance(self.options, self.options_type):
             raise EdgeCNNError(f"{self.name} takes {self.options_type.__name__}, got "

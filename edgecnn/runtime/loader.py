@@ -52,20 +52,26 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
     precision: in an artifact directory, pick model.onnx (fp32), model.fp16.onnx or
         model.int8.onnx.
     preprocess / mean, std, resolution, classes: needed for an ONNX file without edgecnn
-        metadata; given with one that has it, they replace its values.
+        metadata (resolution only when its input size is dynamic; the layout, NCHW or NHWC,
+        is read from the input's shape); given with one that has it, they replace its values.
+        A graph that ends in Softmax is detected: predict then applies no second softmax.
     options: the runner's typed options (OrtOptions, OvOptions, TrtOptions fields), e.g.
         threads=2; an option the chosen runtime lacks is an error.
     """
     model_path = resolve_path(path, precision)
     info = read_onnx(model_path)
-    meta = _metadata(info)
-    pre = _preprocess(info, meta, preprocess, mean, std, resolution)
+    meta = metadata_of(info)
+    pre = preprocess_for(info, preprocess, mean=mean, std=std, resolution=resolution)
     labels = tuple(str(c) for c in classes) if classes is not None else (
         meta.classes if meta is not None else None)
+    check_classes(info, labels)
     runner_type, device, selection = select_runtime(runtime, device)
     runner = runner_type(model_path, device, runner_type.options_type.from_kwargs(
         runner_type.name, options), info=info)
-    model = Model(runner, pre, meta, labels, selection, model_path)
+    # The graph is the truth (a Softmax at its end); the metadata says so for our exports.
+    probabilities = info.softmax_output or (meta is not None and meta.output == "probabilities")
+    model = Model(runner, pre, meta, labels, selection, model_path,
+                  probabilities=probabilities)
     log.info("%s: %s", model_path, selection)
     return model
 
@@ -90,7 +96,7 @@ def resolve_path(path: str | os.PathLike[str], precision: str | None) -> Path:
     return path
 
 
-def _metadata(info: OnnxInfo) -> Any:
+def metadata_of(info: OnnxInfo) -> Any:
     """ArtifactMetadata from metadata_props, None when the file has no edgecnn metadata."""
     from edgecnn.metadata import FORMAT, ArtifactMetadata
 
@@ -99,11 +105,13 @@ def _metadata(info: OnnxInfo) -> Any:
     return ArtifactMetadata.from_props(info.metadata_props, source=str(info.path))
 
 
-def _preprocess(info: OnnxInfo, meta: Any, preprocess: Preprocess | None,
-                mean: Sequence[float] | None, std: Sequence[float] | None,
-                resolution: int | tuple[int, int] | None) -> Preprocess:
-    """Explicit arguments first, then the artifact's metadata, then the input's static
-    shape for the resolution; what is still missing is an error that says what to pass."""
+def preprocess_for(info: OnnxInfo, preprocess: Preprocess | None = None, *,
+                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                   resolution: int | tuple[int, int] | None = None) -> Preprocess:
+    """The preprocessing of a file: explicit arguments first, then its edgecnn metadata,
+    then its input's shape (layout, resolution, channels); what is still missing is an error
+    that says what to pass. What `load` uses, for other callers (bench, export)."""
+    meta = metadata_of(info)
     if preprocess is not None:
         if not isinstance(preprocess, Preprocess):
             raise EdgeCNNError(f"preprocess must be a Preprocess, got {type(preprocess).__name__}")
@@ -119,12 +127,29 @@ def _preprocess(info: OnnxInfo, meta: Any, preprocess: Preprocess | None,
         raise EdgeCNNError(f"{info.path} has no edgecnn metadata: pass mean and std (and "
                            "resolution when the model's input size is not fixed), or a "
                            "Preprocess")
+    layout = info.layout
+    shape = info.inputs[0].shape if len(info.inputs) == 1 else None
+    size = (shape[1:3] if layout == "NHWC" else shape[2:4]) if shape and len(shape) == 4 \
+        else None
     if resolution is None:
-        shape = info.inputs[0].shape if len(info.inputs) == 1 else None
-        if not shape or len(shape) != 4 or None in shape[2:]:
+        if not size or None in size:
             raise EdgeCNNError(f"{info.path}: the input size is not fixed; pass resolution")
-        resolution = (shape[2], shape[3])  # type: ignore[assignment]
-    return Preprocess(resolution, tuple(mean), tuple(std))  # type: ignore[arg-type]
+        resolution = tuple(size)  # type: ignore[assignment]
+    channels = (shape[3] if layout == "NHWC" else shape[1]) if size else None
+    if channels is not None and len(mean) != channels:
+        raise EdgeCNNError(f"mean has {len(mean)} values but {info.path} takes {channels} "
+                           f"channel{'s' if channels > 1 else ''}")
+    return Preprocess(resolution, tuple(mean), tuple(std), layout=layout)  # type: ignore[arg-type]
+
+
+def check_classes(info: OnnxInfo, labels: tuple[str, ...] | None) -> None:
+    """Class names must match the output's classes when the file fixes them."""
+    shape = info.outputs[0].shape if info.outputs else None
+    if labels is None or not shape or len(shape) < 2 or shape[1] is None:
+        return
+    if len(labels) != shape[1]:
+        raise EdgeCNNError(f"{len(labels)} class names for the {shape[1]} classes of "
+                           f"{info.path}")
 
 
 def installed(runtime: str) -> bool:

@@ -2,7 +2,7 @@
 
     model = edgecnn.runtime.load("exports/mobilenet-a0.5-r224")
     model.predict("cat.jpg", topk=3)   # [Prediction(ids=(281, 285, 282), labels=..., probs=...)]
-    model.infer(batch)                 # raw logits, (B, classes) float32
+    model.infer(batch)                 # class scores, (B, classes) float32
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Prediction:
 
     ids: tuple[int, ...]
     labels: tuple[str, ...]
-    probs: tuple[float, ...]  # softmax of the logits
+    probs: tuple[float, ...]  # softmax of the logits (or the model's own probabilities)
 
     @property
     def id(self) -> int:
@@ -54,13 +54,16 @@ class Model:
 
     def __init__(self, runner: Runner, preprocess: Preprocess,
                  metadata: ArtifactMetadata | None, classes: tuple[str, ...] | None,
-                 selection: str, path: str | os.PathLike[str]) -> None:
+                 selection: str, path: str | os.PathLike[str], *,
+                 probabilities: bool = False) -> None:
         self.runner = runner
         self.preprocess = preprocess
         self.metadata = metadata  # None for an ONNX file without edgecnn metadata
         self.classes = classes  # None: labels are the class ids as text
         self.selection = selection  # how the runtime was chosen, one line
         self.path = path
+        # The graph ends in Softmax: its outputs are probabilities, not logits to normalize.
+        self.probabilities = probabilities
         expected = runner.input.shape[1:]
         if tuple(expected) != preprocess.input_shape and None not in expected:
             raise EdgeCNNError(f"the preprocessing makes {_shape(preprocess.input_shape)} images "
@@ -76,21 +79,27 @@ class Model:
         return self.runner.describe()
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Raw outputs (logits) for a preprocessed batch shaped like the model's input."""
-        return self.runner.infer(batch)
+        """Class scores (logits, or probabilities when `self.probabilities`) for a
+        preprocessed batch shaped like the model's input. A Caffe-style (B, C, 1, 1) output
+        comes back as (B, C); any other output as the model gives it."""
+        out = self.runner.infer(batch)
+        if out.ndim == 4 and out.shape[2:] == (1, 1):
+            return out.reshape(out.shape[:2])
+        return out
 
     def predict(self, images: ImageLike | Iterable[ImageLike], topk: int = 5) -> list[Prediction]:
-        """Top-k classes with probabilities for one image or several."""
+        """Top-k classes with probabilities for one image or several (softmax of the logits;
+        a graph that ends in Softmax already gives probabilities: they are used as they are)."""
         if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
             raise EdgeCNNError(f"topk must be a positive integer, got {topk!r}")
         items = _as_list(images)
         logits = np.concatenate([self._forward(chunk) for chunk in self._chunks(items)])
         if logits.ndim != 2:
             raise EdgeCNNError(f"the model's output has shape {logits.shape}; predict needs "
-                               "(batch, classes) logits (use infer for other outputs)")
+                               "(batch, classes) scores (use infer for other outputs)")
         if self.classes is not None and len(self.classes) != logits.shape[1]:
             raise EdgeCNNError(f"{len(self.classes)} class names for {logits.shape[1]} outputs")
-        probs = _softmax(logits)
+        probs = logits.astype(np.float64) if self.probabilities else _softmax(logits)
         k = min(topk, probs.shape[1])  # top-5 of 3 classes is all 3
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [Prediction(ids=tuple(int(i) for i in row),

@@ -10,17 +10,21 @@ must not make the runtime read /etc/passwd or ../../secrets as weights).
 The protobuf wire format is simple: a message is a run of (field number, wire type, value)
 records; varints for integers, length-prefixed bytes for strings and sub-messages. We decode
 only the fields listed below (numbers from onnx.proto), skip the rest, and never touch weight
-bytes: reading a 5 MB MobileNet takes well under a millisecond of Python per node.
+bytes (the file is mapped, so their pages are never even read): reading a 5 MB MobileNet
+takes well under a millisecond of Python per node.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.fileio import file_sha256
 
 # Wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -46,9 +50,13 @@ class TensorInfo:
     shape: tuple[int | None, ...] | None  # None when the file declares no shape
 
 
+# Ops that only reshape: a Softmax followed by these still ends the graph in probabilities.
+_PASS_THROUGH = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
 @dataclass
 class OnnxInfo:
-    path: Path
+    path: Path | None  # None when the model was given as bytes
     ir_version: int
     opsets: dict[str, int]  # domain ("" = ai.onnx) -> version
     producer: str
@@ -57,61 +65,99 @@ class OnnxInfo:
     outputs: list[TensorInfo]
     op_types: set[str] = field(default_factory=set)
     external_data: set[str] = field(default_factory=set)  # locations, relative to the file
+    # The first output is a Softmax's (through reshapes only): class probabilities already,
+    # so no second softmax goes on top.
+    softmax_output: bool = False
+
+    @property
+    def source(self) -> str:
+        """The file's name for messages, or "model bytes"."""
+        return str(self.path) if self.path is not None else "model bytes"
 
     @property
     def has_qdq(self) -> bool:
         """QuantizeLinear/DequantizeLinear pairs: an explicitly quantized (int8) graph."""
         return {"QuantizeLinear", "DequantizeLinear"} <= self.op_types
 
+    @property
+    def layout(self) -> str:
+        """"NHWC" when the one input's shape says so (1 or 3 channels in the last dimension
+        and not in the second: TensorFlow/Keras/TFLite exports), else "NCHW"."""
+        shape = self.inputs[0].shape if len(self.inputs) == 1 else None
+        if shape and len(shape) == 4 and shape[3] in (1, 3) and shape[1] not in (1, 3):
+            return "NHWC"
+        return "NCHW"
+
     def sha256(self) -> str:
+        if self.path is None:
+            raise EdgeCNNError("model bytes have no file to hash")
         return file_sha256(self.path)
 
 
 def read_onnx(path: str | os.PathLike[str]) -> OnnxInfo:
-    """Parse and check an ONNX file; every problem is one EdgeCNNError naming the file."""
+    """Parse and check an ONNX file; every problem is one EdgeCNNError naming the file.
+
+    The file is mapped, not read: only the fields below are decoded, so the pages holding
+    weights are never brought in (the cost follows the graph's structure, not the file's
+    size)."""
     path = Path(path)
     if not path.exists():
         raise EdgeCNNError(f"{path}: no such file")
     if not path.is_file():
         raise EdgeCNNError(f"{path}: not a file")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise EdgeCNNError(f"{path}: empty file, not an ONNX model")
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise EdgeCNNError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not data:
-        raise EdgeCNNError(f"{path}: empty file, not an ONNX model")
     try:
-        info = _model(memoryview(data), path)
-    except _WireError as exc:
-        raise EdgeCNNError(f"{path}: not a valid ONNX model (truncated or another format: "
-                           f"{exc})") from None
-    _check_external_data(info)
+        info = _parse(memoryview(mapped), path)
+    finally:
+        # A view still alive (none should be: _parse keeps no slice) keeps the map open
+        # until it is collected; never fail a good read on that.
+        with contextlib.suppress(BufferError):
+            mapped.close()
+    _check_external_data(info, path)
     return info
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib  # here, not at the top: it loads OpenSSL (~3.5 MB resident) for nothing
+def parse_onnx(data: bytes) -> OnnxInfo:
+    """The same checks on a serialized model in memory (what export hands the runners).
+    Bytes cannot point at external data: there is no directory to resolve it against."""
+    if not data:
+        raise EdgeCNNError("model bytes: empty, not an ONNX model")
+    info = _parse(memoryview(data), None)
+    if info.external_data:
+        raise EdgeCNNError("model bytes refer to external data "
+                           f"({sorted(info.external_data)[0][:80]!r}); pass the file's path")
+    return info
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+
+def _parse(buf: memoryview, path: Path | None) -> OnnxInfo:
+    name = str(path) if path is not None else "model bytes"
+    try:
+        return _model(buf, path)
+    except _WireError as exc:
+        problem = str(exc)  # raised below, outside this block: no traceback keeps `buf` alive
+    raise EdgeCNNError(f"{name}: not a valid ONNX model (truncated or another format: "
+                       f"{problem})")
 
 
-def _check_external_data(info: OnnxInfo) -> None:
+def _check_external_data(info: OnnxInfo, path: Path) -> None:
     """External weights must sit in the model's directory (or below it), nowhere else."""
-    base = info.path.resolve().parent
+    base = path.resolve().parent
     for location in sorted(info.external_data):
         name = repr(location[:80])
         if not location or "\x00" in location or os.path.isabs(location) or "\\" in location:
-            raise EdgeCNNError(f"{info.path}: refusing external data location {name}")
+            raise EdgeCNNError(f"{path}: refusing external data location {name}")
         target = (base / location).resolve()
         if not target.is_relative_to(base):
-            raise EdgeCNNError(f"{info.path}: refusing external data {name} outside the "
+            raise EdgeCNNError(f"{path}: refusing external data {name} outside the "
                                "model's directory")
         if not target.is_file():
-            raise EdgeCNNError(f"{info.path}: external data file {name} is missing")
+            raise EdgeCNNError(f"{path}: external data file {name} is missing")
 
 
 # --- the wire format ---------------------------------------------------------------------
@@ -170,7 +216,7 @@ def _text(value: int | memoryview, what: str) -> str:
         raise _WireError(f"{what} is not UTF-8") from None
 
 
-def _model(buf: memoryview, path: Path) -> OnnxInfo:
+def _model(buf: memoryview, path: Path | None) -> OnnxInfo:
     """ModelProto: ir_version=1, producer_name=2, graph=7, opset_import=8,
     metadata_props=14, functions=25."""
     ir_version, producer, opsets, props = None, "", {}, {}
@@ -242,11 +288,14 @@ def _graph(buf: memoryview, info: OnnxInfo, depth: int, top: bool = False) -> No
     if depth > _MAX_DEPTH:
         raise _WireError("subgraphs nested too deeply")
     inputs, outputs, initializers = [], [], set()
+    producers: dict[str, tuple[str, list[str]]] = {}  # output -> (op_type, inputs), top only
     for number, wire, value in _fields(buf):
         if number in (1, 5, 11, 12, 15):
             _expect(wire, _LEN, f"graph field {number}")
         if number == 1:
-            _node(value, info, depth)  # type: ignore[arg-type]
+            op, node_in, node_out = _node(value, info, depth)  # type: ignore[arg-type]
+            if top:
+                producers.update((name, (op, node_in)) for name in node_out)
         elif number == 5:
             initializers.add(_tensor(value, info))  # type: ignore[arg-type]
         elif number == 15:
@@ -259,16 +308,37 @@ def _graph(buf: memoryview, info: OnnxInfo, depth: int, top: bool = False) -> No
         # Before IR 4 initializers were also listed as inputs; they are weights, not inputs.
         info.inputs = [t for t in inputs if t.name not in initializers]
         info.outputs = outputs
+        info.softmax_output = bool(outputs) and _ends_in_softmax(outputs[0].name, producers)
 
 
-def _node(buf: memoryview, info: OnnxInfo, depth: int) -> None:
-    """NodeProto: op_type=4, attribute=5."""
+def _ends_in_softmax(name: str, producers: dict[str, tuple[str, list[str]]]) -> bool:
+    for _ in range(len(producers) + 1):  # a chain, not a cycle: at most one step per node
+        if name not in producers:
+            return False
+        op, inputs = producers[name]
+        if op == "Softmax":
+            return True
+        if op not in _PASS_THROUGH or not inputs:
+            return False
+        name = inputs[0]  # the data input (Reshape's second input is the shape)
+    return False
+
+
+def _node(buf: memoryview, info: OnnxInfo, depth: int) -> tuple[str, list[str], list[str]]:
+    """NodeProto: input=1, output=2, op_type=4, attribute=5 -> (op_type, inputs, outputs)."""
+    op, inputs, outputs = "", [], []
     for number, wire, value in _fields(buf):
-        if number == 4:
-            info.op_types.add(_text(value, "op_type"))
+        if number == 1:
+            inputs.append(_text(value, "node input"))
+        elif number == 2:
+            outputs.append(_text(value, "node output"))
+        elif number == 4:
+            op = _text(value, "op_type")
+            info.op_types.add(op)
         elif number == 5:
             _expect(wire, _LEN, "attribute")
             _attribute(value, info, depth)  # type: ignore[arg-type]
+    return op, inputs, outputs
 
 
 def _attribute(buf: memoryview, info: OnnxInfo, depth: int) -> None:

@@ -21,8 +21,8 @@ host<->device copies on the same stream. The CUDA calls go through NVIDIA's cuda
 (`cuda.bindings.runtime`, the binding TensorRT 10's own samples use; wheels exist for
 x86-64 and for Jetson's aarch64, no compiler needed, unlike PyCUDA) - not torch.
 
-What has been run: nothing that needs TensorRT or a GPU - neither is available where this
-was written. Tested offline (tests/test_trt_offline.py): importing this module without
+No test in the suite needs TensorRT or a GPU (CI runs on CPU machines without TensorRT).
+Tested offline (tests/test_trt_offline.py): importing this module without
 TensorRT, the "not installed" messages, option checks, device checks, int8-without-Q/DQ
 refusal, profile shapes, cache keys, the engine cache's atomic store/verified load, and the
 timing-cache paths. Not run: engine building, deserialization and execution (activate_impl
@@ -218,6 +218,8 @@ class TrtRunner(OnnxRunner):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.path is None:  # its engine cache is keyed by the file's hash
+            raise EdgeCNNError("tensorrt builds engines from a file: pass the ONNX file's path")
         if self.device == "cpu":
             raise EdgeCNNError("tensorrt runs on NVIDIA GPUs: use device 'cuda' (or another "
                                "runtime for the CPU)")
@@ -239,7 +241,7 @@ class TrtRunner(OnnxRunner):
         self._trt: Any = None
         self._cudart: Any = None
 
-    # -- not run here: needs TensorRT and an NVIDIA GPU --------------------------------------
+    # -- not run by the suite: needs TensorRT and an NVIDIA GPU ------------------------------
     def activate_impl(self) -> None:
         trt, cudart = import_tensorrt(), import_cudart()
         check_recipe_version(trt.__version__, self.target)

@@ -7,20 +7,21 @@
 
 Modules, in reading order: config (TrainConfig), optim (parameter groups, warm-up + decay),
 engine (one epoch, one evaluation pass), api (finetune, evaluate_accuracy), distributed
-(torchrun), loop (a run: checkpoints, metrics, resume), evaluate (`edgecnn eval`), plots.
+(torchrun), loop (a run), with rundir (its files), resume (the stored options win),
+transfer (--init) and determinism (kernels, RNG state); evaluate (`edgecnn eval`), plots.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgecnn.lazy import lazy_getattr, lazy_names
 
 _LAZY = {
-    "finetune": "edgecnn.train.api",
-    "evaluate_accuracy": "edgecnn.train.api",
-    "TrainConfig": "edgecnn.train.config",
-    "train": "edgecnn.train.loop",
-    "RunResult": "edgecnn.train.loop",
-    "evaluate_checkpoint": "edgecnn.train.evaluate",
+    "edgecnn.train.api": ("finetune", "evaluate_accuracy"),
+    "edgecnn.train.config": ("TrainConfig",),
+    "edgecnn.train.loop": ("train", "RunResult"),
+    "edgecnn.train.evaluate": ("evaluate_checkpoint",),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,13 +30,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.train.evaluate import evaluate_checkpoint
     from edgecnn.train.loop import RunResult, train
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecnn.train' has no attribute {name!r}")
-
-
-__all__ = list(_LAZY)
+__getattr__ = lazy_getattr(__name__, _LAZY)
+__all__ = lazy_names(_LAZY)

@@ -11,7 +11,8 @@ Outside edgecnn.runtime on purpose: that package must never import torch. Three 
     with TorchRunner(model, device="cuda", options=TorchOptions(mode="cudagraphs")) as r:
         logits = r.infer(batch)
 
-Run here: eager and compile on the CPU. Not run here (no GPU): CUDA, fp16, cudagraphs.
+The suite runs on CPUs only: it checks eager mode against ONNX Runtime and that cudagraphs
+and half refuse a CPU device; CUDA, fp16 and cudagraphs runs have no test in it.
 """
 
 from __future__ import annotations

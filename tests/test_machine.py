@@ -1,0 +1,79 @@
+"""What a benchmark record says about the machine: Jetson facts, memory on every OS."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgecnn.bench.machine import gpu_info, jetson_info, rss_mb_now, rss_mb_peak
+
+
+def _orin_tree(root: Path) -> Path:
+    """The files an Orin Nano on L4T R35.4.1 has, with their real formats."""
+    (root / "proc/device-tree").mkdir(parents=True)
+    (root / "proc/device-tree/model").write_bytes(b"NVIDIA Jetson Orin Nano Developer Kit\0")
+    (root / "etc").mkdir()
+    (root / "etc/nv_tegra_release").write_text(
+        "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
+        "DATE: Tue Aug  1 19:57:35 UTC 2023\n# KERNEL_VARIANT: oot\n")
+    for name, cur, top in (("3d00000.host1x", 408000000, 408000000),
+                           ("17000000.ga10b", 306000000, 624750000)):
+        node = root / "sys/class/devfreq" / name
+        node.mkdir(parents=True)
+        (node / "cur_freq").write_text(f"{cur}\n")
+        (node / "max_freq").write_text(f"{top}\n")
+    return root
+
+
+def test_jetson_facts_are_read_from_l4t_files(tmp_path: Path) -> None:
+    facts = jetson_info(_orin_tree(tmp_path))
+    assert facts == {"gpu": "NVIDIA Jetson Orin Nano Developer Kit", "l4t": "R35.4.1",
+                     "gpu_driver": "L4T R35.4.1", "gpu_clock_mhz": 306.0,
+                     "gpu_max_clock_mhz": 624.75}
+
+
+def test_a_raspberry_pi_is_not_taken_for_a_jetson(tmp_path: Path) -> None:
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\0")
+    assert jetson_info(tmp_path) == {}
+
+
+def test_a_jetson_without_nvidia_smi_still_names_its_gpu(tmp_path: Path) -> None:
+    if shutil.which("nvidia-smi"):
+        pytest.skip("nvidia-smi is on PATH: its answer comes first")
+    assert gpu_info(_orin_tree(tmp_path))["gpu"] == "NVIDIA Jetson Orin Nano Developer Kit"
+
+
+def test_no_gpu_is_said_not_left_empty(tmp_path: Path) -> None:
+    if shutil.which("nvidia-smi"):
+        pytest.skip("nvidia-smi is on PATH")
+    facts = gpu_info(tmp_path)  # an empty root: no Jetson files either
+    assert facts["gpu"] is None and facts["gpu_note"].startswith("no GPU found")
+
+
+def test_memory_from_psutil_agrees_with_the_os() -> None:
+    psutil = pytest.importorskip("psutil")
+    statm = Path("/proc/self/statm")
+    if not statm.is_file():
+        pytest.skip("no /proc")
+    import os
+
+    direct = int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    assert rss_mb_now() == pytest.approx(direct, rel=0.05)
+    assert psutil.Process().memory_info().rss / 2**20 == pytest.approx(direct, rel=0.05)
+    assert rss_mb_peak() >= 0.9 * direct
+
+
+def test_machine_imports_where_there_is_no_resource_module() -> None:
+    # Windows has no `resource`: importing the bench must not fail there
+    code = ("import sys; sys.modules['resource'] = None\n"
+            "from edgecnn.bench.machine import rss_mb_now, rss_mb_peak\n"
+            "print(rss_mb_now() > 0, rss_mb_peak())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "True"
+    assert out[1] == "nan"  # Linux psutil has no peak working set; Windows' has
