@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, calibrate_bn
+from tests.conftest import ROOT
 from tests.runtime_artifacts import sample_images
 
 pytestmark = pytest.mark.slow
@@ -53,11 +53,12 @@ def _checkpoint(name: str, alpha: float, out: Path, like: dict) -> Path:
     import torch
 
     from edgecnn.checkpoint import save_checkpoint
+    from edgecnn.export.source import init_bn_stats
     from edgecnn.registry import create_model
 
     torch.manual_seed(0)
     model = create_model(name, alpha=alpha, num_classes=10)
-    calibrate_bn(model, torch.from_numpy(like["x"][:64]))
+    init_bn_stats(model, torch.from_numpy(like["x"][:64]))
     return save_checkpoint({"model": {"name": name, "alpha": alpha, "num_classes": 10,
                                       "in_chans": 3, "kwargs": {}},
                             "resolution": RES, "mean": like["mean"], "std": like["std"],
