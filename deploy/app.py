@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgecnn.metadata import UNTRAINED_WARNING
 from edgecnn.runtime import EdgeCNNError, Model, load
 from edgecnn.runtime.flags import add_preprocess_arguments, load_arguments
 
@@ -24,21 +25,32 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
 def classify_folder(model: Model, folder: Path, topk: int) -> int:
+    """One line per image; an unreadable file is one line on stderr and the rest go on.
+    Exit status 1 when some failed."""
     if not folder.is_dir():
         raise EdgeCNNError(f"{folder}: no such folder")
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
     if not images:
         raise EdgeCNNError(f"{folder}: no images ({', '.join(sorted(SUFFIXES))})")
-    total = 0.0
+    total, failed = 0.0, 0
     for path in images:
         start = time.perf_counter()
-        pred = model.predict(path, topk=topk)[0]  # one at a time, as frames would come
+        try:
+            pred = model.predict(path, topk=topk)[0]  # one at a time, as frames would come
+        except EdgeCNNError as exc:
+            print(f"app: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
         total += time.perf_counter() - start
         top = ", ".join(f"{label} {prob:.1%}" for label, prob in zip(pred.labels, pred.probs))
-        print(f"{path.name}  {top}")
-    print(f"{len(images)} images, {1000 * total / len(images):.1f} ms per image "
-          f"(decode + preprocess + inference) on {model.describe()}")
-    return 0
+        print(f"{path.name}  {top}", flush=True)
+    done = len(images) - failed
+    if not done:
+        raise EdgeCNNError(f"{folder}: none of the {len(images)} images could be read")
+    print(f"{done} images, {1000 * total / done:.1f} ms per image "
+          f"(decode + preprocess + inference) on {model.describe()}"
+          + (f"; {failed} could not be read" if failed else ""))
+    return 1 if failed else 0
 
 
 def classify_camera(model: Model, index: int, frames: int | None, headless: bool) -> int:
@@ -96,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         with load(args.artifact, runtime=args.runtime, device=args.device,
                   **load_arguments(args), **options) as model:
             print(f"# {model.describe()} [{model.selection}]", file=sys.stderr)
+            if model.metadata is not None and not model.metadata.trained:
+                print(f"app: warning: {UNTRAINED_WARNING}", file=sys.stderr)
             if args.images is not None:
                 return classify_folder(model, args.images, args.topk)
             return classify_camera(model, args.camera, args.frames, args.headless)

@@ -9,6 +9,9 @@ This module imports nothing heavy: the torch-free runtime shares it.
 
 from __future__ import annotations
 
+# What adds the torch side (zoo, training, export) to a base install, for messages that say so.
+INSTALL_TORCH = 'pip install "edgecnn[torch]"'
+
 
 class EdgeCNNError(ValueError):
     """A user error: the message is one line, meant to be printed as it is."""

@@ -54,6 +54,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     (d / "recipe.yaml").write_text("model: [unclosed\n")
     (d / "empty_dir").mkdir()
     (d / "name\udcff.onnx").write_bytes(b"\x00\x01")  # a non-UTF-8 file name
+    _valid_files(d)
     ro, full = d / "readonly", d / "full"
     ro.mkdir()
     full.mkdir()
@@ -68,9 +69,38 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     yield {"dir": d, "full": full, "corrupt_onnx": d / "corrupt.onnx",
            "corrupt_pt": d / "corrupt.pt",
            "notimage": d / "notimage.png", "bad_yaml": d / "recipe.yaml",
-           "empty_dir": d / "empty_dir", "non_utf8": d / "name\udcff.onnx", "readonly": ro}
+           "empty_dir": d / "empty_dir", "non_utf8": d / "name\udcff.onnx", "readonly": ro,
+           "ckpt": d / "ckpt.pt", "model": d / "art", "bomb": d / "bomb.png",
+           "bad_key_yaml": d / "unknown-key.yaml", "truncated": d / "truncated.jpg"}
     for m in mounted:
         subprocess.run(["umount", "-l", str(m)], check=True)
+
+
+def _valid_files(d: Path) -> None:
+    """Good inputs for the cases whose error comes after them: a digits lenet5 checkpoint
+    (random weights), an artifact directory, a decompression bomb, a truncated JPEG."""
+    import numpy as np
+    from PIL import Image
+
+    from edgecnn.checkpoint import save_checkpoint
+    from edgecnn.registry import create_model
+    from tests.runtime_artifacts import export_artifact
+    from tests.test_runtime_photos import png_header_only
+
+    model = create_model("lenet5", num_classes=10)
+    config = dict(model.config)
+    spec = {k: config.pop(k) for k in ("name", "alpha", "num_classes", "in_chans")}
+    save_checkpoint({"model": {**spec, "kwargs": config}, "resolution": 32,
+                     "mean": [0.5] * spec["in_chans"], "std": [0.25] * spec["in_chans"],
+                     "classes": [str(i) for i in range(10)], "dataset": "digits",
+                     "state_dict": model.state_dict(), "epoch": 1, "metrics": {}},
+                    d / "ckpt.pt")
+    export_artifact(d / "art", name="mobilenet", alpha=0.25, resolution=32)
+    png_header_only(d / "bomb.png", 30000, 30000)
+    (d / "unknown-key.yaml").write_text("model: lenet5\nflavour: vanilla\n")
+    buf = d / "truncated.jpg"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(buf)
+    buf.write_bytes(buf.read_bytes()[:200])
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -126,6 +156,53 @@ TABLE = [
     ("sweep-bad-alpha", "sweep mobilenet --alpha -1 --resolution 32 -o {dir}/s1", "alpha"),
     ("pipeline-missing", "pipeline {dir}/missing.yaml --out {dir}/p1", "missing.yaml"),
     ("pipeline-bad-yaml", "pipeline {bad_yaml} --out {dir}/p2", "not valid YAML"),
+    # issue 12: the zoo commands
+    ("list-no-match", "list zzz*", "no model matches"),
+    ("list-no-match-closest", "list mobilnet", "closest: mobilenet"),
+    ("info-zero-classes", "info lenet5 --num-classes 0", "positive integer"),
+    ("info-unknown-suggests", "info resnet19", "did you mean"),
+    # train and eval
+    ("train-data-case", "train lenet5 --data MNIST5k --out {dir}/t7", "did you mean mnist5k"),
+    ("train-builtin-with-path", "train lenet5 --data digits:/x --out {dir}/t8", "takes no path"),
+    ("train-folder-no-path", "train lenet5 --data imagefolder: --out {dir}/t9", "needs a path"),
+    ("train-unknown-model", "train lenett5 --data digits --out {dir}/t10", "unknown model"),
+    ("train-resume-and-force", "train lenet5 --data digits --resume --force --out {dir}/t11",
+     "not allowed with"),
+    ("train-init-missing", "train lenet5 --data digits --init {dir}/missing.pt --out {dir}/t12",
+     "missing.pt"),
+    ("eval-onnx-file", "eval {corrupt_onnx} --data digits", "eval takes training checkpoints"),
+    ("eval-artifact-dir", "eval {model}", "bench"),
+    ("eval-split-test", "eval {ckpt} --split test --no-pictures", "no test split"),
+    ("eval-data-case", "eval {ckpt} --data Digits --no-pictures", "did you mean digits"),
+    ("eval-bad-batch", "eval {ckpt} --batch-size 0", "--batch-size must be positive"),
+    ("eval-unknown-data", "eval {ckpt} --data nosuchset --no-pictures", "nosuchset"),
+    # export
+    ("export-unknown-model", "export mobilenett -o {dir}/e7", "unknown model"),
+    ("export-calib-method-alone", "export lenet5 --calib-method entropy -o {dir}/e8",
+     "applies to --int8 only"),
+    ("export-max-drop-alone", "export lenet5 --max-drop 2 -o {dir}/e9", "applies to --int8 only"),
+    ("export-calib-unknown", "export {ckpt} --int8 --calib-data nosuch -o {dir}/e10", "nosuch"),
+    ("export-bad-method", "export lenet5 --prune 0.5 --prune-method magic -o {dir}/e11",
+     "invalid choice"),
+    # predict: files a user's folder holds
+    ("predict-not-an-image", "predict {model} {notimage}", "not an image"),
+    ("predict-bomb", "predict {model} {bomb}", "decompression bomb"),
+    ("predict-truncated", "predict {model} {truncated}", "truncated.jpg"),
+    ("predict-missing-image", "predict {model} {dir}/nope.png", "no such image file"),
+    ("predict-empty-folder", "predict {model} {empty_dir}", "no images found"),
+    ("predict-topk-zero", "predict {model} {notimage} --topk 0", "positive integer"),
+    # bench, sweep, pipeline
+    ("bench-unknown-format", "bench lenet5 --format xml", "invalid choice"),
+    ("bench-iters-and-duration", "bench lenet5 --iters 5 --duration 1", "not allowed with"),
+    ("bench-unknown-runtime", "bench lenet5 --runtime tflite", "tflite"),
+    ("bench-negative-warmup", "bench lenet5 --warmup -1", "--warmup"),
+    ("bench-data-case", "bench {model} --data MNIST5k --iters 2 --warmup 0",
+     "did you mean mnist5k"),
+    ("sweep-unknown-model", "sweep mobilenett --alpha 0.5 --resolution 32 -o {dir}/s2",
+     "unknown model"),
+    ("sweep-zero-resolution", "sweep mobilenet --resolution 0 -o {dir}/s3", "positive integer"),
+    ("pipeline-unknown-key", "pipeline {bad_key_yaml} --out {dir}/p3", "flavour"),
+    ("pipeline-recipe-is-dir", "pipeline {empty_dir} --out {dir}/p4", "empty_dir"),
 ]
 
 
@@ -145,6 +222,8 @@ def test_bad_input(case: str, argv: str, expected: str, files: dict[str, Path]) 
     # (an untrained export that then meets a full disk warns first)
     *before_error, error = proc.stderr.splitlines()
     assert re.match(r"edgecnn( \w+)?: error: ", error), proc.stderr  # argparse names the command
-    assert all(line.startswith("edgecnn: warning: ") for line in before_error), proc.stderr
+    # (or predict's line naming the runtime it chose, before an image turns out bad)
+    assert all(line.startswith("edgecnn: warning: ") or re.match(r"edgecnn: \S+ .*\[.*\]$", line)
+               for line in before_error), proc.stderr
     assert expected in error.replace("\udcff", "\ufffd") or expected in error
     assert snapshot(files["dir"]) == before, "a failed command changed the files"

@@ -154,7 +154,9 @@ def test_imagefolder_seeded_split_skips_corrupt_files(tmp_path):
 def test_imagefolder_with_train_and_val_folders(tmp_path):
     _image_folder(tmp_path / "train")
     _image_folder(tmp_path / "val", classes=("dog",), per_class=2)
-    val = load_dataset(f"imagefolder:{tmp_path}", split="test", config=DataConfig(image_size=8))
+    val = load_dataset(f"imagefolder:{tmp_path}", split="val", config=DataConfig(image_size=8))
+    with pytest.raises(EdgeCNNError, match="no test/ folder"):  # not a silent val split
+        load_dataset(f"imagefolder:{tmp_path}", split="test", config=DataConfig(image_size=8))
     assert val.classes == ["cat", "dog"] and val.labels.tolist() == [1, 1]
     gray = val.images[val.labels == 1][-1]  # g.jpg: grayscale, stored as equal RGB channels
     assert np.array_equal(gray[0], gray[1]) and np.array_equal(gray[1], gray[2])

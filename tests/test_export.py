@@ -290,4 +290,4 @@ def test_export_help_lists_exactly_the_issue_flags() -> None:
                      "--prune", "--prune-method", "--finetune-epochs", "--int8",
                      "--calib-data", "--calib-samples", "--calib-method", "--max-drop",
                      "--qat-epochs", "--fp16", "--opset", "--dynamic-batch", "--output",
-                     "--force"}
+                     "--force", "--json"}  # --json: every command has it (issue 12)

@@ -35,7 +35,16 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["edgecnn.precision"] == "int8" and meta["edgecnn.trained"] == "true"
     assert meta["edgecnn.extra.calibration"].startswith("digits (64 train images")
-    params = qdq_params(proto)
+    # the CPU scheme, on the all-int8 graph of the exported fp32 file (the file written keeps
+    # in float the blocks that run faster so, which may be all of them on a given CPU)
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.quantize import preprocess, quantize
+    from edgecnn.export.targets import load_target
+
+    calib = load_images("digits", "train", Preprocess(32, (0.5,), (0.5,)), limit=16).array()
+    all_int8 = quantize(preprocess(onnx.load(str(res.path / "model.onnx"))),
+                        CalibrationReader(calib), load_target("cpu-x86").int8)
+    params = qdq_params(all_int8)
     activations = [zp for _, s, zp in params if zp.dtype == np.uint8]
     weights = [(s, zp) for _, s, zp in params if zp.dtype == np.int8]
     assert activations, "CPU targets: uint8 (asymmetric) activations"
@@ -46,35 +55,79 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     assert g["top1_fp32"] > 80 and g["passed"] is True
     assert step["drop"] <= 1.0 and step["agreement"] > 90
     assert res.report["data"]["held_out_images"] == 360  # digits' whole val split
-    sizes = res.report["files"]
-    assert sizes["model.int8.onnx"]["bytes"] < 0.5 * sizes["model.onnx"]["bytes"]
-    stem = res.report["int8"]["stem"]  # measured every way, the fastest kept
-    assert stem["stem"] == "/features/features.0/Conv" and stem["int8_ms"] > 0
-    assert set(stem["variants_ms"]) == {"int8", "float_1", "float_2"}
-    assert stem["float_stem"] == (stem["stem"] in res.report["int8"]["float_layers"])
-    assert res.report["int8"]["float_layers"] == step["float_layers"]
-    assert set(stem["float_layers"]) <= set(step["float_layers"])
-    # the leading convs kept for speed are float in the file written: no dequantized weight
+    blocks = res.report["int8"]["blocks"]  # every block profiled in fp32 and int8
+    assert {b["block"] for b in blocks["blocks"]} >= {"/features/features.0", "/classifier"}
+    assert all(b["fp32_ms"] > 0 and b["int8_ms"] > 0 for b in blocks["blocks"]
+               if b["block"].startswith("/features/features.0"))
+    assert blocks["search_s"] > 0 and blocks["profiled_sessions"] >= 2
+    written_float = set(res.report["int8"]["float_layers"])
+    if "fallback" in blocks:  # int8 lost to fp32 in a runtime: the fp32 graph is written
+        assert written_float >= set(step["float_layers"])
+    else:
+        assert set(step["float_layers"]) == written_float
+    # the blocks kept float for speed are float in the file written: no dequantized weight
     dequantized = {o for n in proto.graph.node if n.op_type == "DequantizeLinear"
                    for o in n.output}
-    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    for conv in convs:
-        assert (conv.input[1] in dequantized) == (conv.name not in stem["float_layers"])
+    float_blocks = {b["block"] for b in blocks["blocks"] if b["precision"] == "float"}
+    from edgecnn.export.mixed import block_of
+
+    for conv in (n for n in proto.graph.node if n.op_type in ("Conv", "Gemm")):
+        float_now = conv.name in written_float
+        assert (conv.input[1] in dequantized) != float_now
+        if block_of(conv.name) in float_blocks and "float_blocks_dropped" not in blocks:
+            assert float_now
+    verdict, latency = res.report["int8"]["verdict"], res.report["int8"]["latency"]
+    for runtime in ("onnxruntime", "openvino"):  # the final graph against fp32 in each
+        assert latency[runtime]["fp32_ms"] > 0 and latency[runtime]["int8_ms"] > 0
+        assert verdict["speedups"][runtime] == latency[runtime]["speedup"]
+    assert verdict["top1_change"] == -step["drop"]
+    assert isinstance(verdict["worth_deploying"], bool) and verdict["reason"]
+    # `edgecnn bench` on the artifact says the same verdict, beside what it measures now
+    from edgecnn.bench.report import render
+    from edgecnn.bench.run import BenchConfig, run_bench
+    from edgecnn.bench.timing import TimingPlan
+
+    records, cond = run_bench([str(res.path)], BenchConfig(
+        precisions=("fp32", "int8"), threads=1, plan=TimingPlan(warmup=1, iters=4), rounds=1))
+    assert all(r.roofline_pct and r.roofline_pct > 0 for r in records)  # both precisions
+    assert {k.split()[2] for k in cond["roofline"]} == {"fp32", "int8"}
+    (label, seen), = cond["int8_verdicts"].items()
+    assert seen["export"] == verdict and seen["measured_speedup"]["onnxruntime batch 1"] > 0
+    assert f"int8 verdict for {label}: " in render(records, "table", cond)
     final = res.report["int8"]["final"]  # what the written file scores: the guard's choice
     assert final["drop"] <= 1.0 and final["top1_int8"] == step["top1_int8"]
 
 
 def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811
+    """Two layers collapse in int8 (conv1 and c5, one output channel each scaled 1000x
+    before its tanh) and the guard may keep only one LeNet layer in float (a quarter of 5):
+    calibration and float layers cannot reach the budget, so QAT runs, through export."""
+    from edgecnn.checkpoint import load_checkpoint, save_checkpoint
     from edgecnn.export import ExportOptions, export
 
-    res = export(ExportOptions(str(lenet_ckpt), int8=True, calib_data="digits",
-                               calib_samples=32, max_drop=0.0, qat_epochs=1,
+    data = load_checkpoint(lenet_ckpt)
+    state = data["state_dict"]
+    for layer in ("features.0", "c5.0"):
+        state[f"{layer}.weight"][0] *= 1000
+        state[f"{layer}.bias"][0] *= 1000
+    hostile = save_checkpoint({k: v for k, v in data.items() if k != "format"},
+                              tmp_path / "hostile.pt")
+    recipe = tmp_path / "cpu-fixed.yaml"  # every block int8: the guard's steps decide alone
+    recipe.write_text((Path(__file__).parents[1] / "export" / "cpu-x86.yaml").read_text()
+                      .replace("name: cpu-x86", "name: cpu-fixed")
+                      .replace("  tensorrt_checks: false", "  tensorrt_checks: false\n"
+                               "  mixed_precision: false"))
+    res = export(ExportOptions(str(hostile), int8=True, calib_data="digits", target=str(recipe),
+                               calib_samples=32, max_drop=1.0, qat_epochs=1,
                                output=str(tmp_path / "qat")))
-    steps = res.report["int8"]["guard"]["steps"]
-    if steps[0]["drop"] > 0:  # nothing cheaper reached a zero drop: QAT ran last
-        assert steps[-1]["step"] == "qat" and steps[-1]["top1_int8"] is not None
+    guard = res.report["int8"]["guard"]
+    steps = guard["steps"]
+    assert [s["step"] for s in steps[:3]] == ["calibrate"] * 3
+    assert all(s["drop"] > 1.0 for s in steps[:-1]), "nothing cheaper than QAT passes"
+    assert steps[-1]["step"] == "qat" and steps[-1]["top1_int8"] is not None
+    assert res.report["int8"]["blocks"]["reason"].startswith("the recipe's")
     meta = {p.key: p.value for p in onnx.load(str(res.path / "model.int8.onnx")).metadata_props}
-    chosen = steps[res.report["int8"]["guard"]["chosen"]]
+    chosen = steps[guard["chosen"]]
     assert meta["edgecnn.extra.qat"] == ("true" if chosen["step"] == "qat" else "false")
 
 
@@ -89,7 +142,8 @@ def test_tensorrt_scheme_is_symmetric_and_passes_the_checker(tmp_path: Path) -> 
     params = qdq_params(proto)
     assert params and all(zp.dtype == np.int8 and np.all(zp == 0) for _, _, zp in params)
     assert res.report["int8"]["tensorrt_checks"] == {"passed": True, "problems": []}
-    assert res.report["int8"]["stem"]["float_stem"] is False  # TensorRT: every conv int8
+    assert res.report["int8"]["float_layers"] == []  # TensorRT: every conv int8, no search
+    assert res.report["int8"]["verdict"]["speedup"] is None  # timed on its device
     # the residual Adds of the inverted residual blocks have quantized inputs
     assert any(n.op_type == "Add" for n in proto.graph.node)
     assert tensorrt_problems(proto) == []
@@ -248,3 +302,93 @@ def test_cli_int8_options_reach_the_guard(tmp_path: Path, capsys,
     assert first["method"] == "percentile" and report["int8"]["max_drop"] == 0
     assert report["data"]["calibration_images"] == 32
     assert "top-1 fp32" in captured.out
+
+
+def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None:  # noqa: F811
+    """Reduced: every int8 weight within [-64, 64], so an AVX2 u8 x s8 pair sum (two
+    255 * w products in int16) cannot saturate; full: the per-channel maxima reach 127. Auto
+    follows the exporting CPU's flags, and the choice is said."""
+    from dataclasses import replace
+
+    from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.onnx_io import simplify, to_onnx_proto
+    from edgecnn.export.quantize import cpu_flags, preprocess, quantize, weight_range
+    from edgecnn.export.targets import load_target
+
+    data = load_checkpoint(lenet_ckpt)
+    proto = preprocess(simplify(to_onnx_proto(model_from_checkpoint(data),
+                                              torch.zeros(1, 1, 32, 32))))
+    calib = load_images("digits", "train", Preprocess(32, tuple(data["mean"]),
+                                                      tuple(data["std"])), limit=16).array()
+    scheme = load_target("cpu-x86").int8
+    peaks = {}
+    for choice in ("full", "reduced"):
+        q = quantize(proto, CalibrationReader(calib), replace(scheme, weight_range=choice))
+        weights = [a for a in (onnx.numpy_helper.to_array(t) for t in q.graph.initializer)
+                   if a.dtype == np.int8 and a.ndim == 4]
+        peaks[choice] = max(int(np.abs(w).max()) for w in weights)
+    assert peaks == {"full": 127, "reduced": 64}
+    reduced, why = weight_range(scheme)
+    vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    import platform
+    if platform.machine() == "x86_64" and cpu_flags():
+        assert reduced is not vnni and ("VNNI" in why)
+    assert weight_range(load_target("tensorrt").int8)[0] is False  # int8 x int8: no VPMADDUBSW
+
+
+def test_guard_puts_float_blocks_back_in_int8_when_they_cost_accuracy(
+        tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811
+    """The first candidate (float blocks kept for speed) loses accuracy: the guard's next
+    step is the same calibration with every block int8, and it is kept when within budget."""
+    from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgecnn.export.guard import GuardConfig, run_guard
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.onnx_io import simplify, to_onnx_proto
+    from edgecnn.export.quantize import preprocess, quantize
+    from edgecnn.export.targets import load_target
+
+    hostile, calib, held = _hostile_lenet(lenet_ckpt)
+    scheme = load_target("cpu-x86").int8
+    keep = ["/features/features.3/Conv"]  # as if the search had kept it float for speed
+    bad_first = quantize(hostile, CalibrationReader(calib), scheme, exclude=keep)
+    data = load_checkpoint(lenet_ckpt)
+    sound = preprocess(simplify(to_onnx_proto(model_from_checkpoint(data),
+                                              torch.zeros(1, 1, 32, 32))))
+    result = run_guard(sound, calib, held, scheme, GuardConfig(max_drop=1.0),
+                       cache_dir=tmp_path, keep_float=keep, first=bad_first)
+    first, second = result.steps[:2]
+    assert first.float_layers == keep and first.drop > 1.0
+    assert second.note == "float blocks back in int8" and second.float_layers == []
+    assert result.passed and result.chosen == 1 and second.drop <= 1.0
+    convs = [n for n in result.proto.graph.node if n.op_type == "Conv"]
+    assert all(n.input[1] != "features.3.weight" for n in convs), "features.3 is int8 again"
+
+
+def test_chunked_calibration_gives_onnxruntimes_own_ranges(tmp_path: Path,
+                                                           lenet_ckpt: Path) -> None:  # noqa: F811
+    """calibrate() feeds ONNX Runtime's calibrator a few batches at a time (memory); the
+    ranges must be those of ORT's own loop over every image at once."""
+    from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
+
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.quantize import _method, calibrate
+
+    proto, calib, _ = _hostile_lenet(lenet_ckpt)
+    model = tmp_path / "m.onnx"
+    onnx.save(proto, str(model))
+    for method in ("minmax", "percentile"):
+        cache = tmp_path / f"{method}.json"
+        calibrate(model, CalibrationReader(calib[:40]), method, cache, chunk=8)  # 5 chunks
+        ours = load_tensors_data(cache).data
+        options = {"percentile": 99.999, "num_bins": 2048} if method == "percentile" else {}
+        own = create_calibrator(model, None, augmented_model_path=str(tmp_path / "aug.onnx"),
+                                calibrate_method=_method(method), extra_options=options)
+        own.collect_data(CalibrationReader(calib[:40]))
+        theirs = own.compute_data().data
+        assert set(ours) == set(theirs)
+        for name, value in theirs.items():
+            want = [float(np.asarray(v).ravel()[0]) for v in value.range_value]
+            got = [float(np.asarray(v).ravel()[0]) for v in ours[name].range_value]
+            tol = 0 if method == "minmax" else 0.02 * max(abs(want[0]), abs(want[1]), 1e-6)
+            assert got == pytest.approx(want, abs=tol), (method, name)

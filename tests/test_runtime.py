@@ -80,27 +80,26 @@ def test_predict_an_artifact_matches_pytorch(art: dict, photos: list[Path]) -> N
 
 
 def test_preprocessing_matches_the_training_pipelines_eval_transform(photos: list[Path]) -> None:
-    """What a model sees on the device is what it saw in validation (data/transforms.py)."""
+    """What a model sees on the device is what it saw in validation (data/view.py feeds the
+    training evaluation the runtime's own pixels; tests/test_preprocess.py has every mode)."""
     import torch
 
-    from edgecnn.data.transforms import BatchTransform, TransformConfig
+    from edgecnn.data import ImageDataset, eval_view
+    from edgecnn.data.transforms import normalize
 
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     for channels in (3, 1):
-        m, s = (mean, std) if channels == 3 else ((0.45,), (0.226,))
-        pre = Preprocess(RES, m, s)
-        transform = BatchTransform(TransformConfig(resolution=RES, in_chans=channels),
-                                   mean=mean, std=std)
-        transform.mean, transform.std = m, s  # the stats in the model's own channels
-        for path in photos[:2]:
-            pixels = np.array(Image.open(path).convert("RGB"))
-            ref = transform(torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous())[0]
-            ours = pre.image(path)
-            # Pillow resizes in uint8 (a rounding step), torch in float: half a grey level,
-            # ~0.01 after dividing by std; a different filter or channel order is >> 0.1.
-            assert ours.shape == tuple(ref.shape)
-            assert np.abs(ours - ref.numpy()).mean() < 0.01
-            assert np.abs(ours - ref.numpy()).max() < 0.05
+        m, s = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if channels == 3 else \
+            ((0.45,), (0.226,))
+        pre = Preprocess(RES, m, s)  # the squash policy, the default
+        images = np.zeros((2, 3, 4, 4), np.uint8)  # stored pixels: evaluation re-decodes files
+        ds = ImageDataset("digits", "val", images, np.zeros(2, np.int64), ["a"], (0.5,) * 3,
+                          (0.2,) * 3, allow_hflip=False, augment="pad_crop",
+                          files=tuple(photos[:2]))
+        view = eval_view(ds, RES, channels)
+        ref = normalize(torch.from_numpy(view.images), m, s).numpy()
+        ours = pre(photos[:2])
+        assert ours.shape == ref.shape == (2, channels, RES, RES)
+        assert np.abs(ours - ref).max() <= 1e-5
 
 
 def test_every_kind_of_image_gives_the_same_answer(art: dict, photos: list[Path]) -> None:

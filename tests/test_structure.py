@@ -21,7 +21,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "edgecnn"
 
 # The shared base: torch-free, project-agnostic modules everything may use.
-BASE = ("errors", "lazy", "fileio", "metadata", "tables")
+BASE = ("errors", "lazy", "fileio", "metadata", "tables", "plotting")
 ZOO = ("layers", "models", "registry", "profile")
 # area -> the other areas it may import ("__init__" is `import edgecnn` itself)
 LAYERS: dict[str, tuple[str, ...]] = {
@@ -30,6 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "fileio": ("errors",),
     "metadata": ("errors",),
     "tables": ("errors",),
+    "plotting": (),  # matplotlib helpers (label placement, log axes, overlap check)
     "__init__": ("errors", "lazy", "registry", "profile"),  # the zoo API, lazily
     "runtime": BASE,
     "data": BASE,
@@ -49,7 +50,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
 }
 # Modules an area may import beyond LAYERS: export times its variants with the bench's
 # harness (one timing loop), which is torch-free and imports nothing of export.
-ALLOWED_MODULES = {"export": ("edgecnn.bench.harness", "edgecnn.bench.timing")}
+# Data decodes files with the runtime's one preprocessing (torch-free; it imports nothing
+# of data), so that training's evaluation sees the pixels a device app feeds.
+ALLOWED_MODULES = {"export": ("edgecnn.bench.harness", "edgecnn.bench.timing"),
+                   "data": ("edgecnn.runtime.preprocess",)}
 TORCH_FREE = ("errors", "lazy", "fileio", "metadata", "tables", "__init__", "runtime")
 
 # Imports the source does not spell out: edgecnn/models/__init__.py imports every family

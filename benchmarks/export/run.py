@@ -189,9 +189,14 @@ def export_time(results: dict) -> None:
     walls = []
     for _ in range(3):
         walls.append(edgecnn(*args)[1])
+    int8 = export_json(out)["int8"]
     results["export_time"] = {"command": command(*args), "wall_s": [round(w, 2) for w in walls],
                               "median_wall_s": round(float(np.median(walls)), 2),
-                              "stages_s": export_json(out)["timings_s"]}
+                              "stages_s": export_json(out)["timings_s"],
+                              "int8_search_s": int8["blocks"].get("search_s"),
+                              "int8_verify_s": (int8.get("latency") or {}).get("verify_s"),
+                              "load_average": os.getloadavg(), "cpu": _cpu(),
+                              "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     print(f"time: {results['export_time']}", flush=True)
 
 
@@ -287,8 +292,13 @@ def markdown(r: dict) -> str:
         lines += ["## Export wall time", "",
                   f"- MobileNet alpha 0.5, 224 px, fp32 + int8, 256 calibration images, guard on "
                   f"1,000 held-out images: {t['median_wall_s']:.1f} s median of {t['wall_s']} "
-                  "(goal <= 15 s), whole process", f"- stages: {t['stages_s']}",
-                  f"- `{t['command']}`", ""]
+                  "(goal <= 10 s), whole process", f"- stages: {t['stages_s']}",
+                  f"- `{t['command']}`"]
+        if "int8_search_s" in t:
+            lines += [f"- of which the per-block precision search {t['int8_search_s']} s and "
+                      f"its verification timing {t['int8_verify_s']} s (export.json)"]
+        lines += [f"- measured {t['date_utc']} UTC on {t['cpu']}, load average (1 min) "
+                  f"{t['load_average'][0]:.1f} at the end" if "load_average" in t else "", ""]
     if "size" in r:
         z = r["size"]
         lines += ["## Deep Compression size (SqueezeNet 1.0, 1000 classes)", "",

@@ -33,7 +33,87 @@ HERE = Path(__file__).resolve().parent
 THREADS = os.cpu_count() or 1
 
 
+KIND_OF = {"stem conv": "dense", "depthwise 3x3": "depthwise", "pointwise 1x1": "pointwise",
+           "other (pooling, classifier, layout)": "other"}
+
+
+def roofline(art: Path) -> dict:
+    """ONNX Runtime fp32 and int8 against the per-layer roofline (bench/roofline.py), at 1
+    thread and every core: p50 (harness, interleaved) over the bound, and per layer kind the
+    bound beside the profiler's kernel time."""
+    from edgecnn.bench.roofline import layer_bounds, measure_peaks
+
+    target = resolve_target(str(art), alpha=0.5, resolution=None, precisions=("fp32", "int8"))
+    out = {}
+    for threads in sorted({1, THREADS}):
+        peaks = measure_peaks(threads)
+        (group,) = make_cases(target, runtimes=("onnxruntime",), precisions=("fp32", "int8"),
+                              batches=(1,), threads=threads, device="cpu")
+        recs = run_group(group, TimingPlan(warmup=20, iters=300), peak_gmacs=peaks.fp32_gmacs,
+                         rounds=6)
+        row = {"peaks": peaks.__dict__}
+        for r in recs:
+            path = target.files[r.precision]
+            bounds = layer_bounds(path, peaks)
+            measured = layer_breakdown(path, threads)
+            kinds = {}
+            for kind, m in measured.items():
+                if kind == "total":
+                    continue
+                k = KIND_OF[kind]
+                kinds.setdefault(k, {"measured_ms": 0.0})["measured_ms"] += m["ms"]
+            for k, b in bounds.items():
+                if k != "total":
+                    kinds.setdefault(k, {"measured_ms": 0.0})["bound_ms"] = b["bound_ms"]
+            row[r.precision] = {"p50_ms": r.latency_ms_p50,
+                                "roofline_ms": bounds["total"]["bound_ms"],
+                                "roofline_pct": 100 * bounds["total"]["bound_ms"]
+                                / r.latency_ms_p50, "kinds": kinds}
+        out[threads] = row
+    return out
+
+
+def roofline_md(rf: dict, cond: dict) -> str:
+    md = ["", "## Roofline (ONNX Runtime, MobileNet alpha 0.5 at 224, batch 1)", "",
+          f"Measured {cond['time_utc']} on {cond['cpu']} ({cond['cpu_cores']} cores; load "
+          f"average {cond.get('load', '?')}). Per layer: max(MACs / peak, bytes / bandwidth) "
+          "for its precision, summed; roofline % = that bound / p50. Per kind: the bound beside "
+          "ONNX Runtime's profiled kernel time (median per run).", "",
+          "| threads | fp32 peak GMAC/s | int8 peak GMAC/s | copy GB/s | precision | p50 ms | "
+          "roofline ms | roofline % | pointwise bound/measured ms | depthwise | dense | other |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t, row in rf.items():
+        pk = row["peaks"]
+        for prec in ("fp32", "int8"):
+            x = row[prec]
+            cells = [f"{x['kinds'].get(k, {}).get('bound_ms', 0):.3f} / "
+                     f"{x['kinds'].get(k, {}).get('measured_ms', 0):.3f}"
+                     for k in ("pointwise", "depthwise", "dense", "other")]
+            md.append(f"| {t} | {pk['fp32_gmacs']:.1f} | {pk['int8_gmacs']:.1f} | "
+                      f"{pk['bandwidth_gbs']:.1f} | {prec} | {x['p50_ms']:.3f} | "
+                      f"{x['roofline_ms']:.3f} | {x['roofline_pct']:.0f}% | " + " | ".join(cells)
+                      + " |")
+    md += ["", "Goal: fp32 at >= 80% of its roofline at both thread counts."]
+    return "\n".join(md) + "\n"
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--only", "roofline"]:  # just this section, into results.{json,md}
+        with tempfile.TemporaryDirectory() as tmp:
+            art = export(ExportOptions(source="mobilenet", alpha=0.5, num_classes=10, int8=True,
+                                       calib_data="random", calib_samples=64,
+                                       output=str(Path(tmp) / "mobilenet-a0.5-r224"))).path
+            rf = roofline(art)
+        cond = conditions(THREADS) | {"load": round(os.getloadavg()[0], 1)}
+        data = json.loads((HERE / "results.json").read_text())
+        data["roofline"] = {"conditions": cond, "by_threads": rf,
+                            "command": "python benchmarks/harness/run.py --only roofline"}
+        (HERE / "results.json").write_text(json.dumps(data, indent=2) + "\n")
+        md = (HERE / "results.md").read_text().split("\n## Roofline")[0].rstrip("\n") + "\n"
+        (HERE / "results.md").write_text(md + roofline_md(rf, cond) + "\n- `python "
+                                         "benchmarks/harness/run.py --only roofline`\n")
+        print(roofline_md(rf, cond))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         art = export(ExportOptions(source="mobilenet", alpha=0.5, dynamic_batch=True,
                                    output=str(Path(tmp) / "mobilenet-a0.5-r224"))).path
@@ -148,8 +228,10 @@ def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, dict
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
         kind = "other (pooling, classifier, layout)"
-        if event["args"]["op_name"] == "Conv":
-            weight = list(event["args"]["input_type_shape"][1].values())[0]
+        op = event["args"]["op_name"]
+        shapes = [list(t.values())[0] for t in event["args"].get("input_type_shape", [])]
+        weight = next((w for w in shapes[1:] if len(w) == 4), None)  # (O, I/groups, kH, kW)
+        if op in ("Conv", "QLinearConv", "FusedConv") and weight is not None:
             kind = ("depthwise 3x3" if weight[1] == 1 and weight[2] > 1 else
                     "pointwise 1x1" if weight[2] == weight[3] == 1 else "stem conv")
             if (kind, event["name"]) not in per_node:

@@ -12,6 +12,7 @@ Ctrl-C stops the loop; what was measured so far is still summarized.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ class BenchCase:
     file_bytes: int | None = None
     sync: Callable[[], None] | None = field(default=None, repr=False)  # CUDA synchronize
     gpu_memory_mb: Callable[[], float | None] | None = field(default=None, repr=False)
+    path: Path | None = None  # the ONNX file (for its per-layer roofline)
 
 
 @dataclass
@@ -69,11 +71,13 @@ class BenchRecord:
     macs: int | None  # per image
     file_size_mb: float | None
     gmacs_per_s: float | None  # achieved multiply-adds per second at the mean latency
-    efficiency_pct: float | None  # gmacs_per_s over the machine's measured peak
+    efficiency_pct: float | None  # gmacs_per_s over the measured peak of its precision
     accuracy_top1_pct: float | None = None
     agreement_top1_pct: float | None = None  # top-1 agreement with the fp32 of this runtime
     speedup_vs_baseline: float | None = None  # baseline p50 / this p50, same group
     baseline: str | None = None
+    roofline_ms: float | None = None  # sum over layers of max(MACs/peak, bytes/bandwidth)
+    roofline_pct: float | None = None  # roofline_ms / p50: how close to the machine's limit
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +116,7 @@ def run_group(cases: Sequence[BenchCase], plan: TimingPlan, *, peak_gmacs: float
         _timed_rounds(live, plan, rounds, progress, stop)
         if eval_data is not None:
             for lv in live:
-                predictions[id(lv)] = _top1(lv.runner, eval_data[0], lv.case.batch)
+                predictions[id(lv)] = top1(lv.runner, eval_data[0], lv.case.batch)
     except KeyboardInterrupt:
         pass  # keep what was measured; the caller writes it
     finally:
@@ -133,7 +137,7 @@ def run_group(cases: Sequence[BenchCase], plan: TimingPlan, *, peak_gmacs: float
     return records
 
 
-def _top1(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
+def top1(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
     """Top-1 class of every image, in chunks of the case's batch size (last one padded)."""
     out = []
     for start in range(0, len(images), batch):
@@ -219,7 +223,7 @@ def _record(lv: _Live, peak_gmacs: float | None) -> BenchRecord:
         rss_mb_peak=rss_mb_peak(), rss_mb_load=lv.rss_load,
         gpu_memory_mb=case.gpu_memory_mb() if case.gpu_memory_mb else None,
         params=case.params, macs=case.macs,
-        file_size_mb=case.file_bytes / 2**20 if case.file_bytes else None,
+        file_size_mb=case.file_bytes / 1e6 if case.file_bytes else None,  # MB = 10^6 B
         gmacs_per_s=achieved,
         efficiency_pct=100 * achieved / peak_gmacs if achieved and peak_gmacs else None,
     )

@@ -28,10 +28,11 @@ COLUMNS = (
     ("img/s", "throughput_ips", "{:.1f}"),
     ("vs base", "speedup_vs_baseline", "{:.2f}x"),
     ("cold ms", "cold_start_ms", "{:.0f}"),
-    ("RSS MB", "rss_mb_peak", "{:.0f}"),
+    ("RSS MiB", "rss_mb_peak", "{:.0f}"),
     ("MB file", "file_size_mb", "{:.2f}"),
     ("MACs", "macs", "{:,}"),
     ("eff %", "efficiency_pct", "{:.0f}"),
+    ("roof %", "roofline_pct", "{:.0f}"),
     ("top-1 %", "accuracy_top1_pct", "{:.2f}"),
     ("agree %", "agreement_top1_pct", "{:.2f}"),
 )
@@ -48,6 +49,11 @@ def render(records: Sequence[BenchRecord], fmt: str, conditions: dict[str, Any])
         for r in records:
             writer.writerow(r.to_dict())
         return buf.getvalue()
+    if conditions.get("interrupted") and records:  # the calls actually timed, not the plan
+        done = sorted({r.iters for r in records})
+        conditions = {**conditions, "iters_desc": (f"{done[0]}" if len(done) == 1 else
+                                                   f"{done[0]}-{done[-1]}")
+                      + " (interrupted)"}
     used = [c for c in COLUMNS if any(getattr(r, c[1]) is not None for r in records)]
     rows = [[("-" if getattr(r, f) is None else spec.format(getattr(r, f)))
              for _, f, spec in used] for r in records]
@@ -55,8 +61,10 @@ def render(records: Sequence[BenchRecord], fmt: str, conditions: dict[str, Any])
     return table + "\n\n" + describe_conditions(conditions, markdown=fmt == "md")
 
 
-def describe_conditions(c: dict[str, Any], *, markdown: bool = False) -> str:
-    """One paragraph saying exactly what was measured."""
+def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
+                        bench_columns: bool = True) -> str:
+    """One paragraph saying exactly what was measured; `bench_columns` False leaves out the
+    notes on this table's own columns (eff %, RSS, vs base) for a table without them."""
     pk = ", ".join(f"{k} {v}" for k, v in c.get("packages", {}).items())
     gpu = f"; GPU {c['gpu']} (driver {c.get('gpu_driver', '?')})" if c.get("gpu") else ""
     if c.get("gpu_clock_mhz"):  # a Jetson: the clock it ran at decides its speed
@@ -66,8 +74,23 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False) -> str:
         f"cores{gpu}), {c.get('threads') or 'default'} threads per runtime; {pk}.",
         f"Latency: one call on a batch, perf_counter, {c.get('warmup', '?')} warm-up calls, "
         f"{c.get('iters_desc', '?')} timed calls per case in {c.get('rounds', '?')} interleaved "
-        f"rounds, {c.get('buffers', '?')} input buffers rotated. "
-        f"Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s (eff % = achieved / peak). "
-        "RSS: process peak so far; vs base: baseline p50 / p50 in the same group.",
+        f"rounds, {c.get('buffers', '?')} input buffers rotated."
+        + (f" Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s" + (
+            f", int8 (ONNX Runtime MatMulInteger): {c['peaks']['int8_gmacs']:.1f} GMAC/s, "
+            f"copy bandwidth {c['peaks']['bandwidth_gbs']:.1f} GB/s"
+            if c.get("peaks", {}).get("int8_gmacs") else "")
+           + " (eff % = achieved / peak of the precision; roof % = per-layer roofline / p50). "
+           "RSS: process peak so far (MiB); vs base: baseline p50 / p50 in the same group; "
+           "file sizes in MB = 10^6 bytes." if bench_columns else ""),
+        *[f"{why}." for why in c.get("not_measured", [])],
     ]
+    for label, kinds in c.get("roofline", {}).items():
+        lines.append(f"roofline {label}: " + ", ".join(
+            f"{k} {v['bound_ms']:.3f} ms" for k, v in kinds.items() if v["bound_ms"]))
+    for label, v in c.get("int8_verdicts", {}).items():
+        e = v["export"]
+        now = ", ".join(f"{k} {x:.2f}x" for k, x in v["measured_speedup"].items())
+        lines.append(f"int8 verdict for {label}: "
+                     f"{'worth deploying' if e['worth_deploying'] else 'not worth it'} "
+                     f"(export: {e['reason']})" + (f"; measured now: {now}" if now else ""))
     return "\n".join(("> " + line) if markdown else line for line in lines)

@@ -7,15 +7,16 @@ import os
 import signal
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecnn.bench.harness import BenchRecord, EvalData, add_speedups, run_group
-from edgecnn.bench.machine import conditions, peak_gmacs
-from edgecnn.bench.targets import make_cases, resolve_target
+from edgecnn.bench.machine import conditions
+from edgecnn.bench.roofline import Peaks, measure_peaks
+from edgecnn.bench.targets import make_cases, resolve_target, skip_reason
 from edgecnn.bench.timing import TimingPlan
 from edgecnn.errors import EdgeCNNError
 
@@ -45,15 +46,23 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
               ) -> tuple[list[BenchRecord], dict[str, Any]]:
     """Benchmark every target; returns (records, conditions). Ctrl-C keeps what was done."""
     cond = conditions(config.threads)
-    cond["peak_gmacs"] = peak_gmacs(config.threads)
+    peaks = measure_peaks(config.threads)
+    cond["peak_gmacs"] = peaks.fp32_gmacs
+    cond["peaks"] = asdict(peaks)
     cond.update(warmup=config.plan.warmup, rounds=config.rounds, buffers=config.plan.buffers,
                 iters_desc=(str(config.plan.iters) if config.plan.iters is not None
                             else f"{config.plan.duration_s:g} s of"))
+    cond["not_measured"] = [why for r in config.runtimes for p in config.precisions
+                            if (why := skip_reason(r, p, config.device))]
     records: list[BenchRecord] = []
+    verdicts: dict[str, dict[str, Any]] = {}  # model label -> the export's int8 verdict
     with _interrupt_flag() as stopped, tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for name in targets:
             target = resolve_target(name, alpha=config.alpha, resolution=config.resolution,
                                     precisions=config.precisions, workdir=Path(tmp))
+            verdict = (target.info.get("int8") or {}).get("verdict")
+            if verdict:
+                verdicts[target.label] = verdict
             groups = make_cases(target, runtimes=config.runtimes, precisions=config.precisions,
                                 batches=config.batches, threads=config.threads,
                                 device=config.device)
@@ -63,18 +72,64 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                     break
                 total = len(group) * (config.plan.iters or config.rounds)
                 tick = (lambda n, t=total: progress(n, t)) if progress else None
-                records += run_group(group, config.plan, peak_gmacs=cond["peak_gmacs"],
+                measured = run_group(group, config.plan, peak_gmacs=cond["peak_gmacs"],
                                      rounds=config.rounds, eval_data=eval_data,
                                      progress=tick, stop=stopped)
+                add_roofline(measured, group, peaks, cond)
+                records += measured
             if stopped():
                 cond["interrupted"] = True
                 break
     add_speedups(records, baseline=_is_baseline)
+    if verdicts:
+        cond["int8_verdicts"] = int8_verdicts(records, verdicts)
     return records, cond
 
 
+def add_roofline(records: Sequence[BenchRecord], cases: Sequence[Any], peaks: Peaks,
+                 cond: dict[str, Any]) -> None:
+    """Each record's per-layer roofline (bench/roofline.py) and its share of the p50; the
+    efficiency of int8 records against the int8 peak; per-kind bounds into `cond`."""
+    try:
+        from edgecnn.bench.roofline import layer_bounds
+    except ImportError:
+        return
+    by_key = {(c.runtime, c.precision, c.batch): c for c in cases}
+    for r in records:
+        case = by_key.get((r.runtime, r.precision, r.batch))
+        if case is None or case.path is None:
+            continue
+        try:
+            bounds = layer_bounds(case.path, peaks, r.batch)
+        except ImportError:  # no onnx package: no shapes, no roofline
+            return
+        r.roofline_ms = bounds["total"]["bound_ms"]
+        r.roofline_pct = 100 * r.roofline_ms / r.latency_ms_p50
+        if r.precision == "int8" and peaks.int8_gmacs and r.gmacs_per_s:
+            r.efficiency_pct = 100 * r.gmacs_per_s / peaks.int8_gmacs
+        cond.setdefault("roofline", {})[f"{r.model} {r.runtime} {r.precision} b{r.batch}"] = {
+            k: {"bound_ms": round(v["bound_ms"], 4), "macs": int(v["macs"]),
+                "bytes": int(v["bytes"])} for k, v in bounds.items()}
+
+
+def int8_verdicts(records: Sequence[BenchRecord], export: dict[str, dict[str, Any]]
+                  ) -> dict[str, dict[str, Any]]:
+    """The export's int8 verdict per model, beside the int8 speed-up measured now (fp32 p50 /
+    int8 p50, same runtime and batch) where both precisions were benchmarked."""
+    out = {}
+    for label, verdict in export.items():
+        p50 = {(r.runtime, r.batch, r.precision): r.latency_ms_p50 for r in records
+               if r.model == label}
+        measured = {f"{rt} batch {b}": round(p50[(rt, b, "fp32")] / ms, 3)
+                    for (rt, b, prec), ms in p50.items()
+                    if prec == "int8" and (rt, b, "fp32") in p50}
+        out[label] = {"export": verdict, "measured_speedup": measured}
+    return out
+
+
 def _is_baseline(r: BenchRecord) -> bool:
-    """PyTorch eager fp32 when measured (the issue's reference), else the first fp32 case."""
+    """PyTorch eager fp32; where it was not measured, add_speedups falls back to the group's
+    first case (the first runtime's first precision: fp32 when it is listed first)."""
     return r.runtime == "torch-eager" and r.precision == "fp32"
 
 
@@ -99,10 +154,17 @@ def eval_data_for(config: BenchConfig, input_shape: tuple[int, int, int],
         raise EdgeCNNError(f"{config.data} has {ds.num_classes} classes but the model "
                            f"predicts {count}")
     n = min(config.eval_limit, len(ds))
-    images = pre.nchw_uint8(ds.images[:n])
+    images = np.stack([pre.image(im) for im in _sources(ds, n)])  # the runtime's steps
     if images.shape[1:] != input_shape:
         raise EdgeCNNError(f"preprocessed images are {images.shape[1:]}, model takes {input_shape}")
     return images.astype(np.float32), ds.labels[:n].astype(np.int64)
+
+
+def _sources(ds: Any, n: int) -> list[Any]:
+    """The first n images as the runtime takes them: image folders' files, else arrays."""
+    if ds.files is not None:
+        return list(ds.files[:n])
+    return [im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0) for im in ds.images[:n]]
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.bench.harness import BenchRecord
-from edgecnn.bench.run import BenchConfig, run_bench
+from edgecnn.bench.run import BenchConfig
 from edgecnn.errors import EdgeCNNError
 from edgecnn.tables import format_table
 
@@ -36,24 +36,87 @@ class SweepConfig:
 
 
 def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Export every point first, then time all of them together like bench does: one
+    interleaved group (every point, runtime and precision gets a block per round, after a
+    settle pause), so a machine that drifts or a neighbour that wakes up taxes every point
+    alike and the points of one sweep compare. Accuracy (trained sweeps) is a separate,
+    untimed pass per point."""
+    from edgecnn.bench.harness import run_group
+    from edgecnn.bench.machine import conditions
+    from edgecnn.bench.run import eval_data_for
+    from edgecnn.bench.targets import make_cases, resolve_target
+    from edgecnn.fileio import atomic_write
+
     if cfg.train and not cfg.data:
         raise EdgeCNNError("--train needs --data (the data set to train and evaluate on)")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
+    points, cases = {}, []
     for alpha in cfg.alphas:
         for res in cfg.resolutions:
             point = cfg.out / f"{cfg.model}-a{alpha:g}-r{res}"
             artifact = _artifact(cfg, alpha, res, point, log)
-            bench = replace(cfg.bench, batches=(1,), data=cfg.data if cfg.train else None)
-            records, cond = run_bench([str(artifact)], bench)
-            rows += [_row(r, alpha, res) for r in records]
-            log(f"{point.name}: " + ", ".join(
-                f"{r.runtime} {r.precision} {r.latency_ms_p50:.3f} ms" for r in records))
-    (cfg.out / "sweep.json").write_text(json.dumps({"conditions": cond, "rows": rows},
-                                                   indent=2), encoding="utf-8")
-    (cfg.out / "sweep.md").write_text(sweep_table(rows, markdown=True) + "\n", encoding="utf-8")
+            target = replace(resolve_target(str(artifact), alpha=alpha, resolution=res,
+                                            precisions=cfg.bench.precisions),
+                             label=point.name)
+            points[point.name] = (alpha, res, target)
+            cases += make_cases(target, runtimes=cfg.bench.runtimes,
+                                precisions=cfg.bench.precisions, batches=(1,),
+                                threads=cfg.bench.threads, device=cfg.bench.device)[0]
+    log(f"timing {len(cases)} cases interleaved in {cfg.bench.rounds} rounds")
+    records = run_group(cases, cfg.bench.plan, peak_gmacs=None, rounds=cfg.bench.rounds)
+    if cfg.train:
+        _accuracy(records, cases, {k: eval_data_for(replace(cfg.bench, data=cfg.data),
+                                                    t.input_shape, t.files)
+                                   for k, (_, _, t) in points.items()})
+    rows = [_row(r, *points[r.model][:2]) for r in records]
+    for name in points:
+        log(f"{name}: " + ", ".join(f"{r.runtime} {r.precision} {r.latency_ms_p50:.3f} ms"
+                                    for r in records if r.model == name))
+    cond = conditions(cfg.bench.threads)
+    cond.update(rounds=cfg.bench.rounds, iters=cfg.bench.plan.iters,
+                settle_s=cfg.bench.plan.settle_s, interleaved="all points in one group")
+    atomic_write(cfg.out / "sweep.json", json.dumps(
+        {"conditions": cond, "rows": rows, "out_of_order": out_of_order(rows)}, indent=2))
+    atomic_write(cfg.out / "sweep.md", sweep_table(rows, markdown=True) + "\n")
     plot_sweep(rows, cfg.out, title=f"{cfg.model} alpha x resolution")
     return rows
+
+
+def _accuracy(records: list[BenchRecord], cases: list, data: dict[str, Any]) -> None:
+    """Held-out top-1 of every case, one runner at a time (not timed)."""
+    from edgecnn.bench.harness import top1
+
+    for record, case in zip(records, cases):
+        runner = case.make_runner()
+        runner.activate()
+        try:
+            images, labels = data[record.model]
+            record.accuracy_top1_pct = 100 * float(
+                (top1(runner, images, 1) == labels).mean())
+        finally:
+            runner.deactivate()
+
+
+def out_of_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pairs of points (same runtime and precision) where more MACs ran faster by more than
+    the noise band (the larger of the two p50-to-p90 spreads): latency should rise with
+    MACs, and where it does not beyond the noise, the table says so."""
+    found = []
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        series.setdefault((r["runtime"], r["precision"]), []).append(r)
+    for rs in series.values():
+        for a in rs:
+            for b in rs:
+                if a["macs"] < b["macs"] and a["latency_ms_p50"] > b["latency_ms_p50"]:
+                    band = max(a["latency_ms_p90"] - a["latency_ms_p50"],
+                               b["latency_ms_p90"] - b["latency_ms_p50"])
+                    if a["latency_ms_p50"] - b["latency_ms_p50"] > band:
+                        found.append({"fewer_macs": f"a{a['alpha']:g} r{a['resolution']}",
+                                      "more_macs": f"a{b['alpha']:g} r{b['resolution']}",
+                                      "runtime": a["runtime"], "precision": a["precision"],
+                                      "p50_ms": [a["latency_ms_p50"], b["latency_ms_p50"]]})
+    return found
 
 
 def _artifact(cfg: SweepConfig, alpha: float, res: int, point: Path,
@@ -84,7 +147,8 @@ def _artifact(cfg: SweepConfig, alpha: float, res: int, point: Path,
 def _row(r: BenchRecord, alpha: float, res: int) -> dict[str, Any]:
     return {"alpha": alpha, "resolution": res, "runtime": r.runtime, "precision": r.precision,
             "params": r.params, "macs": r.macs, "latency_ms_p50": r.latency_ms_p50,
-            "latency_ms_p99": r.latency_ms_p99, "throughput_ips": r.throughput_ips,
+            "latency_ms_p90": r.latency_ms_p90, "latency_ms_p99": r.latency_ms_p99,
+            "throughput_ips": r.throughput_ips,
             "accuracy_top1_pct": r.accuracy_top1_pct, "file_size_mb": r.file_size_mb}
 
 
@@ -114,37 +178,78 @@ def plot_sweep(rows: list[dict[str, Any]], out: Path, *, title: str) -> list[Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figures = [("latency_vs_macs.png", latency_macs_figure(rows, title))]
+    if any(r["accuracy_top1_pct"] is not None for r in rows):
+        figures.append(("accuracy_vs_latency.png", accuracy_latency_figure(rows, title)))
+    written = []
+    for name, fig in figures:
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        written.append(out / name)
+    return written
+
+
+def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         series.setdefault(f"{r['runtime']} {r['precision']}", []).append(r)
-    written = []
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    return series
+
+
+def latency_macs_figure(rows: list[dict[str, Any]], title: str) -> Any:
+    """Log-log, plain-number ticks (50M, 100M; 0.5, 1, 2 ms), each grid point labelled
+    alpha/resolution once (the series share their MACs)."""
+    import matplotlib.pyplot as plt
+
+    from edgecnn.plotting import log_axis, place_labels
+    from edgecnn.tables import human
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    series = _series(rows)
     for label, rs in series.items():
-        ax.loglog([r["macs"] for r in rs], [r["latency_ms_p50"] for r in rs], "o", label=label)
+        ax.plot([r["macs"] for r in rs], [r["latency_ms_p50"] for r in rs], "o", label=label,
+                alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.margins(0.15)
+    log_axis(ax.xaxis, lambda v, _pos: human(int(v)))
+    log_axis(ax.yaxis)
     ax.set(xlabel="multiply-adds per image", ylabel="p50 latency, batch 1 (ms)",
            title=f"{title}: latency vs MACs")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(out / "latency_vs_macs.png", dpi=120)
-    plt.close(fig)
-    written.append(out / "latency_vs_macs.png")
-    if any(r["accuracy_top1_pct"] is not None for r in rows):
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        for label, rs in series.items():
-            pts = [(r["latency_ms_p50"], r["accuracy_top1_pct"]) for r in rs]
-            ax.plot(*zip(*pts), "o", label=label, alpha=0.7)
-            front = pareto_front(pts)
-            ax.plot(*zip(*front), "-", alpha=0.6)
-            for r in rs:
-                ax.annotate(f"{r['alpha']:g}/{r['resolution']}",
-                            (r["latency_ms_p50"], r["accuracy_top1_pct"]), fontsize=6)
-        ax.set(xlabel="p50 latency, batch 1 (ms)", ylabel="top-1 (%)",
-               title=f"{title}: accuracy vs latency (lines: Pareto fronts)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "accuracy_vs_latency.png", dpi=120)
-        plt.close(fig)
-        written.append(out / "accuracy_vs_latency.png")
-    return written
+    first = next(iter(series.values()))  # label the points of one series: alpha/resolution
+    place_labels(ax, [(r["macs"], r["latency_ms_p50"]) for r in first],
+                 [f"{r['alpha']:g}/{r['resolution']}" for r in first])
+    return fig
+
+
+def accuracy_latency_figure(rows: list[dict[str, Any]], title: str) -> Any:
+    """Points and each series' Pareto front in the series' own colour."""
+    import matplotlib.pyplot as plt
+
+    from edgecnn.plotting import place_labels
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    labelled = []
+    for label, rs in _series(rows).items():
+        pts = [(r["latency_ms_p50"], r["accuracy_top1_pct"]) for r in rs
+               if r["accuracy_top1_pct"] is not None]
+        if not pts:
+            continue
+        (marks,) = ax.plot(*zip(*pts), "o", label=label, alpha=0.7)
+        front = pareto_front(pts)
+        ax.plot(*zip(*front), "-", color=marks.get_color(), alpha=0.8)
+        labelled += [((r["latency_ms_p50"], r["accuracy_top1_pct"]),
+                      f"{r['alpha']:g}/{r['resolution']}") for r in rs
+                     if r["accuracy_top1_pct"] is not None]
+    ax.margins(0.12)
+    ax.set(xlabel="p50 latency, batch 1 (ms)", ylabel="top-1 (%)",
+           title=f"{title}: accuracy vs latency (lines: Pareto fronts)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    first = labelled[: len(labelled) // max(1, len(_series(rows)))]
+    place_labels(ax, [p for p, _ in first], [t for _, t in first])
+    return fig

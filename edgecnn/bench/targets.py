@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.bench.harness import BenchCase
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
 from edgecnn.runtime.loader import PRECISION_FILES, runner_class
 from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
 
@@ -95,7 +95,8 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
         from edgecnn.export.api import ExportOptions, export
     except ImportError as exc:
         raise EdgeCNNError(f"{name!r} is not a file or directory; benchmarking a zoo name "
-                           f"exports it first, which needs the torch extra ({exc})") from None
+                           f"exports it first, which needs the torch extra ({exc}): "
+                           f"{INSTALL_TORCH}") from None
     root = Path(tempfile.mkdtemp(prefix="edgecnn-bench-", dir=workdir))
     base = dict(source=name, alpha=alpha, resolution=resolution, dynamic_batch=True)
     out = root / "artifact"
@@ -141,6 +142,16 @@ def _after(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def skip_reason(runtime: str, precision: str, device: str) -> str | None:
+    """Why a (runtime, precision) row is not measured, or None when it is."""
+    if runtime.startswith("torch") and precision == "int8":
+        return (f"{runtime} int8 not measured: PyTorch int8 is not what users deploy (the "
+                f"int8 ONNX model is measured in ONNX Runtime/OpenVINO)")
+    if runtime.startswith("torch") and precision == "fp16" and device == "cpu":
+        return f"{runtime} fp16 not measured on the CPU: PyTorch's fp16 convolutions are slow"
+    return None
+
+
 def _case(target: Target, runtime: str, precision: str, batch: int, threads: int,
           device: str) -> BenchCase | None:
     base = dict(model=target.label, precision=precision, batch=batch,
@@ -148,16 +159,27 @@ def _case(target: Target, runtime: str, precision: str, batch: int, threads: int
                 params=_after(target.info.get("params")))
     if runtime.startswith("torch"):
         mode = runtime.partition("-")[2] or "eager"
-        if precision == "int8" or (precision == "fp16" and device == "cpu"):
-            return None  # PyTorch int8 is not what users deploy; fp16 convs on CPU are slow
+        if skip_reason(runtime, precision, device):
+            return None
         from edgecnn.bench.torch_side import torch_case
 
         return torch_case(target, mode, precision, batch, threads, device, base)
     if precision not in target.files:
         return None
     path = target.files[precision]
+    if runtime == "fastest":  # the cached or freshly measured choice (runtime/fastest.py)
+        from edgecnn.runtime.fastest import choose
+
+        from edgecnn.runtime.loader import cpu_runners
+
+        chosen, options, _ = choose(path, {}, cpu_runners())
+        runner_type = runner_class(chosen)
+        opts = runner_type.options_type.from_kwargs(chosen, options)
+        return BenchCase(runtime=f"fastest:{chosen}/{options['threads']}t",
+                         file_bytes=path.stat().st_size, path=path,
+                         make_runner=lambda: runner_type(path, device, opts), **base)
     runner_type = runner_class(runtime)
     options: dict[str, Any] = {"threads": threads} if runtime != "tensorrt" else {}
     opts = runner_type.options_type.from_kwargs(runtime, options)
-    return BenchCase(runtime=runtime, file_bytes=path.stat().st_size,
+    return BenchCase(runtime=runtime, file_bytes=path.stat().st_size, path=path,
                      make_runner=lambda: runner_type(path, device, opts), **base)

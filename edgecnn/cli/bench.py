@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from edgecnn.cli.args import (add_preprocess_flags, positive_float, positive_int
 from edgecnn.errors import EdgeCNNError
 
 ORDER = 50
-RUNTIME_CHOICES = ("onnxruntime", "openvino", "tensorrt", "torch", "torch-eager",
+RUNTIME_CHOICES = ("onnxruntime", "openvino", "tensorrt", "fastest", "torch", "torch-eager",
                    "torch-compile", "torch-cudagraphs")
 PRECISION_CHOICES = ("fp32", "fp16", "int8")
 
@@ -42,7 +43,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="+", metavar="TARGET",
                    help="artifact directory, ONNX file, or zoo name (exported on the fly)")
     p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES), default=("onnxruntime",),
-                   help="comma list: onnxruntime,openvino,tensorrt,torch[-compile|-cudagraphs]")
+                   help="comma list: onnxruntime,openvino,tensorrt,fastest (the CPU runtime and "
+                   "threads measured fastest, cached),torch[-compile|-cudagraphs]")
     p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",))
     p.add_argument("--batch", type=positive_ints, default=(1,), help="comma list, e.g. 1,8,32")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -50,17 +52,23 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (or an OpenVINO device)")
     p.add_argument("--warmup", type=int, default=10)
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--iters", type=positive_int, default=None, help="timed calls per case")
+    group.add_argument("--iters", type=positive_int, default=None,
+                       help="timed calls per case (default 200)")
     group.add_argument("--duration", type=positive_float, default=None,
-                       help="seconds of timed calls per case")
+                       help="seconds of timed calls per case (default: --iters)")
     p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds")
-    p.add_argument("--data", default=None, help="data set for accuracy, e.g. mnist5k")
+    p.add_argument("--data", default=None,
+                   help="data set for accuracy, e.g. mnist5k (default: latency only)")
     p.add_argument("--alpha", type=positive_float, default=1.0, help="for zoo names")
     p.add_argument("--resolution", type=positive_int, default=None,
-                   help="for zoo names, and ONNX files whose input size is dynamic")
+                   help="for zoo names, and ONNX files whose input size is dynamic (default: "
+                   "the model's)")
     add_preprocess_flags(p, resolution=False)  # --mean/--std/--labels: for --data accuracy
     p.add_argument("--format", choices=("table", "json", "csv", "md"), default="table")
-    p.add_argument("-o", "--output", type=Path, default=None, help="also write to this file")
+    p.add_argument("--json", dest="format", action="store_const", const="json",
+                   help="print JSON (the same as --format json)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="also write to this file (default: stdout only)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -69,15 +77,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model")
     p.add_argument("--alpha", type=csv_of(None, float), default=(0.25, 0.5, 0.75, 1.0))
     p.add_argument("--resolution", type=positive_ints, default=(128, 160, 192, 224))
-    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:3]), default=("onnxruntime",))
+    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:4]), default=("onnxruntime",))
     p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",))
-    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads per runtime (default: all cores)")
     p.add_argument("--iters", type=positive_int, default=100)
     p.add_argument("--train", action="store_true", help="train every point (needs --data)")
-    p.add_argument("--data", default=None)
+    p.add_argument("--data", default=None, help="data set for --train (default: none)")
     p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("-o", "--out", type=Path, default=None,
+    p.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None,
                    help="directory (default: sweeps/<model>)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=run_sweep_cmd)
 
 
@@ -88,9 +98,12 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     from edgecnn.bench.sweep import SweepConfig, run_sweep, sweep_table
     from edgecnn.bench.timing import TimingPlan
 
+    from edgecnn.registry import get_spec
+
     bad = [a for a in args.alpha if not a > 0]
     if bad:
         raise EdgeCNNError(f"alpha must be positive, got {bad[0]}")
+    get_spec(args.model)  # an unknown name fails before the output directory exists
     bench = BenchConfig(runtimes=args.runtime, precisions=args.precision,
                         threads=args.threads or os.cpu_count() or 1,
                         plan=TimingPlan(iters=args.iters))
@@ -99,6 +112,9 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
                                  resolutions=args.resolution, out=out, bench=bench,
                                  train=args.train, data=args.data, epochs=args.epochs),
                      log=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
     print(sweep_table(rows))
     print(f"\nwritten: {out}/sweep.json, sweep.md, latency_vs_macs.png"
           + (", accuracy_vs_latency.png" if args.train else ""))

@@ -22,7 +22,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Export MODEL (a zoo name: initialized weights, for latency work) or "
         "CHECKPOINT (from `edgecnn train`: rebuilt from it alone) to a directory with "
         "model.onnx, model.int8.onnx / model.fp16.onnx when asked, and export.json.")
-    p.add_argument("source", metavar="MODEL|CHECKPOINT")
+    p.add_argument("source", metavar="MODEL|CHECKPOINT",
+                   help="zoo name, checkpoint (.pt) or run directory (its best.pt)")
     p.add_argument("--alpha", type=alpha_arg, help="width multiplier (zoo models; default 1)")
     p.add_argument("--resolution", type=positive_int,
                    help="input side in pixels (default: the model's or the checkpoint's)")
@@ -31,7 +32,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="recipe name in export/ (cpu-x86, cpu-arm, tensorrt, jetson-orin, "
                    "jetson-nano) or a path to a YAML recipe (default cpu-x86)")
     p.add_argument("--prune", type=open_ratio, metavar="RATIO",
-                   help="structured: share of MACs to remove; unstructured: share of weights")
+                   help="structured: share of MACs to remove; unstructured: share of weights "
+                   "(default: no pruning)")
     p.add_argument("--prune-method", choices=("structured", "unstructured"),
                    default="structured")
     p.add_argument("--finetune-epochs", type=non_negative_int, default=0, metavar="E",
@@ -40,7 +42,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="also write model.int8.onnx (static QDQ, per-channel weights)")
     p.add_argument("--calib-data", metavar="DATA",
                    help="data set to calibrate on (train split) and to check accuracy on (val "
-                   "split); `random` for latency-only int8")
+                   "split); `random` for latency-only int8 (default: none)")
     p.add_argument("--calib-samples", type=positive_int, default=256, metavar="N",
                    help="calibration images (default 256)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"),
@@ -57,12 +59,19 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="DIR",
                    help="artifact directory (default exports/MODEL-aALPHA-rRES)")
     p.add_argument("--force", action="store_true", help="replace an existing export")
+    p.add_argument("--json", action="store_true",
+                   help="print export.json's report instead of the summary")
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from edgecnn.export import ExportOptions, export
 
+    if Path(args.source).is_dir() and (Path(args.source) / "best.pt").is_file():
+        args.source = str(Path(args.source) / "best.pt")  # a run directory of edgecnn train
+        print(f"edgecnn: exporting the run's best checkpoint, {args.source}", file=sys.stderr)
     opts = ExportOptions(
         source=args.source, alpha=args.alpha, resolution=args.resolution,
         num_classes=args.num_classes, target=args.target, prune=args.prune,
@@ -78,9 +87,39 @@ def run_export(args: argparse.Namespace) -> int:
             from edgecnn.errors import EdgeCNNError
 
             raise EdgeCNNError(f"{flag} applies to --int8 only")
-    result = export(opts, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
+    import contextlib
+
+    # --json: stdout is the JSON alone (torch's exporters print there, from C++ too)
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        result = export(opts, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
+    if args.json:
+        import json
+
+        print(json.dumps({"path": str(result.path), **result.report}, indent=2, default=str))
+        return 0
     _summary(result.path, result.report)
     return 0
+
+
+def _stdout_to_stderr():  # noqa: ANN202
+    """File descriptor 1 pointed at 2 for a while, Python's sys.stdout with it."""
+    import contextlib
+    import os
+
+    @contextlib.contextmanager
+    def redirect():  # noqa: ANN202
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+    return redirect()
 
 
 def _summary(path, report: dict) -> None:  # noqa: ANN001

@@ -4,20 +4,51 @@ Each subcommand group lives in its own module of this package with `add_parsers(
 setting `func` on each parser; modules are discovered, so a new command file enrols itself.
 Heavy imports (torch) happen inside the functions, so `edgecnn --help` and `edgecnn predict`
 stay fast and torch-free.
+
+A base install (`pip install edgecnn`: numpy, ONNX Runtime, Pillow) runs `predict` and `bench`
+on artifacts. A command of the torch side says in one line what to install instead: checked
+before it runs for the commands that always need it (so nothing is written), and caught for
+whatever else reaches for a torch-side module (`bench` of a zoo name or `--runtime torch`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 from edgecnn import __version__
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
+
+# What the torch extra adds, as import names (pyproject.toml's [torch] list; a test keeps the
+# two in step), and the commands that cannot run without it.
+TORCH_SIDE = ("torch", "onnx", "onnxscript", "onnxslim", "torch_pruning", "matplotlib", "tqdm",
+              "yaml", "zstandard", "mlxtend", "sklearn")
+TORCH_COMMANDS = ("list", "info", "train", "eval", "export", "sweep", "pipeline")
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names it; flags
+    (store_true) are off unless given, which needs no saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                   argparse._HelpAction, argparse._VersionAction))
+        if (flag or not action.option_strings or "default" in text
+                or action.default in (None, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage dump), exit status 2."""
+    """argparse, but a usage error is one line (no usage dump), exit status 2, and every
+    option's help gives its default."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -50,11 +81,20 @@ def _command_modules() -> list:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
+    if args.command in TORCH_COMMANDS:
+        missing = next((m for m in TORCH_SIDE if importlib.util.find_spec(m) is None), None)
+        if missing:
+            return _torch_side_missing(args.command, missing)
     try:
         return int(args.func(args) or 0)
     except EdgeCNNError as exc:
         print(f"edgecnn: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        module = (exc.name or "").partition(".")[0]
+        if module not in TORCH_SIDE:
+            raise  # a bug, not an install: keep the traceback
+        return _torch_side_missing(args.command, module)
     except KeyboardInterrupt:
         print("edgecnn: interrupted", file=sys.stderr)
         return 130
@@ -64,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"edgecnn: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def _torch_side_missing(command: str, module: str) -> int:
+    print(f"edgecnn: error: `edgecnn {command}` needs the torch side of edgecnn, which is not "
+          f"installed (no module {module!r}); add it with: {INSTALL_TORCH}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

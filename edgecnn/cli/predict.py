@@ -26,7 +26,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, or directories (their images, sorted)")
     p.add_argument("--runtime", default="auto",
-                   choices=("auto", "onnxruntime", "openvino", "tensorrt"))
+                   choices=("auto", "onnxruntime", "openvino", "tensorrt", "fastest"))
     p.add_argument("--device", default="auto",
                    help="auto, cpu, cuda[:N], or an OpenVINO device (GPU, NPU)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
@@ -39,6 +39,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from edgecnn.errors import EdgeCNNError
+    from edgecnn.metadata import UNTRAINED_WARNING
     from edgecnn.runtime import load
 
     images = expand_images(args.images)
@@ -46,24 +47,56 @@ def run_predict(args: argparse.Namespace) -> int:
               precision=args.precision, **preprocess_kwargs(args)) as model:
         print(f"edgecnn: {model.describe()} [{model.selection}]", file=sys.stderr)
         if model.metadata is not None and not model.metadata.trained:
-            print("edgecnn: warning: this artifact has untrained weights (exported for latency "
-                  "work); its predictions mean nothing", file=sys.stderr)
+            print(f"edgecnn: warning: {UNTRAINED_WARNING}", file=sys.stderr)
         if not images:
             raise EdgeCNNError("no images found in the given directories")
-        predictions = model.predict(images, topk=args.topk)
+        results = classify(model, images, args.topk)
+        failed = [(image, r) for image, r in results if isinstance(r, str)]
+        if len(images) == 1 and failed:  # one image: its error is the command's one line
+            raise EdgeCNNError(failed[0][1])
+        for _, message in failed:  # one line per unreadable file; the good ones still count
+            print(f"edgecnn: error: {message}", file=sys.stderr)
+        good = [(image, r) for image, r in results if not isinstance(r, str)]
         if args.json:
             meta = model.metadata
             out = {"artifact": args.artifact, "runtime": model.runtime,
                    "runtime_detail": model.describe(), "model": meta.model if meta else None,
-                   "predictions": [{"image": str(im), **p.to_dict()}
-                                   for im, p in zip(images, predictions)]}
+                   "predictions": [{"image": str(im), **p.to_dict()} for im, p in good],
+                   "errors": [{"image": str(im), "error": m} for im, m in failed]}
             print(json.dumps(out, indent=2))
-            return 0
-        for image, pred in zip(images, predictions):
-            print(image)
-            for i, label, prob in zip(pred.ids, pred.labels, pred.probs):
-                print(f"  {prob:7.2%}  {i:>5}  {label}")
+        else:
+            for image, pred in good:
+                print(image)
+                for i, label, prob in zip(pred.ids, pred.labels, pred.probs):
+                    print(f"  {prob:7.2%}  {i:>5}  {label}")
+    if failed and not good:
+        raise EdgeCNNError(f"none of the {len(images)} images could be read")
+    if failed:
+        print(f"edgecnn: {len(failed)} of {len(images)} images could not be read",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def classify(model, images: list[Path], topk: int) -> list[tuple[Path, object]]:  # noqa: ANN001
+    """(image, Prediction or its one-line error) per image: batches of 32, and a batch with
+    a bad file again image by image, so that one bad file costs only itself."""
+    from edgecnn.errors import EdgeCNNError
+
+    out: list[tuple[Path, object]] = []
+    for start in range(0, len(images), 32):
+        chunk = images[start:start + 32]
+        try:
+            out.extend(zip(chunk, model.predict(chunk, topk=topk)))
+            continue
+        except EdgeCNNError:
+            pass
+        for image in chunk:
+            try:
+                out.append((image, model.predict(image, topk=topk)[0]))
+            except EdgeCNNError as exc:
+                out.append((image, str(exc)))
+    return out
 
 
 def expand_images(paths: list[str]) -> list[Path]:

@@ -49,9 +49,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="the data set's augmentation (default on)")
     p.add_argument("--init", metavar="CKPT",
-                   help="start from a checkpoint; a new classifier if the class count differs")
+                   help="start from a checkpoint; a new classifier if the class count differs "
+                   "(default: random initial weights)")
     p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--out", metavar="DIR", help="run directory (default runs/MODEL_..._DATA)")
+    p.add_argument("-o", "--output", "--out", dest="out", metavar="DIR",
+                   help="run directory (default runs/MODEL_..._DATA)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction,
                    help="mixed precision on CUDA (default on)")
@@ -59,15 +61,22 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last completed epoch")
     group.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object at the end (the epoch lines go to stderr)")
     p.set_defaults(func=run_train)
 
     p = subparsers.add_parser(
-        "eval", help="a checkpoint's accuracy: top-1/5, per class, confusion, filters, maps")
-    p.add_argument("checkpoint")
+        "eval", help="a checkpoint's accuracy: top-1/5, per class, confusion, filters, maps",
+        description="Evaluate a training checkpoint (.pt, or a run directory: its best.pt) in "
+        "PyTorch, on the images as the runtime preprocesses them. For an exported artifact "
+        "use `edgecnn bench ARTIFACT --data DATA`.")
+    p.add_argument("checkpoint", help="best.pt/last.pt, or a run directory")
     p.add_argument("--data", default=None,
                    help="data set to evaluate on (default: the one the checkpoint was trained on)")
-    p.add_argument("--split", default="val", choices=("val", "test", "train"))
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--split", default="val", choices=("val", "test", "train"),
+                   help="test only where the data set has one (imagefolder test/, IDX t10k, "
+                   "CIFAR-10 test_batch)")
+    p.add_argument("-o", "--output", "--out", dest="out", metavar="DIR", default=None,
                    help="where the pictures go (default: next to the checkpoint)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -85,9 +94,20 @@ def run_train(args: argparse.Namespace) -> int:
     given.setdefault("out", default_out(args))
     config = TrainConfig(model=args.model, data=args.data, **given)
     explicit = {"model", "data", *given} - ({"out"} if not hasattr(args, "out") else set())
-    result = train(config, resume=getattr(args, "resume", False),
-                   force=getattr(args, "force", False), explicit=explicit,
-                   log=lambda line: print(line, flush=True))
+    as_json = getattr(args, "json", False)
+    log_to = sys.stderr if as_json else sys.stdout
+    try:
+        result = train(config, resume=getattr(args, "resume", False),
+                       force=getattr(args, "force", False), explicit=explicit,
+                       log=lambda line: print(line, flush=True, file=log_to))
+    except KeyboardInterrupt:
+        print(f"edgecnn: interrupted; completed epochs are kept in {config.out}/last.pt: "
+              f"continue with the same command and --resume", file=sys.stderr)
+        return 130
+    if as_json:
+        print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch,
+                          "best_val_acc": result.best_val_acc, "epochs": result.history},
+                         indent=2))
     return 0 if result.history else 1
 
 
@@ -110,6 +130,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise _error(f"--batch-size must be positive, got {args.batch_size}")
+    args.checkpoint = checkpoint_of(args.checkpoint)
     data = args.data
     if data is None:
         data = load_checkpoint(args.checkpoint).get("dataset") or ""
@@ -131,6 +152,24 @@ def run_eval(args: argparse.Namespace) -> int:
     for what, path in report["files"].items():
         print(f"{what}: {path}", file=sys.stdout)
     return 0
+
+
+def checkpoint_of(path: str) -> str:
+    """A checkpoint path as given, or a run directory's best.pt; an exported artifact or
+    ONNX file is a clear error (eval takes checkpoints, bench takes artifacts)."""
+    from pathlib import Path
+
+    p = Path(path)
+    onnx = p.suffix == ".onnx" or (p.is_dir() and (p / "model.onnx").exists())
+    if onnx:
+        raise _error(f"{path} is an exported ONNX model: eval takes training checkpoints "
+                     f"(.pt); for an artifact's accuracy run `edgecnn bench {path} --data DATA`")
+    if p.is_dir():
+        if (p / "best.pt").is_file():
+            return str(p / "best.pt")
+        raise _error(f"{path} is a directory without best.pt: pass a checkpoint file or a "
+                     f"run directory of `edgecnn train`")
+    return path
 
 
 def _error(message: str) -> Exception:

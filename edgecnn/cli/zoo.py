@@ -8,23 +8,33 @@ import re
 from typing import Any
 
 from edgecnn.cli.args import alpha_arg, positive_int
+from edgecnn.errors import EdgeCNNError
 from edgecnn.tables import format_table, human
 
 ORDER = 10  # position of these commands in `edgecnn --help`
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("list", help="list the zoo: params and MACs at the default resolution")
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+    p = subparsers.add_parser(
+        "list", help="list the zoo: params and MACs at the default resolution",
+        description="List the zoo's models: family, parameters and multiply-adds at each "
+        "model's default resolution, and the paper it follows.")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="shell-style filter, e.g. 'resnet*' (default: every model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run_list)
 
-    p = subparsers.add_parser("info", help="one model: totals and a per-layer table")
-    p.add_argument("model")
+    p = subparsers.add_parser(
+        "info", help="one model: totals and a per-layer table",
+        description="One model at a width (alpha) and resolution: parameters and multiply-adds "
+        "in total and layer by layer (counted on the meta device, nothing runs).")
+    p.add_argument("model", help="zoo name or alias (edgecnn list)")
     p.add_argument("--alpha", type=alpha_arg, default=1.0, help="width multiplier")
     p.add_argument("--resolution", type=positive_int, default=None,
-                   help="input side in pixels (the resolution multiplier rho)")
-    p.add_argument("--num-classes", type=positive_int, default=None)
+                   help="input side in pixels, the resolution multiplier rho (default: the "
+                   "model's)")
+    p.add_argument("--num-classes", type=positive_int, default=None,
+                   help="classifier outputs (default: the model's, 1000 or 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_info)
 
@@ -34,7 +44,10 @@ def run_list(args: argparse.Namespace) -> int:
     from edgecnn.registry import get_spec, list_models
 
     records: list[dict[str, Any]] = []
-    for name in list_models(args.pattern):
+    names = list_models(args.pattern)
+    if not names:
+        raise EdgeCNNError(f"no model matches {args.pattern!r}{_closest(args.pattern)}")
+    for name in names:
         spec = get_spec(name)
         prof = profile_model(name)
         records.append({"name": name, "family": spec.family, "params": prof.params,
@@ -49,6 +62,19 @@ def run_list(args: argparse.Namespace) -> int:
     print(format_table(rows, ["model", "family", "params", "MACs", "res", "alpha", "paper"]))
     print(f"{len(records)} models; MACs are multiply-adds of conv and linear layers at batch 1")
     return 0
+
+
+def _closest(pattern: str) -> str:
+    """'; closest: resnet18, resnet34' for a pattern that matched nothing."""
+    import difflib
+
+    from edgecnn.registry import list_models
+
+    names = list_models()
+    word = pattern.replace("*", "").replace("?", "").lower()
+    close = [n for n in names if word and word in n] or difflib.get_close_matches(
+        word, names, n=3, cutoff=0.4)
+    return f"; closest: {', '.join(close[:5])}" if close else "; see `edgecnn list`"
 
 
 def _short_citation(paper: str) -> str:

@@ -31,6 +31,7 @@ _LAZY = {
     "edgecnn.data.loader": ("Batches", "batches"),
     "edgecnn.data.transforms": ("BatchTransform", "TransformConfig"),
 }
+from edgecnn.data.view import eval_view  # noqa: E402  (torch-free, like the data sets)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from edgecnn.data.loader import Batches, batches
@@ -39,5 +40,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "DataConfig", "DataWarning", "ImageDataset", "channel_stats", "load_dataset",
-    "stratified_split", *lazy_names(_LAZY),
+    "stratified_split", "eval_view", *lazy_names(_LAZY),
 ]

@@ -36,9 +36,13 @@ import numpy as np
 
 from edgecnn.data import formats
 from edgecnn.errors import EdgeCNNError
+from edgecnn.metadata import PHOTOS, PreprocessPolicy, policy_for_dataset
 
 Augment = Literal["pad_crop", "resized_crop"]
-SPLITS = {"train": "train", "val": "val", "test": "val"}  # test is val: one held-out split
+SPLITS = {"train": "train", "val": "val", "test": "val"}  # one held-out split, where there is a test set
+
+# ITU-R BT.601 luma, what Pillow's convert("L") uses.
+LUMA = (0.299, 0.587, 0.114)
 
 # The built-in sets' splits are part of their definition (numbers stay comparable): fixed.
 _BUILTIN_SEED = 0
@@ -75,6 +79,7 @@ class ImageDataset:
     allow_hflip: bool  # mirror images are still the same class (not for digits or text)
     augment: Augment  # "pad_crop" (small fixed-size images) or "resized_crop" (photos)
     skipped: int = 0  # unreadable files left out of this split
+    files: tuple[Path, ...] | None = None  # image folders: each image's file, for evaluation
 
     def __post_init__(self) -> None:
         # Writable and contiguous, so that torch.from_numpy shares the memory without warning.
@@ -84,6 +89,8 @@ class ImageDataset:
             raise ValueError(f"images {self.images.shape} and labels {self.labels.shape} differ")
         if len(self.mean) != self.images.shape[1] or len(self.std) != self.images.shape[1]:
             raise ValueError("mean/std need one value per channel")
+        if self.files is not None and len(self.files) != len(self.labels):
+            raise ValueError(f"{len(self.files)} files for {len(self.labels)} images")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -96,11 +103,19 @@ class ImageDataset:
     def channels(self) -> int:
         return int(self.images.shape[1])
 
+    @property
+    def preprocess(self) -> PreprocessPolicy:
+        """How a file of this data set becomes model pixels: the spec chooses (photos:
+        shorter side and centre crop; digits and other fixed-size arrays: squash)."""
+        return policy_for_dataset(self.name)
+
     def subset(self, keep: np.ndarray) -> ImageDataset:
         """The samples at `keep` (indices or a mask), same classes and statistics."""
         return ImageDataset(self.name, self.split, self.images[keep], self.labels[keep],
                             self.classes, self.mean, self.std, allow_hflip=self.allow_hflip,
-                            augment=self.augment, skipped=self.skipped)
+                            augment=self.augment, skipped=self.skipped,
+                            files=None if self.files is None else
+                            tuple(np.asarray(self.files, dtype=object)[keep]))
 
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape
@@ -114,8 +129,11 @@ def load_dataset(spec: str, *, split: str, config: DataConfig | None = None) -> 
     if split not in SPLITS:
         raise EdgeCNNError(f"unknown split {split!r}; choose train, val or test")
     kind, sep, path = spec.partition(":")
+    if kind not in _LOADERS and kind.lower() in _LOADERS:  # MNIST5k: the case alone
+        raise EdgeCNNError(f"unknown dataset {spec!r} (did you mean {kind.lower()}? names are "
+                           f"lower case); known: {', '.join(_SPEC_HELP)}")
     if kind not in _LOADERS:
-        close = difflib.get_close_matches(kind, list(_LOADERS), n=1)
+        close = difflib.get_close_matches(kind.lower(), list(_LOADERS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise EdgeCNNError(f"unknown dataset {spec!r}{hint}; known: {', '.join(_SPEC_HELP)}")
     if kind in _BUILTIN and sep:
@@ -125,7 +143,16 @@ def load_dataset(spec: str, *, split: str, config: DataConfig | None = None) -> 
     if not 0.0 < config.val_fraction < 1.0:
         raise EdgeCNNError(f"val_fraction must be in (0, 1), got {config.val_fraction}")
     root = Path(path).expanduser().absolute() if path else None
-    dataset = _LOADERS[kind](root, SPLITS[split], config)
+    if split == "test" and kind in _BUILTIN:
+        raise EdgeCNNError(f"dataset {kind} has no test split (its held-out split is val): "
+                           f"use --split val")
+    if split == "test" and kind == "imagefolder" and root is not None and root.is_dir() \
+            and not (root / "test").is_dir():
+        raise EdgeCNNError(f"{root} has no test/ folder, so no test split (its held-out split "
+                           f"is val): use --split val")
+    # An image folder's test split is its test/ folder; the other kinds' held-out split is
+    # their official test set.
+    dataset = _LOADERS[kind](root, split if kind == "imagefolder" else SPLITS[split], config)
     if len(dataset) == 0:
         raise EdgeCNNError(f"{root or kind}: the {dataset.split} split holds no images")
     return dataset
@@ -286,7 +313,9 @@ def _imagefolder(root: Path | None, split: str, config: DataConfig) -> ImageData
     if config.image_size < 1 or config.stats_images < 1:
         raise EdgeCNNError("image_size and stats_images must be positive")
     train_root = root / "train" if (root / "train").is_dir() else root
-    val_root = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    held_out = ("test",) if split == "test" else ("val", "test")
+    split = "val" if split == "test" else split
+    val_root = next((root / d for d in held_out if (root / d).is_dir()), None)
     if train_root == root and val_root is not None:  # or val/ would become a class
         raise EdgeCNNError(f"{root} has a {val_root.name}/ folder but no train/ folder")
     class_dirs = formats.list_class_folders(train_root)
@@ -311,7 +340,7 @@ def _imagefolder(root: Path | None, split: str, config: DataConfig) -> ImageData
             f"memory, over the {_size(config.max_bytes)} limit: lower image_size or raise "
             f"max_bytes"
         )
-    images, ok = formats.decode_images(pool.files, side, config.workers)
+    images, ok = formats.decode_images(pool.files, side, config.workers, PHOTOS)
 
     for label, folder in pool.folders.items():  # every class must keep an image
         mine = np.flatnonzero(pool.labels == label)
@@ -326,7 +355,7 @@ def _imagefolder(root: Path | None, split: str, config: DataConfig) -> ImageData
         stats_images = images[subset][ok[subset]]
     else:
         stats_images, stats_ok = formats.decode_images(
-            [train.files[i] for i in subset], side, config.workers)
+            [train.files[i] for i in subset], side, config.workers, PHOTOS)
         stats_images = stats_images[stats_ok]
     if len(stats_images) == 0:
         raise EdgeCNNError(f"{train_root}: none of the train images could be read")
@@ -340,7 +369,8 @@ def _imagefolder(root: Path | None, split: str, config: DataConfig) -> ImageData
             f"(first: {first})", DataWarning, stacklevel=3,
         )
     return ImageDataset(f"imagefolder:{root}", split, images[ok], pool.labels[ok], classes,
-                        mean, std, allow_hflip=True, augment="resized_crop", skipped=skipped)
+                        mean, std, allow_hflip=True, augment="resized_crop", skipped=skipped,
+                        files=tuple(f for f, good in zip(pool.files, ok) if good))
 
 
 @dataclass
@@ -397,3 +427,23 @@ _LOADERS: dict[str, Callable[[Path | None, str, DataConfig], ImageDataset]] = {
 }
 _BUILTIN = ("mnist5k", "digits")
 _SPEC_HELP = ("mnist5k", "digits", "imagefolder:PATH", "mnist-idx:PATH", "cifar10-bin:PATH")
+
+
+def convert_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], in_chans: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean/std of the converted channels.
+
+    Gray -> N: repeated. RGB -> luminance: the mean is exact (luminance is linear); the std
+    is the weighted sum, exact when the channels move together (gray images stored as RGB)
+    and an upper bound otherwise, which is all a normalisation needs.
+    """
+    c = len(mean)
+    if c == in_chans:
+        return tuple(mean), tuple(std)
+    if c == 1:
+        return tuple(mean) * in_chans, tuple(std) * in_chans
+    if c == 3 and in_chans == 1:
+        return ((sum(w * m for w, m in zip(LUMA, mean)),),
+                (sum(w * s for w, s in zip(LUMA, std)),))
+    raise EdgeCNNError(f"cannot feed {c}-channel images to a model with {in_chans} input channels")

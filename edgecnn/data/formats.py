@@ -15,12 +15,13 @@ import os
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
-
 from edgecnn.errors import EdgeCNNError
+from edgecnn.metadata import PHOTOS, PreprocessPolicy
+from edgecnn.runtime.preprocess import decode, fit
 
 # What Pillow decodes and image folders hold; anything else in a folder is not an image.
 IMAGE_EXTENSIONS = frozenset(
@@ -188,27 +189,21 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """RGB uint8 (size, size, 3): the centre square of the image, resized by Pillow.
+def decode_image(path: Path, size: int, policy: PreprocessPolicy = PHOTOS) -> np.ndarray:
+    """RGB uint8 (size, size, 3): the file decoded by the runtime's steps (EXIF, alpha rule,
+    channels: edgecnn.runtime.preprocess.decode), then its centre square resized by Pillow.
 
-    Raises whatever Pillow raises on a corrupt file; `decode_images` turns that into a skip.
+    Training stores these and augments from them; evaluation does not use them (it feeds
+    the model `Preprocess.pixels` of the file, see edgecnn.data.view). Raises
+    EdgeCNNError on a bad file; `decode_images` turns that into a skip.
     """
-    with Image.open(path) as image:
-        image.draft(None, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale when that suffices
-        image = ImageOps.exif_transpose(image)  # phone pictures store their rotation in EXIF
-        if image.mode == "P":  # palette with transparency: through RGBA, or Pillow warns
-            image = image.convert("RGBA")
-        image = image.convert("RGB")
-        w, h = image.size
-        side = min(w, h)
-        box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
-        # Pillow's bilinear resize widens its filter when shrinking: antialiased.
-        image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-        return np.asarray(image, dtype=np.uint8)
+    square = replace(policy, resize="shorter", crop=1.0)
+    image = decode(path, square, gray=False, draft=size, draft_above=0)
+    return np.asarray(fit(image, (size, size), square), dtype=np.uint8)
 
 
 def decode_images(
-    paths: Sequence[Path], size: int, workers: int = 0
+    paths: Sequence[Path], size: int, workers: int = 0, policy: PreprocessPolicy = PHOTOS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode paths into (N, 3, size, size) uint8 and a mask of the ones that decoded.
 
@@ -218,7 +213,7 @@ def decode_images(
 
     def one(path: Path) -> np.ndarray | None:
         try:
-            return decode_image(path, size)
+            return decode_image(path, size, policy)
         # Pillow's plugins raise a zoo of types on malformed files (OSError, SyntaxError,
         # ValueError, DecompressionBombError, struct.error, ...): every one is a bad file.
         except Exception:  # noqa: BLE001

@@ -26,11 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from edgecnn.data.datasets import Augment, ImageDataset
+from edgecnn.data.datasets import LUMA, Augment, ImageDataset, convert_stats
 from edgecnn.errors import EdgeCNNError
 
-# ITU-R BT.601 luma, what Pillow's convert("L") uses.
-LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,9 +106,7 @@ class BatchTransform:
                 x = self._pad_crop(x, generator)
         if cfg.in_chans > x.shape[1]:
             x = convert_channels(x, cfg.in_chans)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * 255.0
-        inv_std = 1.0 / (torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255.0)
-        return ((x - mean) * inv_std).contiguous()
+        return normalize(x, self.mean, self.std)
 
     def _flips(self, batch: int, generator: torch.Generator | None) -> Tensor:
         """(B,) bool on the CPU: which samples to mirror."""
@@ -186,21 +182,10 @@ def convert_channels(x: Tensor, in_chans: int) -> Tensor:
     raise EdgeCNNError(f"cannot feed {c}-channel images to a model with {in_chans} input channels")
 
 
-def convert_stats(
-    mean: tuple[float, ...], std: tuple[float, ...], in_chans: int
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean/std of the converted channels.
-
-    Gray -> N: repeated. RGB -> luminance: the mean is exact (luminance is linear); the std
-    is the weighted sum, exact when the channels move together (gray images stored as RGB)
-    and an upper bound otherwise, which is all a normalisation needs.
-    """
-    c = len(mean)
-    if c == in_chans:
-        return tuple(mean), tuple(std)
-    if c == 1:
-        return tuple(mean) * in_chans, tuple(std) * in_chans
-    if c == 3 and in_chans == 1:
-        return ((sum(w * m for w, m in zip(LUMA, mean)),),
-                (sum(w * s for w, s in zip(LUMA, std)),))
-    raise EdgeCNNError(f"cannot feed {c}-channel images to a model with {in_chans} input channels")
+def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """(B, C, H, W) pixels in 0..255 -> x * (1 / (255 std)) - mean / std: the float32
+    constants and multiply-add of the runtime's Preprocess.normalize, to the bit on a CPU."""
+    scale = torch.tensor([1 / (255 * s) for s in std], dtype=torch.float32, device=x.device)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)], dtype=torch.float32,
+                         device=x.device)
+    return (x.float() * scale.view(1, -1, 1, 1) - shift.view(1, -1, 1, 1)).contiguous()

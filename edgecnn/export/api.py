@@ -144,7 +144,10 @@ class _Export:
         from edgecnn.export.inputs import Preprocess
 
         self.opts, self.target, self.opset, self.src, self.log = opts, target, opset, src, log
-        self.pre = Preprocess(src.resolution, src.mean, src.std)
+        from edgecnn.metadata import policy_for_dataset  # the training data's choice
+
+        self.pre = Preprocess(src.resolution, src.mean, src.std,
+                              policy=policy_for_dataset(src.dataset))
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
         self.report: dict[str, Any] = {
@@ -327,10 +330,11 @@ class _Export:
     def int8(self, model: torch.nn.Module, fp32: onnx.ModelProto) -> onnx.ModelProto:
         import tempfile
 
-        from edgecnn.export.guard import GuardConfig, float_stem_if_faster, run_guard
-        from edgecnn.export.inputs import random_images
+        from edgecnn.export import mixed
+        from edgecnn.export.guard import GuardConfig, calib_caches, run_guard
+        from edgecnn.export.inputs import CalibrationReader, random_images
         from edgecnn.export.onnx_io import finish
-        from edgecnn.export.quantize import preprocess, tensorrt_problems
+        from edgecnn.export.quantize import preprocess, quantize, tensorrt_problems, weight_range
 
         scheme = self.target.int8
         method = self.opts.calib_method or scheme.calib_method
@@ -342,39 +346,70 @@ class _Export:
         if self.opts.qat_epochs:
             qat = lambda: self.qat_model(model)  # noqa: E731
         config = GuardConfig(method=method, max_drop=self.opts.max_drop)
+        shape = (1, self.src.in_chans, self.src.resolution, self.src.resolution)
+        cpu = not scheme.symmetric_activations  # TensorRT's int8 is timed on its device
         with tempfile.TemporaryDirectory() as cache_dir:
             keep: list[str] = []
             first = None
-            stem: dict[str, Any] = {"float_stem": False, "reason": "TensorRT target"}
-            if not scheme.symmetric_activations:  # CPU targets: measure the leading convs
-                keep, stem, first = float_stem_if_faster(
-                    pre, calib_x, scheme, method, cache_dir=Path(cache_dir), log=self.log,
-                    input_shape=(1, self.src.in_chans, self.src.resolution, self.src.resolution))
+            search = None
+            if cpu and scheme.mixed_precision:  # the blocks where int8 is slower stay float
+                reader, cache = CalibrationReader(calib_x), calib_caches(Path(cache_dir))[method]
+                search = mixed.search_blocks(
+                    pre, lambda exclude: quantize(pre, reader, scheme, method=method,
+                                                  exclude=exclude, cache=cache),
+                    shape, log=self.log)
+                keep, first = search.float_nodes, search.proto
             guard = run_guard(pre, calib_x, self.held_out, scheme, config,
                               cache_dir=Path(cache_dir), keep_float=keep, first=first, qat=qat,
                               log=self.log)
         chosen = guard.steps[guard.chosen]
-        float_layers = chosen.float_layers  # the leading convs kept for speed included
-        if keep:  # the guard drops them when they cost accuracy
-            kept = [name for name in keep if name in float_layers]
-            stem.update(float_stem=bool(kept), float_layers=kept)
-            if not kept:
-                stem["reason"] = "faster in float, but less accurate: back in int8"
+        float_layers = chosen.float_layers  # the float blocks' nodes included
+        blocks: dict[str, Any] = {"reason": "the recipe's int8.mixed_precision is false" if cpu
+                                  else "TensorRT target: timed on the device"}
+        if search is not None:
+            blocks = search.record
+            if keep and not set(keep) <= set(float_layers):  # the guard took them back
+                blocks["float_blocks_dropped"] = "faster in float, less accurate: int8"
+        kept, timing, fallback = guard.proto, None, None
+        if cpu:  # the final graph against fp32, in every installed CPU runtime
+            timing = mixed.verify(fp32, guard.proto, shape)  # against the fp32 file written
+            fallback = mixed.slower_somewhere(timing) if search is not None else None
+            if fallback:  # int8 must never be slower: every block float, the fp32 graph
+                # as exported (quant_pre_process's inlined hard-swish runs slower in OpenVINO)
+                kept = onnx.ModelProto()
+                kept.CopyFrom(fp32)  # finish() sets metadata in place: model.onnx keeps its own
+                float_layers = [n.name for n in fp32.graph.node if n.name]
+                blocks["fallback"] = fallback
+                self.warn(f"int8 {fallback}")
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
                        f"{self.opts.calib_data} ({len(calib_x)} train images)")
+        reduced, range_reason = weight_range(scheme)
         extra = {"calibration": calibration, "calib_method": chosen.method,
                  "float_layers": str(len(float_layers)),
+                 "weight_range": "reduced" if reduced else "full",
                  "qat": "true" if chosen.step == "qat" else "false"}
-        proto = finish(guard.proto, self.props("int8", extra),
+        proto = finish(kept, self.props("int8", extra),
                        max_ir_version=self.target.max_ir_version)
         section: dict[str, Any] = {
             "activations": scheme.activations, "weights": scheme.weights,
-            "calibration": calibration, "random_calibration": random,
-            "guard": guard.to_dict(), "max_drop": self.opts.max_drop, "stem": stem,
-            "float_layers": float_layers}
-        # the model written is the guard's choice, leading convs in float included
+            "weight_range": range_reason, "calibration": calibration,
+            "random_calibration": random, "guard": guard.to_dict(),
+            "max_drop": self.opts.max_drop, "blocks": blocks, "float_layers": float_layers}
+        # the model written is the guard's choice, float blocks included
         section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": chosen.top1_int8,
                             "agreement": chosen.agreement, "drop": chosen.drop}
+        if fallback:  # what is written is the fp32 graph: fp32's accuracy, no speed-up
+            section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": guard.top1_fp32,
+                                "agreement": 100.0 if guard.top1_fp32 is not None else None,
+                                "drop": 0.0 if guard.top1_fp32 is not None else None,
+                                "note": fallback}
+        section["latency"] = timing
+        section["verdict"] = mixed.verdict(timing, chosen.drop, self.opts.max_drop,
+                                           guard.passed)
+        if fallback:
+            section["verdict"].update(worth_deploying=False,
+                                      reason=f"int8 {fallback}: deploy model.onnx")
+        self.log(mixed.verdict_line(section["verdict"]))
         if guard.passed is False:
             best = chosen.drop
             self.warn(f"int8 loses {best:.2f} top-1 points (> --max-drop {self.opts.max_drop:g})"

@@ -1,12 +1,12 @@
 """The accuracy guard: int8 is kept only as good as the user allows, and every step is told.
 
-    keep, stem, first = float_stem_if_faster(fp32, calib_x, scheme, "minmax", ...)  # CPU
+    search = mixed.search_blocks(fp32, make, input_shape)                      # CPU targets
     result = run_guard(fp32, calib_x, held_out, scheme, GuardConfig(method="minmax", max_drop=1.0),
-                       keep_float=keep, first=first, qat=...)
+                       keep_float=search.float_nodes, first=search.proto, qat=...)
 
-0. (CPU targets) Decide by latency alone whether the first one or two convolutions run
-   faster in float; every candidate below keeps them in float, and the guard's accuracy
-   check is what vets that choice (one held-out pass, not two).
+0. (CPU targets) Decide by latency alone which blocks run faster in float (export/mixed.py);
+   every candidate below keeps them in float, and the guard's accuracy check is what vets
+   that choice (one held-out pass, not two).
 1. Quantize with the chosen calibration method; evaluate fp32 and int8 on held-out data
    (top-1 of each, and how often they agree).
 2. Drop above `max_drop` points: try the other calibration methods, keep the best.
@@ -82,11 +82,10 @@ def run_guard(
     qat: Callable[[], onnx.ModelProto] | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> GuardResult:
-    """`fp32` must be preprocessed (quantize.preprocess); `keep_float`: layers the candidates
-    keep in float (the leading convolutions chosen for speed), dropped when that costs
-    accuracy; `first`: the candidate for `config.method` with them, when already made; `qat`
-    returns a preprocessed fp32 model fine-tuned with fake quantization. Every step's
-    `float_layers` lists all the layers its candidate keeps in float."""
+    """`fp32` must be preprocessed (quantize.preprocess); `keep_float`: nodes the candidates
+    keep in float (the blocks chosen for speed), dropped when that costs accuracy; `first`:
+    the candidate for `config.method` with them, when already made; `qat` returns a
+    preprocessed fp32 model fine-tuned with fake quantization. Every step's `float_layers` lists all the layers its candidate keeps in float."""
     reader = CalibrationReader(calib_x)
     cache = calib_caches(cache_dir)
     keep = list(keep_float)
@@ -130,12 +129,12 @@ def run_guard(
     # 1-2. Calibration methods, the chosen one first.
     if evaluate(first, Step("calibrate", config.method, keep), first_pred):
         return result(True)
-    if keep:  # The leading convs in float were chosen for speed; they must not cost accuracy.
+    if keep:  # The blocks in float were chosen for speed; they must not cost accuracy.
         # ONNX Runtime 1.31 computes ShuffleNet v2 x1.0 wrongly with its first depthwise conv
         # in float (11.4% top-1 on held-out mnist5k; OpenVINO runs the same file at 93.6%).
         keep = []
         if evaluate(make(config.method), Step("calibrate", config.method,
-                                              note="leading convs back in int8")):
+                                              note="float blocks back in int8")):
             return result(True)
         if candidates[-1][1].top1_int8 < candidates[0][1].top1_int8:  # type: ignore[operator]
             keep = list(keep_float)  # float was no worse: the later steps keep it
@@ -171,63 +170,14 @@ def run_guard(
 
 def _eval_session(proto: onnx.ModelProto):  # noqa: ANN202
     """A session for accuracy runs: batches of 16 when the graph's batch can be freed, every
-    core, idle workers parked rather than spinning (so a busy machine loses little). On this
-    2-core machine, MobileNet alpha 0.5 at 224, fp32 + int8 per image: 4.8 ms at batch 64
-    and 1 thread (the former setting), 2.1 ms at batch 16 and 2 threads."""
+    core, idle workers parked rather than spinning (so a busy machine loses little).
+    MobileNet alpha 0.5 at 224, fp32 + int8 per image, ONNX Runtime 1.31 on a 2-core Intel
+    Xeon: 4.8 ms at batch 64 and 1 thread, 2.1 ms at batch 16 and 2 threads."""
     return ort_session(batch_dynamic(proto) or proto, threads=0, spinning=False)
 
 
 def _percent(mask: np.ndarray) -> float:
     return round(float(np.mean(mask)) * 100.0, 3)
-
-
-# --------------------------------------------------------------------------------------------
-# CPU latency: the leading convolutions.
-
-def leading_convs(proto: onnx.ModelProto, n: int = 2) -> list[str]:
-    """The first `n` convolutions in graph order: the full-resolution, few-channel layers."""
-    return [node.name for node in proto.graph.node if node.op_type == "Conv" and node.name][:n]
-
-
-def float_stem_if_faster(
-    fp32: onnx.ModelProto,
-    calib_x: np.ndarray,
-    scheme: Int8Scheme,
-    method: str,
-    *,
-    cache_dir: Path,
-    input_shape: tuple[int, ...],
-    log: Callable[[str], None] = lambda line: None,
-) -> tuple[list[str], dict, onnx.ModelProto]:
-    """(leading convolutions to keep in float, the record, the fastest variant): whichever of
-    all-int8, the stem in float, or the stem and the next convolution in float runs fastest in
-    ONNX Runtime. At full resolution with 3 to 32 channels, x86's u8 x s8 kernels lose to
-    fp32's NCHWc ones: MobileNet alpha 0.5 at 224 on this CPU goes from 1.24x over fp32 (all
-    int8) to 1.45x (stem in float) and 1.65x (stem and first depthwise); SqueezeNet's stem,
-    followed by a max pool, is faster in int8 and stays there. Measured, not assumed: the
-    variants are timed in alternating blocks, batch 1, one thread. Accuracy is the guard's
-    to check, on the variant returned (it is its first candidate).
-    """
-    from edgecnn.export.parity import compare_latency
-
-    lead = leading_convs(fp32)
-    reader, cache = CalibrationReader(calib_x), calib_caches(cache_dir)[method]
-    variants = {"int8": quantize(fp32, reader, scheme, method=method, cache=cache)}
-    for k in range(1, len(lead) + 1):
-        variants[f"float_{k}"] = quantize(fp32, reader, scheme, method=method,
-                                          exclude=lead[:k], cache=cache)
-    if len(variants) == 1:
-        return [], {"float_stem": False, "reason": "no leading convolution"}, variants["int8"]
-    ms = compare_latency(variants, input_shape[-1], input_shape[1])
-    best = min(ms, key=ms.get)
-    faster = best != "int8" and ms[best] < 0.97 * ms["int8"]  # 3%: beyond timing noise
-    kept = lead[:int(best.removeprefix("float_"))] if faster else []
-    record = {"stem": lead[0], "float_stem": faster, "float_layers": kept,
-              "int8_ms": round(ms["int8"], 4),
-              "variants_ms": {k: round(v, 4) for k, v in ms.items()}}
-    log(f"int8 leading convs: {', '.join(f'{k} {v:.3f} ms' for k, v in ms.items())}"
-        f" -> {len(kept)} kept in float")
-    return kept, record, variants[best if faster else "int8"]
 
 
 def calib_caches(cache_dir: Path) -> dict[str, Path]:

@@ -5,14 +5,17 @@
 
 The scheme comes from the target recipe:
   CPU targets       uint8 asymmetric activations, int8 symmetric per-channel weights, int32
-                    biases: the u8 x s8 kernels of x86/ARM (symmetric int8 activations run
-                    slower than fp32 in ONNX Runtime on this CPU).
+                    biases: the u8 x s8 kernels of x86/ARM (symmetric int8 activations ran
+                    slower than fp32 in ONNX Runtime 1.31 on an Intel Xeon, AVX-512 VNNI).
+                    On x86 without VNNI, weights take 7 bits (`weight_range`): the AVX2
+                    kernel's int16 pair sums saturate with full-range weights.
   TensorRT targets  int8 symmetric activations and weights, zero points 0, weight scales per
                     output channel on axis 0, float biases: what TensorRT's explicit
                     quantization takes. `tensorrt_problems` checks such a graph offline.
 
 Layers to keep in float are ranked by `layer_sqnr`: the signal-to-quantization-noise ratio of
-each quantized layer's output in the int8 model against the fp32 one.
+each quantized layer's output in the int8 model against the fp32 one (the activations
+collected and matched by ONNX Runtime's qdq_loss_debug; the ranking is ours).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import io
 import logging
 import math
+import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,7 @@ import onnx
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.inputs import CalibrationReader
-from edgecnn.export.onnx_io import INPUT_NAME, batch_dynamic
+from edgecnn.export.onnx_io import batch_dynamic
 from edgecnn.export.targets import CALIB_METHODS, Int8Scheme
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers SQNR ranks and the guard may exclude
@@ -44,7 +48,58 @@ def preprocess(proto: onnx.ModelProto) -> onnx.ModelProto:
         src, dst = Path(tmp, "in.onnx"), Path(tmp, "out.onnx")
         onnx.save_model(proto, str(src))
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
-        return onnx.load(str(dst))
+        return _name_nodes(onnx.load(str(dst)))
+
+
+def _name_nodes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Names for the nodes quant_pre_process leaves unnamed (it inlines HardSwish as an
+    unnamed HardSigmoid and Mul): nodes_to_exclude takes names, so an unnamed node could
+    never stay float. The name takes the module path of its input ('/features/features.0/
+    features.0.0/HardSigmoid_3'), so a block keeps its inlined activations."""
+    taken = {n.name for n in proto.graph.node}
+    for i, node in enumerate(proto.graph.node):
+        if node.name:
+            continue
+        where = next((t.rsplit("/", 1)[0] for t in node.input if t.startswith("/")), "")
+        name = f"{where}/{node.op_type}_{i}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+    return proto
+
+
+def weight_range(scheme: Int8Scheme) -> tuple[bool, str]:
+    """(reduce the weight range?, why): the scheme's `weight_range`, or for "auto" the
+    exporting CPU's features. x86 without VNNI runs u8 x s8 through VPMADDUBSW, which sums
+    two u8*s8 products into a saturating int16: with weights up to 127 the sum reaches 64,770
+    and clips (LeNet-5 on digits, ONNX Runtime 1.31, AMD EPYC with AVX2 and no VNNI: 88.6%
+    top-1 fused against 90.8% for the same file run as float Q/DQ ops); 7-bit weights cannot
+    overflow (91.1% both ways). VNNI (VPDPBUSD) and ARM accumulate in int32."""
+    if scheme.weight_range != "auto":
+        return scheme.weight_range == "reduced", f"{scheme.weight_range} (recipe)"
+    if scheme.symmetric_activations:
+        return False, "full (int8 x int8 target: no u8 x s8 kernel)"
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return False, f"full ({platform.machine()} accumulates u8 x s8 in int32)"
+    flags = cpu_flags()
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return False, "full (the exporting CPU has VNNI)"
+    what = "no VNNI" if flags else "CPU features unknown"
+    return True, f"reduced: 7-bit weights (the exporting x86 CPU has {what}; its AVX2 u8 x s8 " \
+                 "kernel saturates with full-range weights)"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty when unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def quantize(
@@ -71,6 +126,7 @@ def quantize(
     if scheme.tensorrt_checks:
         extra.update(QuantizeBias=False,  # TensorRT fuses float biases itself
                      QDQKeepRemovableActivations=True)  # its fusions need the ReLUs it sees
+    reduced, _ = weight_range(scheme)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         src, dst = Path(tmp, "in.onnx"), Path(tmp, "out.onnx")
         onnx.save_model(proto, str(src))
@@ -85,7 +141,8 @@ def quantize(
                 calibrate(src, reader, method, cache)
         quantize_static(
             str(src), str(dst), None, quant_format=QuantFormat.QDQ, per_channel=True,
-            reduce_range=False, activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            reduce_range=reduced,  # weights only: activations keep 8 bits
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8, calibrate_method=_method(method),
             nodes_to_exclude=list(exclude), extra_options=extra,
             calibration_cache_path=str(cache),
@@ -162,15 +219,24 @@ def layer_sqnr(fp32: onnx.ModelProto, int8: onnx.ModelProto, x: np.ndarray) -> l
     ratio minus the worst of the layers feeding it), not by its raw SQNR. Ratios are per
     channel, averaged (see `_noise_to_signal`).
     """
+    from onnxruntime.quantization.qdq_loss_debug import create_activation_matching
+
     nodes = quantized_nodes(fp32)
     observed = {n.name: _observed_tensor(fp32, n) for n in nodes}
-    dequantized = _dequantized_names(int8)
-    in_int8 = {out for n in int8.graph.node for out in n.output}
-    pairs = {name: (t, dequantized.get(t, t)) for name, t in observed.items()
-             if dequantized.get(t, t) in in_int8}
-    ref = _run_with_outputs(fp32, sorted({t for t, _ in pairs.values()}), x)
-    got = _run_with_outputs(int8, sorted({q for _, q in pairs.values()}), x)
-    nsr = {name: _noise_to_signal(ref[t], got[q]) for name, (t, q) in pairs.items()}
+    ref = _activations(fp32, x, [*QUANTIZED_OPS, "Relu", "Clip"])
+    qdq = _activations(int8, x, ["QuantizeLinear", "DequantizeLinear", *QUANTIZED_OPS,
+                                 "Relu", "Clip"])
+    # tensor -> {"float": fp32 model's, "pre_qdq": int8 model's, "post_qdq": after its DQ}
+    matching = create_activation_matching(qdq, ref)
+    shapes = _shapes(fp32)  # qdq_loss_debug flattens what it saves: per-channel needs (N, C..)
+    nsr = {}
+    for name, t in observed.items():
+        pair = matching.get(t, {})
+        got = pair.get("post_qdq", qdq.get(t))  # an output left unquantized: as it is
+        if t in ref and got is not None and t in shapes:
+            tail = shapes[t][1:]
+            nsr[name] = _noise_to_signal(*(np.concatenate([a.reshape(-1, *tail) for a in v])
+                                           for v in (ref[t], got)))
     producer = _producers(fp32)
     by_output = {n.output[0]: n.name for n in nodes}
     rows = []
@@ -194,13 +260,6 @@ def _observed_tensor(proto: onnx.ModelProto, node: onnx.NodeProto) -> str:
     return out
 
 
-def _dequantized_names(proto: onnx.ModelProto) -> dict[str, str]:
-    """tensor -> the output of the QuantizeLinear -> DequantizeLinear pair on it."""
-    q_out = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
-    return {q_out[n.input[0]]: n.output[0] for n in proto.graph.node
-            if n.op_type == "DequantizeLinear" and n.input[0] in q_out}
-
-
 def _noise_to_signal(ref: np.ndarray, got: np.ndarray) -> float:
     """Noise power over signal power, averaged over channels (axis 1): one channel with a
     huge range must not hide that the quantization step it forces wipes out the others."""
@@ -211,25 +270,33 @@ def _noise_to_signal(ref: np.ndarray, got: np.ndarray) -> float:
     return float(np.mean(noise / signal))
 
 
-def _run_with_outputs(proto: onnx.ModelProto, names: list[str], x: np.ndarray
-                      ) -> dict[str, np.ndarray]:
-    from edgecnn.export.parity import ort_session
+def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Static shapes of the graph's tensors (the batch dimension may be symbolic: 0)."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    graph = inferred.graph
+    return {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
+            for v in (*graph.value_info, *graph.output, *graph.input)
+            if v.type.tensor_type.HasField("shape")}
 
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    known = {o.name for o in model.graph.output}
-    for name in names:
-        if name not in known:
-            model.graph.output.append(onnx.ValueInfoProto(name=name))
-    session = ort_session(model, threads=1)
-    wanted = [o.name for o in session.get_outputs() if o.name in set(names)]
-    results: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
-    static = isinstance(session.get_inputs()[0].shape[0], int)
-    step = 1 if static else 32
-    for i in range(0, len(x), step):
-        for name, value in zip(wanted, session.run(wanted, {INPUT_NAME: x[i:i + step]})):
-            results[name].append(value)
-    return {k: np.concatenate(v) for k, v in results.items()}
+
+def _activations(proto: onnx.ModelProto, x: np.ndarray, op_types: list[str]
+                 ) -> dict[str, list[np.ndarray]]:
+    """Every float input and output of the nodes of `op_types`, per batch, through ONNX
+    Runtime's qdq_loss_debug (the model augmented with those tensors as outputs, run with
+    graph optimizations off so the Q/DQ pairs are what runs). Batches of 32 when the
+    graph's batch can be freed."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        modify_model_output_intermediate_tensors,
+    )
+
+    dynamic = batch_dynamic(proto)
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, augmented = Path(tmp, "model.onnx"), Path(tmp, "augmented.onnx")
+        onnx.save_model(dynamic or proto, str(src))
+        modify_model_output_intermediate_tensors(src, augmented, op_types_for_saving=op_types)
+        return collect_activations(str(augmented),
+                                   CalibrationReader(x, 32 if dynamic is not None else 1))
 
 
 def _producers(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:

@@ -1,5 +1,8 @@
 """Deployment targets: small YAML recipes in the root `export/` folder, one per target.
 
+The folder ships inside the package as `edgecnn.recipes` (see setup.py), so the recipes are
+read with importlib.resources: the same lookup from a checkout and from an installed wheel.
+
 A recipe says what the target's runtime accepts (opsets, IR version, precisions) and how to
 quantize for it; `--target` takes a recipe name (`cpu-x86`) or a path to such a file:
 
@@ -14,6 +17,8 @@ quantize for it; `--target` takes a recipe name (`cpu-x86`) or a path to such a 
       weights: int8-per-channel
       calib_method: minmax            # minmax | entropy | percentile
       tensorrt_checks: true           # run the offline TensorRT QDQ checker
+      weight_range: auto              # full | reduced (7-bit weights) | auto (by the CPU)
+      mixed_precision: true           # per-block float where int8 is slower (CPU targets)
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -22,16 +27,22 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgecnn.errors import EdgeCNNError
 
-# The recipes ship in the repository root's export/ folder, next to the pipeline recipe.
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib.resources.abc import Traversable
+
+# The repository's export/ folder, installed as package data: target recipes and the
+# pipeline recipe. A Traversable (a Path for every on-disk install).
+RECIPE_DIR = files("edgecnn.recipes")
 DEFAULT_TARGET = "cpu-x86"
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 Activations = Literal["uint8-asymmetric", "int8-symmetric"]
+WEIGHT_RANGES = ("auto", "full", "reduced")
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,14 @@ class Int8Scheme:
     weights: Literal["int8-per-channel"] = "int8-per-channel"
     calib_method: str = "minmax"
     tensorrt_checks: bool = False
+    # full: weights in [-127, 127]; reduced: [-64, 64] (7 bits), for x86 CPUs without VNNI,
+    # whose u8 x s8 kernel (VPMADDUBSW) adds two u8*s8 products into a saturating int16:
+    # 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. auto: reduced when the exporting
+    # CPU is x86 without VNNI (quantize.weight_range says which, and why).
+    weight_range: Literal["auto", "full", "reduced"] = "auto"
+    # Keep float the blocks whose int8 is slower, as measured on the exporting machine
+    # (export/mixed.py); false when exporting for another CPU than the one exporting.
+    mixed_precision: bool = True
 
     @property
     def symmetric_activations(self) -> bool:
@@ -76,16 +95,22 @@ class Target:
                                f"{', '.join(self.precisions)})")
 
 
+def recipe_file(name: str) -> Traversable:
+    """A recipe shipped with edgecnn (`cpu-x86.yaml`, `pipeline.yaml`), as a Traversable."""
+    return RECIPE_DIR.joinpath(name)
+
+
 def list_targets() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml") if _is_target_file(p))
+    return sorted(p.name.removesuffix(".yaml") for p in RECIPE_DIR.iterdir()
+                  if p.name.endswith(".yaml") and _is_target_file(p))
 
 
 def load_target(name_or_path: str | Path = DEFAULT_TARGET) -> Target:
     """A target by recipe name (`cpu-x86`) or by the path of a YAML recipe."""
     text = str(name_or_path)
-    path = Path(text).expanduser()
+    path: Path | Traversable = Path(text).expanduser()
     if not (text.endswith((".yaml", ".yml")) or path.is_file()):
-        path = RECIPE_DIR / f"{text}.yaml"
+        path = recipe_file(f"{text}.yaml")
         if not path.is_file():
             known = list_targets()
             close = difflib.get_close_matches(text, known, n=1)
@@ -96,14 +121,14 @@ def load_target(name_or_path: str | Path = DEFAULT_TARGET) -> Target:
     return _parse(_read_yaml(path), str(path))
 
 
-def _is_target_file(path: Path) -> bool:
+def _is_target_file(path: Traversable) -> bool:
     try:
         return isinstance(data := _read_yaml(path), dict) and "max_ir_version" in data
     except EdgeCNNError:
         return False
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_yaml(path: Path | Traversable) -> Any:
     import yaml
 
     try:
@@ -115,7 +140,8 @@ def _read_yaml(path: Path) -> Any:
 
 _KEYS = {"name", "description", "precisions", "opset", "min_opset", "max_opset",
          "max_ir_version", "int8"}
-_INT8_KEYS = {"activations", "weights", "calib_method", "tensorrt_checks"}
+_INT8_KEYS = {"activations", "weights", "calib_method", "tensorrt_checks", "weight_range",
+              "mixed_precision"}
 
 
 def _parse(data: Any, source: str) -> Target:
@@ -167,5 +193,10 @@ def _validate(t: Target) -> None:
         raise EdgeCNNError(f"{where}: int8.weights must be int8-per-channel")
     if t.int8.calib_method not in CALIB_METHODS:
         raise EdgeCNNError(f"{where}: int8.calib_method must be one of {', '.join(CALIB_METHODS)}")
+    if t.int8.weight_range not in WEIGHT_RANGES:
+        raise EdgeCNNError(f"{where}: int8.weight_range must be one of "
+                           f"{', '.join(WEIGHT_RANGES)}")
+    if not isinstance(t.int8.mixed_precision, bool):
+        raise EdgeCNNError(f"{where}: int8.mixed_precision must be true or false")
     if t.int8.tensorrt_checks and not t.int8.symmetric_activations:
         raise EdgeCNNError(f"{where}: TensorRT checks need int8-symmetric activations")

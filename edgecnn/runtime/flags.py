@@ -47,14 +47,17 @@ def add_preprocess_arguments(parser: argparse.ArgumentParser, *,
     """--mean, --std, --labels and (unless the parser has its own) --resolution."""
     group = parser.add_argument_group("ONNX files without edgecnn metadata")
     group.add_argument("--mean", type=channel_values, metavar="R,G,B", default=None,
-                       help="per-channel mean, 0-1 pixel scale (torchvision's convention)")
+                       help="per-channel mean, 0-1 pixel scale (torchvision's convention; "
+                       "default: the artifact's metadata)")
     group.add_argument("--std", type=channel_values, metavar="R,G,B", default=None,
-                       help="per-channel std, 0-1 pixel scale")
+                       help="per-channel std, 0-1 pixel scale (default: the artifact's metadata)")
     if resolution:
         group.add_argument("--resolution", type=_positive_int, metavar="N", default=None,
-                           help="input side in pixels, when the model's input is dynamic")
+                           help="input side in pixels, when the model's input is dynamic "
+                           "(default: the metadata's or the input's fixed size)")
     group.add_argument("--labels", type=Path, metavar="FILE", default=None,
-                       help="class names, one per line, in the order of the model's outputs")
+                       help="class names, one per line, in the order of the model's outputs "
+                       "(default: the metadata's, else the output index)")
 
 
 def load_arguments(args: argparse.Namespace) -> dict[str, Any]:

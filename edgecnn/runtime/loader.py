@@ -46,7 +46,8 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
          classes: Sequence[str] | None = None, **options: Any) -> Model:
     """Load an artifact directory (model.onnx + export.json) or an .onnx file.
 
-    runtime: "auto", "onnxruntime", "openvino" or "tensorrt".
+    runtime: "auto", "onnxruntime", "openvino", "tensorrt", or "fastest" (the CPU runtime
+        and thread count measured fastest for this file, cached: runtime/fastest.py).
     device: "auto" (an NVIDIA GPU when present, else the CPU), "cpu", "cuda[:N]", or an
         OpenVINO device name ("GPU", "NPU", "GPU.1") for openvino.
     precision: in an artifact directory, pick model.onnx (fp32), model.fp16.onnx or
@@ -65,7 +66,17 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
     labels = tuple(str(c) for c in classes) if classes is not None else (
         meta.classes if meta is not None else None)
     check_classes(info, labels)
+    note = None
+    if runtime == "fastest":  # measured once per machine, runtime versions and file: cached
+        from edgecnn.runtime.fastest import choose
+
+        if device not in ("auto", "cpu"):
+            raise EdgeCNNError(f"runtime 'fastest' compares the CPU runtimes; got device "
+                               f"{device!r}")
+        runtime, options, note = choose(model_path, options, cpu_runners())
+        device = "cpu"
     runner_type, device, selection = select_runtime(runtime, device)
+    selection = note or selection
     runner = runner_type(model_path, device, runner_type.options_type.from_kwargs(
         runner_type.name, options), info=info)
     # The graph is the truth (a Softmax at its end); the metadata says so for our exports.
@@ -122,7 +133,8 @@ def preprocess_for(info: OnnxInfo, preprocess: Preprocess | None = None, *,
         base = Preprocess.from_metadata(meta)
         return Preprocess(resolution if resolution is not None else base.resolution,
                           mean if mean is not None else base.mean,
-                          std if std is not None else base.std, layout=base.layout)
+                          std if std is not None else base.std, layout=base.layout,
+                          policy=base.policy)
     if mean is None or std is None:
         raise EdgeCNNError(f"{info.path} has no edgecnn metadata: pass mean and std (and "
                            "resolution when the model's input size is not fixed), or a "
@@ -150,6 +162,11 @@ def check_classes(info: OnnxInfo, labels: tuple[str, ...] | None) -> None:
     if len(labels) != shape[1]:
         raise EdgeCNNError(f"{len(labels)} class names for the {shape[1]} classes of "
                            f"{info.path}")
+
+
+def cpu_runners() -> dict[str, type[OnnxRunner]]:
+    """The runner types of the installed CPU runtimes (what runtime 'fastest' compares)."""
+    return {r: runner_class(r) for r in ("onnxruntime", "openvino") if installed(r)}
 
 
 def installed(runtime: str) -> bool:

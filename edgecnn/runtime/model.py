@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,10 @@ class Model:
         if tuple(expected) != preprocess.input_shape and None not in expected:
             raise EdgeCNNError(f"the preprocessing makes {_shape(preprocess.input_shape)} images "
                                f"but the model takes {_shape(expected)}")
+        # One inference at a time per Model: an OpenVINO infer request and a TensorRT
+        # context are not safe to share between threads. Decoding and preprocessing, the
+        # larger part of a photo's time, still run in parallel.
+        self._infer_lock = threading.Lock()
         runner.activate()
 
     @property
@@ -120,8 +125,9 @@ class Model:
         fixed = self.runner.input.shape[0]
         if fixed is not None and len(chunk) < fixed:  # a static batch of 8 fed 3 images: pad
             pad = np.zeros((fixed - len(chunk), *batch.shape[1:]), dtype=batch.dtype)
-            return self.infer(np.concatenate([batch, pad]))[:len(chunk)]
-        return self.infer(batch)
+            batch = np.concatenate([batch, pad])
+        with self._infer_lock:
+            return self.infer(batch)[:len(chunk)]
 
     def close(self) -> None:
         self.runner.deactivate()

@@ -21,8 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgecnn.data import BatchTransform, ImageDataset, batches
+from edgecnn.data.transforms import normalize
+from edgecnn.data.view import eval_view
 from edgecnn.errors import EdgeCNNError
 
+# Batches timed for the epoch-time estimate (the first one, with its warm-up, left out).
+ESTIMATE_BATCHES = 4
 # Moving a data set to the GPU once beats copying each batch, up to this size.
 DEVICE_DATA_LIMIT = 1 << 30
 
@@ -164,6 +168,7 @@ def train_epoch(
     world_size: int = 1,
     reduce: Callable[[Tensor], Tensor] | None = None,
     progress: str | None = None,
+    estimate: Callable[[float], None] | None = None,
 ) -> EpochStats:
     """One pass over `dataset`; `batch_size` is per process. Returns global statistics.
 
@@ -183,7 +188,12 @@ def train_epoch(
     bar = Progress(len(loader), progress or "", enabled=progress is not None)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     start = time.perf_counter()
-    for images, labels in loader:
+    for step, (images, labels) in enumerate(loader):
+        if estimate is not None and step == ESTIMATE_BATCHES:  # after a warm-up batch
+            per_batch = (time.perf_counter() - first) / (ESTIMATE_BATCHES - 1)
+            estimate(per_batch * len(loader))
+        elif estimate is not None and step == 1:
+            first = time.perf_counter()
         x = transform(images.to(device, non_blocking=True), generator=augment)
         y = labels.to(device, non_blocking=True)
         with autocast(device, amp):
@@ -226,15 +236,22 @@ def predict(
     model: nn.Module, dataset: ImageDataset, transform: BatchTransform, *,
     batch_size: int = 256, device: torch.device | None = None, amp: bool = False,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """(logits float32 (B, K) on the CPU, labels (B,)) batch by batch, in data set order."""
+    """(logits float32 (B, K) on the CPU, labels (B,)) batch by batch, in data set order.
+
+    The model sees the runtime's pixels (edgecnn.data.view: each file or array image through
+    edgecnn.runtime's Preprocess), normalized with `transform`'s mean/std: the accuracy
+    reported here is a device app's.
+    """
     device = device or next(model.parameters()).device
     model.eval()
-    loader = batches(dataset, batch_size, shuffle=False, generator=None,
-                     device=data_device(dataset, device))
+    cfg = transform.config
+    view = eval_view(dataset, cfg.resolution, cfg.in_chans)
+    loader = batches(view, batch_size, shuffle=False, generator=None,
+                     device=data_device(view, device))
     with torch.inference_mode():
         for images, labels in loader:
             with autocast(device, amp):
-                logits = model(transform(images.to(device)))
+                logits = model(normalize(images.to(device), transform.mean, transform.std))
             yield logits.float().cpu(), labels.cpu()
 
 

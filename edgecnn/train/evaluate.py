@@ -55,11 +55,15 @@ def evaluate_checkpoint(
                                mean=tuple(state["mean"]), std=tuple(state["std"]))
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
-    loss_sum, top5 = 0.0, 0
+    loss_sum, top5, top1 = 0.0, 0, []
     for logits, labels in predict(model, dataset, transform, batch_size=batch_size, device=dev):
         loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         top5 += (logits.topk(min(5, k), 1).indices == labels[:, None]).any(1).sum().item()
-        np.add.at(confusion, (labels.numpy(), logits.argmax(1).numpy()), 1)
+        top1.append(logits.argmax(1).numpy())
+        np.add.at(confusion, (labels.numpy(), top1[-1]), 1)
+    predicted = np.concatenate(top1)
+    names = [str(f) for f in dataset.files] if dataset.files is not None else \
+        [f"#{i}" for i in range(len(dataset))]
     n = int(confusion.sum())
     per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum()
                         else None) for i, name in enumerate(classes)}
@@ -69,6 +73,10 @@ def evaluate_checkpoint(
         "dataset": dataset.name, "split": split, "images": n,
         "top1": float(np.trace(confusion) / n), "top5": top5 / n, "loss": loss_sum / n,
         "per_class": per_class, "confusion": confusion.tolist(), "files": {},
+        # each image's top-1 (file paths for image folders, #index otherwise): what a device
+        # app running the exported model on the same files must print
+        "per_image": [{"image": name, "label": classes[int(y)], "top1": classes[int(p)]}
+                      for name, y, p in zip(names, dataset.labels, predicted)],
     }
     if pictures:
         folder = Path(out) if out is not None else checkpoint.parent
@@ -95,7 +103,12 @@ def _pictures(model: nn.Module, state: dict[str, Any], dataset, transform,  # no
     if first is not None:
         files["filters"] = plot_filters(first.weight.detach().float().cpu().numpy(),
                                         folder / f"{prefix}filters.png")
-    image = transform(torch.from_numpy(dataset.images[:1]).to(device))  # (1, C, R, R)
+    from edgecnn.data import eval_view
+    from edgecnn.data.transforms import normalize
+
+    pixels = eval_view(dataset, transform.config.resolution, transform.config.in_chans).images
+    image = normalize(torch.from_numpy(pixels[:1]).to(device), transform.mean,
+                      transform.std)  # (1, C, R, R), what predict fed the model
     maps = feature_maps(model, image)
     label = classes[int(dataset.labels[0])]
     files["features"] = plot_feature_maps(

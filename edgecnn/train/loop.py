@@ -181,7 +181,8 @@ class _Run:
                                 device=ctx.device, label_smoothing=cfg.label_smoothing,
                                 amp=cfg.amp, scaler=scaler, rank=ctx.rank,
                                 world_size=ctx.world_size, reduce=ctx.all_reduce_sum,
-                                progress=f"epoch {epoch}/{cfg.epochs}" if ctx.is_main else None)
+                                progress=f"epoch {epoch}/{cfg.epochs}" if ctx.is_main else None,
+                                estimate=self._oversized_warning() if epoch == 1 else None)
             start = time.perf_counter()
             val = evaluate_totals(self.model, self.val_shard, self.val_tf, device=ctx.device,
                                   amp=cfg.amp, reduce=ctx.all_reduce_sum).as_dict()
@@ -233,6 +234,18 @@ class _Run:
             if stale:
                 save_checkpoint(self._checkpoint(best_epoch, history[-1]), best)
         write_metrics(self.out, history, self._run_info(), best_epoch)
+
+    def _oversized_warning(self) -> Callable[[float], None] | None:
+        """For a resolution over 4x the data's native size (mnist5k at 224): a callback
+        that prints one line with the epoch time estimated on the first batches."""
+        native = max(self.train_set.images.shape[-2:])
+        res = self.config.resolution
+        if res <= 4 * native or not self.ctx.is_main:
+            return None
+        return lambda seconds: self.say(
+            f"edgecnn: warning: training at {res} px, {res / native:.0f}x {self.train_set.name}'s "
+            f"native {native} px: about {seconds:.0f} s per epoch (measured on the first "
+            f"batches); a smaller --resolution trains faster")
 
     def _run_info(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "dataset": self.train_set.name,

@@ -57,6 +57,9 @@ def plot_curves(history: list[dict[str, float]], path: Path, *, title: str = "")
 
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) <= 10:  # few epochs: one tick each (one epoch alone gave 0.945..1.050)
+            ax.set_xticks(epochs)
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

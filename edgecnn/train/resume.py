@@ -27,6 +27,12 @@ def resumed_config(given: TrainConfig, state: dict[str, Any],
         asked = f.name in explicit if explicit is not None else mine is not None
         if f.name == "model":
             mine, theirs = get_spec(mine).name, get_spec(theirs).name
+        if asked and f.name == "epochs" and mine != theirs:
+            raise EdgeCNNError(
+                f"{given.out} holds a run planned for {theirs} epochs (its learning-rate "
+                f"schedule ends there), not {mine}: --resume finishes it as planned; to train "
+                f"longer, start a new run from its weights: --init {given.out}/best.pt "
+                f"--epochs N --out NEW_DIR")
         if asked and f.name not in RESUMABLE_CHANGES and mine != theirs:
             raise EdgeCNNError(f"{given.out} holds a run with {f.name}={theirs!r}, not {mine!r}: "
                                f"--resume continues a run as it was started")

@@ -1,0 +1,198 @@
+"""The machine's limits and a per-layer roofline: how close a model runs to what the hardware
+allows, for fp32 and int8 alike.
+
+    peaks = measure_peaks(threads=2)        # fp32 GEMM, int8 GEMM (ORT QGemm), copy bandwidth
+    bound = layer_bounds("model.int8.onnx", peaks)   # per layer kind, and the total
+    roofline_pct = 100 * bound["total"]["bound_ms"] / p50_ms
+
+A layer's time cannot be below max(MACs / compute peak, bytes moved / bandwidth) for its
+precision: depthwise convolutions are memory-bound (few MACs per byte), pointwise and dense
+ones compute-bound. The model's roofline is that bound summed over its layers; "roofline %"
+is that sum over the measured latency. Peaks are measured at the run's thread count:
+  fp32   numpy's BLAS matrix product (OpenBLAS/MKL), threadpoolctl pinning its threads;
+  int8   ONNX Runtime's MatMulInteger, uint8 x int8 (its QGEMM: VNNI where the CPU has it,
+         AVX2's VPMADDUBSW otherwise), at the session's intra-op threads;
+  memory a large array copy (read + write bytes), split over the threads.
+Bytes per layer come from the tensor shapes: input and output activations and the weights
+(4 bytes an element in fp32, 1 in int8, biases 4). Needs the onnx package for shape inference
+(bench without it reports no roofline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+KINDS = ("pointwise", "depthwise", "dense", "other")
+_MAC_OPS = ("Conv", "Gemm", "MatMul")
+# No kernel of their own in ONNX Runtime: fused into the layer before, or a view.
+_FREE = ("QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "Reshape", "Flatten",
+         "Squeeze", "Unsqueeze", "Shape", "Identity", "Constant")
+
+
+@dataclass(frozen=True)
+class Peaks:
+    threads: int
+    fp32_gmacs: float
+    int8_gmacs: float | None  # None: onnx or onnxruntime not installed
+    bandwidth_gbs: float
+
+
+def measure_peaks(threads: int) -> Peaks:
+    return Peaks(threads, fp32_peak_gmacs(threads), int8_peak_gmacs(threads),
+                 bandwidth_gbs(threads))
+
+
+def fp32_peak_gmacs(threads: int, n: int = 1024, repeats: int = 5) -> float:
+    """numpy BLAS fp32 matrix product, GMAC/s, best of `repeats`."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    limit: Any = contextlib.nullcontext()
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(limits=threads)
+    with limit:
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return n ** 3 / best / 1e9
+
+
+def int8_peak_gmacs(threads: int, n: int = 1024, repeats: int = 5) -> float | None:
+    """ONNX Runtime's MatMulInteger (uint8 x int8 -> int32), GMAC/s, best of `repeats`."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    b = np.random.default_rng(1).integers(-64, 64, (n, n), dtype=np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8_peak",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
+        [numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), so,
+                                   providers=["CPUExecutionProvider"])
+    a = np.random.default_rng(0).integers(0, 256, (n, n), dtype=np.uint8)
+    session.run(None, {"a": a})
+    best = min(_timed(lambda: session.run(None, {"a": a})) for _ in range(repeats))
+    return n ** 3 / best / 1e9
+
+
+def bandwidth_gbs(threads: int, mb: int = 128, repeats: int = 3) -> float:
+    """Copy rate of a `mb` MB array, GB/s of bytes read plus written, split over threads
+    (numpy releases the GIL while it copies), best of `repeats`."""
+    src = np.ones(mb * 2**20 // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    parts = np.array_split(np.arange(len(src)), threads)
+    bounds = [(int(p[0]), int(p[-1]) + 1) for p in parts if len(p)]
+
+    def copy() -> None:
+        workers = [threading.Thread(target=np.copyto, args=(dst[lo:hi], src[lo:hi]))
+                   for lo, hi in bounds]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    copy()
+    best = min(_timed(copy) for _ in range(repeats))
+    return 2 * src.nbytes / best / 1e9
+
+
+def layer_bounds(path: str | Path, peaks: Peaks, batch: int = 1) -> dict[str, dict[str, float]]:
+    """Per layer kind (pointwise, depthwise, dense, other) and in total: MACs, bytes moved
+    and the roofline time (ms) at `batch`. A Conv/Gemm whose weight comes from a
+    DequantizeLinear is an int8 layer (int8 peak, 1-byte tensors)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
+    g = model.graph
+    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+              for v in (*g.value_info, *g.input, *g.output)}
+    inits = {t.name: list(t.dims) for t in g.initializer}
+    shapes.update(inits)
+    producer = {o: n for n in g.node for o in n.output}
+    out = {k: {"macs": 0.0, "bytes": 0.0, "bound_ms": 0.0, "layers": 0} for k in KINDS}
+    for node in g.node:
+        if node.op_type in _FREE:
+            continue
+        weight = _weight(node, producer, inits)
+        int8 = weight is not None and producer.get(node.input[1]) is not None \
+            and producer[node.input[1]].op_type == "DequantizeLinear"
+        size = 1 if int8 else 4
+        kind, macs = _kind_and_macs(node, shapes, weight)
+        tensors = (node.input[0], *node.output) if weight is not None else \
+            (*node.input, *node.output)
+        acts = [t for t in tensors if t in shapes and t not in inits]
+        moved = sum(_elements(shapes[t]) for t in acts) * size * batch
+        if weight is not None:
+            moved += _elements(weight) * size
+            if len(node.input) > 2 and node.input[2]:
+                moved += _elements(shapes.get(node.input[2], [0])) * 4
+        macs *= batch
+        peak = (peaks.int8_gmacs or peaks.fp32_gmacs) if int8 else peaks.fp32_gmacs
+        bound = max(macs / (peak * 1e9), moved / (peaks.bandwidth_gbs * 1e9)) * 1e3
+        row = out[kind]
+        row["macs"] += macs
+        row["bytes"] += moved
+        row["bound_ms"] += bound
+        row["layers"] += 1
+    out["total"] = {k: sum(out[kind][k] for kind in KINDS) for k in
+                    ("macs", "bytes", "bound_ms", "layers")}
+    return out
+
+
+def _weight(node: Any, producer: dict[str, Any], inits: dict[str, list[int]]) -> list[int] | None:
+    """The weight's shape of a Conv/Gemm/MatMul (through its DequantizeLinear), else None."""
+    if node.op_type not in _MAC_OPS or len(node.input) < 2:
+        return None
+    name = node.input[1]
+    if name not in inits and name in producer and producer[name].op_type == "DequantizeLinear":
+        name = producer[name].input[0]
+    return inits.get(name)
+
+
+def _kind_and_macs(node: Any, shapes: dict[str, list[int]], weight: list[int] | None
+                   ) -> tuple[str, float]:
+    if weight is None:
+        return "other", 0.0
+    out = shapes.get(node.output[0])
+    if not out:
+        return "other", 0.0
+    if node.op_type == "Conv":
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        in_per_group, spatial = weight[1], weight[2:]
+        macs = _elements(out) / out[0] * in_per_group * _elements(spatial)
+        if group > 1 and in_per_group == 1:
+            return "depthwise", macs
+        return ("pointwise" if all(k == 1 for k in spatial) and group == 1 else "dense"), macs
+    k = weight[0] if node.op_type == "MatMul" else (
+        weight[1] if any(a.name == "transB" and a.i for a in node.attribute) else weight[0])
+    return "dense", _elements(out) / out[0] * k
+
+
+def _elements(shape: list[int]) -> float:
+    return float(np.prod(shape)) if shape else 1.0
+
+
+def _timed(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+__all__ = ["KINDS", "Peaks", "bandwidth_gbs", "fp32_peak_gmacs", "int8_peak_gmacs",
+           "layer_bounds", "measure_peaks"]
+

@@ -1,0 +1,114 @@
+"""Latency-aware mixed precision (export/mixed.py): blocks, boundary Q/DQ placement, the
+profiler's per-block times, the verdict. Real quantizer and real ONNX Runtime sessions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def v3_small():  # noqa: ANN201
+    """MobileNet v3 small at 32 px, preprocessed for quantization, and calibration inputs:
+    hard-swish (inlined by quant_pre_process) and squeeze-excitation in every block."""
+    from edgecnn.export.onnx_io import simplify, to_onnx_proto
+    from edgecnn.export.quantize import preprocess
+    from edgecnn.registry import create_model
+
+    model = create_model("mobilenet_v3_small", num_classes=10).eval()
+    pre = preprocess(simplify(to_onnx_proto(model, torch.zeros(1, 3, 32, 32))))
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32), dtype=np.float32)
+    return pre, x
+
+
+def test_block_names() -> None:
+    from edgecnn.export.mixed import block_of
+
+    assert block_of("/features/features.4/block/block.0/block.0.0/Conv") == "/features/features.4"
+    assert block_of("/features/features.0/Conv") == "/features/features.0"
+    assert block_of("/conv1/Conv") == "/conv1"
+    assert block_of("/Flatten") == "/Flatten"
+    assert block_of("conv_7") == "conv_7"  # a foreign file's flat names: one block each
+
+
+def test_float_blocks_leave_no_pointless_qdq_pair(v3_small) -> None:  # noqa: ANN001
+    """Two blocks kept float: their inlined hard-swish and SE stay float with them, and Q/DQ
+    pairs sit only where an int8 block meets a float one."""
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.mixed import graph_blocks, pointless_pairs
+    from edgecnn.export.quantize import quantize
+    from edgecnn.export.targets import load_target
+
+    pre, x = v3_small
+    blocks = graph_blocks(pre)
+    assert all(n.name for n in pre.graph.node), "every node can be excluded by name"
+    floats = blocks["/features/features.1"] + blocks["/features/features.4"]
+    q = quantize(pre, CalibrationReader(x), load_target("cpu-x86").int8, exclude=floats)
+    assert pointless_pairs(q, floats) == []
+    by_name = {n.name: n for n in q.graph.node}
+    produced_by_dq = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    for name in floats:  # float convs read float weights
+        node = by_name[name]
+        if node.op_type == "Conv":
+            assert node.input[1] not in produced_by_dq
+    int8_convs = [n for n in q.graph.node if n.op_type == "Conv" and n.name not in floats]
+    assert int8_convs and all(n.input[1] in produced_by_dq for n in int8_convs)
+
+
+def test_search_profiles_blocks_and_keeps_its_fastest_profile(v3_small) -> None:  # noqa: ANN001
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.mixed import MixedConfig, search_blocks
+    from edgecnn.export.quantize import quantize
+    from edgecnn.export.targets import load_target
+
+    pre, x = v3_small
+    scheme, reader = load_target("cpu-x86").int8, CalibrationReader(x)
+    made = []
+
+    def make(exclude: list[str]):  # noqa: ANN202
+        made.append(len(exclude))
+        return quantize(pre, reader, scheme, exclude=exclude)
+
+    result = search_blocks(pre, make, (1, 3, 32, 32), MixedConfig(profile_runs=4,
+                                                                  refine_rounds=1))
+    rec = result.record
+    assert rec["profiled_sessions"] <= 6 and len(made) <= 3  # bounded: 2 + refine_rounds
+    assert {b["block"] for b in rec["blocks"]} >= {"/features/features.1",
+                                                   "/classifier/classifier.0"}
+    assert all(b["fp32_ms"] > 0 for b in rec["blocks"] if b["block"].startswith("/features"))
+    profiled = rec["candidates_profiled_ms"]
+    assert profiled[rec["chosen"]] == min(v for k, v in profiled.items() if k != "fp32")
+    assert profiled[rec["chosen"]] <= profiled["fp32"]  # all-float is a candidate
+    floats = {b["block"] for b in rec["blocks"] if b["precision"] == "float"}
+    assert set(rec["float_blocks"]) == floats
+    assert set(result.float_nodes) == {n.name for n in pre.graph.node
+                                       if any(n.name in b.nodes for b in result.blocks
+                                              if b.name in floats)}
+
+
+def test_verdict() -> None:
+    from edgecnn.export.mixed import verdict, verdict_line
+
+    fast = {"onnxruntime": {"speedup": 1.6}, "openvino": {"speedup": 0.9}, "threads": 1}
+    v = verdict(fast, 0.2, 1.0, True)
+    assert v["worth_deploying"] is True and v["runtime"] == "onnxruntime"
+    assert "in openvino deploy model.onnx" in v["reason"]
+    slow = verdict({"onnxruntime": {"speedup": 0.98}}, 0.0, 1.0, True)
+    assert slow["worth_deploying"] is False and "deploy model.onnx" in slow["reason"]
+    lossy = verdict(fast, 2.5, 1.0, False)
+    assert lossy["worth_deploying"] is False and "2.50 top-1 points" in lossy["reason"]
+    assert verdict(fast, None, 1.0, None)["top1_change"] is None
+    assert verdict(None, None, 1.0, None)["reason"] == "speed not measured"
+    assert verdict_line(slow).startswith("int8 verdict: not worth it")
+
+
+def test_slower_in_any_runtime_means_every_block_float() -> None:
+    from edgecnn.export.mixed import slower_somewhere
+
+    ok = {"onnxruntime": {"speedup": 1.3}, "openvino": {"speedup": 0.98}, "threads": 1}
+    assert slower_somewhere(ok) is None  # within timing noise
+    why = slower_somewhere({"onnxruntime": {"speedup": 1.05}, "openvino": {"speedup": 0.79}})
+    assert why is not None and "openvino (0.79x)" in why and "onnxruntime" not in why

@@ -1,0 +1,72 @@
+"""The per-layer roofline (bench/roofline.py): kinds, MACs and bytes from the shapes of a
+model defined here and exported by plain torch.onnx, fp32 and int8 (ONNX Runtime's
+quantizer), and the machine's measured peaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import onnx
+
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.quantize import preprocess, quantize
+    from edgecnn.export.targets import load_target
+
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),  # depthwise
+                          nn.Conv2d(8, 16, 1), nn.ReLU(),  # pointwise
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    root = tmp_path_factory.mktemp("roof")
+    fp32 = root / "m.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 8, 16, 16),), str(fp32), dynamo=False,
+                      input_names=["input"], output_names=["logits"])
+    x = np.random.default_rng(0).standard_normal((4, 8, 16, 16), dtype=np.float32)
+    q = quantize(preprocess(onnx.load(str(fp32))), CalibrationReader(x),
+                 load_target("cpu-x86").int8)
+    int8 = root / "m.int8.onnx"
+    onnx.save(q, str(int8))
+    return fp32, int8
+
+
+def test_kinds_macs_and_bytes(files: tuple[Path, Path]) -> None:
+    from edgecnn.bench.roofline import Peaks, layer_bounds
+
+    fp32, int8 = files
+    peaks = Peaks(threads=1, fp32_gmacs=100.0, int8_gmacs=400.0, bandwidth_gbs=10.0)
+    b = layer_bounds(fp32, peaks)
+    hw = 16 * 16
+    assert b["depthwise"]["macs"] == hw * 8 * 9 and b["pointwise"]["macs"] == hw * 8 * 16
+    assert b["dense"]["macs"] == 16 * 10
+    # fp32 bytes: input + output activations, weights, biases; 4 bytes each
+    assert b["depthwise"]["bytes"] == 4 * (hw * 8 + hw * 8 + 8 * 9 + 8)
+    assert b["pointwise"]["bytes"] == 4 * (hw * 8 + hw * 16 + 8 * 16 + 16)
+    for kind in ("depthwise", "pointwise", "dense"):  # each bound is max(compute, memory)
+        row = b[kind]
+        assert row["bound_ms"] == pytest.approx(1e3 * max(row["macs"] / 100e9,
+                                                           row["bytes"] / 10e9))
+    assert b["depthwise"]["bytes"] / 10e9 > b["depthwise"]["macs"] / 100e9  # memory-bound
+    assert b["total"]["bound_ms"] == pytest.approx(sum(b[k]["bound_ms"] for k in
+                                                       ("pointwise", "depthwise", "dense",
+                                                        "other")))
+    q = layer_bounds(int8, peaks)  # int8 layers: 1-byte tensors, the int8 peak
+    assert q["pointwise"]["macs"] == b["pointwise"]["macs"]
+    assert q["pointwise"]["bytes"] == hw * 8 + hw * 16 + 8 * 16 + 4 * 16
+    assert q["depthwise"]["bytes"] == hw * 8 * 2 + 8 * 9 + 4 * 8
+    assert q["total"]["bound_ms"] < b["total"]["bound_ms"] / 2
+
+
+def test_measured_peaks() -> None:
+    from edgecnn.bench.roofline import measure_peaks
+
+    p = measure_peaks(1)
+    assert p.fp32_gmacs > 0.5 and p.int8_gmacs is not None and p.int8_gmacs > 0.5
+    assert p.bandwidth_gbs > 0.1
