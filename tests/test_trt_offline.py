@@ -16,8 +16,9 @@ import pytest
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime import load, read_onnx
 from edgecnn.runtime.trt_runner import (EngineCache, GpuInfo, TrtOptions, TrtRunner,
-                                        default_cache_dir, engine_key, import_cudart,
-                                        import_tensorrt, profile_shapes)
+                                        builder_flags, check_recipe_version,
+                                        default_cache_dir, engine_key,
+                                        import_cudart, import_tensorrt, profile_shapes)
 from tests.runtime_artifacts import export_artifact
 
 RES = 32
@@ -131,24 +132,45 @@ def test_profile_shapes(models: dict[str, Path]) -> None:
 def test_engine_key_changes_with_everything_that_invalidates_an_engine() -> None:
     sha = "a" * 64
     shapes = profile_shapes((None, 3, 224, 224), TrtOptions())
-    base = engine_key(H100, "10.7.0", sha, False, TrtOptions(), shapes)
-    assert base == engine_key(H100, "10.7.0", sha, False, TrtOptions(), shapes)  # stable
+    base = engine_key(H100, "10.7.0", sha, (), TrtOptions(), shapes)
+    assert base == engine_key(H100, "10.7.0", sha, (), TrtOptions(), shapes)  # stable
     assert base.startswith("nvidia-h100-80gb-hbm3-sm90-trt10.7.0-")
     assert all(c.isalnum() or c in "-." for c in base)  # safe as a file name
     variants = [
-        engine_key(ORIN, "10.7.0", sha, False, TrtOptions(), shapes),
-        engine_key(GpuInfo(H100.name, "8.9"), "10.7.0", sha, False, TrtOptions(), shapes),
-        engine_key(H100, "10.8.0", sha, False, TrtOptions(), shapes),
-        engine_key(H100, "10.7.0", "b" * 64, False, TrtOptions(), shapes),
-        engine_key(H100, "10.7.0", sha, True, TrtOptions(), shapes),
-        engine_key(H100, "10.7.0", sha, False, TrtOptions(fp16=True), shapes),
-        engine_key(H100, "10.7.0", sha, False, TrtOptions(max_batch=64), profile_shapes(
+        engine_key(ORIN, "10.7.0", sha, (), TrtOptions(), shapes),
+        engine_key(GpuInfo(H100.name, "8.9"), "10.7.0", sha, (), TrtOptions(), shapes),
+        engine_key(H100, "10.8.0", sha, (), TrtOptions(), shapes),
+        engine_key(H100, "10.7.0", "b" * 64, (), TrtOptions(), shapes),
+        engine_key(H100, "10.7.0", sha, ("INT8",), TrtOptions(), shapes),
+        engine_key(H100, "10.7.0", sha, ("FP16", "INT8"), TrtOptions(), shapes),
+        engine_key(H100, "10.7.0", sha, ("FP16",), TrtOptions(fp16=True), shapes),
+        engine_key(H100, "10.7.0", sha, (), TrtOptions(max_batch=64), profile_shapes(
             (None, 3, 224, 224), TrtOptions(max_batch=64))),
-        engine_key(H100, "10.7.0", sha, False, TrtOptions(), None),
+        engine_key(H100, "10.7.0", sha, (), TrtOptions(), None),
     ]
     assert len({base, *variants}) == len(variants) + 1
-    assert engine_key(GpuInfo("../../etc", "9.0"), "10", sha, False, TrtOptions(), None
+    assert engine_key(GpuInfo("../../etc", "9.0"), "10", sha, (), TrtOptions(), None
                       ).startswith("etc-sm90-")  # a GPU name never escapes the cache dir
+
+
+def test_int8_engines_are_built_with_fp16_allowed(models: dict) -> None:
+    """INT8 + FP16 is how int8 runs on Jetson: the layers left in float run in fp16."""
+    assert builder_flags(True, TrtOptions()) == ("FP16", "INT8")
+    assert builder_flags(True, TrtOptions(fp16=False)) == ("INT8",)
+    assert builder_flags(False, TrtOptions()) == ()
+    assert builder_flags(False, TrtOptions(fp16=True)) == ("FP16",)
+    assert TrtRunner(models["int8"], "cuda").flags == ("FP16", "INT8")
+    assert TrtRunner(models["static"], "cuda").flags == ()
+
+
+def test_a_tensorrt_older_than_the_recipe_is_one_line() -> None:
+    check_recipe_version("10.3.0", "jetson-orin")
+    check_recipe_version("10.0.1", "tensorrt")
+    check_recipe_version("10.0.1", None)  # a file that is not an artifact: no recipe
+    with pytest.raises(EdgeCNNError, match=r"^tensorrt 10.0.1 is older than the 10.3 the "
+                       r"jetson-orin recipe this artifact was exported with needs$"):
+        check_recipe_version("10.0.1", "jetson-orin")
+    assert builder_flags(False, TrtOptions(), fp16_file=True) == ("FP16",)
 
 
 def test_engine_cache_store_and_verified_load(tmp_path: Path) -> None:

@@ -4,11 +4,14 @@ Building: the ONNX parser fills a network (TensorRT 10 networks are always expli
 fp16 is a builder flag; int8 means explicit quantization: the export stage's Q/DQ graph
 carries the scales, so the INT8 flag is set and no calibrator is used (int8 is switched on by
 itself when the graph has QuantizeLinear/DequantizeLinear nodes, and refused when it has
-none). A dynamic batch dimension gets one optimization profile (min/opt/max batch).
+none). An int8 engine is built with FP16 allowed as well unless fp16=False says otherwise:
+the layers left in float (the guard's float stem, softmax, pooling) then run in fp16, which
+is how int8 is run on Jetson. A dynamic batch dimension gets one optimization profile
+(min/opt/max batch).
 
 Caching: building takes seconds to minutes, so engines are kept under a cache directory
 keyed by the GPU's name, its compute capability, the TensorRT version, the ONNX file's
-sha256 and the build settings. An engine built on another GPU or by another TensorRT is
+sha256 and the build settings, the builder flags (FP16, INT8) among them. An engine built on another GPU or by another TensorRT is
 never looked up (its key differs), so it is rebuilt instead of failing to deserialize; a
 damaged cache file fails its recorded sha256 and is rebuilt too. Timing caches (per GPU and
 TensorRT version) make rebuilds of other models faster.
@@ -33,7 +36,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,6 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.fileio import atomic_write, write_errors
 from edgecnn.runtime.base import OnnxRunner, RunnerOptions, check_type
 from edgecnn.runtime.ort_runner import parse_cuda_device
 
@@ -51,7 +54,9 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class TrtOptions(RunnerOptions):
-    fp16: bool = False  # allow fp16 kernels (inputs and outputs stay float32)
+    # Allow fp16 kernels (inputs and outputs stay float32); None: on for int8 (Q/DQ) graphs
+    # and for an artifact's fp16 file, off for fp32 ones.
+    fp16: bool | None = None
     int8: bool | None = None  # None: on exactly when the graph has Q/DQ nodes
     # The optimization profile of a dynamic batch: kernels are tuned for opt_batch and
     # valid from min_batch to max_batch. A static batch ignores these.
@@ -64,7 +69,7 @@ class TrtOptions(RunnerOptions):
 
     def __post_init__(self) -> None:
         owner = "tensorrt"
-        check_type(owner, "fp16", self.fp16, bool)
+        check_type(owner, "fp16", self.fp16, (bool, type(None)))
         check_type(owner, "int8", self.int8, (bool, type(None)))
         for name in ("min_batch", "opt_batch", "max_batch", "workspace_mb"):
             check_type(owner, name, getattr(self, name), int, minimum=1)
@@ -102,12 +107,34 @@ def profile_shapes(shape: tuple[int | None, ...], options: TrtOptions) -> tuple[
     return ((options.min_batch, *rest), (options.opt_batch, *rest), (options.max_batch, *rest))
 
 
-def engine_key(gpu: GpuInfo, trt_version: str, onnx_sha256: str, int8: bool,
+# The TensorRT each TensorRT recipe (export/<name>.yaml) is made for: its ONNX parser's
+# opsets and Q/DQ rules. An artifact records its recipe in its metadata.
+RECIPE_TENSORRT = {"tensorrt": (10, 0), "jetson-orin": (10, 3), "jetson-nano": (8, 2)}
+
+
+def check_recipe_version(trt_version: str, target: str | None) -> None:
+    """One line when this TensorRT is older than the artifact's recipe needs."""
+    need = RECIPE_TENSORRT.get(target or "")
+    found = tuple(int(v) for v in re.findall(r"\d+", trt_version)[:2])
+    if need and found < need:
+        raise EdgeCNNError(f"tensorrt {trt_version} is older than the {need[0]}.{need[1]} the "
+                           f"{target} recipe this artifact was exported with needs")
+
+
+def builder_flags(int8: bool, options: TrtOptions, fp16_file: bool = False
+                  ) -> tuple[str, ...]:
+    """The BuilderFlag names an engine is built with, e.g. ("FP16", "INT8")."""
+    fp16 = (int8 or fp16_file) if options.fp16 is None else options.fp16
+    return tuple(name for name, on in (("FP16", fp16), ("INT8", int8)) if on)
+
+
+def engine_key(gpu: GpuInfo, trt_version: str, onnx_sha256: str, flags: tuple[str, ...],
                options: TrtOptions, shapes: tuple[Shape, Shape, Shape] | None) -> str:
     """A file-name-safe key that changes with anything that makes an engine invalid or
-    different: GPU, compute capability, TensorRT version, the model bytes, build settings."""
+    different: GPU, compute capability, TensorRT version, the model bytes, builder flags
+    and the other build settings."""
     settings = {"gpu": gpu.name, "cc": gpu.compute_capability, "trt": trt_version,
-                "onnx": onnx_sha256, "fp16": options.fp16, "int8": int8,
+                "onnx": onnx_sha256, "flags": sorted(flags),
                 "profile": shapes, "workspace_mb": options.workspace_mb,
                 "level": options.optimization_level}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
@@ -136,28 +163,18 @@ class EngineCache:
         return data
 
     def store(self, key: str, data: bytes, about: dict[str, Any]) -> Path:
-        """Write atomically (temporary file + rename): a crash never leaves half an engine."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Write atomically (fileio's writer): a crash never leaves half an engine."""
+        with write_errors(self.dir):
+            self.dir.mkdir(parents=True, exist_ok=True)
         record = dict(about, key=key, sha256=hashlib.sha256(data).hexdigest())
-        _atomic_write(self.dir / f"{key}.engine", data)
-        _atomic_write(self.dir / f"{key}.json", json.dumps(record, indent=2).encode())
+        atomic_write(self.dir / f"{key}.engine", data)
+        atomic_write(self.dir / f"{key}.json", json.dumps(record, indent=2))
         return self.dir / f"{key}.engine"
 
     def timing_cache_path(self, gpu: GpuInfo, trt_version: str) -> Path:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu.name).strip("-").lower()[:40] or "gpu"
         return self.dir / f"timing-{slug}-sm{gpu.compute_capability.replace('.', '')}-" \
                           f"trt{trt_version}.cache"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def import_tensorrt() -> Any:
@@ -215,6 +232,10 @@ class TrtRunner(OnnxRunner):
         if qdq and not self.int8:
             raise EdgeCNNError(f"{self.path.name} is a Q/DQ (int8) graph; int8=False cannot "
                                "build it in float")
+        props = self.info.metadata_props
+        self.flags = builder_flags(self.int8, self.options,
+                                   props.get("edgecnn.precision") == "fp16")
+        self.target = props.get("edgecnn.extra.target")
         self.shapes = profile_shapes(self.input.shape, self.options)
         self.cache = EngineCache(self.options.cache_dir or default_cache_dir())
         self._trt: Any = None
@@ -223,13 +244,14 @@ class TrtRunner(OnnxRunner):
     # -- not run by the suite: needs TensorRT and an NVIDIA GPU ------------------------------
     def activate_impl(self) -> None:
         trt, cudart = import_tensorrt(), import_cudart()
+        check_recipe_version(trt.__version__, self.target)
         self._trt, self._cudart = trt, cudart
         _cuda(cudart, cudart.cudaSetDevice(self.device_id))
         props = _cuda(cudart, cudart.cudaGetDeviceProperties(self.device_id))
         name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
         self.gpu = GpuInfo(name.rstrip("\x00"), f"{props.major}.{props.minor}")
         logger = trt.Logger(trt.Logger.WARNING)
-        key = engine_key(self.gpu, trt.__version__, self.info.sha256(), self.int8,
+        key = engine_key(self.gpu, trt.__version__, self.info.sha256(), self.flags,
                          self.options, self.shapes)
         data = self.cache.load(key)
         runtime = trt.Runtime(logger)
@@ -237,7 +259,7 @@ class TrtRunner(OnnxRunner):
         if engine is None:
             data = self._build(trt, logger)
             self.cache.store(key, data, {"onnx": str(self.path), "gpu": asdict(self.gpu),
-                                         "tensorrt": trt.__version__, "int8": self.int8,
+                                         "tensorrt": trt.__version__, "flags": list(self.flags),
                                          "options": asdict(self.options)})
             engine = runtime.deserialize_cuda_engine(data)
             if engine is None:
@@ -279,10 +301,8 @@ class TrtRunner(OnnxRunner):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,
                                      self.options.workspace_mb << 20)
         config.builder_optimization_level = self.options.optimization_level
-        if self.options.fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
-        if self.int8:
-            config.set_flag(trt.BuilderFlag.INT8)  # scales come from the Q/DQ nodes
+        for flag in self.flags:  # INT8: the scales come from the Q/DQ nodes
+            config.set_flag(getattr(trt.BuilderFlag, flag))
         if self.shapes:
             profile = builder.create_optimization_profile()
             profile.set_shape(self.input.name, *self.shapes)
@@ -295,8 +315,9 @@ class TrtRunner(OnnxRunner):
         if serialized is None:
             raise EdgeCNNError(f"tensorrt could not build an engine for {self.path.name} "
                                "(see the TensorRT log above)")
-        self.cache.dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(timing_path, bytes(memoryview(config.get_timing_cache().serialize())))
+        with write_errors(self.cache.dir):
+            self.cache.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(timing_path, bytes(memoryview(config.get_timing_cache().serialize())))
         return bytes(memoryview(serialized))
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
@@ -326,5 +347,5 @@ class TrtRunner(OnnxRunner):
 
     def describe(self) -> str:
         version = self._trt.__version__ if self._trt is not None else "?"
-        modes = "+".join(m for m, on in (("fp16", self.options.fp16), ("int8", self.int8)) if on)
+        modes = "+".join(flag.lower() for flag in self.flags)
         return f"tensorrt {version} ({self.device}{', ' + modes if modes else ''})"
