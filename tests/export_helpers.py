@@ -12,6 +12,18 @@ from pathlib import Path
 import pytest
 
 
+def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """The CLI's own main(), in-process: argparse errors exit through SystemExit."""
+    from edgecnn.cli.main import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def _train(out: Path, **config) -> Path:  # noqa: ANN003
     import torch
 

@@ -18,21 +18,10 @@ import pytest
 
 from edgecnn.export.spec import ExportSpec, ZooSource
 
-from edgecnn.cli.main import main
 from tests.conftest import ROOT, run_cli
-from tests.export_helpers import lenet_ckpt, mobilenet_ckpt  # noqa: F401  (fixtures)
+from tests.export_helpers import cli, lenet_ckpt, mobilenet_ckpt  # noqa: F401  (fixtures)
 
 pytest.importorskip("onnxruntime")
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """The CLI's own main(), in-process: argparse errors exit through SystemExit."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def props(path: Path) -> dict[str, str]:

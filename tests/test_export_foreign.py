@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgecnn.cli.main import main
 from edgecnn.export.source import init_bn_stats
 from tests.conftest import ROOT, run_cli
+from tests.export_helpers import cli
 from tests.usermodels import SmallCNN
 
 pytest.importorskip("onnxruntime")
@@ -96,15 +96,6 @@ def wild(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, nn.M
         "dynamic-size": (_write(net, d / "dynamic.onnx", nchw, dynamic=True), net),
     }
     return cases
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("case", ["ir3-initializer-inputs", "nhwc", "softmax", "nc11",

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.bench.machine import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RUNS = ROOT / "runs" / "bench-export"
@@ -195,7 +197,7 @@ def export_time(results: dict) -> None:
                               "stages_s": export_json(out)["timings_s"],
                               "int8_search_s": int8["blocks"].get("search_s"),
                               "int8_verify_s": (int8.get("latency") or {}).get("verify_s"),
-                              "load_average": os.getloadavg(), "cpu": _cpu(),
+                              "load_average": os.getloadavg(), "cpu": cpu_model(),
                               "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     print(f"time: {results['export_time']}", flush=True)
 
@@ -233,7 +235,7 @@ def main() -> None:
     args = parser.parse_args()
     path = HERE / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    results["conditions"] = {"cpu": _cpu(), "cores": os.cpu_count(),
+    results["conditions"] = {"cpu": cpu_model(), "cores": os.cpu_count(),
                              "python": platform.python_version(), "versions": _versions(),
                              "load_average_at_start": os.getloadavg()}
     for part in args.only or list(PARTS):
@@ -311,13 +313,6 @@ def markdown(r: dict) -> str:
                   "(the paper: 4.8 MB -> 0.66 MB at 8 bits; initialized weights here: sizes "
                   "only, no ImageNet accuracy)"] + [f"- `{c}`" for c in z["commands"]] + [""]
     return "\n".join(lines) + "\n"
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def _versions() -> dict[str, str]:

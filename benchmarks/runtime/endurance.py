@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgecnn.bench.machine import cpu_model
+
 HERE = Path(__file__).resolve().parent
 WARMUP = 1000
 WINDOW = 1000
@@ -140,7 +142,7 @@ def main() -> int:
         "command": "python benchmarks/runtime/endurance.py" + (
             f" --calls {args.calls}" if args.calls != 20_000 else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "load": os.getloadavg(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load": os.getloadavg(),
                     "python": platform.python_version()},
         "versions": _versions(),
         "model": "mobilenet alpha 0.25, 32 px, fp32, onnxruntime CPU, 1 thread",
@@ -152,13 +154,6 @@ def main() -> int:
     print(json.dumps({k: v for k, v in endurance.items() if k != "rss_samples"}, indent=2))
     print(json.dumps(threads))
     return 0 if endurance["pass"] and not mismatches else 1
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def _versions() -> dict[str, str]:
