@@ -81,11 +81,11 @@ def _fp64(checkpoint: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _export(checkpoint: Path, recipe: str, out: Path, max_drop: float) -> Path:
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import CheckpointSource, ExportSpec, Int8Spec, export
 
-    return export(ExportOptions(str(checkpoint), target=recipe, int8=True,
-                                calib_data="mnist5k", calib_samples=128, max_drop=max_drop,
-                                dynamic_batch=True, output=str(out), force=True)).path
+    return export(ExportSpec(CheckpointSource(str(checkpoint)), target=recipe,
+                             int8=Int8Spec("mnist5k", calib_samples=128, max_drop=max_drop),
+                             dynamic_batch=True, output=str(out), force=True)).path
 
 
 def _x86(files: list[Path], x: np.ndarray, optimization: str = "all") -> list[np.ndarray]:

@@ -47,17 +47,17 @@ def _one_line_error(proc: subprocess.CompletedProcess, status: int, *needles: st
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """An Orin artifact (fp32 + int8, dynamic batch), a static fp32-only one, and a Nano one."""
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import ExportSpec, Int8Spec, ZooSource, export
 
     root = tmp_path_factory.mktemp("jetson")
-    base = dict(alpha=0.25, resolution=32, num_classes=10, force=True)
+    source = ZooSource("mobilenet", alpha=0.25, resolution=32, num_classes=10)
     return {
-        "orin": export(ExportOptions("mobilenet", **base, target="jetson-orin", int8=True,
-                                     calib_data="random", calib_samples=8, dynamic_batch=True,
-                                     output=str(root / "orin"))).path,
-        "static": export(ExportOptions("mobilenet", **base, output=str(root / "static"))).path,
-        "nano": export(ExportOptions("mobilenet", **base, target="jetson-nano",
-                                     output=str(root / "nano"))).path,
+        "orin": export(ExportSpec(source, target="jetson-orin",
+                                  int8=Int8Spec("random", calib_samples=8), dynamic_batch=True,
+                                  output=str(root / "orin"), force=True)).path,
+        "static": export(ExportSpec(source, output=str(root / "static"), force=True)).path,
+        "nano": export(ExportSpec(source, target="jetson-nano", output=str(root / "nano"),
+                                  force=True)).path,
     }
 
 

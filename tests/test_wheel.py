@@ -45,9 +45,11 @@ def _env() -> dict[str, str]:
 
 
 def run_in(venv: Path, program: str, *args: str, cwd: Path, ok: bool = True,
-           timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `program` (edgecnn, python, pip) of `venv` in `cwd`; with ok, it must succeed."""
-    proc = subprocess.run([str(venv / "bin" / program), *args], cwd=cwd, env=_env(),
+           timeout: float = 300, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `program` (edgecnn, python, pip) of `venv` in `cwd`; with ok, it must succeed.
+    `pythonpath`: where the user's own modules live (an import-path model)."""
+    env = _env() if pythonpath is None else dict(_env(), PYTHONPATH=str(pythonpath))
+    proc = subprocess.run([str(venv / "bin" / program), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if ok and proc.returncode != 0:
         pytest.fail(f"{program} {' '.join(args)} -> exit {proc.returncode}\n"
@@ -248,3 +250,77 @@ def test_pipeline_without_argument_runs_the_packaged_default(torch_venv: Path,
         proc.wait()
     assert first.startswith("train: training mobilenet alpha 0.5 at 32 px on mnist5k"), first
     assert (work / "runs" / "pipeline-pipeline").is_dir()
+
+
+# A user's own code, written into the user's directory: not edgecnn's, not the checkout's.
+USER_NET = """\
+from torch import nn
+
+
+def tiny_cnn(num_classes, in_chans=3):
+    return nn.Sequential(
+        nn.Conv2d(in_chans, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
+"""
+PLAIN_EXPORT = """\
+import torch
+from mynets import tiny_cnn
+
+net = torch.nn.Sequential(tiny_cnn(4), torch.nn.Softmax(dim=1)).eval()
+torch.onnx.export(net, (torch.rand(1, 3, 24, 24),), "their.onnx", dynamo=False,
+                  input_names=["image"], output_names=["prob"])
+"""
+
+
+@pytest.mark.slow
+def test_foreign_onnx_file_exports_in_the_extra_and_predicts_in_the_base(
+        torch_venv: Path, base_venv: Path, image: Path, work: Path) -> None:
+    """An ONNX file from plain torch.onnx (ends in Softmax, no edgecnn metadata): exported
+    with --int8 in the torch install, then run by the base install with its labels."""
+    (work / "mynets.py").write_text(USER_NET)
+    (work / "plain_export.py").write_text(PLAIN_EXPORT)
+    run_in(torch_venv, "python", "plain_export.py", cwd=work, pythonpath=work)
+    (work / "labels.txt").write_text("cat\ndog\nbird\nfish\n")
+    flags = ("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--labels", "labels.txt")
+    proc = run_in(base_venv, "edgecnn", "predict", "their.onnx", str(image), *flags, "--json",
+                  cwd=work)  # the file as it is, in the device install
+    direct = json.loads(proc.stdout)
+    run_in(torch_venv, "edgecnn", "export", "their.onnx", *flags, "--int8", "--calib-data",
+           "random", "--calib-samples", "16", "-o", "theirs", cwd=work)
+    report = json.loads((work / "theirs" / "export.json").read_text())
+    assert report["options"]["source"]["kind"] == "OnnxSource"
+    proc = run_in(base_venv, "edgecnn", "predict", "theirs", str(image), "--json", cwd=work)
+    exported = json.loads(proc.stdout)
+    assert _top1(exported) in ("cat", "dog", "bird", "fish")  # the labels file's names
+    assert _top1(exported) == _top1(direct)  # one softmax, one preprocessing: same answer
+
+
+def _top1(predictions: object) -> str:
+    """The first label in predict's JSON, wherever the record keeps it."""
+    text = json.dumps(predictions)
+    found = re.search(r'"label": "([^"]+)"', text)
+    assert found, text[:500]
+    return found.group(1)
+
+
+@pytest.mark.slow
+def test_import_path_model_trains_prunes_and_predicts(torch_venv: Path, base_venv: Path,
+                                                      image: Path, work: Path) -> None:
+    """`mynets:tiny_cnn` from the user's directory: train, export --prune 0.5 --int8 from the
+    checkpoint alone, predict in the base install."""
+    (work / "mynets.py").write_text(USER_NET)
+    run_in(torch_venv, "edgecnn", "train", "mynets:tiny_cnn", "--data", "digits",
+           "--resolution", "16", "--epochs", "1", "--out", "run", cwd=work, pythonpath=work)
+    run_in(torch_venv, "edgecnn", "export", "run/best.pt", "--prune", "0.5", "--int8",
+           "--calib-data", "digits", "--calib-samples", "32", "-o", "mine", cwd=work,
+           pythonpath=work)
+    report = json.loads((work / "mine" / "export.json").read_text())
+    assert report["options"]["source"]["kind"] == "CheckpointSource"
+    assert (work / "mine" / "model.int8.onnx").stat().st_size > 0
+    proc = run_in(base_venv, "edgecnn", "predict", "mine", str(image), "--json", cwd=work)
+    assert "photo.jpg" in proc.stdout
+    moved = run_in(torch_venv, "edgecnn", "export", "run/best.pt", "-o", "again", cwd=work,
+                   ok=False)  # the module is gone from the path: one line naming it
+    assert moved.returncode == 2 and "mynets" in moved.stderr
+    assert "Traceback" not in moved.stderr and not (work / "again").exists()
