@@ -32,7 +32,7 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             # mkstemp makes 0600 files; give the usual permissions (0666 less the umask)
-            os.fchmod(fd, 0o666 & ~_umask())
+            os.fchmod(fd, 0o666 & ~umask())
             with os.fdopen(fd, "wb") as f:
                 yield f
                 f.flush()
@@ -71,7 +71,7 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask

@@ -279,3 +279,27 @@ def test_int8_and_fp16_in_one_artifact(tmp_path: Path, capsys) -> None:
     assert report["options"]["fp16"] is True and report["options"]["int8"]["calib_data"] == \
         "random"
     assert "model.fp16.onnx" in stdout and "model.int8.onnx" in stdout
+
+
+def test_commit_puts_the_previous_export_back_when_the_final_rename_fails(
+        tmp_path: Path) -> None:
+    """--force over an earlier export, and the new directory is gone at the last step (a
+    tmp cleaner, a full disk's rollback): the earlier export is back, whole, and the error is
+    one line."""
+    import shutil
+
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.export.artifact import ArtifactDir
+
+    dest = tmp_path / "art"
+    with ArtifactDir(dest) as first:
+        first.write_json("export.json", {"run": "earlier"})
+        first.commit()
+    with ArtifactDir(dest, force=True) as second:
+        second.write_json("export.json", {"run": "later"})
+        second.files.clear()
+        shutil.rmtree(second.tmp)  # the final rename now fails for real (no source)
+        with pytest.raises(EdgeCNNError, match="cannot move the export"):
+            second.commit()
+    assert json.loads((dest / "export.json").read_text()) == {"run": "earlier"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no .old or .tmp left

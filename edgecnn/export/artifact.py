@@ -30,7 +30,7 @@ import onnx
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.onnx_io import save_onnx
-from edgecnn.fileio import file_sha256, write_errors
+from edgecnn.fileio import file_sha256, umask, write_errors
 
 MANIFEST = "export.json"
 
@@ -45,9 +45,7 @@ class ArtifactDir:
             _remove_stale(self.dest)
             self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.tmp-{os.getpid()}-",
                                              dir=self.dest.parent))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp's 0700 is for secrets, not exports
+            os.chmod(self.tmp, 0o777 & ~umask())  # mkdtemp's 0700 is for secrets, not exports
         except OSError as exc:
             raise EdgeCNNError(f"cannot write in {self.dest.parent}: {exc.strerror}") from None
         self.files: dict[str, Path] = {}
