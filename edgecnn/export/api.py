@@ -338,7 +338,9 @@ class _Export:
             keep: list[str] = []
             first = None
             search = None
-            if cpu and scheme.mixed_precision:  # the blocks where int8 is slower stay float
+            # Unstructured pruning is for size (no speed to gain): every block int8 then.
+            for_size = self.spec.prune is not None and self.spec.prune.method == "unstructured"
+            if cpu and scheme.mixed_precision and not for_size:  # slower int8 blocks: float
                 reader, cache = CalibrationReader(calib_x), calib_caches(Path(cache_dir))[method]
                 search = mixed.search_blocks(
                     pre, lambda exclude: quantize(pre, reader, scheme, method=method,
@@ -350,8 +352,10 @@ class _Export:
                               log=self.log)
         chosen = guard.steps[guard.chosen]
         float_layers = chosen.float_layers  # the float blocks' nodes included
-        blocks: dict[str, Any] = {"reason": "the recipe's int8.mixed_precision is false" if cpu
-                                  else "TensorRT target: timed on the device"}
+        blocks: dict[str, Any] = {"reason": (
+            "TensorRT target: timed on the device" if not cpu else
+            "unstructured pruning (a size goal): every block int8" if for_size else
+            "the recipe's int8.mixed_precision is false")}
         if search is not None:
             blocks = search.record
             if keep and not set(keep) <= set(float_layers):  # the guard took them back
