@@ -105,7 +105,7 @@ def test_verdict() -> None:
     assert verdict_line(slow).startswith("int8 verdict: not worth it")
 
 
-def test_slower_in_any_runtime_means_every_block_float() -> None:
+def test_slower_in_any_runtime_is_named_beyond_the_noise() -> None:
     from edgecnn.export.mixed import slower_somewhere
 
     ok = {"onnxruntime": {"speedup": 1.3}, "openvino": {"speedup": 0.98}, "threads": 1}
