@@ -54,7 +54,7 @@ class MixedConfig:
     verify_rounds: int = 4
     worth_speedup: float = 1.1  # int8 is worth deploying from this speed-up, within budget
     slower: float = 0.97  # below this int8/fp32 speed-up in any runtime (beyond noise):
-    # every block float, so the int8 file is never slower than fp32
+    # the verdict and a warning say to deploy model.onnx there
 
 
 @dataclass
@@ -314,6 +314,8 @@ def verify(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_shape: tuple[int,
                     make_runner=lambda c=cls, p=path, o=opts: c(p, "cpu", o)))
         records = run_group(cases, TimingPlan(iters=config.verify_iters), peak_gmacs=None,
                             rounds=config.verify_rounds)
+    if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
+        raise KeyboardInterrupt
     ms = {(r.runtime, r.precision): r.latency_ms_p50 for r in records}
     out: dict[str, Any] = {"threads": config.threads, "batch": 1,
                            "timing": f"bench harness, {config.verify_rounds} interleaved rounds,"

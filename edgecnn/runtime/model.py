@@ -87,7 +87,8 @@ class Model:
         """Class scores (logits, or probabilities when `self.probabilities`) for a
         preprocessed batch shaped like the model's input. A Caffe-style (B, C, 1, 1) output
         comes back as (B, C); any other output as the model gives it."""
-        out = self.runner.infer(batch)
+        with self._infer_lock:  # one inference at a time per Model (threads share it)
+            out = self.runner.infer(batch)
         if out.ndim == 4 and out.shape[2:] == (1, 1):
             return out.reshape(out.shape[:2])
         return out
@@ -126,8 +127,7 @@ class Model:
         if fixed is not None and len(chunk) < fixed:  # a static batch of 8 fed 3 images: pad
             pad = np.zeros((fixed - len(chunk), *batch.shape[1:]), dtype=batch.dtype)
             batch = np.concatenate([batch, pad])
-        with self._infer_lock:
-            return self.infer(batch)[:len(chunk)]
+        return self.infer(batch)[:len(chunk)]
 
     def close(self) -> None:
         self.runner.deactivate()
