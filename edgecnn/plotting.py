@@ -86,3 +86,20 @@ def _on_canvas(text: Any) -> bool:
     except (TypeError, ValueError):
         return True
     return True
+
+
+def save_png(fig: Any, path: Any, *, dpi: int = 120, tight: bool = True) -> Any:
+    """Render `fig` to PNG in memory, then write it atomically (fileio) and close it: a
+    killed run leaves the old plot or the new one, never half of one."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from edgecnn.fileio import atomic_write
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    finally:
+        plt.close(fig)
+    return atomic_write(path, buffer.getvalue())

@@ -30,7 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "fileio": ("errors",),
     "metadata": ("errors",),
     "tables": ("errors",),
-    "plotting": (),  # matplotlib helpers (label placement, log axes, overlap check)
+    "plotting": ("fileio",),  # matplotlib helpers (label placement, log axes, overlap check)
     "__init__": ("errors", "lazy", "registry", "profile"),  # the zoo API, lazily
     "runtime": BASE,
     "data": BASE,

@@ -176,16 +176,14 @@ def plot_sweep(rows: list[dict[str, Any]], out: Path, *, title: str) -> list[Pat
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from edgecnn.plotting import save_png
 
     figures = [("latency_vs_macs.png", latency_macs_figure(rows, title))]
     if any(r["accuracy_top1_pct"] is not None for r in rows):
         figures.append(("accuracy_vs_latency.png", accuracy_latency_figure(rows, title)))
     written = []
     for name, fig in figures:
-        fig.savefig(out / name, dpi=120)
-        plt.close(fig)
-        written.append(out / name)
+        written.append(save_png(fig, out / name, tight=False))
     return written
 
 

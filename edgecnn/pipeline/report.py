@@ -103,7 +103,7 @@ def _plots(bench: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from edgecnn.plotting import save_png
 
     recs = bench["records"]
     written = []
@@ -111,9 +111,7 @@ def _plots(bench: dict[str, Any], out: Path) -> list[Path]:
     if all(r["accuracy_top1_pct"] is not None for r in recs):
         figures.append(("accuracy_vs_latency.png", accuracy_figure(recs)))
     for name, fig in figures:
-        fig.savefig(out / name, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        written.append(out / name)
+        written.append(save_png(fig, out / name))
     return written
 
 

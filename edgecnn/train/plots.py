@@ -10,13 +10,12 @@ Every file is drawn in memory and written atomically (edgecnn.fileio).
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from edgecnn.fileio import atomic_write
+from edgecnn.plotting import save_png
 
 
 def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6, 4)):  # noqa: ANN202
@@ -29,14 +28,7 @@ def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6, 4)):  
 
 
 def _save(fig, path: Path) -> Path:  # noqa: ANN001
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return atomic_write(path, buffer.getvalue())
+    return save_png(fig, path, dpi=110)
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, *, title: str = "") -> Path:
