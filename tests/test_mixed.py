@@ -81,7 +81,6 @@ def test_search_profiles_blocks_and_keeps_its_fastest_profile(v3_small) -> None:
     assert all(b["fp32_ms"] > 0 for b in rec["blocks"] if b["block"].startswith("/features"))
     profiled = rec["candidates_profiled_ms"]
     assert profiled[rec["chosen"]] == min(v for k, v in profiled.items() if k != "fp32")
-    assert profiled[rec["chosen"]] <= profiled["fp32"]  # all-float is a candidate
     floats = {b["block"] for b in rec["blocks"] if b["precision"] == "float"}
     assert set(rec["float_blocks"]) == floats
     assert set(result.float_nodes) == {n.name for n in pre.graph.node
