@@ -13,15 +13,33 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def v3_small():  # noqa: ANN201
     """MobileNet v3 small at 32 px, preprocessed for quantization, and calibration inputs:
-    hard-swish (inlined by quant_pre_process) and squeeze-excitation in every block."""
+    hard-swish and squeeze-excitation in every block; and the exported fp32 graph."""
+    return _v3_small()
+
+
+def _v3_small() -> tuple:
     from edgecnn.export.onnx_io import simplify, to_onnx_proto
     from edgecnn.export.quantize import preprocess
     from edgecnn.registry import create_model
 
     model = create_model("mobilenet_v3_small", num_classes=10).eval()
-    pre = preprocess(simplify(to_onnx_proto(model, torch.zeros(1, 3, 32, 32))))
+    fp32 = simplify(to_onnx_proto(model, torch.zeros(1, 3, 32, 32)))
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32), dtype=np.float32)
-    return pre, x
+    return preprocess(fp32), x, fp32
+
+
+def test_preprocess_keeps_hardswish_whole(v3_small) -> None:  # noqa: ANN001
+    """quant_pre_process inlines HardSwish into HardSigmoid and Mul; preprocess puts every
+    one back, and the graph computes what the exported one does."""
+    import onnxruntime as ort
+
+    pre, x, fp32 = v3_small
+    count = [[n.op_type for n in g.graph.node].count("HardSwish") for g in (pre, fp32)]
+    assert count == [19, 19]  # MobileNet v3 small's hard-swish activations, all kept
+    assert all(n.name for n in pre.graph.node)
+    y = [ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+         .run(None, {"input": x[:1]})[0] for g in (pre, fp32)]
+    np.testing.assert_allclose(y[0], y[1], atol=1e-5)
 
 
 def test_block_names() -> None:
@@ -42,7 +60,7 @@ def test_float_blocks_leave_no_pointless_qdq_pair(v3_small) -> None:  # noqa: AN
     from edgecnn.export.quantize import quantize
     from edgecnn.export.targets import load_target
 
-    pre, x = v3_small
+    pre, x, _ = v3_small
     blocks = graph_blocks(pre)
     assert all(n.name for n in pre.graph.node), "every node can be excluded by name"
     floats = blocks["/features/features.1"] + blocks["/features/features.4"]
@@ -64,7 +82,7 @@ def test_search_profiles_blocks_and_keeps_its_fastest_profile(v3_small) -> None:
     from edgecnn.export.quantize import quantize
     from edgecnn.export.targets import load_target
 
-    pre, x = v3_small
+    pre, x, _ = v3_small
     scheme, reader = load_target("cpu-x86").int8, CalibrationReader(x)
     made = []
 
@@ -88,6 +106,43 @@ def test_search_profiles_blocks_and_keeps_its_fastest_profile(v3_small) -> None:
                                               if b.name in floats)}
 
 
+def test_no_int8_candidate_faster_gives_the_reference_graph_itself(v3_small) -> None:  # noqa: ANN001
+    """Every int8 candidate carries a second output worth a 512^3 matrix product (a model
+    whose int8 graphs lose everywhere, whatever the machine's noise): the search returns the
+    fp32 reference graph itself, so the int8 file cannot be slower than model.onnx."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.mixed import MixedConfig, search_blocks
+    from edgecnn.export.quantize import quantize
+    from edgecnn.export.targets import load_target
+
+    pre, x, fp32 = v3_small
+    scheme, reader = load_target("cpu-x86").int8, CalibrationReader(x)
+    w = numpy_helper.from_array(np.ones((512, 512), np.float32), "slow_w")
+
+    def make(exclude: list[str]):  # noqa: ANN202
+        q = quantize(pre, reader, scheme, exclude=exclude)
+        g = q.graph
+        g.initializer.append(w)
+        g.node.extend([helper.make_node("ReduceMean", ["input"], ["slow_m"], name="slow_mean",
+                                        keepdims=0),
+                       helper.make_node("Mul", ["slow_w", "slow_m"], ["slow_a"], name="slow_mul"),
+                       helper.make_node("MatMul", ["slow_a", "slow_w"], ["slow_y"],
+                                        name="slow_matmul")])
+        g.output.append(helper.make_tensor_value_info("slow_y", TensorProto.FLOAT, [512, 512]))
+        return q
+
+    reference = fp32  # model.onnx's graph, not the preprocessed one
+    result = search_blocks(pre, make, (1, 3, 32, 32), MixedConfig(profile_runs=4,
+                                                                  refine_rounds=1),
+                           reference=reference)
+    assert result.record["chosen"] == "float"
+    assert result.proto is reference
+    assert {b.precision for b in result.blocks} == {"float"}
+    assert len(result.float_nodes) == sum(len(b.nodes) for b in result.blocks)
+
+
 def test_verdict() -> None:
     from edgecnn.export.mixed import verdict, verdict_line
 
@@ -105,9 +160,13 @@ def test_verdict() -> None:
 
 
 def test_slower_in_any_runtime_is_named_beyond_the_noise() -> None:
-    from edgecnn.export.mixed import slower_somewhere
+    from edgecnn.export.mixed import slower_everywhere, slower_somewhere
 
     ok = {"onnxruntime": {"speedup": 1.3}, "openvino": {"speedup": 0.98}, "threads": 1}
     assert slower_somewhere(ok) is None  # within timing noise
     why = slower_somewhere({"onnxruntime": {"speedup": 1.05}, "openvino": {"speedup": 0.79}})
+    assert not slower_everywhere({"onnxruntime": {"speedup": 1.05}, "openvino": {"speedup": 0.79}})
+    assert slower_everywhere({"onnxruntime": {"speedup": 0.9}, "openvino": {"speedup": 0.79},
+                              "threads": 1})
+    assert not slower_everywhere({"onnxruntime": {"speedup": 0.98}})  # within the noise
     assert why is not None and "openvino (0.79x)" in why and "onnxruntime" not in why
