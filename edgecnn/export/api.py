@@ -345,7 +345,7 @@ class _Export:
                 search = mixed.search_blocks(
                     pre, lambda exclude: quantize(pre, reader, scheme, method=method,
                                                   exclude=exclude, cache=cache),
-                    shape, log=self.log)
+                    shape, reference=fp32, log=self.log)
                 keep, first = search.float_nodes, search.proto
             guard = run_guard(pre, calib_x, self.held_out, scheme, config,
                               cache_dir=Path(cache_dir), keep_float=keep, first=first, qat=qat,
@@ -364,10 +364,18 @@ class _Export:
         if cpu:  # the final graph against fp32, in every installed CPU runtime
             timing = mixed.verify(fp32, guard.proto, shape)  # against the fp32 file written
             fallback = mixed.slower_somewhere(timing) if search is not None else None
-            if fallback:  # the file stays what was asked for (int8 is smaller, too); the
-                # verdict and a warning say that model.onnx is the faster file to deploy
+            if search is not None and fallback and mixed.slower_everywhere(timing):
+                # int8 is never slower than fp32: the search's all-float candidate instead
+                kept, float_layers = fp32, [n for b in search.blocks for n in b.nodes]
+                blocks.update(chosen="float", float_blocks=[b.name for b in search.blocks],
+                              slower_than_fp32=f"the searched graph was {fallback}: the int8 "
+                                               "file holds the fp32 graph")
+                self.warn(f"int8 was {fallback}: the int8 file holds the fp32 graph; deploy "
+                          "model.onnx")
+            elif fallback:  # faster somewhere: the file stays; the verdict and a warning
+                # say where model.onnx is the faster file to deploy
                 blocks["slower_than_fp32"] = fallback
-                self.warn(f"int8 {fallback}: deploy model.onnx for speed")
+                self.warn(f"int8 {fallback}: deploy model.onnx for speed there")
         calibration = ("random inputs (latency only: accuracy not measured)" if random else
                        f"{opts.calib_data} ({len(calib_x)} train images)")
         reduced, range_reason = weight_range(scheme)
@@ -386,8 +394,13 @@ class _Export:
         # the model written is the guard's choice, float blocks included
         section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": chosen.top1_int8,
                             "agreement": chosen.agreement, "drop": chosen.drop}
+        if kept is fp32:  # the fp32 graph replaced a slower int8 one: fp32's accuracy
+            section["final"].update(top1_int8=guard.top1_fp32,
+                                    drop=None if chosen.drop is None else 0.0,
+                                    agreement=None if chosen.agreement is None else 100.0)
         section["latency"] = timing
-        section["verdict"] = mixed.verdict(timing, chosen.drop, opts.max_drop, guard.passed)
+        section["verdict"] = mixed.verdict(timing, section["final"]["drop"], opts.max_drop,
+                                           guard.passed)
         if fallback:
             section["verdict"].update(worth_deploying=False,
                                       reason=f"int8 {fallback}: deploy model.onnx")
