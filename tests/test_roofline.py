@@ -64,6 +64,32 @@ def test_kinds_macs_and_bytes(files: tuple[Path, Path]) -> None:
     assert q["total"]["bound_ms"] < b["total"]["bound_ms"] / 2
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_profiled_nodes_are_matched_to_their_layers(files: tuple[Path, Path],
+                                                    precision: str) -> None:
+    """ONNX Runtime's profiler names its fused nodes its own way (an fp32 NCHWc conv after
+    its ReLU's output, a QLinearConv after the Conv plus a token); every conv it ran is
+    matched to the file's layer and kind, none left as "other"."""
+    import json
+
+    import onnxruntime as ort
+
+    from edgecnn.bench.roofline import layer_kinds, profiled_kind
+
+    path = files[precision == "int8"]
+    kinds = layer_kinds(path)
+    so = ort.SessionOptions()
+    so.enable_profiling, so.profile_file_prefix = True, str(path.parent / f"prof-{precision}")
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    session.run(None, {"input": np.zeros((1, 8, 16, 16), np.float32)})
+    events = [e for e in json.loads(Path(session.end_profiling()).read_text())
+              if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    matched = {profiled_kind(kinds, e["name"])[:2] for e in events
+               if "Conv" in e["args"]["op_name"]}
+    assert {kind for _, kind in matched} == {"depthwise", "pointwise"}
+    assert len(matched) == 2  # the two convolutions, each under its own node name
+
+
 def test_measured_peaks() -> None:
     from edgecnn.bench.roofline import measure_peaks
 

@@ -9,8 +9,8 @@
 3. Overhead: a 500-iteration run of one model; wall time of the whole run against the sum of
    the timed calls (what the harness adds: warm-up, cold start, bookkeeping).
 4. Where the time goes: ONNX Runtime's own profiler, per kind of layer (depthwise,
-   pointwise, the stem, the rest) at 1 thread and at every core: which layers use the
-   second core and which do not.
+   pointwise, dense: the stem and the classifier, other) at 1 thread and at every core:
+   which layers use the second core and which do not.
 Writes benchmarks/harness/results.{json,md}.
 """
 
@@ -34,10 +34,6 @@ HERE = Path(__file__).resolve().parent
 THREADS = os.cpu_count() or 1
 
 
-KIND_OF = {"stem conv": "dense", "depthwise 3x3": "depthwise", "pointwise 1x1": "pointwise",
-           "other (pooling, classifier, layout)": "other"}
-
-
 def roofline(art: Path) -> dict:
     """ONNX Runtime fp32 and int8 against the per-layer roofline (bench/roofline.py), at 1
     thread and every core: p50 (harness, interleaved) over the bound, and per layer kind the
@@ -59,10 +55,8 @@ def roofline(art: Path) -> dict:
             measured = layer_breakdown(path, threads)
             kinds = {}
             for kind, m in measured.items():
-                if kind == "total":
-                    continue
-                k = KIND_OF[kind]
-                kinds.setdefault(k, {"measured_ms": 0.0})["measured_ms"] += m["ms"]
+                if kind != "total":
+                    kinds.setdefault(kind, {"measured_ms": 0.0})["measured_ms"] += m["ms"]
             for k, b in bounds.items():
                 if k != "total":
                     kinds.setdefault(k, {"measured_ms": 0.0})["bound_ms"] = b["bound_ms"]
@@ -207,13 +201,16 @@ BLAS, same threads, best of 5): {peak:.1f} GMAC/s.
 
 
 def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, dict[str, float]]:
-    """Per kind of layer: median kernel time per run (ms) from ONNX Runtime's profiler, the
-    multiply-adds and the rate achieved. Kinds from the weight shape (O, I/groups, kH, kW)
-    the profiler reports: depthwise when I/groups is 1 and the kernel spatial, pointwise
-    when 1x1, otherwise the stem; MACs = output elements x I/groups x kH x kW."""
+    """Per kind of layer (bench/roofline.py's: pointwise, depthwise, dense, other): median
+    kernel time per run (ms) from ONNX Runtime's profiler, the multiply-adds and the rate
+    achieved. Each profiled node is matched to the file's layer it runs (profiled_kind), so
+    fused fp32 NCHWc convolutions and int8 QLinearConvs are classified alike."""
     import numpy as np
     import onnxruntime as ort
 
+    from edgecnn.bench.roofline import KINDS, layer_kinds, profiled_kind
+
+    kinds_of = layer_kinds(path)
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.enable_profiling = threads, True
     so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "edgecnn-harness-profile")
@@ -224,31 +221,26 @@ def layer_breakdown(path: Path, threads: int, runs: int = 200) -> dict[str, dict
         session.run(None, {name: x})
     profile = Path(session.end_profiling())
     per_node: dict[tuple[str, str], list[float]] = {}
-    macs: dict[str, int] = {}
+    layers: dict[str, tuple[str, float]] = {}  # layer -> (kind, MACs), each counted once
     for event in json.loads(profile.read_text()):
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
-        kind = "other (pooling, classifier, layout)"
-        op = event["args"]["op_name"]
-        shapes = [list(t.values())[0] for t in event["args"].get("input_type_shape", [])]
-        weight = next((w for w in shapes[1:] if len(w) == 4), None)  # (O, I/groups, kH, kW)
-        if op in ("Conv", "QLinearConv", "FusedConv") and weight is not None:
-            kind = ("depthwise 3x3" if weight[1] == 1 and weight[2] > 1 else
-                    "pointwise 1x1" if weight[2] == weight[3] == 1 else "stem conv")
-            if (kind, event["name"]) not in per_node:
-                out = list(event["args"]["output_type_shape"][0].values())[0]
-                macs[kind] = macs.get(kind, 0) + int(np.prod(out)) * int(np.prod(weight[1:]))
+        layer, kind, macs = profiled_kind(kinds_of, event["name"])
+        if layer:
+            layers[layer] = (kind, macs)
         per_node.setdefault((kind, event["name"]), []).append(event["dur"] / 1e3)
     profile.unlink()
-    kinds: dict[str, dict[str, float]] = {}
+    kinds = {k: {"ms": 0.0, "macs": 0.0} for k in KINDS}
+    for kind, macs in layers.values():
+        kinds[kind]["macs"] += macs
     for (kind, _), durations in per_node.items():
-        row = kinds.setdefault(kind, {"ms": 0.0, "macs": macs.get(kind, 0)})
-        row["ms"] += float(np.median(durations))
+        kinds[kind]["ms"] += float(np.median(durations))
     kinds["total"] = {"ms": sum(r["ms"] for r in kinds.values()),
                       "macs": sum(r["macs"] for r in kinds.values())}
     for row in kinds.values():
-        row["gmacs_per_s"] = row["macs"] / row["ms"] / 1e6 if row["macs"] else 0.0
+        row["gmacs_per_s"] = row["macs"] / row["ms"] / 1e6 if row["macs"] and row["ms"] else 0.0
     return kinds
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -151,8 +151,8 @@ def _psutil_memory(field: str) -> float:
     return value / 2**20 if value is not None else float("nan")
 
 
-def peak_gmacs(threads: int | None = None, n: int = 1024, repeats: int = 5) -> float:
-    """fp32 matrix-product rate in GMAC/s (best of `repeats`), with BLAS held to `threads`.
+def peak_gmacs(threads: int | None = None, n: int = 1024, repeats: int = 10) -> float:
+    """fp32 matrix-product rate in GMAC/s (see best_time), with BLAS held to `threads`.
 
     numpy's BLAS (OpenBLAS/MKL) is a well-tuned GEMM, so this stands in for the machine's
     attainable fp32 peak; threadpoolctl pins its thread count when installed.
@@ -166,12 +166,19 @@ def peak_gmacs(threads: int | None = None, n: int = 1024, repeats: int = 5) -> f
 
             limit = threadpool_limits(limits=threads)
     with limit:
-        a @ b  # warm-up: thread pool start, page faults
-        best = min(_timed(lambda: a @ b) for _ in range(repeats))
+        best = best_time(lambda: a @ b, repeats)
     return n**3 / best / 1e9
 
 
-def _timed(fn: Any) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def best_time(fn: Any, repeats: int = 10, warmup: int = 3) -> float:
+    """The least wall time of `repeats` calls of `fn`, in s, after `warmup` calls. For peak
+    rates: a 1024^3 product takes 10-30 ms on 2 cores, and the first calls (thread start-up,
+    page faults, weight packing) or a preempted one read up to 2x slow."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -20,20 +20,24 @@ Bytes per layer come from the tensor shapes: input and output activations and th
 
 from __future__ import annotations
 
-import contextlib
+import re
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.bench.machine import best_time, peak_gmacs
+
 KINDS = ("pointwise", "depthwise", "dense", "other")
 _MAC_OPS = ("Conv", "Gemm", "MatMul")
 # No kernel of their own in ONNX Runtime: fused into the layer before, or a view.
 _FREE = ("QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "Reshape", "Flatten",
          "Squeeze", "Unsqueeze", "Shape", "Identity", "Constant")
+# Run inside the layer before them once ONNX Runtime has fused its graph.
+_FOLLOWERS = ("Relu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid", "LeakyRelu",
+              "QuantizeLinear", "DequantizeLinear")
 
 
 @dataclass(frozen=True)
@@ -45,26 +49,11 @@ class Peaks:
 
 
 def measure_peaks(threads: int) -> Peaks:
-    return Peaks(threads, fp32_peak_gmacs(threads), int8_peak_gmacs(threads),
+    return Peaks(threads, peak_gmacs(threads), int8_peak_gmacs(threads),
                  bandwidth_gbs(threads))
 
 
-def fp32_peak_gmacs(threads: int, n: int = 1024, repeats: int = 5) -> float:
-    """numpy BLAS fp32 matrix product, GMAC/s, best of `repeats`."""
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    limit: Any = contextlib.nullcontext()
-    with contextlib.suppress(ImportError):
-        from threadpoolctl import threadpool_limits
-
-        limit = threadpool_limits(limits=threads)
-    with limit:
-        a @ b
-        best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return n ** 3 / best / 1e9
-
-
-def int8_peak_gmacs(threads: int, n: int = 1024, repeats: int = 5) -> float | None:
+def int8_peak_gmacs(threads: int, n: int = 1024, repeats: int = 10) -> float | None:
     """ONNX Runtime's MatMulInteger (uint8 x int8 -> int32), GMAC/s, best of `repeats`."""
     try:
         import onnxruntime as ort
@@ -85,8 +74,7 @@ def int8_peak_gmacs(threads: int, n: int = 1024, repeats: int = 5) -> float | No
     session = ort.InferenceSession(model.SerializeToString(), so,
                                    providers=["CPUExecutionProvider"])
     a = np.random.default_rng(0).integers(0, 256, (n, n), dtype=np.uint8)
-    session.run(None, {"a": a})
-    best = min(_timed(lambda: session.run(None, {"a": a})) for _ in range(repeats))
+    best = best_time(lambda: session.run(None, {"a": a}), repeats)
     return n ** 3 / best / 1e9
 
 
@@ -106,8 +94,7 @@ def bandwidth_gbs(threads: int, mb: int = 128, repeats: int = 3) -> float:
         for w in workers:
             w.join()
 
-    copy()
-    best = min(_timed(copy) for _ in range(repeats))
+    best = best_time(copy, repeats, warmup=1)
     return 2 * src.nbytes / best / 1e9
 
 
@@ -115,15 +102,7 @@ def layer_bounds(path: str | Path, peaks: Peaks, batch: int = 1) -> dict[str, di
     """Per layer kind (pointwise, depthwise, dense, other) and in total: MACs, bytes moved
     and the roofline time (ms) at `batch`. A Conv/Gemm whose weight comes from a
     DequantizeLinear is an int8 layer (int8 peak, 1-byte tensors)."""
-    import onnx
-
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
-    g = model.graph
-    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
-              for v in (*g.value_info, *g.input, *g.output)}
-    inits = {t.name: list(t.dims) for t in g.initializer}
-    shapes.update(inits)
-    producer = {o: n for n in g.node for o in n.output}
+    g, shapes, inits, producer = _graph(path)
     out = {k: {"macs": 0.0, "bytes": 0.0, "bound_ms": 0.0, "layers": 0} for k in KINDS}
     for node in g.node:
         if node.op_type in _FREE:
@@ -152,6 +131,59 @@ def layer_bounds(path: str | Path, peaks: Peaks, batch: int = 1) -> dict[str, di
     out["total"] = {k: sum(out[kind][k] for kind in KINDS) for k in
                     ("macs", "bytes", "bound_ms", "layers")}
     return out
+
+
+def layer_kinds(path: str | Path) -> dict[str, tuple[str, str, float]]:
+    """name -> (layer, kind, MACs) for each Conv/Gemm/MatMul layer of the file, keyed by its
+    node name and by every tensor from its output on through the activations and Q/DQ nodes
+    that follow it alone. ONNX Runtime's profiler names a fused node after one of those: an
+    NCHWc convolution after its ReLU's output ('..._output_0_nchwc'), a QLinearConv after
+    the Conv ('.../Conv_token_12'); see profiled_kind."""
+    g, shapes, inits, producer = _graph(path)
+    readers: dict[str, list[Any]] = {}
+    for node in g.node:
+        for t in node.input:
+            readers.setdefault(t, []).append(node)
+    out: dict[str, tuple[str, str, float]] = {}
+    for node in g.node:
+        weight = _weight(node, producer, inits)
+        if weight is None:
+            continue
+        entry = (node.name, *_kind_and_macs(node, shapes, weight))
+        out[node.name] = entry
+        tensors = list(node.output)
+        while tensors:
+            t = tensors.pop()
+            out[t] = entry
+            after = readers.get(t, [])
+            if len(after) == 1 and after[0].op_type in _FOLLOWERS:
+                out[after[0].name] = entry
+                tensors.extend(after[0].output)
+    return out
+
+
+def profiled_kind(kinds: dict[str, tuple[str, str, float]], event: str) -> tuple[str, str, float]:
+    """The (layer, kind, MACs) of one of ONNX Runtime's profiler events
+    ('<node>_kernel_time'); ('', "other", 0) for nodes that are no layer of layer_kinds."""
+    name = event.removesuffix("_kernel_time")
+    for candidate in (name, name.removesuffix("_nchwc"), re.sub(r"_token_\d+$", "", name)):
+        if candidate in kinds:
+            return kinds[candidate]
+    return "", "other", 0.0
+
+
+def _graph(path: str | Path) -> tuple[Any, dict[str, list[int]], dict[str, list[int]],
+                                      dict[str, Any]]:
+    """(graph, tensor shapes, initializer shapes, tensor -> producing node)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
+    g = model.graph
+    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+              for v in (*g.value_info, *g.input, *g.output)}
+    inits = {t.name: list(t.dims) for t in g.initializer}
+    shapes.update(inits)
+    return g, shapes, inits, {o: n for n in g.node for o in n.output}
 
 
 def _weight(node: Any, producer: dict[str, Any], inits: dict[str, list[int]]) -> list[int] | None:
@@ -187,12 +219,6 @@ def _elements(shape: list[int]) -> float:
     return float(np.prod(shape)) if shape else 1.0
 
 
-def _timed(fn: Any) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-__all__ = ["KINDS", "Peaks", "bandwidth_gbs", "fp32_peak_gmacs", "int8_peak_gmacs",
-           "layer_bounds", "measure_peaks"]
+__all__ = ["KINDS", "Peaks", "bandwidth_gbs", "int8_peak_gmacs",
+           "layer_bounds", "layer_kinds", "measure_peaks", "profiled_kind"]
 
