@@ -318,7 +318,8 @@ def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None: 
     from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
     from edgecnn.export.inputs import CalibrationReader
     from edgecnn.export.onnx_io import simplify, to_onnx_proto
-    from edgecnn.export.quantize import cpu_flags, preprocess, quantize, weight_range
+    from edgecnn.export.quantize import preprocess, quantize, weight_range
+    from edgecnn.host import cpu_flags
     from edgecnn.export.targets import load_target
 
     data = load_checkpoint(lenet_ckpt)

@@ -21,13 +21,14 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "edgecnn"
 
 # The shared base: torch-free, project-agnostic modules everything may use.
-BASE = ("errors", "lazy", "fileio", "metadata", "tables", "plotting")
+BASE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "plotting")
 ZOO = ("layers", "models", "registry", "profile")
 # area -> the other areas it may import ("__init__" is `import edgecnn` itself)
 LAYERS: dict[str, tuple[str, ...]] = {
     "errors": (),
     "lazy": (),
     "fileio": ("errors",),
+    "host": (),
     "metadata": ("errors",),
     "tables": ("errors",),
     "plotting": ("fileio",),  # matplotlib helpers (label placement, log axes, overlap check)
@@ -54,7 +55,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
 # of data), so that training's evaluation sees the pixels a device app feeds.
 ALLOWED_MODULES = {"export": ("edgecnn.bench.harness", "edgecnn.bench.timing"),
                    "data": ("edgecnn.runtime.preprocess",)}
-TORCH_FREE = ("errors", "lazy", "fileio", "metadata", "tables", "__init__", "runtime")
+TORCH_FREE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "__init__", "runtime")
 
 # Imports the source does not spell out: edgecnn/models/__init__.py imports every family
 # module through pkgutil (modules starting with "_" are helpers it skips).

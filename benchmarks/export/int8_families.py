@@ -103,7 +103,7 @@ def markdown(r: dict) -> str:
     c = r["conditions"]
     lines = ["# int8 vs fp32 per edge family, after the per-block precision search", "",
              f"Measured {c['date_utc']} by `python benchmarks/export/int8_families.py` on "
-             f"{c['cpu']} ({c['cores']} cores, {c['flags']}; shared by other jobs, load "
+             f"{c['cpu']} ({c['cores']} cores, {c['flags']}; load "
              "average per model below), " + ", ".join(f"{k} {v}" for k, v in
                                                       c["versions"].items()) + ". "
              "Batch 1, p50 of 200 calls per case, the four cases of a model (ONNX Runtime and "
@@ -144,8 +144,7 @@ def _conditions() -> dict:
     import onnxruntime
     import openvino
 
-    from edgecnn.bench.machine import cpu_model
-    from edgecnn.export.quantize import cpu_flags
+    from edgecnn.host import cpu_flags, cpu_model
 
     flags = cpu_flags()
     simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]

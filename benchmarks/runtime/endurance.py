@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgecnn.bench.machine import cpu_model
+from edgecnn.host import cpu_model
 
 HERE = Path(__file__).resolve().parent
 WARMUP = 1000

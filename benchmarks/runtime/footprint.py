@@ -219,13 +219,9 @@ def markdown(record: dict) -> str:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from edgecnn.host import cpu_model  # in the measuring process only, after the scenarios
+
+    return cpu_model()
 
 
 def _versions() -> dict[str, str]:

@@ -26,16 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.host import cpu_model
+
 RUNTIME_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "torch", "numpy")
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def gpu_info(root: Path = Path("/")) -> dict[str, Any]:

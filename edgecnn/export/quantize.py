@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.host import cpu_flags
 from edgecnn.export.inputs import CalibrationReader
 from edgecnn.export.onnx_io import batch_dynamic
 from edgecnn.export.targets import CALIB_METHODS, Int8Scheme
@@ -121,18 +122,6 @@ def weight_range(scheme: Int8Scheme) -> tuple[bool, str]:
     what = "no VNNI" if flags else "CPU features unknown"
     return True, f"reduced: 7-bit weights (the exporting x86 CPU has {what}; its AVX2 u8 x s8 " \
                  "kernel saturates with full-range weights)"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (Linux); empty when unknown."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def quantize(

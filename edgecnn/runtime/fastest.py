@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.host import cache_root, cpu_model
 
 RUNTIMES = ("onnxruntime", "openvino")  # the CPU runtimes compared
 FORMAT = "edgecnn-fastest/1"
@@ -50,10 +50,7 @@ class Measured:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("EDGECNN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "edgecnn")
-    return Path(root) / "fastest"
+    return cache_root() / "fastest"
 
 
 def cache_key(path: Path) -> dict[str, Any]:
@@ -66,7 +63,7 @@ def cache_key(path: Path) -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "runtimes": versions,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "runtimes": versions,
             "sha256": file_sha256(path)}
 
 
@@ -161,14 +158,3 @@ def _read(file: Path) -> dict[str, Any] | None:
 
 def _name(m: Measured) -> str:
     return f"{m.runtime} {m.threads} thread{'s' if m.threads > 1 else ''}"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -44,6 +44,7 @@ import numpy as np
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.fileio import atomic_write, write_errors
+from edgecnn.host import cache_root
 from edgecnn.runtime.base import OnnxRunner, RunnerOptions, check_type
 from edgecnn.runtime.ort_runner import parse_cuda_device
 
@@ -88,10 +89,7 @@ class GpuInfo:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("EDGECNN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "edgecnn")
-    return Path(root) / "tensorrt"
+    return cache_root() / "tensorrt"
 
 
 def profile_shapes(shape: tuple[int | None, ...], options: TrtOptions) -> tuple[Shape, Shape,
