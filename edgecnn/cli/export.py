@@ -16,6 +16,7 @@ from edgecnn.cli.args import (
     open_ratio,
     positive_int,
 )
+from edgecnn.runtime.flags import channel_values
 
 ORDER = 30  # after train/eval in `edgecnn --help`
 
@@ -35,10 +36,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="input side in pixels (default: the model's, the checkpoint's or the "
                    "ONNX file's; needed for an ONNX file with a dynamic input size)")
     p.add_argument("--num-classes", type=positive_int, help="zoo models (default: the model's)")
-    p.add_argument("--mean", type=_floats, metavar="R,G,B",
+    p.add_argument("--mean", type=channel_values, metavar="R,G,B",
                    help="ONNX files without edgecnn metadata: normalization mean, 0-1 scale "
                    "(default: the file's metadata)")
-    p.add_argument("--std", type=_floats, metavar="R,G,B",
+    p.add_argument("--std", type=channel_values, metavar="R,G,B",
                    help="ONNX files without edgecnn metadata: normalization std, 0-1 scale "
                    "(default: the file's metadata)")
     p.add_argument("--labels", metavar="FILE",
@@ -80,14 +81,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print export.json's report instead of the summary")
     p.set_defaults(func=run_export)
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") \
-            from None
 
 
 def spec_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExportSpec, imported lazily

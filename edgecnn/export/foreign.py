@@ -256,18 +256,14 @@ def _class_count(proto: onnx.ModelProto, chans: int, side: int) -> int:
 
 
 def _labels(path_text: str, n_classes: int) -> tuple[str, ...]:
+    """The runtime's labels file (flags.read_labels), one name per output class."""
+    from edgecnn.runtime.flags import read_labels
+
     path = Path(path_text).expanduser()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgeCNNError(f"{path}: cannot read the labels file "
-                           f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    names = tuple(line.strip() for line in lines)
-    if len(names) != n_classes or not all(names):
+    names = read_labels(path)
+    if len(names) != n_classes:
         raise EdgeCNNError(f"{path}: {len(names)} labels for a model with {n_classes} classes "
-                           "(one non-empty name per line)")
+                           "(one name per line)")
     return names
 
 
