@@ -364,14 +364,17 @@ class _Export:
         if cpu:  # the final graph against fp32, in every installed CPU runtime
             timing = mixed.verify(fp32, guard.proto, shape)  # against the fp32 file written
             fallback = mixed.slower_somewhere(timing) if search is not None else None
-            if search is not None and fallback and mixed.slower_everywhere(timing):
+            if search is not None and search.record["chosen"] != "float" \
+                    and mixed.gains_nowhere(timing):
                 # int8 is never slower than fp32: the search's all-float candidate instead
                 kept, float_layers = fp32, [n for b in search.blocks for n in b.nodes]
+                each = ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in timing.items()
+                                 if isinstance(v, dict))
                 blocks.update(chosen="float", float_blocks=[b.name for b in search.blocks],
-                              slower_than_fp32=f"the searched graph was {fallback}: the int8 "
-                                               "file holds the fp32 graph")
-                self.warn(f"int8 was {fallback}: the int8 file holds the fp32 graph; deploy "
-                          "model.onnx")
+                              not_faster=f"the searched graph timed {each} against fp32: the "
+                                         "int8 file holds the fp32 graph")
+                self.warn(f"int8 is not faster than fp32 here ({each}): the int8 file holds "
+                          "the fp32 graph; deploy model.onnx")
             elif fallback:  # faster somewhere: the file stays; the verdict and a warning
                 # say where model.onnx is the faster file to deploy
                 blocks["slower_than_fp32"] = fallback
@@ -401,7 +404,11 @@ class _Export:
         section["latency"] = timing
         section["verdict"] = mixed.verdict(timing, section["final"]["drop"], opts.max_drop,
                                            guard.passed)
-        if fallback:
+        if kept is fp32:  # no block paid in the profile, or the verified graph did not
+            why = blocks.get("not_faster", "no block ran faster in int8 in the search's profile"
+                                           ": the int8 file holds the fp32 graph")
+            section["verdict"].update(worth_deploying=False, reason=f"{why}; deploy model.onnx")
+        elif fallback:
             section["verdict"].update(worth_deploying=False,
                                       reason=f"int8 {fallback}: deploy model.onnx")
         self.log(mixed.verdict_line(section["verdict"]))
