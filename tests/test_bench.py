@@ -76,7 +76,8 @@ def test_runs_are_interleaved_in_blocks_and_latency_is_measured() -> None:
     assert fast.throughput_ips == pytest.approx(2e3 / fast.latency_ms_mean)
     timed = log[1 + 1 + 2 + 2:]  # first calls, then warm-ups, are not timed
     blocks = [timed[i:i + 8] for i in range(0, len(timed), 8)]  # 3 untimed + 5 timed
-    assert [b[0] for b in blocks] == ["fast", "slow"] * 4  # alternate blocks, 4 rounds
+    # alternate blocks, 4 rounds, each round starting one case later (no case always first)
+    assert [b[0] for b in blocks] == ["fast", "slow", "slow", "fast"] * 2
     assert all(len(set(b)) == 1 for b in blocks)
     assert fast.efficiency_pct == pytest.approx(100 * fast.gmacs_per_s / 1.0)
 

@@ -9,7 +9,7 @@ depend on the values), int8 calibrated on random images: the export profiles its
 ONNX Runtime and keeps float where int8 is slower (export/mixed.py). Then `edgecnn bench`'s
 harness times ONNX Runtime and OpenVINO, fp32 and int8, batch 1, the four cases of a model
 interleaved in rounds in one run, at 1 and 2 threads. Load average (uptime) is recorded
-before and after every model: the machine is shared. Writes int8_families.{json,md}.
+before and after every model. Writes int8_families.{json,md}.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def bench(path: Path, threads: int) -> dict[str, float]:
 
     records, _ = run_bench([str(path)], BenchConfig(
         runtimes=("onnxruntime", "openvino"), precisions=("fp32", "int8"), threads=threads,
-        plan=TimingPlan(warmup=10, iters=200), rounds=5))
+        plan=TimingPlan(warmup=10, iters=200), rounds=20))
     return {f"{r.runtime}_{r.precision}_ms": round(r.latency_ms_p50, 4) for r in records}
 
 
@@ -107,7 +107,8 @@ def markdown(r: dict) -> str:
              "average per model below), " + ", ".join(f"{k} {v}" for k, v in
                                                       c["versions"].items()) + ". "
              "Batch 1, p50 of 200 calls per case, the four cases of a model (ONNX Runtime and "
-             "OpenVINO, fp32 and int8) interleaved in 5 rounds by the bench harness. Models "
+             "OpenVINO, fp32 and int8) interleaved in 20 rounds of 10-call blocks, each round "
+             "starting one case later, by the bench harness. Models "
              "with initialized weights, BN statistics from a batch; int8 calibrated on random "
              "images (speed only; accuracy: results.md).", "",
              "| model | px | threads | ORT fp32 ms | ORT int8 ms | ORT x | OV fp32 ms | "

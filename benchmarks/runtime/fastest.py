@@ -34,7 +34,7 @@ def main() -> int:
         load = os.getloadavg()[0]
         records, _ = run_bench([str(art)], BenchConfig(
             runtimes=("onnxruntime", "openvino", "fastest"), precisions=("fp32", "int8"),
-            threads=threads, plan=TimingPlan(warmup=10, iters=150), rounds=5))
+            threads=threads, plan=TimingPlan(warmup=10, iters=150), rounds=15))
         for prec in ("fp32", "int8"):
             got = {r.runtime: r.latency_ms_p50 for r in records if r.precision == prec}
             fast = next(k for k in got if k.startswith("fastest"))
@@ -49,8 +49,8 @@ def main() -> int:
     pk = ", ".join(f"{k} {v}" for k, v in cond["packages"].items())
     md = ["# `--runtime fastest` on the edge families", "",
           f"`python benchmarks/runtime/fastest.py`, {time.strftime('%Y-%m-%d %H:%M')} UTC, "
-          f"{cond['cpu']} ({cond['cpu_cores']} cores, shared: 1-minute load per row), {pk}. "
-          f"Batch 1, p50 of 150 calls, the three cases of a file interleaved in 5 rounds; "
+          f"{cond['cpu']} ({cond['cpu_cores']} cores; 1-minute load per row), {pk}. "
+          f"Batch 1, p50 of 150 calls, the three cases of a file interleaved in 15 rounds; "
           f"onnxruntime and openvino at {threads} threads, fastest at what it measured best.",
           "", "| model | prec | fastest picks | fastest ms | onnxruntime ms | openvino ms | "
           "load |", "|---|---|---|---|---|---|---|"]

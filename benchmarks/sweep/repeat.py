@@ -54,7 +54,7 @@ def markdown(r: dict) -> str:
     c = r["runs"][0]["conditions"]
     pk = ", ".join(f"{k} {v}" for k, v in c["packages"].items())
     lines = ["# Two identical sweeps", "",
-             f"`{r['command']}`, run twice on {c['cpu']} ({c['cpu_cores']} cores, shared), "
+             f"`{r['command']}`, run twice on {c['cpu']} ({c['cpu_cores']} cores), "
              f"{pk}; {c['time_utc']}. ONNX Runtime fp32, batch 1, p50 of 100 calls per point,"
              " all points interleaved in 5 rounds. Load average (1 min) before/after: " +
              "; ".join(f"run {i + 1}: {x['load_before'][0]:.1f}/{x['load_after'][0]:.1f}"
