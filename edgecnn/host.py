@@ -4,6 +4,7 @@ layer (the torch-free runtime included): what a cache key or a benchmark's recor
     cpu_model()    'AMD EPYC', 'Intel(R) Xeon(R) Processor' (Linux: /proc/cpuinfo)
     cpu_flags()    {'avx2', 'avx512_vnni', ...}; empty where unknown
     cache_root()   $EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn
+    last_level_cache_bytes()   33554432 for a 32 MiB L3 (Linux sysfs); None where unknown
 """
 
 from __future__ import annotations
@@ -39,3 +40,19 @@ def cache_root() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
         "edgecnn")
     return Path(root)
+
+
+def last_level_cache_bytes() -> int | None:
+    """The size of CPU 0's largest cache level (Linux: /sys/devices/system/cpu)."""
+    best: tuple[int, int] | None = None
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            text = (index / "size").read_text().strip().upper()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit() and (best is None or level > best[0]):
+            best = (level, int(digits) * scale)
+    return best[1] if best else None

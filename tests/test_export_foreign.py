@@ -147,6 +147,24 @@ def test_foreign_file_int8_keeps_its_metadata_and_reads_labels(wild: dict, tmp_p
     assert "from " in stdout and "opset 13 -> 17" in stdout
 
 
+def test_nhwc_file_with_an_inner_tensor_named_input_is_refused(wild: dict, tmp_path: Path,
+                                                                capsys) -> None:
+    """The NCHW input edgecnn puts in front of an NHWC file is named `input`: a file whose
+    own inner tensor has that name gets one line saying so, and no artifact."""
+    proto = onnx.load(str(wild["nhwc"][0]))
+    inner = proto.graph.node[0].output[0]  # the file's own NHWC -> NCHW Transpose
+    for node in proto.graph.node:
+        node.input[:] = ["input" if t == inner else t for t in node.input]
+        node.output[:] = ["input" if t == inner else t for t in node.output]
+    path = tmp_path / "clash.onnx"
+    onnx.save(proto, str(path))
+    out = tmp_path / "art"
+    code, _, err = cli(capsys, "export", str(path), "--mean", MEAN, "--std", STD,
+                       "-o", str(out))
+    assert code == 2 and "already has a tensor named 'input'" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_guard_uses_agreement_when_classes_are_not_the_datas(tmp_path: Path, capsys) -> None:
     """A 7-class model calibrated on the 10 digits: no labels to score it against."""
     path = _write(_net(7), tmp_path / "seven.onnx", (1, 3, RES, RES))

@@ -62,6 +62,15 @@ def test_kinds_macs_and_bytes(files: tuple[Path, Path]) -> None:
     assert q["pointwise"]["bytes"] == hw * 8 + hw * 16 + 8 * 16 + 4 * 16
     assert q["depthwise"]["bytes"] == hw * 8 * 2 + 8 * 9 + 4 * 8
     assert q["total"]["bound_ms"] < b["total"]["bound_ms"] / 2
+    # layers whose bytes fit in the last-level cache take its (faster) rate, the rest DRAM's
+    cached = Peaks(threads=1, fp32_gmacs=100.0, int8_gmacs=400.0, bandwidth_gbs=10.0,
+                   cache_bandwidth_gbs=40.0, cache_bytes=20_000)
+    c = layer_bounds(fp32, cached)
+    moved = b["depthwise"]["bytes"]  # 16,704 bytes: within the 20,000 of "cache"
+    assert c["depthwise"]["bound_ms"] == pytest.approx(1e3 * max(
+        b["depthwise"]["macs"] / 100e9, moved / 40e9))
+    assert b["pointwise"]["bytes"] > 20_000  # beyond it: DRAM's rate, as before
+    assert c["pointwise"]["bound_ms"] == pytest.approx(b["pointwise"]["bound_ms"])
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
@@ -96,3 +105,5 @@ def test_measured_peaks() -> None:
     p = measure_peaks(1)
     assert p.fp32_gmacs > 0.5 and p.int8_gmacs is not None and p.int8_gmacs > 0.5
     assert p.bandwidth_gbs > 0.1
+    if p.cache_bytes:  # Linux reports the size of the last-level cache
+        assert p.cache_bandwidth_gbs is not None and p.cache_bandwidth_gbs > 0.1

@@ -71,12 +71,13 @@ def roofline(art: Path) -> dict:
 def roofline_md(rf: dict, cond: dict) -> str:
     md = ["", "## Roofline (ONNX Runtime, MobileNet alpha 0.5 at 224, batch 1)", "",
           f"Measured {cond['time_utc']} on {cond['cpu']} ({cond['cpu_cores']} cores; load "
-          f"average {cond.get('load', '?')}). Per layer: max(MACs / peak, bytes / bandwidth) "
+          f"average {cond.get('load', '?')}). Per layer: max(MACs / peak, bytes / bandwidth; the "
+          "cache's when the layer's bytes fit in the last-level cache) "
           "for its precision, summed; roofline % = that bound / p50. Per kind: the bound beside "
           "ONNX Runtime's profiled kernel time (median per run).", "",
-          "| threads | fp32 peak GMAC/s | int8 peak GMAC/s | copy GB/s | precision | p50 ms | "
-          "roofline ms | roofline % | pointwise bound/measured ms | depthwise | dense | other |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "| threads | fp32 peak GMAC/s | int8 peak GMAC/s | copy GB/s (DRAM / cache) | precision "
+          "| p50 ms | roofline ms | roofline % | pointwise bound/measured ms | depthwise | dense | "
+          "other |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t, row in rf.items():
         pk = row["peaks"]
         for prec in ("fp32", "int8"):
@@ -85,7 +86,8 @@ def roofline_md(rf: dict, cond: dict) -> str:
                      f"{x['kinds'].get(k, {}).get('measured_ms', 0):.3f}"
                      for k in ("pointwise", "depthwise", "dense", "other")]
             md.append(f"| {t} | {pk['fp32_gmacs']:.1f} | {pk['int8_gmacs']:.1f} | "
-                      f"{pk['bandwidth_gbs']:.1f} | {prec} | {x['p50_ms']:.3f} | "
+                      f"{pk['bandwidth_gbs']:.1f} / {pk.get('cache_bandwidth_gbs') or 0:.1f} | "
+                      f"{prec} | {x['p50_ms']:.3f} | "
                       f"{x['roofline_ms']:.3f} | {x['roofline_pct']:.0f}% | " + " | ".join(cells)
                       + " |")
     md += ["", "Goal: fp32 at >= 80% of its roofline at both thread counts."]

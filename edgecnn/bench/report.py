@@ -78,6 +78,8 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
         + (f" Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s" + (
             f", int8 (ONNX Runtime MatMulInteger): {c['peaks']['int8_gmacs']:.1f} GMAC/s, "
             f"copy bandwidth {c['peaks']['bandwidth_gbs']:.1f} GB/s"
+            + (f" (within the last-level cache: {c['peaks']['cache_bandwidth_gbs']:.1f})"
+               if c["peaks"].get("cache_bandwidth_gbs") else "")
             if c.get("peaks", {}).get("int8_gmacs") else "")
            + " (eff % = achieved / peak of the precision; roof % = per-layer roofline / p50). "
            "RSS: process peak so far (MiB); vs base: baseline p50 / p50 in the same group; "

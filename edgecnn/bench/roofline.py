@@ -12,7 +12,12 @@ is that sum over the measured latency. Peaks are measured at the run's thread co
   fp32   numpy's BLAS matrix product (OpenBLAS/MKL), threadpoolctl pinning its threads;
   int8   ONNX Runtime's MatMulInteger, uint8 x int8 (its QGEMM: VNNI where the CPU has it,
          AVX2's VPMADDUBSW otherwise), at the session's intra-op threads;
-  memory a large array copy (read + write bytes), split over the threads.
+  memory an array copy (read + write bytes), split over the threads: 128 MB for DRAM, and
+         a quarter of the last-level cache for the layers whose bytes fit in that cache
+         (at batch 1, most of a mobile network's: DRAM's rate alone put ONNX Runtime's fp32
+         MobileNet 0.5 at 108% of its "bound" at 2 threads on the AMD EPYC).
+The fp32 peak is the better of a 1024^3 and a 2048^3 product: at 2 threads the smaller one
+ran below the rate ONNX Runtime's own pointwise convolutions reached.
 Bytes per layer come from the tensor shapes: input and output activations and the weights
 (4 bytes an element in fp32, 1 in int8, biases 4). Needs the onnx package for shape inference
 (bench without it reports no roofline).
@@ -29,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.bench.machine import best_time, peak_gmacs
+from edgecnn.host import last_level_cache_bytes
 
 KINDS = ("pointwise", "depthwise", "dense", "other")
 _MAC_OPS = ("Conv", "Gemm", "MatMul")
@@ -45,12 +51,22 @@ class Peaks:
     threads: int
     fp32_gmacs: float
     int8_gmacs: float | None  # None: onnx or onnxruntime not installed
-    bandwidth_gbs: float
+    bandwidth_gbs: float  # DRAM: a 128 MB copy
+    cache_bandwidth_gbs: float | None = None  # a copy within the last-level cache
+    cache_bytes: int | None = None  # its size: layers moving no more use its rate
+
+    def bandwidth_for(self, moved: float) -> float:
+        """The memory roof of a layer that moves `moved` bytes."""
+        if self.cache_bandwidth_gbs and self.cache_bytes and moved <= self.cache_bytes:
+            return self.cache_bandwidth_gbs
+        return self.bandwidth_gbs
 
 
 def measure_peaks(threads: int) -> Peaks:
-    return Peaks(threads, peak_gmacs(threads), int8_peak_gmacs(threads),
-                 bandwidth_gbs(threads))
+    cache = cache_bandwidth_gbs(threads)
+    return Peaks(threads, max(peak_gmacs(threads), peak_gmacs(threads, n=2048, repeats=4)),
+                 int8_peak_gmacs(threads), bandwidth_gbs(threads),
+                 *(cache or (None, None)))
 
 
 def int8_peak_gmacs(threads: int, n: int = 1024, repeats: int = 10) -> float | None:
@@ -78,24 +94,40 @@ def int8_peak_gmacs(threads: int, n: int = 1024, repeats: int = 10) -> float | N
     return n ** 3 / best / 1e9
 
 
-def bandwidth_gbs(threads: int, mb: int = 128, repeats: int = 3) -> float:
+def bandwidth_gbs(threads: int, mb: float = 128, repeats: int = 3) -> float:
     """Copy rate of a `mb` MB array, GB/s of bytes read plus written, split over threads
-    (numpy releases the GIL while it copies), best of `repeats`."""
-    src = np.ones(mb * 2**20 // 8, dtype=np.float64)
+    (numpy releases the GIL while it copies), best of `repeats`; each thread copies its
+    part enough times to move at least 256 MB, so starting threads costs little."""
+    src = np.ones(int(mb * 2**20) // 8, dtype=np.float64)
     dst = np.empty_like(src)
     parts = np.array_split(np.arange(len(src)), threads)
     bounds = [(int(p[0]), int(p[-1]) + 1) for p in parts if len(p)]
+    times = max(1, int(128 / mb))
+
+    def copy_part(lo: int, hi: int) -> None:
+        for _ in range(times):
+            np.copyto(dst[lo:hi], src[lo:hi])
 
     def copy() -> None:
-        workers = [threading.Thread(target=np.copyto, args=(dst[lo:hi], src[lo:hi]))
-                   for lo, hi in bounds]
+        workers = [threading.Thread(target=copy_part, args=b) for b in bounds]
         for w in workers:
             w.start()
         for w in workers:
             w.join()
 
     best = best_time(copy, repeats, warmup=1)
-    return 2 * src.nbytes / best / 1e9
+    return 2 * src.nbytes * times / best / 1e9
+
+
+def cache_bandwidth_gbs(threads: int) -> tuple[float, int] | None:
+    """(copy rate in GB/s, cache bytes) with source and copy in a quarter of the last-level
+    cache each: the roof for layers whose bytes fit there (at batch 1 most of a mobile
+    network's do), which DRAM's rate would set too low. None when the cache size is
+    unknown."""
+    size = last_level_cache_bytes()
+    if not size:
+        return None
+    return bandwidth_gbs(threads, mb=size / 4 / 2**20, repeats=5), size
 
 
 def layer_bounds(path: str | Path, peaks: Peaks, batch: int = 1) -> dict[str, dict[str, float]]:
@@ -122,7 +154,7 @@ def layer_bounds(path: str | Path, peaks: Peaks, batch: int = 1) -> dict[str, di
                 moved += _elements(shapes.get(node.input[2], [0])) * 4
         macs *= batch
         peak = (peaks.int8_gmacs or peaks.fp32_gmacs) if int8 else peaks.fp32_gmacs
-        bound = max(macs / (peak * 1e9), moved / (peaks.bandwidth_gbs * 1e9)) * 1e3
+        bound = max(macs / (peak * 1e9), moved / (peaks.bandwidth_for(moved) * 1e9)) * 1e3
         row = out[kind]
         row["macs"] += macs
         row["bytes"] += moved
@@ -219,6 +251,6 @@ def _elements(shape: list[int]) -> float:
     return float(np.prod(shape)) if shape else 1.0
 
 
-__all__ = ["KINDS", "Peaks", "bandwidth_gbs", "int8_peak_gmacs",
+__all__ = ["KINDS", "Peaks", "bandwidth_gbs", "cache_bandwidth_gbs", "int8_peak_gmacs",
            "layer_bounds", "layer_kinds", "measure_peaks", "profiled_kind"]
 

@@ -437,7 +437,7 @@ class _Export:
         from edgecnn.export.quantize import preprocess
 
         trained = qat_finetune(copy.deepcopy(model), self.target.int8,
-                               data=self.spec.int8.calib_data or self.src.dataset,
+                               data=self.spec.int8.calib_data,
                                epochs=self.spec.int8.qat_epochs, resolution=self.src.resolution,
                                mean=self.src.mean, std=self.src.std, seed=self.spec.seed)
         return preprocess(self.fp32_proto(trained))

@@ -170,6 +170,7 @@ def normalize(proto: onnx.ModelProto, data_name: str, layout: str, chans: int, s
     new_in = INPUT_NAME
     _rename(g, data_name, "__data_in" if layout == "NHWC" else new_in, inits)
     if layout == "NHWC":
+        _check_free(g, new_in, inits)  # the Transpose reads it: no other tensor may be it
         g.node.insert(0, helper.make_node("Transpose", [new_in], ["__data_in"],
                                           name="edgecnn_nchw_to_nhwc", perm=[0, 2, 3, 1]))
     del g.input[:]
@@ -200,11 +201,15 @@ def _consumed(graph: onnx.GraphProto, name: str) -> bool:
 def _rename(graph: onnx.GraphProto, old: str, new: str, inits: set[str]) -> None:
     if old == new:
         return
-    if new in inits or any(new in n.output for n in graph.node):
-        raise EdgeCNNError(f"the graph already has a tensor named {new!r}")
+    _check_free(graph, new, inits)
     for node in graph.node:
         node.input[:] = [new if x == old else x for x in node.input]
         node.output[:] = [new if x == old else x for x in node.output]
+
+
+def _check_free(graph: onnx.GraphProto, name: str, inits: set[str]) -> None:
+    if name in inits or any(name in n.output for n in graph.node):
+        raise EdgeCNNError(f"the graph already has a tensor named {name!r}")
 
 
 def default_opset(proto: onnx.ModelProto) -> int:

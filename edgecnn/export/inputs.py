@@ -44,7 +44,9 @@ class LabeledImages:
         scale, shift = norm_constants(self.pre.mean, self.pre.std)
         for start in range(0, n, size):
             x = self.images[start:min(start + size, n)].astype(np.float32)
-            yield x * scale[:, None, None] - shift[:, None, None]  # Preprocess.normalize
+            x *= scale[:, None, None]  # Preprocess.normalize, in place: no temporaries
+            x -= shift[:, None, None]
+            yield x
 
     def array(self, limit: int | None = None) -> np.ndarray:
         return np.concatenate(list(self.batches(256, limit)))
