@@ -23,7 +23,9 @@ more than the int8 convolution saves, while fp32's NCHWc kernels fuse those acti
    with the least profiled time wins; all-float (the fp32 graph) is a candidate too, so the
    int8 file is never slower than fp32 by the profile.
 4. After the accuracy guard, `verify` times the final graph against fp32 with the bench
-   harness (interleaved blocks, settle pause), and `verdict` says whether int8 pays.
+   harness (interleaved blocks, settle pause), and `verdict` says whether int8 pays. When no
+   runtime times it faster beyond the noise (`gains_nowhere`), the export writes the fp32
+   graph as the int8 file: the profile's choice was wrong for this machine.
 The cost is bounded: at most 2 + refine_rounds profiled pairs and 2 + refine_rounds
 quantizations (calibration is cached), reported in seconds in `MixedResult.record`.
 """
