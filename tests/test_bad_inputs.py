@@ -170,7 +170,7 @@ TABLE = [
     ("export-onnx-no-image-input", "export {vector_onnx} --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2"
      " -o {dir}/e8", "no image input"),
     ("export-onnx-mean-length", "export {image_onnx} --mean 0.5,0.5 --std 0.2,0.2 "
-     "-o {dir}/e9", "mean/std have 2 values"),
+     "-o {dir}/e9", "expected R,G,B (3 numbers, or 1 for a gray model)"),
     ("export-onnx-no-preprocessing", "export {image_onnx} -o {dir}/e10", "--mean R,G,B"),
     ("export-onnx-labels-count", "export {image_onnx} --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2 "
      "--labels {labels3} -o {dir}/e11", "3 labels for a model with 10 classes"),
