@@ -402,8 +402,9 @@ class _Export:
                                     drop=None if chosen.drop is None else 0.0,
                                     agreement=None if chosen.agreement is None else 100.0)
         section["latency"] = timing
+        passed = guard.passed if kept is not fp32 or guard.passed is None else True
         section["verdict"] = mixed.verdict(timing, section["final"]["drop"], opts.max_drop,
-                                           guard.passed)
+                                           passed)
         if kept is fp32:  # no block paid in the profile, or the verified graph did not
             why = blocks.get("not_faster", "no block ran faster in int8 in the search's profile"
                                            ": the int8 file holds the fp32 graph")
@@ -412,11 +413,11 @@ class _Export:
             section["verdict"].update(worth_deploying=False,
                                       reason=f"int8 {fallback}: deploy model.onnx")
         self.log(mixed.verdict_line(section["verdict"]))
-        if guard.passed is False and self.criterion == "agreement":
+        if passed is False and self.criterion == "agreement":
             self.warn(f"int8 agrees with fp32 on {chosen.agreement:.2f}% of the held-out images "
                       f"(< {opts.min_agreement:g}%) after {len(guard.steps)} guard steps; kept "
                       "the closest")
-        elif guard.passed is False:
+        elif passed is False:
             best = chosen.drop
             self.warn(f"int8 loses {best:.2f} top-1 points (> --max-drop {opts.max_drop:g})"
                       f" after {len(guard.steps)} guard steps; kept the most accurate")
