@@ -33,10 +33,10 @@ import numpy as np
 import onnx
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.host import cpu_flags
 from edgecnn.export.inputs import CalibrationReader
 from edgecnn.export.onnx_io import batch_dynamic
 from edgecnn.export.targets import CALIB_METHODS, Int8Scheme
+from edgecnn.host import cpu_flags
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers SQNR ranks and the guard may exclude
 
@@ -57,8 +57,8 @@ def _fuse_hardswish(proto: onnx.ModelProto) -> onnx.ModelProto:
     """quant_pre_process's optimizer inlines HardSwish as x * HardSigmoid(x; 1/6, 1/2), the
     function ONNX defines it by. The quantizer quantizes neither op, so the pieces only cost
     time (OpenVINO 2026.4 ran MobileNet v3 small's inlined fp32 graph at 0.69x of the
-    exported one: benchmarks/export/int8_families.md). Each such pair becomes one HardSwish
-    again (opset 14 and later), the op the exporter wrote."""
+    exported one on the 2-core AMD EPYC, measured before this pass existed). Each such pair
+    becomes one HardSwish again (opset 14 and later), the op the exporter wrote."""
     if next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0) < 14:
         return proto
     g = proto.graph
