@@ -14,7 +14,7 @@ import torch
 
 from edgecnn.export.inputs import Preprocess, load_images
 from edgecnn.export.spec import CheckpointSource, ExportSpec, Int8Spec, ZooSource
-from tests.export_helpers import lenet_ckpt  # noqa: F401  (fixture)
+from tests.export_helpers import CostTimer, lenet_ckpt  # noqa: F401  (fixture)
 
 pytest.importorskip("onnxruntime")
 
@@ -30,15 +30,16 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
                                                   lenet_ckpt: Path) -> None:  # noqa: F811
     from edgecnn.export import export
 
+    # int8 convolutions at half fp32's cost (injected): every block int8, on any machine
     res = export(ExportSpec(CheckpointSource(str(lenet_ckpt)),
-                            int8=Int8Spec("digits", calib_samples=64), output=str(tmp_path / "q")))
+                            int8=Int8Spec("digits", calib_samples=64, timer=CostTimer(0.5)),
+                            output=str(tmp_path / "q")))
     proto = onnx.load(str(res.path / "model.int8.onnx"))
     onnx.checker.check_model(proto, full_check=True)
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["edgecnn.precision"] == "int8" and meta["edgecnn.trained"] == "true"
     assert meta["edgecnn.extra.calibration"].startswith("digits (64 train images")
-    # the CPU scheme, on the all-int8 graph of the exported fp32 file (the file written keeps
-    # in float the blocks that run faster so, which may be all of them on a given CPU)
+    # the CPU scheme, on the all-int8 graph of the exported fp32 file
     from edgecnn.export.inputs import CalibrationReader
     from edgecnn.export.quantize import preprocess, quantize
     from edgecnn.export.targets import load_target
@@ -56,6 +57,7 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     step = g["steps"][g["chosen"]]
     assert g["top1_fp32"] > 80 and g["passed"] is True
     assert step["drop"] <= 1.0 and step["agreement"] > 90
+    assert res.report["int8"]["written"] is True and step["step"] == "int8"
     assert res.report["data"]["held_out_images"] == 360  # digits' whole val split
     blocks = res.report["int8"]["blocks"]  # every block profiled in fp32 and int8
     assert {b["block"] for b in blocks["blocks"]} >= {"/features/features.0", "/classifier"}
@@ -111,20 +113,18 @@ def test_qat_epochs_run_through_export(tmp_path: Path, lenet_ckpt: Path) -> None
         state[f"{layer}.bias"][0] *= 1000
     hostile = save_checkpoint({k: v for k, v in data.items() if k != "format"},
                               tmp_path / "hostile.pt")
-    recipe = tmp_path / "cpu-fixed.yaml"  # every block int8: the guard's steps decide alone
-    recipe.write_text((Path(__file__).parents[1] / "export" / "cpu-x86.yaml").read_text()
-                      .replace("name: cpu-x86", "name: cpu-fixed")
-                      .replace("  tensorrt_checks: false", "  tensorrt_checks: false\n"
-                               "  mixed_precision: false"))
-    res = export(ExportSpec(CheckpointSource(str(hostile)), target=str(recipe),
+    # every block int8: the guard's steps decide alone
+    res = export(ExportSpec(CheckpointSource(str(hostile)),
                             int8=Int8Spec("digits", calib_samples=32, max_drop=1.0,
-                                          qat_epochs=1), output=str(tmp_path / "qat")))
+                                          qat_epochs=1, blocks="all", timer=CostTimer(0.5)),
+                            output=str(tmp_path / "qat")))
     guard = res.report["int8"]["guard"]
     steps = guard["steps"]
-    assert [s["step"] for s in steps[:3]] == ["calibrate"] * 3
+    assert [s["step"] for s in steps[:3]] == ["int8", "calibrate:entropy",
+                                              "calibrate:percentile"]
     assert all(s["drop"] > 1.0 for s in steps[:-1]), "nothing cheaper than QAT passes"
     assert steps[-1]["step"] == "qat" and steps[-1]["top1_int8"] is not None
-    assert res.report["int8"]["blocks"]["reason"].startswith("the recipe's")
+    assert res.report["int8"]["blocks"]["reason"] == "--int8-blocks all"
     meta = {p.key: p.value for p in onnx.load(str(res.path / "model.int8.onnx")).metadata_props}
     chosen = steps[guard["chosen"]]
     assert meta["edgecnn.extra.qat"] == ("true" if chosen["step"] == "qat" else "false")
@@ -205,19 +205,20 @@ def test_guard_tries_methods_then_keeps_the_sensitive_layer_in_float(
     proto, calib, held = _hostile_lenet(lenet_ckpt)
     result = run_guard(proto, calib, held, load_target("cpu-x86").int8,
                        GuardConfig(method="minmax", max_drop=1.0), cache_dir=tmp_path)
-    steps = result.steps
+    steps = result.candidates
     assert [s.method for s in steps[:3]] == ["minmax", "entropy", "percentile"]
-    assert all(s.drop > 1.0 for s in steps[:3]), "the collapse is real for every calibration"
-    last = steps[result.chosen]
-    assert last.step == "float_layers" and last.float_layers == ["/features/features.0/Conv"]
-    assert result.passed and last.drop <= 1.0
+    assert all(s.accuracy.drop > 1.0 for s in steps[:3]), "the collapse is real for every " \
+        "calibration"
+    last = steps[-1]  # the guard stops at the first candidate within the budget
+    assert last.name == "float_layers" and last.float_layers == ("/features/features.0/Conv",)
+    assert last.accuracy.passed and last.accuracy.drop <= 1.0
     # the SQNR ranking named the layer whose output lost the most
     assert result.sensitivity[0]["node"] == "/features/features.0/Conv"
     assert result.sensitivity[0]["sqnr_db"] < 10
-    kept = [n for n in result.proto.graph.node if n.op_type == "Conv"]
+    kept = [n for n in last.proto.graph.node if n.op_type == "Conv"]
     assert any(n.input[1] == "features.0.weight" for n in kept), "conv1 kept its float weight"
     # an unharmed model ranks low noise everywhere
-    ranks = layer_sqnr(proto, result.proto, held.array(16))
+    ranks = layer_sqnr(proto, last.proto, held.array(16))
     assert {r.node for r in ranks} >= {"/features/features.3/Conv", "/classifier/Gemm"}
 
 
@@ -247,16 +248,17 @@ def test_guard_reaches_qat_and_reports_every_step(tmp_path: Path,
                        GuardConfig(max_drop=1.0, max_float_fraction=0.0), cache_dir=tmp_path,
                        qat=qat)
     assert calls == [1]
-    assert [s.step for s in result.steps] == ["calibrate"] * 3 + ["qat"]
-    qat_step = result.steps[-1]
-    assert qat_step.top1_int8 is not None and qat_step.agreement is not None
+    assert [s.name for s in result.candidates] == ["int8", "calibrate:entropy",
+                                                   "calibrate:percentile", "qat"]
+    qat_step = result.candidates[-1].accuracy
+    assert qat_step.top1 is not None and qat_step.agreement is not None
     # the callable fine-tuned the checkpoint's sound weights: their int8 is within the limit
-    assert result.chosen == 3 and result.passed and qat_step.drop <= 1.0
+    assert qat_step.passed and qat_step.drop <= 1.0
 
 
 def test_qat_leaves_a_plain_float_model(lenet_ckpt: Path) -> None:  # noqa: F811
     from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
-    from edgecnn.export.qat import fake_quantized
+    from edgecnn.export.qat import fake_quantized, weight_grid
     from edgecnn.export.targets import load_target
 
     model = model_from_checkpoint(load_checkpoint(lenet_ckpt))
@@ -269,8 +271,9 @@ def test_qat_leaves_a_plain_float_model(lenet_ckpt: Path) -> None:  # noqa: F811
         rounded = model(x)
         conv = model.features[0]
         w, orig = conv.weight, conv.parametrizations.weight.original
-        # rounded to the int8 grid of each output channel: off by at most half a step
-        step = orig.abs().amax(dim=(1, 2, 3)) / 127
+        # rounded to the exporter's int8 grid of each output channel (weight_grid: the
+        # range the int8 file is written in): off by at most half a step
+        step = orig.abs().amax(dim=(1, 2, 3)) / weight_grid(load_target("cpu-x86").int8)[1]
         err = (w - orig).abs().amax(dim=(1, 2, 3))
         assert torch.all(err <= step * 0.5 + 1e-6) and err.max() > 0
     assert set(model.state_dict()) == set(before)  # no observers or parametrizations left
@@ -284,8 +287,8 @@ def test_random_calibration_must_be_explicit(tmp_path: Path, capsys) -> None:
 
     assert main(["export", "lenet5", "--int8", "-o", str(tmp_path / "a")]) == 2
     assert "--calib-data random" in capsys.readouterr().err
-    assert main(["export", "lenet5", "--int8", "--calib-data", "random",
-                 "--calib-samples", "4", "-o", str(tmp_path / "a")]) == 0
+    assert main(["export", "lenet5", "--int8", "--calib-data", "random", "--int8-blocks",
+                 "all", "--calib-samples", "4", "-o", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
     assert "random inputs" in err
     report = json.loads((tmp_path / "a" / "export.json").read_text())
@@ -299,7 +302,7 @@ def test_cli_int8_options_reach_the_guard(tmp_path: Path, capsys,
     out = tmp_path / "g"
     code = main(["export", str(lenet_ckpt), "--int8", "--calib-data", "digits",
                  "--calib-samples", "32", "--calib-method", "percentile", "--max-drop", "0",
-                 "-o", str(out)])
+                 "--int8-blocks", "all", "-o", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads((out / "export.json").read_text())
@@ -318,6 +321,7 @@ def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None: 
     from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
     from edgecnn.export.inputs import CalibrationReader
     from edgecnn.export.onnx_io import simplify, to_onnx_proto
+    from edgecnn.export.qat import weight_grid
     from edgecnn.export.quantize import preprocess, quantize, weight_range
     from edgecnn.host import cpu_flags
     from edgecnn.export.targets import load_target
@@ -335,6 +339,8 @@ def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None: 
                    if a.dtype == np.int8 and a.ndim == 4]
         peaks[choice] = max(int(np.abs(w).max()) for w in weights)
     assert peaks == {"full": 127, "reduced": 64}
+    for choice, peak in peaks.items():  # QAT trains on the grid the exporter writes
+        assert weight_grid(replace(scheme, weight_range=choice)) == (-peak, peak)
     reduced, why = weight_range(scheme)
     vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
     import platform
@@ -363,11 +369,12 @@ def test_guard_puts_float_blocks_back_in_int8_when_they_cost_accuracy(
                                               torch.zeros(1, 1, 32, 32))))
     result = run_guard(sound, calib, held, scheme, GuardConfig(max_drop=1.0),
                        cache_dir=tmp_path, keep_float=keep, first=bad_first)
-    first, second = result.steps[:2]
-    assert first.float_layers == keep and first.drop > 1.0
-    assert second.note == "float blocks back in int8" and second.float_layers == []
-    assert result.passed and result.chosen == 1 and second.drop <= 1.0
-    convs = [n for n in result.proto.graph.node if n.op_type == "Conv"]
+    first, second = result.candidates
+    assert first.name == "placement" and first.float_layers == tuple(keep)
+    assert first.accuracy.drop > 1.0
+    assert second.note == "float blocks back in int8" and second.float_layers == ()
+    assert second.accuracy.passed and second.accuracy.drop <= 1.0
+    convs = [n for n in second.proto.graph.node if n.op_type == "Conv"]
     assert all(n.input[1] != "features.3.weight" for n in convs), "features.3 is int8 again"
 
 

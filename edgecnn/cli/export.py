@@ -67,6 +67,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-agreement", type=non_negative_float, metavar="PCT",
                    help="when the model's classes are not the data's: the int8/fp32 top-1 "
                    "agreement the guard requires (default 99)")
+    p.add_argument("--int8-blocks", choices=("all", "auto"),
+                   help="all: every block int8 (float only where the accuracy guard says), "
+                   "written whatever its speed; auto: blocks slower in int8 on this machine "
+                   "stay float, and no int8 file where int8 is faster nowhere (cpu-x86; "
+                   "default all)")
     p.add_argument("--qat-epochs", type=non_negative_int, metavar="E",
                    help="quantization-aware training as the guard's last step (default 0)")
     p.add_argument("--fp16", action="store_true",
@@ -94,14 +99,15 @@ def spec_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExportSpec, impo
 
     int8_flags = given(calib_samples=args.calib_samples, calib_method=args.calib_method,
                        max_drop=args.max_drop, min_agreement=args.min_agreement,
-                       qat_epochs=args.qat_epochs)
+                       qat_epochs=args.qat_epochs, blocks=args.int8_blocks)
     if args.int8:
         if not args.calib_data:
             raise EdgeCNNError("--int8 needs --calib-data DATA (real images to calibrate on), "
                                "or --calib-data random for latency-only work")
         int8 = Int8Spec(args.calib_data, **int8_flags)
     else:
-        stray = [f"--{k.replace('_', '-')}" for k in int8_flags] + \
+        stray = [f"--{'int8-blocks' if k == 'blocks' else k.replace('_', '-')}"
+                 for k in int8_flags] + \
             (["--calib-data"] if args.calib_data else [])
         if stray:  # a forgotten --int8, not something to ignore
             raise EdgeCNNError(f"{stray[0]} applies to --int8 only")
@@ -193,7 +199,9 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         print(f"  pruned: {lat['unpruned']:.3f} ms -> {lat['pruned']:.3f} ms "
               f"({lat['speedup']:.2f}x, ONNX Runtime batch 1)")
     int8 = report.get("int8")
-    if int8 and int8.get("criterion") == "agreement" and int8["final"]["agreement"] is not None:
+    if int8 and not int8["written"]:
+        print(f"  int8 not written: {int8['reason']}")
+    elif int8 and int8.get("criterion") == "agreement" and int8["final"]["agreement"] is not None:
         print(f"  int8 top-1 agreement with fp32 {int8['final']['agreement']:.2f}% on held-out "
               f"images (the model's classes are not the data's)")
     elif int8 and int8["final"]["top1_fp32"] is not None:

@@ -17,7 +17,7 @@ import copy
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,9 @@ class _Export:
         files = {"model.onnx": (fp32, "fp32")}
         if self.spec.int8 is not None:
             t = time.perf_counter()
-            files["model.int8.onnx"] = (self.int8(model, fp32), "int8")
+            int8 = self.int8(model, fp32)
+            if int8 is not None:  # no file without int8 arithmetic (export/decision.py)
+                files["model.int8.onnx"] = (int8, "int8")
             self.timed("int8", t)
         if self.spec.fp16:
             t = time.perf_counter()
@@ -312,125 +314,144 @@ class _Export:
                       f"-> {ms['pruned']:.3f} ms); structured pruning is meant to buy speed")
 
     # ----------------------------------------------------------------------------------------
-    def int8(self, model: torch.nn.Module, fp32: onnx.ModelProto) -> onnx.ModelProto:
+    def int8(self, model: torch.nn.Module, fp32: onnx.ModelProto) -> onnx.ModelProto | None:
+        """The int8 graph to write, or None when the decision is that there is none (see
+        export/decision.py): candidates made by the per-block search and the accuracy guard,
+        the accuracy guard's pick timed against fp32, then `choose`."""
         import tempfile
 
         from edgecnn.export import mixed
+        from edgecnn.export.decision import Candidate, Policy, accuracy_pick, choose
         from edgecnn.export.guard import GuardConfig, calib_caches, run_guard
         from edgecnn.export.inputs import CalibrationReader, random_images
-        from edgecnn.export.onnx_io import finish
-        from edgecnn.export.quantize import preprocess, quantize, tensorrt_problems, weight_range
+        from edgecnn.export.quantize import preprocess, quantize
 
         scheme, opts = self.target.int8, self.spec.int8
         method = opts.calib_method or scheme.calib_method
         random = self.calib is None
         calib_x = random_images(opts.calib_samples, self.pre, self.spec.seed + 1) \
             if random else self.calib.array()
+        blocks, why_blocks = self.int8_blocks()
+        cpu = not scheme.symmetric_activations  # TensorRT's int8 is timed on its device
+        shape = (1, self.src.in_chans, self.src.resolution, self.src.resolution)
+        timer = opts.timer or mixed.MeasuredTimer(shape)
         pre = preprocess(fp32)
-        qat = None
-        if opts.qat_epochs:
-            qat = lambda: self.qat_model(model)  # noqa: E731
+        qat = (lambda: self.qat_model(model)) if opts.qat_epochs else None
         config = GuardConfig(method=method, max_drop=opts.max_drop, criterion=self.criterion,
                              min_agreement=opts.min_agreement)
-        shape = (1, self.src.in_chans, self.src.resolution, self.src.resolution)
-        cpu = not scheme.symmetric_activations  # TensorRT's int8 is timed on its device
+        guard = search = None
         with tempfile.TemporaryDirectory() as cache_dir:
-            keep: list[str] = []
-            first = None
-            search = None
-            # Unstructured pruning is for size (no speed to gain): every block int8 then.
-            for_size = self.spec.prune is not None and self.spec.prune.method == "unstructured"
-            if cpu and scheme.mixed_precision and not for_size:  # slower int8 blocks: float
+            if blocks == "auto":  # blocks slower in int8 on this machine: float
                 reader, cache = CalibrationReader(calib_x), calib_caches(Path(cache_dir))[method]
                 search = mixed.search_blocks(
                     pre, lambda exclude: quantize(pre, reader, scheme, method=method,
                                                   exclude=exclude, cache=cache),
-                    shape, reference=fp32, log=self.log)
-                keep, first = search.float_nodes, search.proto
-            guard = run_guard(pre, calib_x, self.held_out, scheme, config,
-                              cache_dir=Path(cache_dir), keep_float=keep, first=first, qat=qat,
-                              log=self.log)
-        chosen = guard.steps[guard.chosen]
-        float_layers = chosen.float_layers  # the float blocks' nodes included
-        blocks: dict[str, Any] = {"reason": (
-            "TensorRT target: timed on the device" if not cpu else
-            "unstructured pruning (a size goal): every block int8" if for_size else
-            "the recipe's int8.mixed_precision is false")}
-        if search is not None:
-            blocks = search.record
-            if keep and not set(keep) <= set(float_layers):  # the guard took them back
-                blocks["float_blocks_dropped"] = "faster in float, less accurate: int8"
-        kept, timing, fallback = guard.proto, None, None
-        if cpu:  # the final graph against fp32, in every installed CPU runtime
-            timing = mixed.verify(fp32, guard.proto, shape)  # against the fp32 file written
-            fallback = mixed.slower_somewhere(timing) if search is not None else None
-            if search is not None and search.record["chosen"] != "float" \
-                    and mixed.gains_nowhere(timing):
-                # int8 is never slower than fp32: the search's all-float candidate instead
-                kept, float_layers = fp32, [n for b in search.blocks for n in b.nodes]
-                each = ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in timing.items()
-                                 if isinstance(v, dict))
-                blocks.update(chosen="float", float_blocks=[b.name for b in search.blocks],
-                              not_faster=f"the searched graph timed {each} against fp32: the "
-                                         "int8 file holds the fp32 graph")
-                self.warn(f"int8 is not faster than fp32 here ({each}): the int8 file holds "
-                          "the fp32 graph; deploy model.onnx")
-            elif fallback:  # faster somewhere: the file stays; the verdict and a warning
-                # say where model.onnx is the faster file to deploy
-                blocks["slower_than_fp32"] = fallback
-                self.warn(f"int8 {fallback}: deploy model.onnx for speed there")
-        calibration = ("random inputs (latency only: accuracy not measured)" if random else
-                       f"{opts.calib_data} ({len(calib_x)} train images)")
+                    timer, reference=fp32, log=self.log)
+            if search is not None and search.record["chosen"] == "float":
+                candidates = [Candidate("float", None, tuple(search.float_nodes), note=(
+                    "no block ran faster in int8 than in fp32 in the search's profile "
+                    f"(ONNX Runtime, {search.record['threads']} thread(s))"))]
+            else:
+                guard = run_guard(pre, calib_x, self.held_out, scheme, config,
+                                  cache_dir=Path(cache_dir),
+                                  keep_float=search.float_nodes if search else (),
+                                  first=search.proto if search else None, qat=qat, log=self.log)
+                candidates = list(guard.candidates)
+        policy = Policy(blocks=blocks, criterion=self.criterion, max_drop=opts.max_drop,
+                        min_agreement=opts.min_agreement, untimed="" if cpu else
+                        "TensorRT target: int8 is timed at engine build, on the device")
+        pick, _ = accuracy_pick(candidates, policy)
+        if cpu and pick.is_int8:  # the final graph against fp32, in every CPU runtime
+            i = next(i for i, c in enumerate(candidates) if c is pick)
+            pick = candidates[i] = replace(pick, latency=timer.time(fp32, pick.proto))
+        decision = choose(candidates, policy)
+        self.report["int8"] = self.int8_section(decision, guard, search, why_blocks, pick,
+                                                calib_x, random)
+        if not decision.written:
+            self.warn(decision.line())
+            return None
+        self.log(decision.line())
+        self.int8_warnings(decision, len(candidates), random)
+        return self.int8_file(decision)
+
+    def int8_blocks(self) -> tuple[str, str]:
+        """("all" | "auto", why). Without --int8-blocks, the target's scheme: every block
+        int8, float only where the accuracy guard says (what depends on the hardware is
+        measured where the model runs, so this machine's speed does not shape the file)."""
+        spec = self.spec.int8
+        if spec.blocks is not None:
+            return spec.blocks, f"--int8-blocks {spec.blocks}"
+        return "all", "the target's scheme: every block int8 (--int8-blocks auto searches)"
+
+    def int8_section(self, decision: Any, guard: Any, search: Any, why_blocks: str,
+                     timed: Any, calib_x: Any, random: bool) -> dict[str, Any]:
+        """export.json's int8 section: what was decided and everything it was decided on."""
+        from edgecnn.export.quantize import weight_range
+
+        scheme, opts = self.target.int8, self.spec.int8
+        chosen = decision.chosen
         reduced, range_reason = weight_range(scheme)
-        extra = {"calibration": calibration, "calib_method": chosen.method,
-                 "float_layers": str(len(float_layers)),
-                 "weight_range": "reduced" if reduced else "full",
-                 "qat": "true" if chosen.step == "qat" else "false"}
-        proto = finish(kept, self.props("int8", extra),
-                       max_ir_version=self.target.max_ir_version)
+        self.int8_calibration = ("random inputs (latency only: accuracy not measured)"
+                                 if random else f"{opts.calib_data} ({len(calib_x)} train images)")
         section: dict[str, Any] = {
+            "written": decision.written, "reason": decision.reason,
             "activations": scheme.activations, "weights": scheme.weights,
-            "weight_range": range_reason, "calibration": calibration,
-            "random_calibration": random, "guard": guard.to_dict(),
+            "weight_range": range_reason, "weight_range_reduced": reduced,
+            "calibration": self.int8_calibration, "random_calibration": random,
             "criterion": self.criterion, "max_drop": opts.max_drop,
-            "min_agreement": opts.min_agreement, "blocks": blocks, "float_layers": float_layers}
-        # the model written is the guard's choice, float blocks included
-        section["final"] = {"top1_fp32": guard.top1_fp32, "top1_int8": chosen.top1_int8,
-                            "agreement": chosen.agreement, "drop": chosen.drop}
-        if kept is fp32:  # the fp32 graph replaced a slower int8 one: fp32's accuracy
-            section["final"].update(top1_int8=guard.top1_fp32,
-                                    drop=None if chosen.drop is None else 0.0,
-                                    agreement=None if chosen.agreement is None else 100.0)
-        section["latency"] = timing
-        passed = guard.passed if kept is not fp32 or guard.passed is None else True
-        section["verdict"] = mixed.verdict(timing, section["final"]["drop"], opts.max_drop,
-                                           passed)
-        if kept is fp32:  # no block paid in the profile, or the verified graph did not
-            why = blocks.get("not_faster", "no block ran faster in int8 in the search's profile"
-                                           ": the int8 file holds the fp32 graph")
-            section["verdict"].update(worth_deploying=False, reason=f"{why}; deploy model.onnx")
-        elif fallback:
-            section["verdict"].update(worth_deploying=False,
-                                      reason=f"int8 {fallback}: deploy model.onnx")
-        self.log(mixed.verdict_line(section["verdict"]))
-        if passed is False and self.criterion == "agreement":
-            self.warn(f"int8 agrees with fp32 on {chosen.agreement:.2f}% of the held-out images "
-                      f"(< {opts.min_agreement:g}%) after {len(guard.steps)} guard steps; kept "
-                      "the closest")
-        elif passed is False:
-            best = chosen.drop
-            self.warn(f"int8 loses {best:.2f} top-1 points (> --max-drop {opts.max_drop:g})"
-                      f" after {len(guard.steps)} guard steps; kept the most accurate")
+            "min_agreement": opts.min_agreement,
+            "blocks": search.record if search is not None else {"reason": why_blocks},
+            "guard": guard.to_dict(next((i for i, c in enumerate(decision.candidates)
+                                         if c is chosen), None)) if guard is not None else None,
+            "candidates": [{"name": c.name, "method": c.method, "float_layers":
+                            len(c.float_layers), "passed": c.accuracy.passed,
+                            "latency": c.latency.to_dict() if c.latency else None}
+                           for c in decision.candidates],
+            "float_layers": list(chosen.float_layers) if chosen is not None else [],
+            "final": None, "verdict": decision.verdict(),
+            "latency": timed.latency.to_dict() if timed.latency is not None else None}
+        if chosen is not None:  # the figures of the file written
+            section["final"] = {
+                "top1_fp32": guard.top1_fp32 if guard is not None else None,
+                "top1_int8": chosen.accuracy.top1, "agreement": chosen.accuracy.agreement,
+                "drop": chosen.accuracy.drop}
+        return section
+
+    def int8_warnings(self, decision: Any, steps: int, random: bool) -> None:
+        opts, chosen = self.spec.int8, decision.chosen
+        slow = [k for k, v in decision.deploy.items() if v == "model.onnx"]
+        if slow:
+            each = ", ".join(f"{k} ({chosen.latency.speedups[k]:.2f}x)" for k in slow)
+            self.warn(f"int8 slower than fp32 in {each}: deploy model.onnx there")
+        if decision.accurate is False and self.criterion == "agreement":
+            self.warn(f"int8 agrees with fp32 on {chosen.accuracy.agreement:.2f}% of the "
+                      f"held-out images (< {opts.min_agreement:g}%) after {steps} guard steps; "
+                      "kept the closest")
+        elif decision.accurate is False:
+            self.warn(f"int8 loses {chosen.accuracy.drop:.2f} top-1 points (> --max-drop "
+                      f"{opts.max_drop:g}) after {steps} guard steps; kept the most accurate")
         if random:
             self.warn("int8 calibrated on random inputs: for latency work only, accuracy "
                       "not measured")
-        if scheme.tensorrt_checks:
-            problems = tensorrt_problems(proto, allow_float=float_layers)
+
+    def int8_file(self, decision: Any) -> onnx.ModelProto:
+        """The chosen candidate with our metadata, checked for TensorRT where it is bound."""
+        from edgecnn.export.onnx_io import finish
+        from edgecnn.export.quantize import tensorrt_problems
+
+        chosen, section = decision.chosen, self.report["int8"]
+        extra = {"calibration": self.int8_calibration, "calib_method": chosen.method,
+                 "float_layers": str(len(chosen.float_layers)),
+                 "weight_range": "reduced" if section["weight_range_reduced"] else "full",
+                 "qat": "true" if chosen.name == "qat" else "false"}
+        proto = finish(chosen.proto, self.props("int8", extra),
+                       max_ir_version=self.target.max_ir_version)
+        if self.target.int8.tensorrt_checks:
+            problems = tensorrt_problems(proto, allow_float=list(chosen.float_layers))
             section["tensorrt_checks"] = {"passed": not problems, "problems": problems}
             if problems:
                 raise EdgeCNNError(f"the int8 graph would not run as int8 in TensorRT: "
                                    f"{problems[0]} ({len(problems)} problems)")
-        self.report["int8"] = section
         return proto
 
     def qat_model(self, model: torch.nn.Module) -> onnx.ModelProto:

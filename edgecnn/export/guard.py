@@ -13,8 +13,9 @@
 3. Still above: keep the most sensitive layers in float, ranked by the noise each adds
    (int8-vs-fp32 SQNR of layer outputs), 1, 2, 4... of them, up to a quarter of the layers.
 4. Still above and `qat` given: quantization-aware fine-tuning, then quantize that model.
-The first candidate within `max_drop` wins (fewest float layers, cheapest step); if none is,
-the most accurate one is kept and `passed` is False (the caller warns).
+The guard stops at the first candidate within `max_drop` (fewest float layers, cheapest
+step). It makes and scores candidates (`decision.Candidate` values); which one the int8 file
+holds is `decision.choose`'s call, with latency beside accuracy.
 Without held-out data (random calibration) nothing can be measured: one quantization, and
 the report says so.
 """
@@ -22,12 +23,13 @@ the report says so.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from edgecnn.export.decision import Accuracy, Candidate
 from edgecnn.export.inputs import CalibrationReader, LabeledImages, predict_many
 from edgecnn.export.onnx_io import batch_dynamic
 from edgecnn.export.parity import ort_session
@@ -49,29 +51,24 @@ class GuardConfig:
 
 
 @dataclass
-class Step:
-    step: str  # calibrate | float_layers | qat
-    method: str
-    float_layers: list[str] = field(default_factory=list)
-    top1_int8: float | None = None  # percent
-    drop: float | None = None  # points, fp32 - int8
-    agreement: float | None = None  # percent of images where int8 and fp32 agree on top-1
-    note: str = ""
-
-
-@dataclass
 class GuardResult:
-    proto: onnx.ModelProto  # the int8 model kept
-    chosen: int  # index into steps
-    steps: list[Step]
-    top1_fp32: float | None
-    passed: bool | None  # None: not measured (no held-out data)
+    """The candidates the guard made, in order, each with its held-out accuracy; it stops at
+    the first within the budget. Which one the int8 file holds is decision.choose's call."""
+
+    candidates: list[Candidate]
+    top1_fp32: float | None  # None: not measured (no held-out data, or agreement criterion)
     sensitivity: list[dict] = field(default_factory=list)  # top layers by added noise
     fp32_pred: np.ndarray | None = None  # fp32 top-1 on the held-out images (reused)
 
-    def to_dict(self) -> dict:
-        return {"top1_fp32": self.top1_fp32, "passed": self.passed, "chosen": self.chosen,
-                "steps": [asdict(s) for s in self.steps], "sensitivity": self.sensitivity}
+    def to_dict(self, chosen: int | None) -> dict:
+        """`chosen`: the index of the candidate the int8 file holds (None: no file)."""
+        steps = [{"step": c.name, "method": c.method, "float_layers": list(c.float_layers),
+                  "top1_int8": c.accuracy.top1, "drop": c.accuracy.drop,
+                  "agreement": c.accuracy.agreement, "passed": c.accuracy.passed,
+                  "note": c.note} for c in self.candidates]
+        passed = None if chosen is None else self.candidates[chosen].accuracy.passed
+        return {"top1_fp32": self.top1_fp32, "passed": passed, "chosen": chosen,
+                "steps": steps, "sensitivity": self.sensitivity}
 
 
 def run_guard(
@@ -87,13 +84,15 @@ def run_guard(
     qat: Callable[[], onnx.ModelProto] | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> GuardResult:
-    """`fp32` must be preprocessed (quantize.preprocess); `keep_float`: nodes the candidates
-    keep in float (the blocks chosen for speed), dropped when that costs accuracy; `first`:
-    the candidate for `config.method` with them, when already made; `qat` returns a
-    preprocessed fp32 model fine-tuned with fake quantization. Every step's `float_layers` lists all the layers its candidate keeps in float."""
+    """`fp32` must be preprocessed (quantize.preprocess); `keep_float`: nodes the first
+    candidate keeps in float (the blocks the per-block search chose), dropped when that costs
+    accuracy; `first`: that candidate when already made; `qat` returns a preprocessed fp32
+    model fine-tuned with fake quantization. Every candidate's `float_layers` lists all the
+    layers it keeps in float."""
     reader = CalibrationReader(calib_x)
     cache = calib_caches(cache_dir)
     keep = list(keep_float)
+    first_name = "placement" if keep else "int8"
 
     def make(method: str, exclude: list[str] = ()) -> onnx.ModelProto:  # type: ignore[assignment]
         return quantize(fp32, reader, scheme, method=method, exclude=[*keep, *exclude],
@@ -101,84 +100,77 @@ def run_guard(
 
     first = first if first is not None else make(config.method)
     if held_out is None:
-        step = Step("calibrate", config.method, keep,
-                    note="no held-out data: accuracy not measured")
-        return GuardResult(first, 0, [step], None, None)
+        return GuardResult([Candidate(first_name, first, tuple(keep), config.method,
+                                      note="no held-out data: accuracy not measured")], None)
 
     # fp32 and the first int8 candidate in one pass over the held-out images
     ref, first_pred = (p.argmax(1) for p in predict_many([_eval_session(fp32),
                                                           _eval_session(first)], held_out))
     agreement = config.criterion == "agreement"
     top1_fp32 = None if agreement else _percent(ref == held_out.y)
-    candidates: list[tuple[onnx.ModelProto, Step]] = []
+    made: list[Candidate] = []
 
-    def score(step: Step) -> float:
-        return step.agreement if agreement else step.top1_int8  # type: ignore[return-value]
+    def score(c: Candidate) -> float:
+        return c.accuracy.agreement if agreement else c.accuracy.top1  # type: ignore[return-value]
 
-    def evaluate(proto: onnx.ModelProto, step: Step, pred: np.ndarray | None = None) -> bool:
+    def evaluate(name: str, proto: onnx.ModelProto, method: str, floats: list[str],
+                 pred: np.ndarray | None = None, note: str = "") -> bool:
         if pred is None:
             pred = predict_many([_eval_session(proto)], held_out)[0].argmax(1)
-        step.agreement = _percent(pred == ref)
-        candidates.append((proto, step))
+        agree = _percent(pred == ref)
         if agreement:
-            log(f"int8 guard: {step.step} ({step.method}): top-1 agreement with fp32 "
-                f"{step.agreement:.2f}%")
-            return step.agreement >= config.min_agreement
-        step.top1_int8 = _percent(pred == held_out.y)
-        step.drop = round(top1_fp32 - step.top1_int8, 3)
-        log(f"int8 guard: {step.step} ({step.method}"
-            f"{', %d float layers' % len(step.float_layers) if step.float_layers else ''}): "
-            f"top-1 {step.top1_int8:.2f}% vs fp32 {top1_fp32:.2f}% (drop {step.drop:.2f})")
-        return step.drop <= config.max_drop
+            acc = Accuracy(agreement=agree, passed=agree >= config.min_agreement)
+            log(f"int8 guard: {name} ({method}): top-1 agreement with fp32 {agree:.2f}%")
+        else:
+            top1 = _percent(pred == held_out.y)
+            drop = round(top1_fp32 - top1, 3)
+            acc = Accuracy(top1, drop, agree, passed=drop <= config.max_drop)
+            log(f"int8 guard: {name} ({method}"
+                f"{', %d float layers' % len(floats) if floats else ''}): "
+                f"top-1 {top1:.2f}% vs fp32 {top1_fp32:.2f}% (drop {drop:.2f})")
+        made.append(Candidate(name, proto, tuple(floats), method, acc, note=note))
+        return bool(acc.passed)
 
-    def result(passed: bool, sensitivity: list[dict] | None = None) -> GuardResult:
-        if passed:
-            index = len(candidates) - 1
-        else:  # none within the limit: the most accurate, the earliest among equals
-            index = max(range(len(candidates)), key=lambda i: (score(candidates[i][1]), -i))
-        return GuardResult(candidates[index][0], index, [s for _, s in candidates], top1_fp32,
-                           passed, sensitivity or [], ref)
+    def result(sensitivity: list[dict] | None = None) -> GuardResult:
+        return GuardResult(made, top1_fp32, sensitivity or [], ref)
 
     # 1-2. Calibration methods, the chosen one first.
-    if evaluate(first, Step("calibrate", config.method, keep), first_pred):
-        return result(True)
+    if evaluate(first_name, first, config.method, keep, first_pred):
+        return result()
     if keep:  # The blocks in float were chosen for speed; they must not cost accuracy.
         # ONNX Runtime 1.31 computes ShuffleNet v2 x1.0 wrongly with its first depthwise conv
         # in float (11.4% top-1 on held-out mnist5k; OpenVINO runs the same file at 93.6%).
         keep = []
-        if evaluate(make(config.method), Step("calibrate", config.method,
-                                              note="float blocks back in int8")):
-            return result(True)
-        if score(candidates[-1][1]) < score(candidates[0][1]):
+        if evaluate("int8", make(config.method), config.method, [],
+                    note="float blocks back in int8"):
+            return result()
+        if score(made[-1]) < score(made[0]):
             keep = list(keep_float)  # float was no worse: the later steps keep it
     for method in [m for m in CALIB_METHODS if m != config.method]:
-        if evaluate(make(method), Step("calibrate", method, keep)):
-            return result(True)
+        if evaluate(f"calibrate:{method}", make(method), method, keep):
+            return result()
     # 3. Sensitive layers in float, ranked on the most accurate candidate so far.
-    best_proto, best = max(candidates, key=lambda c: score(c[1]))
-    best_method = best.method
-    ranked = layer_sqnr(fp32, best_proto, held_out.array(config.sqnr_images))
+    best = max(made, key=score)
+    ranked = layer_sqnr(fp32, best.proto, held_out.array(config.sqnr_images))
     sensitivity = [{"node": r.node, "op": r.op, "sqnr_db": round(r.sqnr_db, 2),
                     "added_noise": r.added_noise} for r in ranked[:10]]
     limit = int(len(quantized_nodes(fp32)) * config.max_float_fraction)
     k = 1
     while k <= limit:
         exclude = [r.node for r in ranked[:k]]
-        if evaluate(make(best_method, exclude),
-                    Step("float_layers", best_method, [*keep, *exclude])):
-            return result(True, sensitivity)
+        if evaluate("float_layers", make(best.method, exclude), best.method, [*keep, *exclude]):
+            return result(sensitivity)
         k = k * 2 if k * 2 <= limit or k == limit else limit
 
     # 4. Quantization-aware training.
     if qat is not None:
         log("int8 guard: quantization-aware training")
         trained = qat()
-        proto = quantize(trained, CalibrationReader(calib_x), scheme, method=best_method,
+        proto = quantize(trained, CalibrationReader(calib_x), scheme, method=best.method,
                          exclude=keep)
-        if evaluate(proto, Step("qat", best_method, keep,
-                                note="fine-tuned with fake quantization")):
-            return result(True, sensitivity)
-    return result(False, sensitivity)
+        if evaluate("qat", proto, best.method, keep, note="fine-tuned with fake quantization"):
+            return result(sensitivity)
+    return result(sensitivity)
 
 
 def _eval_session(proto: onnx.ModelProto):  # noqa: ANN202

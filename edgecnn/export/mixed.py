@@ -1,9 +1,10 @@
 """Latency-aware mixed precision: each block of the model runs in int8 only where that is
 faster, measured in ONNX Runtime on the exporting machine.
 
-    search = search_blocks(pre, make, input_shape, MixedConfig(), log=print)
+    timer = MeasuredTimer((1, 3, 224, 224), MixedConfig())
+    search = search_blocks(pre, make, timer, log=print)
     # search.float_nodes -> run_guard(keep_float=...), search.proto -> its first candidate
-    timing = verify(fp32, final_int8, input_shape, MixedConfig())    # after the guard
+    latency = timer.time(fp32, final_int8)         # after the guard: decision.Latency
 
 A block is a module of the network as the exporter names its nodes: `/features/features.4`
 (MobileNet v3's inverted residual with its hard-swish and squeeze-excitation), `/fire3`...
@@ -20,12 +21,14 @@ more than the int8 convolution saves, while fp32's NCHWc kernels fuse those acti
    Q/DQ pairs only where an int8 block meets a float one, never around a float op inside.
 3. Profile that mixed graph beside fp32; each run of int8 blocks that no longer saves time
    (its boundary pairs counted) goes float too, for `refine_rounds` rounds. The candidate
-   with the least profiled time wins; all-float (the fp32 graph) is a candidate too, so the
-   int8 file is never slower than fp32 by the profile.
-4. After the accuracy guard, `verify` times the final graph against fp32 with the bench
-   harness (interleaved blocks, settle pause), and `verdict` says whether int8 pays. When no
-   runtime times it faster beyond the noise (`gains_nowhere`), the export writes the fp32
-   graph as the int8 file: the profile's choice was wrong for this machine.
+   with the least profiled time wins; all-float (the fp32 graph) is a candidate too: when it
+   wins, there is no int8 file (decision.choose).
+4. After the accuracy guard, `Timer.time` times the final graph against fp32 with the bench
+   harness (interleaved blocks, settle pause), and `decision.choose` says whether int8 pays:
+   when no runtime times it faster beyond the noise, no int8 file is written (the profile's
+   choice was wrong for this machine).
+Every measurement goes through a `Timer` (MeasuredTimer: this machine), which tests replace
+with their own so that the decision is deterministic there.
 The cost is bounded: at most 2 + refine_rounds profiled pairs and 2 + refine_rounds
 quantizations (calibration is cached), reported in seconds in `MixedResult.record`.
 """
@@ -38,11 +41,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
 
+from edgecnn.export.decision import Latency
 from edgecnn.export.onnx_io import INPUT_NAME
 
 
@@ -54,9 +58,6 @@ class MixedConfig:
     margin: float = 0.97  # int8 kept for a block when int8_ms < margin * fp32_ms
     verify_iters: int = 48  # timed calls per case in the verification (bench harness)
     verify_rounds: int = 6  # short interleaved blocks: a shared machine drifts within seconds
-    worth_speedup: float = 1.1  # int8 is worth deploying from this speed-up, within budget
-    slower: float = 0.97  # below this int8/fp32 speed-up in any runtime (beyond noise):
-    # the verdict and a warning say to deploy model.onnx there
 
 
 @dataclass
@@ -120,7 +121,7 @@ def _grouped(proto: onnx.ModelProto) -> tuple[dict[str, list[str]], dict[str, st
 def search_blocks(
     pre: onnx.ModelProto,
     make: Callable[[list[str]], onnx.ModelProto],
-    input_shape: tuple[int, ...],
+    timer: Timer,
     config: MixedConfig = MixedConfig(),
     *,
     reference: onnx.ModelProto | None = None,
@@ -135,9 +136,8 @@ def search_blocks(
     fp32 = reference if reference is not None else pre
     grouped, names = _grouped(pre)
     blocks = [Block(k, v) for k, v in grouped.items()]
-    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
     all_int8 = make([])
-    ref, got = profile_blocks([fp32, all_int8], x, names, config)
+    ref, got = timer.profile([fp32, all_int8], names)
     for b in blocks:
         b.fp32_ms, b.int8_ms = ref.get(b.name, 0.0), got.get(b.name, 0.0)
         b.precision = "int8" if b.int8_ms < config.margin * b.fp32_ms else "float"
@@ -147,7 +147,7 @@ def search_blocks(
         if floats == candidates[-1][2] or len(floats) == len(blocks):
             break
         proto = make([n for b in blocks if b.precision == "float" for n in b.nodes])
-        ref_now, mixed = profile_blocks([fp32, proto], x, names, config)
+        ref_now, mixed = timer.profile([fp32, proto], names)
         # against the fp32 profiled beside it: a busy machine slows both alike
         scale = sum(ref.values()) / max(sum(ref_now.values()), 1e-9)
         mixed = {k: v * scale for k, v in mixed.items()}
@@ -294,100 +294,58 @@ def pointless_pairs(proto: onnx.ModelProto, float_nodes: list[str] | set[str]) -
 
 
 # --------------------------------------------------------------------------------------------
-# After the guard: the final graph timed against fp32, and the verdict.
+# Every measurement the int8 decision takes goes through a Timer: the export's is
+# MeasuredTimer (this machine, ONNX Runtime's profiler and the bench harness); tests inject
+# their own through Int8Spec(timer=...) so that the decision is deterministic there.
 
-def verify(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_shape: tuple[int, ...],
-           config: MixedConfig = MixedConfig()) -> dict[str, Any]:
-    """p50 latency (ms) of fp32 and int8, batch 1, `config.threads` threads, in ONNX Runtime
-    and (when installed) OpenVINO: the four cases timed by the bench harness, interleaved in
-    rounds. The search measured ONNX Runtime only; OpenVINO's own int8 transformations can
-    disagree, and the verdict says so per runtime."""
-    from edgecnn.bench.harness import BenchCase, run_group
-    from edgecnn.bench.timing import TimingPlan
-    from edgecnn.runtime.loader import installed, runner_class
+class Timer(Protocol):
+    def profile(self, graphs: list[onnx.ModelProto], blocks: dict[str, str]
+                ) -> list[dict[str, float]]:
+        """Kernel ms per run of each block (module prefix -> block: `blocks`) of each graph,
+        measured side by side."""
 
-    started = time.perf_counter()
-    runtimes = [r for r in ("onnxruntime", "openvino") if installed(r)]
-    with tempfile.TemporaryDirectory() as tmp:
-        cases = []
-        for precision, proto in (("fp32", fp32), ("int8", int8)):
-            path = Path(tmp, f"{precision}.onnx")
-            onnx.save_model(proto, str(path))
-            for runtime in runtimes:
-                cls = runner_class(runtime)
-                opts = cls.options_type.from_kwargs(runtime, {"threads": config.threads})
-                cases.append(BenchCase(
-                    "export", runtime, precision, 1, input_shape=tuple(input_shape[1:]),
-                    make_runner=lambda c=cls, p=path, o=opts: c(p, "cpu", o)))
-        records = run_group(cases, TimingPlan(iters=config.verify_iters), peak_gmacs=None,
-                            rounds=config.verify_rounds)
-    if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
-        raise KeyboardInterrupt
-    ms = {(r.runtime, r.precision): r.latency_ms_p50 for r in records}
-    out: dict[str, Any] = {"threads": config.threads, "batch": 1,
-                           "timing": f"bench harness, {config.verify_rounds} interleaved rounds,"
-                                     f" {config.verify_iters} calls per case, p50"}
-    for runtime in runtimes:
-        f, q = ms[(runtime, "fp32")], ms[(runtime, "int8")]
-        out[runtime] = {"fp32_ms": round(f, 4), "int8_ms": round(q, 4),
-                        "speedup": round(f / q, 3)}
-    out["verify_s"] = round(time.perf_counter() - started, 2)
-    return out
+    def time(self, fp32: onnx.ModelProto, int8: onnx.ModelProto) -> Latency:
+        """Whole-graph p50 of fp32 and int8 in each CPU runtime, side by side."""
 
 
-def slower_somewhere(timing: dict[str, Any], config: MixedConfig = MixedConfig()) -> str | None:
-    """None, or where the int8 graph is slower than fp32 beyond timing noise (the search
-    measured ONNX Runtime; OpenVINO's own int8 transformations can lose where it gains).
-    Slower in some runtimes only: the export keeps the int8 file and its verdict says where
-    to deploy model.onnx; faster in none of them: see gains_nowhere."""
-    slow = {k: v["speedup"] for k, v in timing.items()
-            if isinstance(v, dict) and v["speedup"] < config.slower}
-    if not slow:
-        return None
-    return "slower than fp32 in " + ", ".join(f"{k} ({v:.2f}x)" for k, v in slow.items())
+@dataclass(frozen=True)
+class MeasuredTimer:
+    input_shape: tuple[int, ...]  # (1, C, H, W)
+    config: MixedConfig = MixedConfig()
 
+    def profile(self, graphs: list[onnx.ModelProto], blocks: dict[str, str]
+                ) -> list[dict[str, float]]:
+        x = np.random.default_rng(0).standard_normal(self.input_shape, dtype=np.float32)
+        return profile_blocks(graphs, x, blocks, self.config)
 
-def gains_nowhere(timing: dict[str, Any], config: MixedConfig = MixedConfig()) -> bool:
-    """Whether no runtime timed the int8 graph faster than fp32 beyond the noise (a speed-up
-    of 1 / `config.slower`, 1.03x). The export then writes the fp32 graph as its int8 file:
-    the search's own all-float candidate, which its profile had missed, so that the int8
-    file is never the slower one (a 1.01x gain is not told apart from a 0.99x loss)."""
-    speedups = [v["speedup"] for v in timing.values() if isinstance(v, dict)]
-    return bool(speedups) and all(x * config.slower < 1.0 for x in speedups)
+    def time(self, fp32: onnx.ModelProto, int8: onnx.ModelProto) -> Latency:
+        """p50 latency (ms) of fp32 and int8, batch 1, `config.threads` threads, in ONNX
+        Runtime and (when installed) OpenVINO: the four cases timed by the bench harness,
+        interleaved in rounds. The search measured ONNX Runtime only; OpenVINO's own int8
+        transformations can disagree, and the verdict says so per runtime."""
+        from edgecnn.bench.harness import BenchCase, run_group
+        from edgecnn.bench.timing import TimingPlan
+        from edgecnn.runtime.loader import installed, runner_class
 
-
-def verdict(timing: dict[str, Any] | None, drop: float | None, max_drop: float,
-            passed: bool | None, config: MixedConfig = MixedConfig()) -> dict[str, Any]:
-    """Whether int8 is worth deploying on this target, per runtime: faster by
-    `worth_speedup` and within the accuracy budget (unmeasured accuracy: speed alone, and
-    the verdict says so). The headline is the best runtime's."""
-    speedups = {k: v["speedup"] for k, v in (timing or {}).items() if isinstance(v, dict)}
-    accurate = passed is not False
-    best = max(speedups, key=speedups.get) if speedups else None
-    speedup = speedups.get(best) if best else None
-    fast = speedup is not None and speedup >= config.worth_speedup
-    each = ", ".join(f"{k} {v:.2f}x" for k, v in speedups.items())
-    if speedup is None:
-        reason = "speed not measured"
-    elif not fast:
-        reason = (f"int8 vs fp32: {each} (below {config.worth_speedup:g}x): deploy "
-                  "model.onnx")
-    elif not accurate:
-        reason = (f"int8 loses {drop:.2f} top-1 points (budget {max_drop:g}): deploy model.onnx"
-                  if drop is not None else
-                  "int8 fails the accuracy guard (agreement with fp32): deploy model.onnx")
-    else:
-        slow = [k for k, v in speedups.items() if v < 1.0]
-        reason = f"int8 vs fp32: {each}" + (
-            f", top-1 {-drop:+.2f} points" if drop is not None else
-            ", accuracy not measured (random calibration)") + (
-            f"; in {', '.join(slow)} deploy model.onnx" if slow else "")
-    return {"speedup": speedup, "runtime": best, "speedups": speedups,
-            "top1_change": None if drop is None else round(-drop, 3), "max_drop": max_drop,
-            "worth_deploying": bool(fast and accurate), "reason": reason}
-
-
-def verdict_line(v: dict[str, Any]) -> str:
-    """One line for the export summary and `edgecnn bench`."""
-    return f"int8 verdict: {'worth deploying' if v['worth_deploying'] else 'not worth it'} " \
-           f"({v['reason']})"
+        config = self.config
+        runtimes = [r for r in ("onnxruntime", "openvino") if installed(r)]
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = []
+            for precision, proto in (("fp32", fp32), ("int8", int8)):
+                path = Path(tmp, f"{precision}.onnx")
+                onnx.save_model(proto, str(path))
+                for runtime in runtimes:
+                    cls = runner_class(runtime)
+                    opts = cls.options_type.from_kwargs(runtime, {"threads": config.threads})
+                    cases.append(BenchCase(
+                        "export", runtime, precision, 1, input_shape=tuple(self.input_shape[1:]),
+                        make_runner=lambda c=cls, p=path, o=opts: c(p, "cpu", o)))
+            records = run_group(cases, TimingPlan(iters=config.verify_iters), peak_gmacs=None,
+                                rounds=config.verify_rounds)
+        if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
+            raise KeyboardInterrupt
+        ms = {(r.runtime, r.precision): r.latency_ms_p50 for r in records}
+        return Latency(config.threads, {k: ms[(k, "fp32")] for k in runtimes},
+                       {k: ms[(k, "int8")] for k in runtimes},
+                       f"bench harness, {config.verify_rounds} interleaved rounds, "
+                       f"{config.verify_iters} calls per case, p50")

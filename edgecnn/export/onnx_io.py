@@ -120,7 +120,12 @@ def check_bn_folded(proto: onnx.ModelProto) -> None:
 
 def finish(proto: onnx.ModelProto, props: dict[str, str], *,
            max_ir_version: int) -> onnx.ModelProto:
-    """Cap the IR version, attach metadata_props, and run the full checker."""
+    """A copy of `proto` with the IR version capped, metadata_props attached, and the full
+    checker run. A copy: the caller's graph (model.onnx's, quantized into model.int8.onnx)
+    must not take another file's metadata."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    proto = copy
     proto.ir_version = min(proto.ir_version, max_ir_version)
     # ONNX Runtime's pre-processing declares every domain it knows (com.microsoft.nchwc,
     # ai.onnx.training...); a strict consumer (TensorRT 8's parser) needs only those used.

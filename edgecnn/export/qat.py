@@ -27,16 +27,26 @@ from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
 from torch.ao.quantization.observer import MovingAveragePerChannelMinMaxObserver
 from torch.nn.utils import parametrize
 
+from edgecnn.export.quantize import weight_range
 from edgecnn.export.targets import Int8Scheme
+
+
+def weight_grid(scheme: Int8Scheme) -> tuple[int, int]:
+    """The integer range the exporter writes weights in (ONNX Runtime's symmetric per-channel
+    weights: [-127, 127], or [-64, 64] with reduced range), so that training sees the grid
+    the int8 file computes on."""
+    reduced, _ = weight_range(scheme)
+    return (-64, 64) if reduced else (-127, 127)
 
 
 class _WeightFakeQuant(nn.Module):
     """Parametrization: weight -> fake-quantized weight (int8, symmetric, per channel 0)."""
 
-    def __init__(self) -> None:
+    def __init__(self, scheme: Int8Scheme) -> None:
         super().__init__()
-        self.fq = FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=-128,
-                               quant_max=127, dtype=torch.qint8,
+        low, high = weight_grid(scheme)
+        self.fq = FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=low,
+                               quant_max=high, dtype=torch.qint8,
                                qscheme=torch.per_channel_symmetric, ch_axis=0)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
@@ -57,7 +67,7 @@ def fake_quantized(model: nn.Module, scheme: Int8Scheme):
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     hooks = []
     for layer in layers:
-        parametrize.register_parametrization(layer, "weight", _WeightFakeQuant())
+        parametrize.register_parametrization(layer, "weight", _WeightFakeQuant(scheme))
         layer.act_fq = _activation_fake_quant(scheme)  # registered: moves with the model
         hooks.append(layer.register_forward_pre_hook(
             lambda m, args: (m.act_fq(args[0]), *args[1:])))

@@ -18,7 +18,7 @@ loaded or any file is written. Importing this module imports neither torch nor o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -152,9 +152,18 @@ class Int8Spec:
     max_drop: float = 1.0  # top-1 points int8 may lose (models with the data's classes)
     min_agreement: float = 99.0  # percent int8/fp32 top-1 agreement (models with other classes)
     qat_epochs: int = 0  # quantization-aware training as the guard's last step
+    # "all": every block int8 (float only where the guard says), the file written whatever
+    # its speed; "auto": blocks slower in int8 on this machine stay float, and no int8 file
+    # when int8 is faster nowhere (CPU recipes with int8.mixed_precision); None: "all"
+    blocks: Literal["all", "auto"] | None = None
+    # What the int8 decision measures latency with (export.mixed.Timer); None: this
+    # machine. Tests inject one so that their decisions do not depend on the machine's speed.
+    timer: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _text("--calib-data", self.calib_data)
+        if self.blocks not in (None, "all", "auto"):
+            raise EdgeCNNError(f"--int8-blocks must be all or auto, got {self.blocks!r}")
         _optional_int("calibration samples", self.calib_samples, 1)
         if self.calib_method is not None and self.calib_method not in CALIB_METHODS:
             raise EdgeCNNError(f"calibration method must be one of {', '.join(CALIB_METHODS)}, "
@@ -197,8 +206,9 @@ class ExportSpec:
             value = getattr(self, f.name)
             if is_dataclass(value):
                 value = {k.name: getattr(value, k.name) for k in fields(value)}
-                if "module" in value:
-                    value["module"] = type(value["module"]).__name__
+                for key in ("module", "timer"):  # objects: named by their class
+                    if value.get(key) is not None:
+                        value[key] = type(value[key]).__name__
                 value = {"kind": type(getattr(self, f.name)).__name__, **value}
             out[f.name] = value
         return out
@@ -217,6 +227,11 @@ class ExportSpec:
             if opset < INT8_MIN_OPSET:
                 raise EdgeCNNError(f"int8 needs opset >= {INT8_MIN_OPSET} (per-channel Q/DQ), "
                                    f"got {opset}")
+        if self.int8 is not None and self.int8.blocks == "auto" and (
+                not target.int8.mixed_precision or target.int8.symmetric_activations):
+            raise EdgeCNNError(f"--int8-blocks auto times blocks on this machine; target "
+                               f"{target.name} runs elsewhere (every block int8: --int8-blocks "
+                               "all, its default)")
         if self.fp16:
             target.check_precision("fp16")
         if isinstance(src, OnnxSource):

@@ -18,7 +18,7 @@ quantize for it; `--target` takes a recipe name (`cpu-x86`) or a path to such a 
       calib_method: minmax            # minmax | entropy | percentile
       tensorrt_checks: true           # run the offline TensorRT QDQ checker
       weight_range: auto              # full | reduced (7-bit weights) | auto (by the CPU)
-      mixed_precision: true           # per-block float where int8 is slower (CPU targets)
+      mixed_precision: true           # --int8-blocks auto allowed: blocks timed here (CPU)
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -63,8 +63,9 @@ class Int8Scheme:
     # 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. auto: reduced when the exporting
     # CPU is x86 without VNNI (quantize.weight_range says which, and why).
     weight_range: Literal["auto", "full", "reduced"] = "auto"
-    # Keep float the blocks whose int8 is slower, as measured on the exporting machine
-    # (export/mixed.py); false when exporting for another CPU than the one exporting.
+    # Whether `--int8-blocks auto` may keep float the blocks whose int8 is slower, as
+    # measured on the exporting machine (export/mixed.py): false for a CPU that is not the
+    # one exporting (an Arm board). Without it, every block is int8 (the target's scheme).
     mixed_precision: bool = True
 
     @property

@@ -95,6 +95,9 @@ def resolve_path(path: str | os.PathLike[str], precision: str | None) -> Path:
     if path.is_dir():
         target = path / PRECISION_FILES[precision or "fp32"]
         if not target.is_file():
+            missing = not_produced(path, precision or "fp32")
+            if missing:
+                raise EdgeCNNError(f"{path}: {missing}")
             onnx_files = sorted(p.name for p in path.glob("*.onnx"))
             raise EdgeCNNError(f"{path}: no {target.name} in this artifact directory"
                                + (f" (it has {', '.join(onnx_files)})" if onnx_files else ""))
@@ -105,6 +108,20 @@ def resolve_path(path: str | os.PathLike[str], precision: str | None) -> Path:
     if not path.exists():
         raise EdgeCNNError(f"{path}: no such file or artifact directory")
     return path
+
+
+def not_produced(artifact: Path, precision: str) -> str | None:
+    """"int8 not produced: <why>" when the export was asked for int8 and decided against
+    writing the file (export/decision.py records why in export.json), else None."""
+    import json
+
+    try:
+        section = json.loads((artifact / "export.json").read_text(encoding="utf-8"))[precision]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(section, dict) and section.get("written") is False:
+        return f"{precision} not produced: {section.get('reason', 'no reason recorded')}"
+    return None
 
 
 def metadata_of(info: OnnxInfo) -> Any:

@@ -1,0 +1,201 @@
+"""The int8 decision: candidates are values, one pure function chooses, and both the file
+writer and the verdict read the one `Decision` it returns.
+
+    candidates = [Candidate("placement", proto, ...), Candidate("int8", ...), ...]
+    decision = choose(candidates, Policy(blocks="auto", max_drop=1.0))
+    decision.written      -> is there a model.int8.onnx at all
+    decision.chosen       -> the candidate whose graph it holds
+    decision.verdict()    -> export.json's int8.verdict; decision.line() -> one line
+
+A candidate is an int8 graph (or the fp32 graph itself, `proto` None: "no block pays") with
+what was measured of it: accuracy on held-out data (the guard's evaluation) and latency
+against fp32 in each CPU runtime (the export's timer). Where it comes from is its `name`:
+  - `int8`          every block int8 (the target's scheme);
+  - `placement`     the per-block search's choice: blocks slower in int8 stay float;
+  - `calibrate:M`   another calibration method (the guard's step 2);
+  - `float_layers`  the most noise-sensitive layers kept float (the guard's step 3);
+  - `qat`           quantization-aware fine-tuning (the guard's step 4);
+  - `float`         no block in int8.
+They come in the order they were made: the guard's order, cheapest and fewest float layers
+first.
+
+The rule, in one place:
+  1. Accuracy: the first candidate that passes the guard; when none does, the most accurate
+     (earliest among equals), and the decision says it failed.
+  2. Whether the file is written: `--int8-blocks all` writes it whatever its speed (the user
+     asked for every block in int8; the verdict says where it is slower). `auto` writes it
+     only when it holds int8 arithmetic that some runtime timed faster than fp32 beyond the
+     noise band (`Policy.noise`): an int8 file that is fp32 in disguise, or slower
+     everywhere, is not written, and the reason says why.
+  3. The verdict: worth deploying when the file is written, within the accuracy budget, and
+     at least `Policy.worth` times faster than fp32 in some runtime. Per runtime, `deploy`
+     names the file to ship there: model.int8.onnx where int8 is not slower beyond noise,
+     model.onnx where it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Blocks = Literal["all", "auto"]
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """A candidate on held-out data; every field None when nothing could be measured."""
+
+    top1: float | None = None  # percent, int8
+    drop: float | None = None  # points, fp32 - int8
+    agreement: float | None = None  # percent of images where int8 and fp32 agree on top-1
+    passed: bool | None = None  # within the budget; None: not measured
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Median ms at batch 1 of fp32 and of the candidate, per runtime, timed side by side."""
+
+    threads: int
+    fp32_ms: dict[str, float]
+    int8_ms: dict[str, float]
+    how: str = ""
+
+    @property
+    def speedups(self) -> dict[str, float]:
+        return {k: self.fp32_ms[k] / self.int8_ms[k] for k in self.int8_ms if k in self.fp32_ms}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"threads": self.threads, "batch": 1, "timing": self.how}
+        for k, s in self.speedups.items():
+            out[k] = {"fp32_ms": round(self.fp32_ms[k], 4), "int8_ms": round(self.int8_ms[k], 4),
+                      "speedup": round(s, 3)}
+        return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str  # see the module doc
+    proto: Any  # onnx.ModelProto; None: the fp32 graph itself (no block in int8)
+    float_layers: tuple[str, ...] = ()  # nodes kept float (blocks and guard layers)
+    method: str = ""  # calibration method
+    accuracy: Accuracy = field(default_factory=Accuracy)
+    latency: Latency | None = None  # None: not timed here (TensorRT: at engine build)
+    note: str = ""
+
+    @property
+    def is_int8(self) -> bool:
+        return self.proto is not None
+
+
+@dataclass(frozen=True)
+class Policy:
+    blocks: Blocks = "auto"
+    criterion: Literal["accuracy", "agreement"] = "accuracy"
+    max_drop: float = 1.0
+    min_agreement: float = 99.0
+    noise: float = 1.03  # speed-ups within [1/noise, noise] are not told apart from 1.0
+    worth: float = 1.1  # int8 is worth deploying from this speed-up
+    untimed: str = ""  # why latency is not measured here (TensorRT targets), if it is not
+
+
+@dataclass(frozen=True)
+class Decision:
+    written: bool
+    chosen: Candidate | None  # the candidate model.int8.onnx holds; None when not written
+    reason: str  # why this file, or why none
+    accurate: bool | None  # the chosen candidate passed the guard (None: not measured)
+    worth_deploying: bool
+    deploy: dict[str, str]  # runtime -> the file to ship there
+    verdict_reason: str
+    candidates: tuple[Candidate, ...] = ()
+
+    def verdict(self) -> dict[str, Any]:
+        speedups = ({k: round(v, 3) for k, v in self.chosen.latency.speedups.items()}
+                    if self.chosen is not None and self.chosen.latency is not None else {})
+        best = max(speedups, key=speedups.get) if speedups else None
+        drop = self.chosen.accuracy.drop if self.chosen is not None else None
+        return {"written": self.written, "worth_deploying": self.worth_deploying,
+                "speedup": speedups.get(best) if best else None, "runtime": best,
+                "speedups": speedups, "deploy": self.deploy,
+                "top1_change": None if drop is None else round(-drop, 3),
+                "reason": self.verdict_reason}
+
+    def line(self) -> str:
+        """One line for the export's output and `edgecnn bench`."""
+        if not self.written:
+            return f"int8 not written: {self.reason}"
+        return (f"int8 verdict: {'worth deploying' if self.worth_deploying else 'not worth it'}"
+                f" ({self.verdict_reason})")
+
+
+def choose(candidates: list[Candidate] | tuple[Candidate, ...], policy: Policy) -> Decision:
+    """The one rule (module doc). `candidates` in the order they were made."""
+    cands = tuple(candidates)
+    if not cands:
+        raise ValueError("choose() needs at least one candidate")
+    pick, accurate = accuracy_pick(cands, policy)
+    if not pick.is_int8:
+        return _not_written(cands, pick, accurate, pick.note or
+                            "no block ran faster in int8 than in fp32 on this machine")
+    speedups = pick.latency.speedups if pick.latency is not None else {}
+    each = ", ".join(f"{k} {v:.2f}x" for k, v in speedups.items())
+    if policy.blocks == "auto" and speedups and all(s * (2 - policy.noise) < 1.0 for s in
+                                                   speedups.values()):
+        return _not_written(cands, pick, accurate,
+                            f"int8 is not faster than fp32 here ({each}, noise band "
+                            f"{policy.noise - 1:.0%}): deploy model.onnx")
+    slow = [k for k, v in speedups.items() if v * policy.noise < 1.0]
+    deploy = {k: "model.onnx" if k in slow else "model.int8.onnx" for k in speedups}
+    fast = any(v >= policy.worth for v in speedups.values())
+    if not speedups:
+        why = policy.untimed or "speed not measured"
+    elif not fast:
+        why = f"int8 vs fp32: {each} (below {policy.worth:g}x): deploy model.onnx"
+    elif accurate is False:
+        why = _accuracy_failure(pick, policy)
+    else:
+        acc = pick.accuracy
+        why = f"int8 vs fp32: {each}" + (
+            f", top-1 {-acc.drop:+.2f} points" if acc.drop is not None else
+            f", top-1 agreement {acc.agreement:.2f}%" if acc.agreement is not None else
+            ", accuracy not measured (random calibration)") + (
+            f"; in {', '.join(slow)} deploy model.onnx" if slow else "")
+    chosen_why = {"int8": "every block int8", "placement": "blocks slower in int8 kept float",
+                  "qat": "quantization-aware fine-tuning"}.get(
+        pick.name.split(":")[0], f"the accuracy guard's {pick.name} step")
+    return Decision(True, pick, chosen_why, accurate,
+                    worth_deploying=bool(fast and accurate is not False), deploy=deploy,
+                    verdict_reason=why, candidates=cands)
+
+
+def accuracy_pick(cands: tuple[Candidate, ...] | list[Candidate], policy: Policy
+                  ) -> tuple[Candidate, bool | None]:
+    """The first candidate within the budget, else the most accurate, earliest among equals;
+    and whether it passed (None: not measured). The one whose latency `choose` reads: the
+    export times this candidate only (timing every candidate would triple its cost)."""
+    measured = [c for c in cands if c.accuracy.passed is not None]
+    if not measured:  # no held-out data: the first candidate, accuracy unknown
+        return cands[0], None
+    for c in measured:
+        if c.accuracy.passed:
+            return c, True
+
+    def score(c: Candidate) -> float:
+        value = c.accuracy.agreement if policy.criterion == "agreement" else c.accuracy.top1
+        return -1.0 if value is None else value
+
+    best = max(range(len(measured)), key=lambda i: (score(measured[i]), -i))
+    return measured[best], False
+
+
+def _accuracy_failure(pick: Candidate, policy: Policy) -> str:
+    if pick.accuracy.drop is not None:
+        return (f"int8 loses {pick.accuracy.drop:.2f} top-1 points (budget {policy.max_drop:g})"
+                ": deploy model.onnx")
+    return "int8 fails the accuracy guard (agreement with fp32): deploy model.onnx"
+
+
+def _not_written(cands: tuple[Candidate, ...], pick: Candidate, accurate: bool | None,
+                 reason: str) -> Decision:
+    return Decision(False, None, reason, accurate, worth_deploying=False, deploy={},
+                    verdict_reason=reason, candidates=cands)
