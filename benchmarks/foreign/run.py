@@ -59,11 +59,11 @@ def plain_torch_onnx(path: Path) -> None:
 
 
 def bench(artifacts: dict[str, Path], data: str | None) -> list[dict]:
-    from edgecnn.bench.harness import run_group
     from edgecnn.bench.machine import peak_gmacs
     from edgecnn.bench.run import BenchConfig, eval_data_for
     from edgecnn.bench.targets import Target, make_cases, resolve_target
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.timing.harness import run_group
+    from edgecnn.timing.loop import TimingPlan
 
     group, eval_data = [], None
     for label, path in artifacts.items():

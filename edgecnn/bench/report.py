@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from edgecnn.bench.harness import BenchRecord
 from edgecnn.tables import format_table
+from edgecnn.timing.harness import BenchRecord
 
 FORMATS = ("table", "md", "csv", "json")
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.bench.harness import BenchCase
 from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
 from edgecnn.runtime.loader import PRECISION_FILES, runner_class
 from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
+from edgecnn.timing.harness import BenchCase
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
 TORCH_MODES = ("eager", "compile", "cudagraphs")

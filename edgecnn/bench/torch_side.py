@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from edgecnn.bench.harness import BenchCase
 from edgecnn.bench.torch_runner import TorchOptions, TorchRunner
 from edgecnn.errors import EdgeCNNError
+from edgecnn.timing.harness import BenchCase
 
 
 def torch_case(target: Any, mode: str, precision: str, batch: int, threads: int, device: str,

@@ -211,7 +211,7 @@ def profile_blocks(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict[st
     `blocks`: module prefix -> block (see graph_blocks)."""
     import onnxruntime as ort
 
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.timing.loop import TimingPlan
 
     rounds, warmup, settle = 4, 3, TimingPlan().settle_s
     per_round = max(1, -(-config.profile_runs // rounds))
@@ -302,9 +302,9 @@ def verify(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_shape: tuple[int,
     and (when installed) OpenVINO: the four cases timed by the bench harness, interleaved in
     rounds. The search measured ONNX Runtime only; OpenVINO's own int8 transformations can
     disagree, and the verdict says so per runtime."""
-    from edgecnn.bench.harness import BenchCase, run_group
-    from edgecnn.bench.timing import TimingPlan
     from edgecnn.runtime.loader import installed, runner_class
+    from edgecnn.timing.harness import BenchCase, run_group
+    from edgecnn.timing.loop import TimingPlan
 
     started = time.perf_counter()
     runtimes = [r for r in ("onnxruntime", "openvino") if installed(r)]

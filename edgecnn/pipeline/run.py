@@ -116,12 +116,12 @@ def bench_stage(recipe: Recipe, ckpt: Path, artifact: Path, out: Path, stamps: S
                 log: Log) -> dict[str, Any]:
     import os
 
-    from edgecnn.bench.harness import add_speedups, run_group
     from edgecnn.bench.machine import conditions, peak_gmacs
     from edgecnn.bench.run import BenchConfig, eval_data_for
     from edgecnn.bench.targets import Target, make_cases, resolve_target
-    from edgecnn.bench.timing import TimingPlan
     from edgecnn.bench.torch_side import torch_case
+    from edgecnn.timing.harness import add_speedups, run_group
+    from edgecnn.timing.loop import TimingPlan
 
     onnx_files = sorted(artifact.glob("*.onnx"))
     key = stamps.key(recipe.section("bench"), file_sha256(ckpt),
