@@ -133,7 +133,7 @@ def bench_stage(recipe: Recipe, ckpt: Path, artifact: Path, out: Path, stamps: S
     precisions = tuple(p for p in ("fp32", "int8") if (artifact / PRECISION_FILES[p]).is_file())
     config = BenchConfig(runtimes=b.runtimes, precisions=precisions, batches=(b.batch,),
                          threads=b.threads or os.cpu_count() or 1,
-                         plan=TimingPlan(iters=b.iters, warmup=10), data=recipe.data)
+                         plan=TimingPlan(iters=b.iters), data=recipe.data)
     log(f"bench: {', '.join(b.runtimes)} x {', '.join(precisions)}, batch {b.batch}, "
         f"{b.iters} calls each, interleaved; accuracy on up to {config.eval_limit} held-out "
         f"{recipe.data} images")
