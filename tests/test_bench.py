@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from edgecnn.bench.harness import BenchCase, run_group
 from edgecnn.bench.report import render
-from edgecnn.bench.stats import LatencyStats
-from edgecnn.bench.timing import TimingPlan
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime.base import Runner, TensorSpec
+from edgecnn.timing.harness import BenchCase, run_group
+from edgecnn.timing.loop import TimingPlan
+from edgecnn.timing.stats import LatencyStats
 from tests.conftest import run_cli
 
 

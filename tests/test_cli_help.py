@@ -53,9 +53,9 @@ def test_list_and_info_describe_themselves() -> None:
 def test_bench_footer_says_what_was_timed_and_what_was_not() -> None:
     from dataclasses import fields, replace
 
-    from edgecnn.bench.harness import BenchRecord
     from edgecnn.bench.report import render
     from edgecnn.bench.targets import skip_reason
+    from edgecnn.timing.harness import BenchRecord
 
     text_fields = {"model", "runtime", "precision", "device", "baseline"}
     rec = BenchRecord(**{f.name: ("x" if f.name in text_fields else 1.0) for f in fields(

@@ -107,7 +107,7 @@ def test_no_int8_file_when_int8_pays_nowhere_and_model_onnx_untouched(
     from edgecnn.errors import EdgeCNNError
 
     plain = _export(tmp_path, "plain")
-    res = _export(tmp_path, "q", Int8Spec("random", calib_samples=8, timer=timer))
+    res = _export(tmp_path, "q", Int8Spec("random", calib_samples=8, blocks="auto", timer=timer))
     assert not (res.path / "model.int8.onnx").exists()
     section = json.loads((res.path / "export.json").read_text())["int8"]
     assert section["written"] is False and section["reason"]

@@ -86,7 +86,7 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
     # `edgecnn bench` on the artifact says the same verdict, beside what it measures now
     from edgecnn.bench.report import render
     from edgecnn.bench.run import BenchConfig, run_bench
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.timing.loop import TimingPlan
 
     records, cond = run_bench([str(res.path)], BenchConfig(
         precisions=("fp32", "int8"), threads=1, plan=TimingPlan(warmup=1, iters=4), rounds=1))

@@ -183,8 +183,8 @@ def _times(n: int = 200) -> list[dict]:
 
 
 def test_trtexec_82_report_becomes_a_bench_record(tmp_path: Path) -> None:
-    from edgecnn.bench.harness import BenchRecord
     from edgecnn.bench.report import render
+    from edgecnn.timing.harness import BenchRecord
 
     log = tmp_path / "fp16.log"
     log.write_text(_trtexec_log("8201", "percentile(99%) = 0.95 ms"))

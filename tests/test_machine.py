@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgecnn.bench.machine import gpu_info, jetson_info, rss_mb_now, rss_mb_peak
+from edgecnn.bench.machine import gpu_info, jetson_info
+from edgecnn.timing.memory import rss_mb_now, rss_mb_peak
 
 
 def _orin_tree(root: Path) -> Path:
@@ -71,7 +72,7 @@ def test_memory_from_psutil_agrees_with_the_os() -> None:
 def test_machine_imports_where_there_is_no_resource_module() -> None:
     # Windows has no `resource`: importing the bench must not fail there
     code = ("import sys; sys.modules['resource'] = None\n"
-            "from edgecnn.bench.machine import rss_mb_now, rss_mb_peak\n"
+            "from edgecnn.timing.memory import rss_mb_now, rss_mb_peak\n"
             "print(rss_mb_now() > 0, rss_mb_peak())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()

@@ -81,22 +81,42 @@ def test_profiled_nodes_are_matched_to_their_layers(files: tuple[Path, Path],
     matched to the file's layer and kind, none left as "other"."""
     import json
 
-    import onnxruntime as ort
+    import onnx
 
     from edgecnn.bench.roofline import layer_kinds, profiled_kind
+    from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
 
     path = files[precision == "int8"]
     kinds = layer_kinds(path)
-    so = ort.SessionOptions()
-    so.enable_profiling, so.profile_file_prefix = True, str(path.parent / f"prof-{precision}")
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    session.run(None, {"input": np.zeros((1, 8, 16, 16), np.float32)})
-    events = [e for e in json.loads(Path(session.end_profiling()).read_text())
+    optimized = path.parent / f"optimized-{precision}.onnx"
+    options = OrtOptions(threads=1, profile_prefix=str(path.parent / f"prof-{precision}"),
+                         optimized_model_path=str(optimized))
+    with OrtRunner(path, "cpu", options) as runner:
+        for _ in range(3):
+            runner.infer(np.zeros((1, 8, 16, 16), np.float32))
+        profile = runner.end_profiling()
+    assert profile.parent == path.parent and profile.name.startswith(f"prof-{precision}")
+    events = [e for e in json.loads(profile.read_text())
               if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-    matched = {profiled_kind(kinds, e["name"])[:2] for e in events
-               if "Conv" in e["args"]["op_name"]}
+    # the profile names the nodes of the optimized graph the runner saved, each once a run
+    nodes = {n.name for n in onnx.load(str(optimized)).graph.node}
+    assert {e["name"].removesuffix("_kernel_time") for e in events} <= nodes
+    convs = [e for e in events if "Conv" in e["args"]["op_name"]]
+    assert len(convs) == 3 * 2
+    matched = {profiled_kind(kinds, e["name"])[:2] for e in convs}
     assert {kind for _, kind in matched} == {"depthwise", "pointwise"}
     assert len(matched) == 2  # the two convolutions, each under its own node name
+
+
+def test_profiling_is_asked_for(files: tuple[Path, Path]) -> None:
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
+
+    with OrtRunner(files[0], "cpu", OrtOptions(threads=1)) as runner, \
+            pytest.raises(EdgeCNNError, match="was not profiling: set OrtOptions"):
+        runner.end_profiling()
+    with pytest.raises(EdgeCNNError, match="profile_prefix must be str/NoneType"):
+        OrtOptions(profile_prefix=Path("p"))  # type: ignore[arg-type]
 
 
 def test_measured_peaks() -> None:

@@ -2,8 +2,9 @@
 
 Every module of the package belongs to an area (a subpackage, or a top-level module such as
 `registry`), and every area is listed in LAYERS with the areas it may import:
-layers -> models -> (train, export); runtime imports neither torch nor the zoo; bench uses the
-runtime; nothing imports the CLI. Checked on the source (static imports), so that a lazy
+layers -> models -> (train, export); runtime imports neither torch nor the zoo; timing (the one
+harness) sits on the runtime, below export and bench, which both time with it; nothing
+imports the CLI. Checked on the source (static imports), so that a lazy
 import inside a function counts too; a new module or subpackage fails the test until it is
 given a place here.
 """
@@ -41,21 +42,23 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "profile": (*BASE, "registry"),
     "checkpoint": (*BASE, "registry"),
     "train": (*BASE, *ZOO, "__init__", "data", "checkpoint"),
-    "export": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "runtime"),
-    "bench": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime"),
+    # the timing harness: runners through the runtime's Runner interface, nothing above it
+    "timing": (*BASE, "runtime"),
+    "export": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "runtime", "timing"),
+    "bench": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
+              "timing"),
     "pipeline": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
-                 "bench"),
+                 "timing", "bench"),
     "cli": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
-            "bench", "pipeline"),
+            "timing", "bench", "pipeline"),
     "__main__": ("cli",),
 }
-# Modules an area may import beyond LAYERS: export times its variants with the bench's
-# harness (one timing loop), which is torch-free and imports nothing of export.
+# Modules an area may import beyond LAYERS, each for a reason.
 # Data decodes files with the runtime's one preprocessing (torch-free; it imports nothing
 # of data), so that training's evaluation sees the pixels a device app feeds.
-ALLOWED_MODULES = {"export": ("edgecnn.bench.harness", "edgecnn.bench.timing"),
-                   "data": ("edgecnn.runtime.preprocess",)}
-TORCH_FREE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "__init__", "runtime")
+ALLOWED_MODULES = {"data": ("edgecnn.runtime.preprocess",)}
+TORCH_FREE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "__init__", "runtime",
+              "timing")
 
 # Imports the source does not spell out: edgecnn/models/__init__.py imports every family
 # module through pkgutil (modules starting with "_" are helpers it skips).
@@ -272,11 +275,43 @@ def test_a_package_without_cycles_passes(tmp_path: Path) -> None:
 def test_importing_the_torch_free_parts_does_not_import_torch() -> None:
     code = ("import sys, edgecnn, edgecnn.errors, edgecnn.metadata, edgecnn.tables, "
             "edgecnn.fileio, edgecnn.runtime, edgecnn.data, edgecnn.export, edgecnn.train, "
-            "edgecnn.bench, edgecnn.export.targets, edgecnn.train.config; "
-            "print('torch' in sys.modules)")
+            "edgecnn.bench, edgecnn.export.targets, edgecnn.train.config, "
+            "edgecnn.timing.harness; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+# --- ONNX Runtime sessions are made in one place --------------------------------------------
+
+def session_constructions(path: Path) -> list[int]:
+    """Lines of the file that name ONNX Runtime's InferenceSession in code (a call, an alias
+    or an import of it; strings and comments that mention it do not count)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        named = ((isinstance(node, ast.Attribute) and node.attr == "InferenceSession")
+                 or (isinstance(node, ast.Name) and node.id == "InferenceSession")
+                 or (isinstance(node, ast.alias) and node.name == "InferenceSession"))
+        if named:
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_only_the_runtime_makes_onnx_runtime_sessions() -> None:
+    # Session options (threads, spinning, profiling, the optimized graph) live in one place,
+    # OrtRunner; a session built elsewhere measures under settings no runner reports.
+    bad = [f"{path.relative_to(PKG.parent)}:{line}" for module, path in FILES.items()
+           if area_of(module) != "runtime" for line in session_constructions(path)]
+    assert not bad, "InferenceSession outside edgecnn/runtime/ (use OrtRunner):\n" + "\n".join(bad)
+
+
+def test_a_planted_session_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text('"""InferenceSession( in a docstring is no session."""\n'
+                    "import onnxruntime as ort\n"
+                    "from onnxruntime import InferenceSession as S\n"
+                    "s = ort.InferenceSession(b'')\n", encoding="utf-8")
+    assert session_constructions(path) == [3, 4]
 
 
 @pytest.mark.parametrize("package", ["edgecnn", "edgecnn.data", "edgecnn.export",

@@ -55,7 +55,7 @@ def export(name: str, extra: list[str]) -> tuple[dict, str, float]:
 
 def bench(path: Path, threads: int) -> dict[str, float]:
     from edgecnn.bench.run import BenchConfig, run_bench
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.timing.loop import TimingPlan
 
     records, _ = run_bench([str(path)], BenchConfig(
         runtimes=("onnxruntime", "openvino"), precisions=("fp32", "int8"), threads=threads,

@@ -59,16 +59,16 @@ def plain_torch_onnx(path: Path) -> None:
 
 
 def bench(artifacts: dict[str, Path], data: str | None) -> list[dict]:
-    from edgecnn.bench.harness import run_group
     from edgecnn.bench.machine import peak_gmacs
     from edgecnn.bench.run import BenchConfig, eval_data_for
-    from edgecnn.bench.targets import Target, make_cases, resolve_target
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.bench.targets import BenchTarget, make_cases, resolve_target
+    from edgecnn.timing.harness import run_group
+    from edgecnn.timing.loop import TimingPlan
 
     group, eval_data = [], None
     for label, path in artifacts.items():
         t = resolve_target(str(path), alpha=1.0, resolution=None, precisions=("fp32",))
-        t = Target(label, t.files, t.input_shape, t.info)
+        t = BenchTarget(label, t.files, t.input_shape, t.info)
         (cases,) = make_cases(t, runtimes=("onnxruntime",), precisions=("fp32", "int8"),
                               batches=(1,), threads=THREADS, device="cpu")
         group += cases

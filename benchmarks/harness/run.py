@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgecnn.bench.harness import add_speedups, run_group
 from edgecnn.bench.machine import conditions, peak_gmacs
 from edgecnn.bench.targets import make_cases, resolve_target
-from edgecnn.bench.timing import TimingPlan
 from edgecnn.export.api import export
 from edgecnn.export.spec import ExportSpec, Int8Spec, ZooSource
+from edgecnn.timing.harness import add_speedups, run_group
+from edgecnn.timing.loop import TimingPlan
 
 HERE = Path(__file__).resolve().parent
 THREADS = os.cpu_count() or 1

@@ -23,9 +23,9 @@ FAMILIES = HERE.parents[1] / "runs" / "bench-export" / "families"
 
 
 def main() -> int:
-    from edgecnn.bench.run import BenchConfig, run_bench
-    from edgecnn.bench.timing import TimingPlan
     from edgecnn.bench.machine import conditions
+    from edgecnn.bench.run import BenchConfig, run_bench
+    from edgecnn.timing.loop import TimingPlan
 
     os.environ["EDGECNN_CACHE"] = tempfile.mkdtemp()  # measured now, not a stale cache
     threads = os.cpu_count() or 1

@@ -29,13 +29,13 @@ def cases_for(name: str, batch: int, device: str, modes: tuple[str, ...], workdi
               ort_threads: int, resolution: int | None, alpha: float) -> list:
     import torch
 
-    from edgecnn.bench.harness import BenchCase
+    from edgecnn.bench.torch_runner import TorchOptions, TorchRunner
     from edgecnn.export.api import export
-    from edgecnn.export.spec import ExportSpec, ZooSource
     from edgecnn.export.source import init_bn_stats
+    from edgecnn.export.spec import ExportSpec, ZooSource
     from edgecnn.registry import create_model
     from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
-    from edgecnn.bench.torch_runner import TorchOptions, TorchRunner
+    from edgecnn.timing.harness import BenchCase
 
     art = workdir / name  # one export per model, every batch size (dynamic batch)
     if not (art / "export.json").is_file():
@@ -82,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from edgecnn.bench.harness import add_speedups, run_group
     from edgecnn.bench.machine import conditions
     from edgecnn.bench.report import render
-    from edgecnn.bench.timing import TimingPlan
     from edgecnn.fileio import atomic_write
+    from edgecnn.timing.harness import add_speedups, run_group
+    from edgecnn.timing.loop import TimingPlan
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --device cpu --quick to check the script")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edgecnn.bench.report import render
 from edgecnn.bench.run import BenchConfig, run_bench
-from edgecnn.bench.timing import TimingPlan
+from edgecnn.timing.loop import TimingPlan
 
 EDGE = ("mobilenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
         "squeezenet1_1", "squeezenext23", "shufflenet_v2_x1_0")

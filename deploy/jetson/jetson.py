@@ -135,9 +135,9 @@ def power(artifact: Path, runtime: str, precision: str, batch: int, device: str,
 # -- report ------------------------------------------------------------------------------
 
 def report(bench: list[Path], power_file: Path, conditions: dict[str, str], out: Path) -> None:
-    from edgecnn.bench.harness import BenchRecord
     from edgecnn.bench.report import render
     from edgecnn.fileio import atomic_write
+    from edgecnn.timing.harness import BenchRecord
 
     records: list[dict[str, Any]] = []
     cond: dict[str, Any] = {}

@@ -30,7 +30,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tegrastats  # noqa: E402  (deploy/tegrastats.py)
 
-# bench's record fields (edgecnn.bench.harness.BenchRecord), in order; trtexec measures the
+# bench's record fields (edgecnn.timing.harness.BenchRecord), in order; trtexec measures the
 # latency and throughput ones, the rest are None (not measured).
 RECORD_FIELDS = (
     "model", "runtime", "precision", "batch", "device", "iters", "latency_ms_mean",

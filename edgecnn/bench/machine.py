@@ -8,7 +8,6 @@ ran it.
 GPU facts come from nvidia-smi on a desktop or server GPU, and from L4T's files on a Jetson
 (where nvidia-smi is absent, or says little): /etc/nv_tegra_release, /proc/device-tree/model
 and the GPU's devfreq clocks under /sys/class/devfreq. With neither, the record says so.
-Memory: psutil where it is installed (the only way on Windows), else the OS directly.
 """
 
 from __future__ import annotations
@@ -112,36 +111,6 @@ def conditions(threads: int | None) -> dict[str, Any]:
         "packages": package_versions(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def rss_mb_peak() -> float:
-    """Peak resident set size of this process so far, in MB (NaN where the OS does not say)."""
-    try:
-        import resource  # POSIX only
-    except ImportError:  # Windows: psutil reports the peak working set
-        return _psutil_memory("peak_wset")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS: bytes; else KiB
-
-
-def rss_mb_now() -> float:
-    """Resident set size of this process now, in MB (NaN where the OS does not say)."""
-    now = _psutil_memory("rss")
-    if now == now:  # not NaN
-        return now
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/statm", encoding="utf-8") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return float("nan")
-
-
-def _psutil_memory(field: str) -> float:
-    try:
-        import psutil
-    except ImportError:
-        return float("nan")
-    value = getattr(psutil.Process().memory_info(), field, None)
-    return value / 2**20 if value is not None else float("nan")
 
 
 def peak_gmacs(threads: int | None = None, n: int = 1024, repeats: int = 10) -> float:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from edgecnn.bench.harness import BenchRecord
 from edgecnn.tables import format_table
+from edgecnn.timing.harness import BenchRecord
 
 FORMATS = ("table", "md", "csv", "json")
 
@@ -66,6 +66,16 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
     """One paragraph saying exactly what was measured; `bench_columns` False leaves out the
     notes on this table's own columns (eff %, RSS, vs base) for a table without them."""
     pk = ", ".join(f"{k} {v}" for k, v in c.get("packages", {}).items())
+    peaks = c.get("peaks") or {}
+    peak_text = (f" Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s" + (
+        f", int8 (ONNX Runtime MatMulInteger): {peaks['int8_gmacs']:.1f} GMAC/s, "
+        f"copy bandwidth {peaks['bandwidth_gbs']:.1f} GB/s"
+        + (f" (within the last-level cache: {peaks['cache_bandwidth_gbs']:.1f})"
+           if peaks.get("cache_bandwidth_gbs") else "")
+        if peaks.get("int8_gmacs") else ""))
+    column_notes = (" (eff % = achieved / peak of the precision; roof % = per-layer roofline / "
+                    "p50). RSS: process peak so far (MiB); vs base: baseline p50 / p50 in the "
+                    "same group; file sizes in MB = 10^6 bytes.")
     gpu = f"; GPU {c['gpu']} (driver {c.get('gpu_driver', '?')})" if c.get("gpu") else ""
     if c.get("gpu_clock_mhz"):  # a Jetson: the clock it ran at decides its speed
         gpu += f", GPU clock {c['gpu_clock_mhz']:.0f} of {c.get('gpu_max_clock_mhz') or 0:.0f} MHz"
@@ -75,15 +85,10 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
         f"Latency: one call on a batch, perf_counter, {c.get('warmup', '?')} warm-up calls, "
         f"{c.get('iters_desc', '?')} timed calls per case in {c.get('rounds', '?')} interleaved "
         f"rounds, {c.get('buffers', '?')} input buffers rotated."
-        + (f" Peak fp32 matmul: {c.get('peak_gmacs', 0):.1f} GMAC/s" + (
-            f", int8 (ONNX Runtime MatMulInteger): {c['peaks']['int8_gmacs']:.1f} GMAC/s, "
-            f"copy bandwidth {c['peaks']['bandwidth_gbs']:.1f} GB/s"
-            + (f" (within the last-level cache: {c['peaks']['cache_bandwidth_gbs']:.1f})"
-               if c["peaks"].get("cache_bandwidth_gbs") else "")
-            if c.get("peaks", {}).get("int8_gmacs") else "")
-           + " (eff % = achieved / peak of the precision; roof % = per-layer roofline / p50). "
-           "RSS: process peak so far (MiB); vs base: baseline p50 / p50 in the same group; "
-           "file sizes in MB = 10^6 bytes." if bench_columns else ""),
+        # the peaks whenever measured (a roofline is read against them); the columns' notes
+        # only under the table that has those columns
+        + (peak_text + column_notes if bench_columns
+           else peak_text + "." if c.get("peak_gmacs") else ""),
         *[f"{why}." for why in c.get("not_measured", [])],
     ]
     for label, kinds in c.get("roofline", {}).items():

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.bench.harness import BenchRecord, EvalData, add_speedups, run_group
 from edgecnn.bench.machine import conditions
 from edgecnn.bench.roofline import Peaks, measure_peaks
 from edgecnn.bench.targets import make_cases, resolve_target, skip_reason
-from edgecnn.bench.timing import TimingPlan
 from edgecnn.errors import EdgeCNNError
+from edgecnn.timing.harness import BenchRecord, EvalData, add_speedups, run_group
+from edgecnn.timing.loop import TimingPlan
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class BenchConfig:
     threads: int = os.cpu_count() or 1
     device: str = "cpu"
     plan: TimingPlan = TimingPlan()
-    rounds: int = 5  # interleaved rounds per group (see harness.py)
+    rounds: int = 5  # interleaved rounds per group (see edgecnn/timing/harness.py)
     data: str | None = None  # data set spec for accuracy (held-out split)
     eval_limit: int = 1000  # images used for accuracy
     alpha: float = 1.0  # for zoo names exported on the fly

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgecnn.bench.harness import BenchRecord
 from edgecnn.bench.run import BenchConfig
 from edgecnn.errors import EdgeCNNError
 from edgecnn.tables import format_table
+from edgecnn.timing.harness import BenchRecord
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,11 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
     settle pause), so a machine that drifts or a neighbour that wakes up taxes every point
     alike and the points of one sweep compare. Accuracy (trained sweeps) is a separate,
     untimed pass per point."""
-    from edgecnn.bench.harness import run_group
     from edgecnn.bench.machine import conditions
     from edgecnn.bench.run import eval_data_for
     from edgecnn.bench.targets import make_cases, resolve_target
     from edgecnn.fileio import atomic_write
+    from edgecnn.timing.harness import run_group
 
     if cfg.train and not cfg.data:
         raise EdgeCNNError("--train needs --data (the data set to train and evaluate on)")
@@ -84,7 +84,7 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
 
 def _accuracy(records: list[BenchRecord], cases: list, data: dict[str, Any]) -> None:
     """Held-out top-1 of every case, one runner at a time (not timed)."""
-    from edgecnn.bench.harness import top1
+    from edgecnn.timing.harness import top1
 
     for record, case in zip(records, cases):
         runner = case.make_runner()

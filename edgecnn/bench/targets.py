@@ -15,18 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.bench.harness import BenchCase
 from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
 from edgecnn.runtime.loader import PRECISION_FILES, runner_class
 from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
+from edgecnn.timing.harness import BenchCase
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
 TORCH_MODES = ("eager", "compile", "cudagraphs")
 
 
 @dataclass(frozen=True)
-class Target:
-    """A model to benchmark: its ONNX files by precision and what it is."""
+class BenchTarget:
+    """A model to benchmark: its ONNX files by precision and what it is (export's Target,
+    in edgecnn/export/targets.py, is the device a model is exported for)."""
 
     label: str  # "mobilenet-a0.5-r224"
     files: dict[str, Path]  # precision -> ONNX file
@@ -36,7 +37,7 @@ class Target:
 
 
 def resolve_target(name: str, *, alpha: float, resolution: int | None, precisions: Sequence[str],
-                   workdir: Path | None = None) -> Target:
+                   workdir: Path | None = None) -> BenchTarget:
     path = Path(name)
     if path.is_dir():
         return _from_artifact(path)
@@ -46,7 +47,7 @@ def resolve_target(name: str, *, alpha: float, resolution: int | None, precision
                      workdir=workdir)
 
 
-def _from_artifact(path: Path) -> Target:
+def _from_artifact(path: Path) -> BenchTarget:
     files = {p: path / f for p, f in PRECISION_FILES.items() if (path / f).is_file()}
     if "fp32" not in files and not files:
         raise EdgeCNNError(f"{path}: no model.onnx (is it an edgecnn export directory?)")
@@ -60,16 +61,16 @@ def _from_artifact(path: Path) -> Target:
             raise EdgeCNNError(f"{path / 'export.json'}: not a JSON object")
     first = next(iter(files.values()))
     shape, batch = _input_shape(first, read_onnx(first))
-    return Target(path.name, files, shape, info, batch)
+    return BenchTarget(path.name, files, shape, info, batch)
 
 
-def _from_onnx(path: Path, resolution: int | None = None) -> Target:
+def _from_onnx(path: Path, resolution: int | None = None) -> BenchTarget:
     onnx_info = read_onnx(path)
     precision = onnx_info.metadata_props.get("edgecnn.precision", "fp32")
     if precision not in PRECISION_FILES:
         precision = "fp32"
     shape, batch = _input_shape(path, onnx_info, resolution)
-    return Target(path.stem, {precision: path}, shape, {}, batch)
+    return BenchTarget(path.stem, {precision: path}, shape, {}, batch)
 
 
 def _input_shape(path: Path, info: OnnxInfo, resolution: int | None = None
@@ -88,7 +89,7 @@ def _input_shape(path: Path, info: OnnxInfo, resolution: int | None = None
 
 
 def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Sequence[str],
-              workdir: Path | None) -> Target:
+              workdir: Path | None) -> BenchTarget:
     """Export a zoo model for latency work: initialized weights, int8 calibrated on random
     images (the artifact says so), fp16 exported separately (one precision per export)."""
     try:
@@ -110,11 +111,13 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
         shutil.move(str(half / PRECISION_FILES["fp16"]), str(out / PRECISION_FILES["fp16"]))
     target = _from_artifact(out)
     label = f"{name}-a{alpha:g}-r{target.input_shape[-1]}"  # the resolution actually exported
-    return Target(label, target.files, target.input_shape, target.info, target.fixed_batch)
+    return BenchTarget(label, target.files, target.input_shape, target.info,
+                       target.fixed_batch)
 
 
-def make_cases(target: Target, *, runtimes: Sequence[str], precisions: Sequence[str],
-               batches: Sequence[int], threads: int, device: str) -> list[list[BenchCase]]:
+def make_cases(target: BenchTarget, *, runtimes: Sequence[str], precisions: Sequence[str],
+               batches: Sequence[int], threads: int, device: str
+               ) -> list[list[BenchCase]]:
     """Cases grouped by batch size (one group = one interleaved comparison)."""
     for p in precisions:
         if p not in target.files and not (p == "fp32" and "torch" in runtimes):
@@ -137,9 +140,10 @@ def make_cases(target: Target, *, runtimes: Sequence[str], precisions: Sequence[
     return groups
 
 
-def _after(value: Any) -> int | None:
-    """export.json records {"before": n, "after": n} around pruning; the artifact is 'after'."""
-    value = value.get("after") if isinstance(value, dict) else value
+def _count(value: Any, when: str = "after") -> int | None:
+    """export.json records {"before": n, "after": n} around pruning: the ONNX files are
+    "after", the checkpoint PyTorch rebuilds is "before"."""
+    value = value.get(when) if isinstance(value, dict) else value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -153,11 +157,14 @@ def skip_reason(runtime: str, precision: str, device: str) -> str | None:
     return None
 
 
-def _case(target: Target, runtime: str, precision: str, batch: int, threads: int,
+def _case(target: BenchTarget, runtime: str, precision: str, batch: int, threads: int,
           device: str) -> BenchCase | None:
+    # PyTorch runs the model its checkpoint holds: for a pruned artifact, the one before
+    # pruning (torch_side), so its row counts the MACs and parameters before pruning.
+    when = "before" if runtime.startswith("torch") else "after"
     base = dict(model=target.label, precision=precision, batch=batch,
-                input_shape=target.input_shape, macs=_after(target.info.get("macs")),
-                params=_after(target.info.get("params")))
+                input_shape=target.input_shape, macs=_count(target.info.get("macs"), when),
+                params=_count(target.info.get("params"), when))
     if runtime.startswith("torch"):
         mode = runtime.partition("-")[2] or "eager"
         if skip_reason(runtime, precision, device):

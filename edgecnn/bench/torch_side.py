@@ -1,7 +1,8 @@
 """The PyTorch side of a comparison: the zoo model an artifact describes, as a runner.
 
 Imported only when the "torch" runtime is asked for. Weights come from the artifact's source
-checkpoint when export.json names one that exists; otherwise the zoo's initialization with
+checkpoint when export.json names one that exists (a pruned artifact's checkpoint holds the
+model before pruning: that is the model compared); otherwise the zoo's initialization with
 BatchNorm statistics from a random batch (so activations have realistic magnitudes and no
 denormals skew the timings). Latency does not depend on the values; accuracy does, and is
 only reported for trained weights.
@@ -14,9 +15,9 @@ from typing import Any
 
 import torch
 
-from edgecnn.bench.harness import BenchCase
 from edgecnn.bench.torch_runner import TorchOptions, TorchRunner
 from edgecnn.errors import EdgeCNNError
+from edgecnn.timing.harness import BenchCase
 
 
 def torch_case(target: Any, mode: str, precision: str, batch: int, threads: int, device: str,
@@ -39,12 +40,15 @@ def _model_for(target: Any) -> torch.nn.Module:
     from edgecnn.runtime.onnx_file import read_onnx
 
     info = target.info
-    if (info.get("options") or {}).get("prune"):
-        raise EdgeCNNError(f"{target.label} is pruned: PyTorch can only rebuild the unpruned "
-                           "zoo model; compare against the unpruned artifact")
     ckpt = info.get("checkpoint")
     if ckpt and Path(ckpt).is_file():
+        # The trained model as training left it: for a pruned artifact, before pruning, so
+        # that its speed-up counts what pruning saved (edgecnn pipeline's baseline).
         return model_from_checkpoint(load_checkpoint(ckpt), source=str(ckpt))
+    if (info.get("options") or {}).get("prune"):
+        raise EdgeCNNError(f"{target.label} is pruned and its checkpoint is not here: PyTorch "
+                           "can only rebuild the unpruned zoo model; compare against the "
+                           "unpruned artifact")
     onnx_file = next(iter(target.files.values()))
     meta = ArtifactMetadata.from_props(read_onnx(onnx_file).metadata_props, str(onnx_file))
     model = create_model(meta.model, alpha=meta.alpha, num_classes=len(meta.classes),

@@ -96,7 +96,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
     from edgecnn.bench.run import BenchConfig
     from edgecnn.bench.sweep import SweepConfig, run_sweep, sweep_table
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.timing.loop import TimingPlan
 
     from edgecnn.registry import get_spec
 
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgecnn.bench.report import render
     from edgecnn.bench.run import BenchConfig, run_bench
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.timing.loop import TimingPlan
 
     if args.warmup < 0:
         raise EdgeCNNError(f"--warmup must be 0 or more, got {args.warmup}")

@@ -209,37 +209,36 @@ def profile_blocks(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict[st
     hard-swish, NCHWc reorders); each is mapped to a block by its name, else by the names of
     the tensors it reads or writes (the exporter's tensor names carry the module path).
     `blocks`: module prefix -> block (see graph_blocks)."""
-    import onnxruntime as ort
-
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
+    from edgecnn.timing.loop import TimingPlan
 
     rounds, warmup, settle = 4, 3, TimingPlan().settle_s
     per_round = max(1, -(-config.profile_runs // rounds))
     with tempfile.TemporaryDirectory() as tmp:
-        sessions = []
-        for i, proto in enumerate(protos):
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = config.threads, 1
-            so.log_severity_level = 3
-            # The profiler is a session option that no runner exposes, so these sessions are
-            # made in this module; the timing that decides deployment uses the harness.
-            so.enable_profiling = True
-            so.profile_file_prefix = str(Path(tmp, f"profile{i}"))
-            so.optimized_model_filepath = str(Path(tmp, f"optimized{i}.onnx"))
-            sessions.append(ort.InferenceSession(proto.SerializeToString(), so,
-                                                 providers=["CPUExecutionProvider"]))
-        for _ in range(rounds):
-            for session in sessions:
-                time.sleep(settle)  # the other session's workers stop spinning
-                for _ in range(warmup + per_round):
-                    session.run(None, {INPUT_NAME: x})
-        results = []
-        for i, session in enumerate(sessions):
-            events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
-            optimized = onnx.load(str(Path(tmp, f"optimized{i}.onnx")),
-                                  load_external_data=False)
-            results.append(_block_times(events, _node_blocks(optimized, blocks), warmup,
-                                        per_round))
+        runners = []
+        try:
+            for i, proto in enumerate(protos):
+                opts = OrtOptions(threads=config.threads, inter_op_threads=1, quiet=True,
+                                  profile_prefix=str(Path(tmp, f"profile{i}")),
+                                  optimized_model_path=str(Path(tmp, f"optimized{i}.onnx")))
+                runner = OrtRunner(proto.SerializeToString(), "cpu", opts)
+                runner.activate()
+                runners.append(runner)
+            for _ in range(rounds):
+                for runner in runners:
+                    time.sleep(settle)  # the other session's workers stop spinning
+                    for _ in range(warmup + per_round):
+                        runner.infer(x)
+            results = []
+            for runner in runners:
+                events = json.loads(runner.end_profiling().read_text(encoding="utf-8"))
+                optimized = onnx.load(runner.options.optimized_model_path,
+                                      load_external_data=False)
+                results.append(_block_times(events, _node_blocks(optimized, blocks), warmup,
+                                            per_round))
+        finally:
+            for runner in runners:
+                runner.deactivate()
     return results
 
 
@@ -323,9 +322,9 @@ class MeasuredTimer:
         Runtime and (when installed) OpenVINO: the four cases timed by the bench harness,
         interleaved in rounds. The search measured ONNX Runtime only; OpenVINO's own int8
         transformations can disagree, and the verdict says so per runtime."""
-        from edgecnn.bench.harness import BenchCase, run_group
-        from edgecnn.bench.timing import TimingPlan
         from edgecnn.runtime.loader import installed, runner_class
+        from edgecnn.timing.harness import BenchCase, run_group
+        from edgecnn.timing.loop import TimingPlan
 
         config = self.config
         runtimes = [r for r in ("onnxruntime", "openvino") if installed(r)]

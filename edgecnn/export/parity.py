@@ -141,8 +141,8 @@ def compare_latency(protos: dict[str, Graph], resolution: int, in_chans: int, *,
     """Median latency (ms, batch 1) of each model in ONNX Runtime, by the bench harness:
     `blocks` interleaved rounds of `runs` timed calls each. `input_shape` (C, H, W) or
     (H, W, C) replaces the square NCHW (in_chans, resolution, resolution)."""
-    from edgecnn.bench.harness import BenchCase, run_group
-    from edgecnn.bench.timing import TimingPlan
+    from edgecnn.timing.harness import BenchCase, run_group
+    from edgecnn.timing.loop import TimingPlan
 
     shape = input_shape or (in_chans, resolution, resolution)
     options = OrtOptions(threads=threads)

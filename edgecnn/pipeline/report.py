@@ -12,8 +12,8 @@ from edgecnn.fileio import atomic_write
 from edgecnn.pipeline.recipe import Recipe
 from edgecnn.tables import format_table
 
-HEADERS = ["variant", "top-1 %", "agree % vs fp32", "p50 ms", "p99 ms", "speed-up", "size MB",
-           "MACs"]
+HEADERS = ["variant", "top-1 %", "agree % vs fp32", "p50 ms", "p99 ms", "speed-up",
+           "roofline %", "size MB", "MACs"]
 NAMES = {"torch-eager": "PyTorch eager", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
          "tensorrt": "TensorRT"}
 
@@ -30,7 +30,7 @@ def summary_rows(bench: dict[str, Any], export_report: dict[str, Any]) -> list[l
         rows.append([
             name, _fmt(r["accuracy_top1_pct"], "{:.2f}"), _fmt(r["agreement_top1_pct"], "{:.1f}"),
             f"{r['latency_ms_p50']:.3f}", f"{r['latency_ms_p99']:.3f}",
-            _fmt(r["speedup_vs_baseline"], "{:.2f}x"),
+            _fmt(r["speedup_vs_baseline"], "{:.2f}x"), _fmt(r.get("roofline_pct"), "{:.0f}"),
             _fmt(size.get("bytes", 0) / 1e6 if size else None, "{:.2f}"),  # MB = 10^6 bytes
             _fmt(r["macs"], "{:,}"),
         ])
@@ -70,6 +70,9 @@ def columns_note(bench: dict[str, Any]) -> str:
     return ("top-1 %: held-out accuracy. agree % vs fp32: share of held-out images whose "
             "top-1 class equals the fp32 model's in the same runtime. speed-up: p50 of "
             f"{base_text} / p50 of the row, same batch, so it includes what pruning saved. "
+            "roofline %: the sum over layers of max(MACs / peak, bytes / bandwidth) at the "
+            "machine's measured peaks, over p50: how close the variant runs to the machine's "
+            "limit (per layer kind below). "
             "size MB: the ONNX file, MB = 10^6 bytes. MACs: multiply-adds per image.")
 
 

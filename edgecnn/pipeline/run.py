@@ -114,14 +114,14 @@ def export_stage(recipe: Recipe, ckpt: Path, artifact: Path, stamps: Stamps, log
 
 def bench_stage(recipe: Recipe, ckpt: Path, artifact: Path, out: Path, stamps: Stamps,
                 log: Log) -> dict[str, Any]:
+    """`edgecnn bench` on the artifact (run_bench: one interleaved group, held-out accuracy,
+    the per-layer roofline); PyTorch eager runs the trained checkpoint, before pruning."""
     import os
 
-    from edgecnn.bench.harness import add_speedups, run_group
-    from edgecnn.bench.machine import conditions, peak_gmacs
-    from edgecnn.bench.run import BenchConfig, eval_data_for
-    from edgecnn.bench.targets import Target, make_cases, resolve_target
-    from edgecnn.bench.timing import TimingPlan
-    from edgecnn.bench.torch_side import torch_case
+    from edgecnn.bench.report import render
+    from edgecnn.bench.run import BenchConfig, run_bench
+    from edgecnn.runtime.loader import PRECISION_FILES
+    from edgecnn.timing.loop import TimingPlan
 
     onnx_files = sorted(artifact.glob("*.onnx"))
     key = stamps.key(recipe.section("bench"), file_sha256(ckpt),
@@ -130,35 +130,17 @@ def bench_stage(recipe: Recipe, ckpt: Path, artifact: Path, out: Path, stamps: S
         log(f"bench: up to date ({out})")
         return json.loads(out.read_text(encoding="utf-8"))
     b = recipe.bench
-    threads = b.threads or os.cpu_count() or 1
-    target = resolve_target(str(artifact), alpha=recipe.alpha, resolution=None,
-                            precisions=("fp32",))
-    precisions = tuple(p for p in ("fp32", "int8") if p in target.files)
-    onnx_runtimes = tuple(r for r in b.runtimes if not r.startswith("torch"))
-    (cases,) = make_cases(target, runtimes=onnx_runtimes, precisions=precisions,
-                          batches=(b.batch,), threads=threads, device="cpu")
-    if "torch-eager" in b.runtimes:  # the trained, unpruned model as training left it
-        ref = Target(f"{target.label} (trained, unpruned)", {}, target.input_shape,
-                     {"checkpoint": str(ckpt)})
-        cases.insert(0, torch_case(ref, "eager", "fp32", b.batch, threads, "cpu", dict(
-            model=target.label, precision="fp32", batch=b.batch, input_shape=target.input_shape,
-            macs=_before(target.info.get("macs")), params=_before(target.info.get("params")))))
-    plan = TimingPlan(iters=b.iters, warmup=10)
-    config = BenchConfig(data=recipe.data, threads=threads)
-    eval_data = eval_data_for(config, target.input_shape, target.files)
-    cond = conditions(threads)
-    cond["peak_gmacs"] = peak_gmacs(threads)
-    cond.update(warmup=plan.warmup, rounds=5, buffers=plan.buffers, iters_desc=str(b.iters))
-    log(f"bench: {len(cases)} variants, batch {b.batch}, {b.iters} calls each, interleaved; "
-        f"accuracy on {len(eval_data[1])} held-out {recipe.data} images")
-    records = run_group(cases, plan, peak_gmacs=cond["peak_gmacs"], rounds=5,
-                        eval_data=eval_data)
-    add_speedups(records, baseline=lambda r: r.runtime == "torch-eager")
-    result = {"conditions": cond, "records": [r.to_dict() for r in records]}
-    atomic_write(out, json.dumps(result, indent=2))
+    precisions = tuple(p for p in ("fp32", "int8") if (artifact / PRECISION_FILES[p]).is_file())
+    config = BenchConfig(runtimes=b.runtimes, precisions=precisions, batches=(b.batch,),
+                         threads=b.threads or os.cpu_count() or 1,
+                         plan=TimingPlan(iters=b.iters), data=recipe.data)
+    log(f"bench: {', '.join(b.runtimes)} x {', '.join(precisions)}, batch {b.batch}, "
+        f"{b.iters} calls each, interleaved; accuracy on up to {config.eval_limit} held-out "
+        f"{recipe.data} images")
+    records, cond = run_bench([str(artifact)], config)
+    if cond.get("interrupted"):  # nothing written: the next run measures again
+        raise KeyboardInterrupt
+    text = render(records, "json", cond)  # what `edgecnn bench --format json` writes
+    atomic_write(out, text)
     stamps.write("bench", done=key)
-    return result
-
-
-def _before(value: Any) -> int | None:
-    return value.get("before") if isinstance(value, dict) else value
+    return json.loads(text)

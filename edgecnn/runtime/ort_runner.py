@@ -11,6 +11,10 @@ buffer between runs instead of being reallocated, and copies are explicit. The s
 runs on the CPU (io_binding=True), which is how it is tested on a machine without a GPU.
 The test suite runs the CPU provider, with and without IO binding; the CUDA and TensorRT
 providers need the onnxruntime-gpu package and an NVIDIA GPU, which CI does not have.
+
+Profiling (profile_prefix, end_profiling) and the optimized graph (optimized_model_path) are
+options here, so that code reading ONNX Runtime's per-node kernel times makes its session
+the way every other caller does: edgecnn makes no InferenceSession outside the runtime.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,6 +58,13 @@ class OrtOptions(RunnerOptions):
     # ONNX Runtime logs errors to stderr itself (in C++); a probe that may fail (can this
     # graph take another batch size?) turns that off and reads the exception instead.
     quiet: bool = False
+    # ONNX Runtime's profiler: every node's kernel time of every run, written as JSON trace
+    # events to "<profile_prefix>_<timestamp>.json" when end_profiling() is called (or the
+    # session is released). None: off (it costs time on every run).
+    profile_prefix: str | None = None
+    # Save the graph as ONNX Runtime optimized it (fused, NCHWc-reordered) to this file when
+    # the session is built: the node names a profile speaks of. None: not saved.
+    optimized_model_path: str | None = None
 
     def __post_init__(self) -> None:
         owner = "onnxruntime"
@@ -67,6 +79,8 @@ class OrtOptions(RunnerOptions):
         check_type(owner, "trt_fp16", self.trt_fp16, bool)
         check_type(owner, "trt_cache_dir", self.trt_cache_dir, (str, type(None)))
         check_type(owner, "quiet", self.quiet, bool)
+        check_type(owner, "profile_prefix", self.profile_prefix, (str, type(None)))
+        check_type(owner, "optimized_model_path", self.optimized_model_path, (str, type(None)))
 
 
 def parse_cuda_device(device: str, runtime: str) -> int:
@@ -121,6 +135,11 @@ class OrtRunner(OnnxRunner):
         }[self.options.graph_optimization]
         if not self.options.spinning:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.options.profile_prefix is not None:
+            so.enable_profiling = True
+            so.profile_file_prefix = self.options.profile_prefix
+        if self.options.optimized_model_path is not None:
+            so.optimized_model_filepath = self.options.optimized_model_path
         try:
             model = self.model_bytes if self.model_bytes is not None else str(self.path)
             self.session = ort.InferenceSession(model, sess_options=so,
@@ -167,6 +186,20 @@ class OrtRunner(OnnxRunner):
         binding.bind_output(self.output_name, where, self.device_id)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+    def end_profiling(self) -> Path:
+        """Stop the profiler (options.profile_prefix) and return its JSON file: a list of
+        trace events, each node's kernel time in the events of category "Node" named
+        "<node>_kernel_time" (`dur` in microseconds), one per run of the node."""
+        if self.options.profile_prefix is None:
+            raise EdgeCNNError("onnxruntime runner was not profiling: set "
+                               "OrtOptions(profile_prefix=...)")
+        if self.session is None:
+            raise EdgeCNNError("onnxruntime runner is not active: nothing was profiled")
+        try:
+            return Path(self.session.end_profiling())
+        except Exception as exc:  # noqa: BLE001
+            raise native_error(self.name, "end profiling", exc) from None
 
     def deactivate_impl(self) -> None:
         self.session = None

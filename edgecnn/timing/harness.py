@@ -12,17 +12,17 @@ Ctrl-C stops the loop; what was measured so far is still summarized.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.bench.machine import rss_mb_now, rss_mb_peak
-from edgecnn.bench.stats import LatencyStats
-from edgecnn.bench.timing import TimingPlan, make_inputs, time_block, warm_up
 from edgecnn.runtime.base import Runner
+from edgecnn.timing.loop import TimingPlan, make_inputs, time_block, warm_up
+from edgecnn.timing.memory import rss_mb_now, rss_mb_peak
+from edgecnn.timing.stats import LatencyStats
 
 
 @dataclass
