@@ -5,13 +5,23 @@ layer (the torch-free runtime included): what a cache key or a benchmark's recor
     cpu_flags()    {'avx2', 'avx512_vnni', ...}; empty where unknown
     cache_root()   $EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn
     last_level_cache_bytes()   33554432 for a 32 MiB L3 (Linux sysfs); None where unknown
+    board()        'NVIDIA Jetson Orin Nano ...', 'Raspberry Pi 5 Model B'; None where unknown
+    device()       what a measurement on this machine is recorded with (`edgecnn tune`)
+    device_key(d)  a short stable name for one such device
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
+from typing import Any
+
+# The instruction-set features int8 and fp32 kernels dispatch on: x86 (AVX2, AVX-512, VNNI,
+# AMX) and Arm (NEON is 'asimd', dot product 'asimddp', int8 matrix multiply 'i8mm').
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve", "bf16")
 
 
 def _cpuinfo(field: str) -> str | None:
@@ -56,3 +66,33 @@ def last_level_cache_bytes() -> int | None:
         if digits.isdigit() and (best is None or level > best[0]):
             best = (level, int(digits) * scale)
     return best[1] if best else None
+
+
+def board() -> str | None:
+    """The board's name where the firmware gives one: the device tree on Jetson and
+    Raspberry Pi, DMI on PCs and VMs."""
+    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model",
+                 "/sys/class/dmi/id/product_name"):
+        try:
+            text = Path(path).read_bytes().replace(b"\0", b"").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text.strip():
+            return text.strip()
+    return None
+
+
+def device() -> dict[str, Any]:
+    """This machine as a measurement names it: CPU model, architecture, cores, the ISA
+    features kernels dispatch on, and the board."""
+    return {"cpu_model": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count() or 1,
+            "isa": sorted(cpu_flags() & set(ISA_FLAGS)), "board": board()}
+
+
+def device_key(identity: dict[str, Any]) -> str:
+    """12 hex digits naming a device (`device()`): the same machine gives the same key."""
+    import hashlib
+
+    text = json.dumps({k: identity.get(k) for k in ("cpu_model", "arch", "cores", "isa",
+                                                      "board")}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

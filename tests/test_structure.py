@@ -49,16 +49,23 @@ LAYERS: dict[str, tuple[str, ...]] = {
               "timing"),
     "pipeline": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
                  "timing", "bench"),
+    # `edgecnn tune` on a device: torch-free, through export's torch-free int8 modules
+    # (ALLOWED_MODULES) and the timing harness
+    "tune": (*BASE, "__init__", "runtime", "timing"),
     "cli": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
-            "timing", "bench", "pipeline"),
+            "timing", "bench", "pipeline", "tune"),
     "__main__": ("cli",),
 }
 # Modules an area may import beyond LAYERS, each for a reason.
 # Data decodes files with the runtime's one preprocessing (torch-free; it imports nothing
 # of data), so that training's evaluation sees the pixels a device app feeds.
-ALLOWED_MODULES = {"data": ("edgecnn.runtime.preprocess",)}
+# Tune rewrites and times int8 graphs with export's int8 modules, which import neither
+# torch nor the zoo (the dynamic check below imports them without torch).
+ALLOWED_MODULES = {"data": ("edgecnn.runtime.preprocess",),
+                   "tune": ("edgecnn.export.decision", "edgecnn.export.mixed",
+                            "edgecnn.export.placement")}
 TORCH_FREE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "__init__", "runtime",
-              "timing")
+              "timing", "tune")
 
 # Imports the source does not spell out: edgecnn/models/__init__.py imports every family
 # module through pkgutil (modules starting with "_" are helpers it skips).
@@ -276,7 +283,9 @@ def test_importing_the_torch_free_parts_does_not_import_torch() -> None:
     code = ("import sys, edgecnn, edgecnn.errors, edgecnn.metadata, edgecnn.tables, "
             "edgecnn.fileio, edgecnn.runtime, edgecnn.data, edgecnn.export, edgecnn.train, "
             "edgecnn.bench, edgecnn.export.targets, edgecnn.train.config, "
-            "edgecnn.timing.harness; print('torch' in sys.modules)")
+            "edgecnn.timing.harness, edgecnn.tune.run, edgecnn.export.mixed, "
+            "edgecnn.export.placement, edgecnn.export.decision, edgecnn.export.quantize; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"

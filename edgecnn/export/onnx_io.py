@@ -19,11 +19,15 @@ import logging
 import warnings
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import onnx
-import torch
-from torch import nn
 
 from edgecnn.errors import EdgeCNNError
+
+if TYPE_CHECKING:  # torch is imported where a model is exported: the graph helpers below
+    import torch  # (finish, check, save_onnx, batch_dynamic) serve `edgecnn tune` on a
+    from torch import nn  # device without torch
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -55,6 +59,8 @@ def to_onnx_proto(
 
 def _export_torchscript(model: nn.Module, sample: torch.Tensor, opset: int,
                         dynamic_batch: bool) -> onnx.ModelProto:
+    import torch
+
     buffer = io.BytesIO()
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     with _quiet(), torch.no_grad():
@@ -67,6 +73,8 @@ def _export_torchscript(model: nn.Module, sample: torch.Tensor, opset: int,
 def _export_dynamo(model: nn.Module, sample: torch.Tensor, opset: int,
                    dynamic_batch: bool) -> onnx.ModelProto:
     import inspect
+
+    import torch
 
     dynamic_shapes = None
     if dynamic_batch:  # keyed by the name of forward's first argument (x, input, ...)

@@ -47,7 +47,10 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
     """Load an artifact directory (model.onnx + export.json) or an .onnx file.
 
     runtime: "auto", "onnxruntime", "openvino", "tensorrt", or "fastest" (the CPU runtime
-        and thread count measured fastest for this file, cached: runtime/fastest.py).
+        and thread count measured fastest for this file, cached: runtime/fastest.py). With
+        "auto", an artifact directory and no precision, the file, runtime and threads that
+        `edgecnn tune` recorded for this machine (runtime/tuning.py); the selection line
+        says whether there was one.
     device: "auto" (an NVIDIA GPU when present, else the CPU), "cpu", "cuda[:N]", or an
         OpenVINO device name ("GPU", "NPU", "GPU.1") for openvino.
     precision: in an artifact directory, pick model.onnx (fp32), model.fp16.onnx or
@@ -59,6 +62,15 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
     options: the runner's typed options (OrtOptions, OvOptions, TrtOptions fields), e.g.
         threads=2; an option the chosen runtime lacks is an error.
     """
+    tuned_note = None
+    if runtime == "auto" and precision is None and device in ("auto", "cpu") \
+            and Path(path).is_dir():  # what `edgecnn tune` measured on this machine, if it fits
+        from edgecnn.runtime.tuning import for_this_machine
+
+        tuned, tuned_note = for_this_machine(path)
+        if tuned is not None:
+            path, runtime, device = Path(path) / tuned.file, tuned.runtime, "cpu"
+            options.setdefault("threads", tuned.threads)
     model_path = resolve_path(path, precision)
     info = read_onnx(model_path)
     meta = metadata_of(info)
@@ -76,7 +88,7 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
         runtime, options, note = choose(model_path, options, cpu_runners())
         device = "cpu"
     runner_type, device, selection = select_runtime(runtime, device)
-    selection = note or selection
+    selection = note or (f"{selection}; {tuned_note}" if tuned_note else selection)
     runner = runner_type(model_path, device, runner_type.options_type.from_kwargs(
         runner_type.name, options), info=info)
     # The graph is the truth (a Softmax at its end); the metadata says so for our exports.

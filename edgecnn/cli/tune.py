@@ -1,0 +1,60 @@
+"""`edgecnn tune ARTIFACT`: measure int8 placement, runtime and threads on this machine, as
+the model will run here, and record the result in the artifact (edgecnn/tune/run.py).
+
+Needs numpy, a runtime and onnx, not torch: `pip install "edgecnn[tune]"` on a device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+
+from edgecnn.cli.args import positive_int
+
+ORDER = 45  # after predict, before bench in `edgecnn --help`
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "tune", help="measure int8 placement, runtime and threads on this machine and record "
+        "them in the artifact",
+        description="Times every block int8 (the exported file), every block float "
+        "(model.onnx) and a per-block placement searched here, in each CPU runtime, at the "
+        "thread count the model will run with; the fastest beyond the measured noise is "
+        "recorded in ARTIFACT/tuning.json for this device (other devices' records are kept). "
+        "load(runtime='auto'), predict and bench then use it on this machine.")
+    p.add_argument("artifact", help="artifact directory with model.onnx and model.int8.onnx")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help=f"intra-op threads the model will run with (default: every core, "
+                   f"{os.cpu_count()} here)")
+    p.add_argument("--runtime", default="auto", choices=("auto", "onnxruntime", "openvino"),
+                   help="the runtime to tune for; auto: every installed CPU runtime, the "
+                   "faster one chosen (default auto)")
+    p.add_argument("--json", action="store_true", help="print the device's record as JSON")
+    p.set_defaults(func=run_tune)
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from edgecnn.errors import EdgeCNNError
+
+    if importlib.util.find_spec("onnx") is None:
+        raise EdgeCNNError('`edgecnn tune` rewrites the int8 graph with the onnx package, '
+                           'which is not installed: pip install "edgecnn[tune]"')
+    from edgecnn.tune.run import TuneSpec, tune
+
+    quiet = args.json
+    result = tune(TuneSpec(args.artifact, threads=args.threads, runtime=args.runtime),
+                  log=(lambda line: None) if quiet else (lambda line: print(f"edgecnn: {line}")))
+    if args.json:
+        print(json.dumps(result.record, indent=2))
+        return 0
+    rec = result.record
+    print(f"{args.artifact}: {rec['file']} in {rec['runtime']} {rec['runtime_version']}, "
+          f"{rec['threads']} thread(s): {rec['chosen_ms']:.3f} ms"
+          f"{' (inconclusive)' if rec['inconclusive'] else ''}")
+    for name, ms in rec["candidates_ms"].items():
+        print(f"  {name:<24} {ms:8.3f} ms  {rec['speedup_vs_fp32'].get(name, 0):.2f}x vs fp32")
+    print(f"  noise band {rec['noise_band']:.1%}; recorded in {result.path}")
+    return 0
