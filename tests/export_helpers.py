@@ -54,9 +54,10 @@ class CostTimer:
     A Conv or Gemm costs 1.0 in fp32 and `int8_conv` when its weight is quantized (read
     through a DequantizeLinear); every QuantizeLinear costs `qdq`."""
 
-    def __init__(self, int8_conv: float, qdq: float = 0.01, *, whole: float | None = None
-                 ) -> None:
-        self.int8_conv, self.qdq = int8_conv, qdq
+    def __init__(self, int8_conv: float, qdq: float = 0.01, *, whole: float | None = None,
+                 slow: tuple[str, ...] = ()) -> None:
+        self.int8_conv, self.qdq, self.slow = int8_conv, qdq, slow  # slow: blocks where an
+        # int8 conv costs 3.0 instead
         self.whole = whole  # time(): int8/fp32 ratio of every runtime, else the costs' ratio
         self.calls: list[str] = []
 
@@ -67,7 +68,9 @@ class CostTimer:
         out: dict[str, float] = {}
         for n in graph.graph.node:
             if n.op_type in ("Conv", "Gemm", "MatMul"):
-                cost = self.int8_conv if len(n.input) > 1 and n.input[1] in dq_out else 1.0
+                int8 = self.int8_conv if not block_of(n.name).startswith(self.slow or ("\0",)) \
+                    else 3.0
+                cost = int8 if len(n.input) > 1 and n.input[1] in dq_out else 1.0
             elif n.op_type == "QuantizeLinear":
                 cost = self.qdq
             else:

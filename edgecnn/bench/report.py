@@ -94,6 +94,8 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
     for label, kinds in c.get("roofline", {}).items():
         lines.append(f"roofline {label}: " + ", ".join(
             f"{k} {v['bound_ms']:.3f} ms" for k, v in kinds.items() if v["bound_ms"]))
+    for label, line in c.get("tuning", {}).items():
+        lines.append(f"{label}: {line}")
     for label, v in c.get("int8_verdicts", {}).items():
         e = v["export"]
         now = ", ".join(f"{k} {x:.2f}x" for k, x in v["measured_speedup"].items())

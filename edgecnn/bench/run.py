@@ -17,6 +17,7 @@ from edgecnn.bench.machine import conditions
 from edgecnn.bench.roofline import Peaks, measure_peaks
 from edgecnn.bench.targets import make_cases, resolve_target, skip_reason
 from edgecnn.errors import EdgeCNNError
+from edgecnn.runtime.loader import not_produced
 from edgecnn.timing.harness import BenchRecord, EvalData, add_speedups, run_group
 from edgecnn.timing.loop import TimingPlan
 
@@ -61,9 +62,17 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
             target = resolve_target(name, alpha=config.alpha, resolution=config.resolution,
                                     precisions=config.precisions, workdir=Path(tmp))
             verdict = (target.info.get("int8") or {}).get("verdict")
-            if verdict:
+            if verdict and verdict.get("written", True):
                 verdicts[target.label] = verdict
-            groups = make_cases(target, runtimes=config.runtimes, precisions=config.precisions,
+            precisions = list(config.precisions)
+            for p in [p for p in precisions if p not in target.files]:
+                why = not_produced(Path(name), p) if Path(name).is_dir() else None
+                if why:  # the export decided against the file: a line, not a row
+                    cond["not_measured"].append(f"{target.label}: {why}")
+                    precisions.remove(p)
+            if target.info.get("tuning_note"):
+                cond.setdefault("tuning", {})[target.label] = target.info["tuning_note"]
+            groups = make_cases(target, runtimes=config.runtimes, precisions=precisions,
                                 batches=config.batches, threads=config.threads,
                                 device=config.device)
             eval_data = eval_data_for(config, target.input_shape, target.files)

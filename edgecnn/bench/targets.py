@@ -21,6 +21,7 @@ from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
 from edgecnn.timing.harness import BenchCase
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
+TUNED = "int8-tuned"  # the placement `edgecnn tune` recorded for this machine, beside int8
 TORCH_MODES = ("eager", "compile", "cudagraphs")
 
 
@@ -59,6 +60,12 @@ def _from_artifact(path: Path) -> BenchTarget:
             raise EdgeCNNError(f"{path / 'export.json'}: unreadable ({exc})") from None
         if not isinstance(info, dict):
             raise EdgeCNNError(f"{path / 'export.json'}: not a JSON object")
+    from edgecnn.runtime.tuning import for_this_machine
+
+    tuned, line = for_this_machine(path)
+    info = {**info, "tuning_note": line}
+    if tuned is not None and tuned.file not in PRECISION_FILES.values():
+        files[TUNED] = path / tuned.file  # the per-block placement tuned on this machine
     first = next(iter(files.values()))
     shape, batch = _input_shape(first, read_onnx(first))
     return BenchTarget(path.name, files, shape, info, batch)
@@ -119,6 +126,8 @@ def make_cases(target: BenchTarget, *, runtimes: Sequence[str], precisions: Sequ
                batches: Sequence[int], threads: int, device: str
                ) -> list[list[BenchCase]]:
     """Cases grouped by batch size (one group = one interleaved comparison)."""
+    if "int8" in precisions and TUNED in target.files:
+        precisions = [*precisions, TUNED]
     for p in precisions:
         if p not in target.files and not (p == "fp32" and "torch" in runtimes):
             raise EdgeCNNError(f"{target.label} has no {p} model "

@@ -106,12 +106,15 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
             record = _record(report, choice, file, timed, noise, threads, search, int8_path)
             if choice.candidate == "placement":  # the graph first: tuning.json commits it
                 _atomic_copy(files["placement"], artifact / file)
+            previous = _this_devices_file(artifact)
             try:
                 path = _write_record(artifact, record)
             except BaseException:  # Ctrl-C or a full disk: no graph without its record
                 if choice.candidate == "placement" and not _recorded(artifact, file):
                     (artifact / file).unlink(missing_ok=True)
                 raise
+            if previous and previous != file and previous.startswith("model.int8.tuned-"):
+                (artifact / previous).unlink(missing_ok=True)  # no graph no record names
     log(("tune: " + choice.reason) if not choice.inconclusive else f"tune: {choice.reason}")
     return TuneResult(choice, record, path)
 
@@ -138,7 +141,9 @@ def _check_artifact(artifact: Path) -> dict[str, Any]:
     if not int8 or not (artifact / "model.int8.onnx").is_file():
         why = f" ({int8['reason']})" if int8 and int8.get("written") is False else ""
         raise EdgeCNNError(f"{artifact}: no int8 model to tune{why}; export it with --int8")
-    if not os.access(artifact, os.W_OK):
+    if not os.access(artifact, os.W_OK) or not artifact.stat().st_mode & 0o222:
+        # the mode bits too: root may write anywhere, but a directory marked read-only is
+        # the user saying not to
         raise EdgeCNNError(f"{artifact}: read-only; tune records its measurement in the "
                            "artifact")
     return report
@@ -305,6 +310,16 @@ def _write_record(artifact: Path, record: dict[str, Any]) -> Path:
     devices[device_key(record["device"])] = record
     return atomic_write(artifact / FILE, json.dumps({"format": FORMAT, "devices": devices},
                                                    indent=2) + "\n")
+
+
+def _this_devices_file(artifact: Path) -> str | None:
+    from edgecnn.host import device, device_key
+    from edgecnn.runtime.tuning import read_tunings
+
+    try:
+        return (read_tunings(artifact).get(device_key(device())) or {}).get("file")
+    except EdgeCNNError:
+        return None
 
 
 def _recorded(artifact: Path, file: str) -> bool:
