@@ -312,10 +312,11 @@ def test_cli_int8_options_reach_the_guard(tmp_path: Path, capsys,
     assert "top-1 fp32" in captured.out
 
 
-def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None:  # noqa: F811
+def test_weight_range_follows_the_recipe_not_the_cpu(lenet_ckpt: Path) -> None:  # noqa: F811
     """Reduced: every int8 weight within [-64, 64], so an AVX2 u8 x s8 pair sum (two
     255 * w products in int16) cannot saturate; full: the per-channel maxima reach 127. Auto
-    follows the exporting CPU's flags, and the choice is said."""
+    the recipe says which, whatever CPU exports: cpu-x86 (every x86-64, AVX2 included)
+    reduced, cpu-x86-vnni and cpu-arm full."""
     from dataclasses import replace
 
     from edgecnn.checkpoint import load_checkpoint, model_from_checkpoint
@@ -323,7 +324,6 @@ def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None: 
     from edgecnn.export.onnx_io import simplify, to_onnx_proto
     from edgecnn.export.qat import weight_grid
     from edgecnn.export.quantize import preprocess, quantize, weight_range
-    from edgecnn.host import cpu_flags
     from edgecnn.export.targets import load_target
 
     data = load_checkpoint(lenet_ckpt)
@@ -341,12 +341,9 @@ def test_weight_range_follows_the_scheme_and_the_cpu(lenet_ckpt: Path) -> None: 
     assert peaks == {"full": 127, "reduced": 64}
     for choice, peak in peaks.items():  # QAT trains on the grid the exporter writes
         assert weight_grid(replace(scheme, weight_range=choice)) == (-peak, peak)
-    reduced, why = weight_range(scheme)
-    vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    import platform
-    if platform.machine() == "x86_64" and cpu_flags():
-        assert reduced is not vnni and ("VNNI" in why)
-    assert weight_range(load_target("tensorrt").int8)[0] is False  # int8 x int8: no VPMADDUBSW
+    assert [weight_range(load_target(t).int8)[0] for t in
+            ("cpu-x86", "cpu-x86-vnni", "cpu-arm", "tensorrt")] == [True, False, False, False]
+    assert "recipe" in weight_range(scheme)[1]
 
 
 def test_guard_puts_float_blocks_back_in_int8_when_they_cost_accuracy(

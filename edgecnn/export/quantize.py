@@ -36,7 +36,6 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.export.inputs import CalibrationReader
 from edgecnn.export.onnx_io import batch_dynamic
 from edgecnn.export.targets import CALIB_METHODS, Int8Scheme
-from edgecnn.host import cpu_flags
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers SQNR ranks and the guard may exclude
 
@@ -104,24 +103,16 @@ def _name_nodes(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def weight_range(scheme: Int8Scheme) -> tuple[bool, str]:
-    """(reduce the weight range?, why): the scheme's `weight_range`, or for "auto" the
-    exporting CPU's features. x86 without VNNI runs u8 x s8 through VPMADDUBSW, which sums
-    two u8*s8 products into a saturating int16: with weights up to 127 the sum reaches 64,770
-    and clips (LeNet-5 on digits, ONNX Runtime 1.31, AMD EPYC with AVX2 and no VNNI: 88.6%
-    top-1 fused against 90.8% for the same file run as float Q/DQ ops); 7-bit weights cannot
-    overflow (91.1% both ways). VNNI (VPDPBUSD) and ARM accumulate in int32."""
-    if scheme.weight_range != "auto":
-        return scheme.weight_range == "reduced", f"{scheme.weight_range} (recipe)"
-    if scheme.symmetric_activations:
-        return False, "full (int8 x int8 target: no u8 x s8 kernel)"
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return False, f"full ({platform.machine()} accumulates u8 x s8 in int32)"
-    flags = cpu_flags()
-    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
-        return False, "full (the exporting CPU has VNNI)"
-    what = "no VNNI" if flags else "CPU features unknown"
-    return True, f"reduced: 7-bit weights (the exporting x86 CPU has {what}; its AVX2 u8 x s8 " \
-                 "kernel saturates with full-range weights)"
+    """(reduce the weight range?, why): the recipe's `weight_range`. x86 without VNNI runs
+    u8 x s8 through VPMADDUBSW, which sums two u8*s8 products into a saturating int16: with
+    weights up to 127 the sum reaches 64,770 and clips (LeNet-5 on digits, ONNX Runtime 1.31,
+    AMD EPYC with AVX2 and no VNNI: 88.6% top-1 fused against 90.8% for the same file run as
+    float Q/DQ ops); 7-bit weights cannot overflow (91.1% both ways). VNNI (VPDPBUSD) and
+    ARM accumulate in int32. The exporting CPU has no say: the artifact is for the target."""
+    if scheme.weight_range == "reduced":
+        return True, "reduced: 7-bit weights (recipe: the target includes x86 CPUs without " \
+                     "VNNI, whose AVX2 u8 x s8 kernel saturates with full-range weights)"
+    return False, "full (recipe)"
 
 
 def quantize(

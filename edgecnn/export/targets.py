@@ -17,7 +17,7 @@ quantize for it; `--target` takes a recipe name (`cpu-x86`) or a path to such a 
       weights: int8-per-channel
       calib_method: minmax            # minmax | entropy | percentile
       tensorrt_checks: true           # run the offline TensorRT QDQ checker
-      weight_range: auto              # full | reduced (7-bit weights) | auto (by the CPU)
+      weight_range: full              # full | reduced (7-bit weights: x86 without VNNI)
       mixed_precision: true           # --int8-blocks auto allowed: blocks timed here (CPU)
 
 Unknown keys are errors (a typo must not silently fall back to a default).
@@ -42,7 +42,7 @@ RECIPE_DIR = files("edgecnn.recipes")
 DEFAULT_TARGET = "cpu-x86"
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 Activations = Literal["uint8-asymmetric", "int8-symmetric"]
-WEIGHT_RANGES = ("auto", "full", "reduced")
+WEIGHT_RANGES = ("full", "reduced")
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,10 @@ class Int8Scheme:
     tensorrt_checks: bool = False
     # full: weights in [-127, 127]; reduced: [-64, 64] (7 bits), for x86 CPUs without VNNI,
     # whose u8 x s8 kernel (VPMADDUBSW) adds two u8*s8 products into a saturating int16:
-    # 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. auto: reduced when the exporting
-    # CPU is x86 without VNNI (quantize.weight_range says which, and why).
-    weight_range: Literal["auto", "full", "reduced"] = "auto"
+    # 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. The recipe says which: the target
+    # decides, never the CPU that happens to export (cpu-x86 runs on AVX2 too: reduced;
+    # cpu-x86-vnni: full).
+    weight_range: Literal["full", "reduced"] = "full"
     # Whether `--int8-blocks auto` may keep float the blocks whose int8 is slower, as
     # measured on the exporting machine (export/mixed.py): false for a CPU that is not the
     # one exporting (an Arm board). Without it, every block is int8 (the target's scheme).
