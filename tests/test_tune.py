@@ -231,3 +231,20 @@ def test_the_real_measurement_records_what_it_timed(artifact: Path) -> None:
     assert rec["search"]["chosen"] in rec["search"]["candidates_profiled_ms"]
     with load(artifact) as model:
         assert Path(model.path).name == rec["file"] and model.runtime == "onnxruntime"
+
+
+def test_runtime_fastest_is_the_tuning_and_bench_shows_it(artifact: Path) -> None:
+    from edgecnn.bench.run import BenchConfig, run_bench
+    from edgecnn.runtime import load
+    from edgecnn.timing.loop import TimingPlan
+
+    with pytest.raises(EdgeCNNError, match="runtime 'fastest': not tuned"):
+        load(artifact, runtime="fastest")
+    result = _tune(artifact, Fixed({"int8": 1.0, "float": 1.4, "placement": 0.8}))
+    with load(artifact, runtime="fastest") as model:
+        assert Path(model.path).name == result.record["file"]
+    records, cond = run_bench([str(artifact)], BenchConfig(
+        runtimes=("onnxruntime",), precisions=("fp32", "int8"), threads=1,
+        plan=TimingPlan(warmup=1, iters=4), rounds=1))
+    assert {r.runtime for r in records} == {"onnxruntime", "fastest:onnxruntime/1t"}
+    assert "tuned for this machine" in next(iter(cond["tuning"].values()))

@@ -21,7 +21,6 @@ from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
 from edgecnn.timing.harness import BenchCase
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
-TUNED = "int8-tuned"  # the placement `edgecnn tune` recorded for this machine, beside int8
 TORCH_MODES = ("eager", "compile", "cudagraphs")
 
 
@@ -35,6 +34,7 @@ class BenchTarget:
     input_shape: tuple[int, int, int]  # (C, H, W)
     info: dict[str, Any]  # export.json (params, macs, model, alpha...) or {}
     fixed_batch: int | None = None  # the files' static batch dimension; None when dynamic
+    tuned: Any = None  # runtime.tuning.Tuned: what `edgecnn tune` recorded for this machine
 
 
 def resolve_target(name: str, *, alpha: float, resolution: int | None, precisions: Sequence[str],
@@ -64,11 +64,9 @@ def _from_artifact(path: Path) -> BenchTarget:
 
     tuned, line = for_this_machine(path)
     info = {**info, "tuning_note": line}
-    if tuned is not None and tuned.file not in PRECISION_FILES.values():
-        files[TUNED] = path / tuned.file  # the per-block placement tuned on this machine
     first = next(iter(files.values()))
     shape, batch = _input_shape(first, read_onnx(first))
-    return BenchTarget(path.name, files, shape, info, batch)
+    return BenchTarget(path.name, files, shape, info, batch, tuned)
 
 
 def _from_onnx(path: Path, resolution: int | None = None) -> BenchTarget:
@@ -126,8 +124,8 @@ def make_cases(target: BenchTarget, *, runtimes: Sequence[str], precisions: Sequ
                batches: Sequence[int], threads: int, device: str
                ) -> list[list[BenchCase]]:
     """Cases grouped by batch size (one group = one interleaved comparison)."""
-    if "int8" in precisions and TUNED in target.files:
-        precisions = [*precisions, TUNED]
+    if target.tuned is not None and "int8" in precisions and "fastest" not in runtimes:
+        runtimes = [*runtimes, "fastest"]  # what `edgecnn tune` recorded, beside the rest
     for p in precisions:
         if p not in target.files and not (p == "fp32" and "torch" in runtimes):
             raise EdgeCNNError(f"{target.label} has no {p} model "
@@ -184,17 +182,16 @@ def _case(target: BenchTarget, runtime: str, precision: str, batch: int, threads
     if precision not in target.files:
         return None
     path = target.files[precision]
-    if runtime == "fastest":  # the cached or freshly measured choice (runtime/fastest.py)
-        from edgecnn.runtime.fastest import choose
-
-        from edgecnn.runtime.loader import cpu_runners
-
-        chosen, options, _ = choose(path, {}, cpu_runners())
-        runner_type = runner_class(chosen)
-        opts = runner_type.options_type.from_kwargs(chosen, options)
-        return BenchCase(runtime=f"fastest:{chosen}/{options['threads']}t",
+    if runtime == "fastest":  # what `edgecnn tune` recorded for this machine
+        tuned = target.tuned
+        if tuned is None or precision != "int8":
+            return None  # one row per model: the tuned file, beside the int8 row
+        path = target.files["int8"].parent / tuned.file
+        runner_type = runner_class(tuned.runtime)
+        opts = runner_type.options_type.from_kwargs(tuned.runtime, {"threads": tuned.threads})
+        return BenchCase(runtime=f"fastest:{tuned.runtime}/{tuned.threads}t",
                          file_bytes=path.stat().st_size, path=path,
-                         make_runner=lambda: runner_type(path, device, opts), **base)
+                         make_runner=lambda: runner_type(path, "cpu", opts), **base)
     runner_type = runner_class(runtime)
     options: dict[str, Any] = {"threads": threads} if runtime != "tensorrt" else {}
     opts = runner_type.options_type.from_kwargs(runtime, options)

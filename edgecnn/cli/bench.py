@@ -43,8 +43,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="+", metavar="TARGET",
                    help="artifact directory, ONNX file, or zoo name (exported on the fly)")
     p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES), default=("onnxruntime",),
-                   help="comma list: onnxruntime,openvino,tensorrt,fastest (the CPU runtime and "
-                   "threads measured fastest, cached),torch[-compile|-cudagraphs]")
+                   help="comma list: onnxruntime,openvino,tensorrt,fastest (the file, CPU "
+                   "runtime and threads `edgecnn tune` recorded for this machine),"
+                   "torch[-compile|-cudagraphs]")
     p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",))
     p.add_argument("--batch", type=positive_ints, default=(1,), help="comma list, e.g. 1,8,32")
     p.add_argument("--threads", type=positive_int, default=None,

@@ -46,11 +46,10 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
          classes: Sequence[str] | None = None, **options: Any) -> Model:
     """Load an artifact directory (model.onnx + export.json) or an .onnx file.
 
-    runtime: "auto", "onnxruntime", "openvino", "tensorrt", or "fastest" (the CPU runtime
-        and thread count measured fastest for this file, cached: runtime/fastest.py). With
-        "auto", an artifact directory and no precision, the file, runtime and threads that
-        `edgecnn tune` recorded for this machine (runtime/tuning.py); the selection line
-        says whether there was one.
+    runtime: "auto", "onnxruntime", "openvino", "tensorrt", or "fastest". With "auto", an
+        artifact directory and no precision: the file, runtime and threads that `edgecnn
+        tune` recorded for this machine (runtime/tuning.py), when one fits; the selection
+        line says whether there was one. "fastest": that record, required.
     device: "auto" (an NVIDIA GPU when present, else the CPU), "cpu", "cuda[:N]", or an
         OpenVINO device name ("GPU", "NPU", "GPU.1") for openvino.
     precision: in an artifact directory, pick model.onnx (fp32), model.fp16.onnx or
@@ -63,14 +62,22 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
         threads=2; an option the chosen runtime lacks is an error.
     """
     tuned_note = None
-    if runtime == "auto" and precision is None and device in ("auto", "cpu") \
-            and Path(path).is_dir():  # what `edgecnn tune` measured on this machine, if it fits
+    if runtime == "fastest" or (runtime == "auto" and precision is None
+                                and device in ("auto", "cpu") and Path(path).is_dir()):
+        # what `edgecnn tune` measured on this machine, if it fits ("fastest": required)
         from edgecnn.runtime.tuning import for_this_machine
 
+        if runtime == "fastest" and (precision is not None or device not in ("auto", "cpu")
+                                     or not Path(path).is_dir()):
+            raise EdgeCNNError("runtime 'fastest' is the file, CPU runtime and threads that "
+                               "`edgecnn tune` recorded for this machine in an artifact "
+                               "directory (no precision or device to give)")
         tuned, tuned_note = for_this_machine(path)
         if tuned is not None:
             path, runtime, device = Path(path) / tuned.file, tuned.runtime, "cpu"
             options.setdefault("threads", tuned.threads)
+        elif runtime == "fastest":
+            raise EdgeCNNError(f"runtime 'fastest': {tuned_note}")
     model_path = resolve_path(path, precision)
     info = read_onnx(model_path)
     meta = metadata_of(info)
@@ -78,17 +85,8 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
     labels = tuple(str(c) for c in classes) if classes is not None else (
         meta.classes if meta is not None else None)
     check_classes(info, labels)
-    note = None
-    if runtime == "fastest":  # measured once per machine, runtime versions and file: cached
-        from edgecnn.runtime.fastest import choose
-
-        if device not in ("auto", "cpu"):
-            raise EdgeCNNError(f"runtime 'fastest' compares the CPU runtimes; got device "
-                               f"{device!r}")
-        runtime, options, note = choose(model_path, options, cpu_runners())
-        device = "cpu"
     runner_type, device, selection = select_runtime(runtime, device)
-    selection = note or (f"{selection}; {tuned_note}" if tuned_note else selection)
+    selection = f"{selection}; {tuned_note}" if tuned_note else selection
     runner = runner_type(model_path, device, runner_type.options_type.from_kwargs(
         runner_type.name, options), info=info)
     # The graph is the truth (a Softmax at its end); the metadata says so for our exports.
@@ -191,11 +189,6 @@ def check_classes(info: OnnxInfo, labels: tuple[str, ...] | None) -> None:
     if len(labels) != shape[1]:
         raise EdgeCNNError(f"{len(labels)} class names for the {shape[1]} classes of "
                            f"{info.path}")
-
-
-def cpu_runners() -> dict[str, type[OnnxRunner]]:
-    """The runner types of the installed CPU runtimes (what runtime 'fastest' compares)."""
-    return {r: runner_class(r) for r in ("onnxruntime", "openvino") if installed(r)}
 
 
 def installed(runtime: str) -> bool:
