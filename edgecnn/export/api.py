@@ -14,6 +14,7 @@ Reading order of one export:
 from __future__ import annotations
 
 import copy
+import os
 import re
 import time
 from collections.abc import Callable
@@ -325,6 +326,7 @@ class _Export:
         from edgecnn.export.guard import GuardConfig, calib_caches, run_guard
         from edgecnn.export.inputs import CalibrationReader, random_images
         from edgecnn.export.quantize import preprocess, quantize
+        from edgecnn.host import cpu_model
 
         scheme, opts = self.target.int8, self.spec.int8
         method = opts.calib_method or scheme.calib_method
@@ -334,7 +336,9 @@ class _Export:
         blocks, why_blocks = self.int8_blocks()
         cpu = not scheme.symmetric_activations  # TensorRT's int8 is timed on its device
         shape = (1, self.src.in_chans, self.src.resolution, self.src.resolution)
-        timer = opts.timer or mixed.MeasuredTimer(shape)
+        # measured at the thread count a device app runs with (every core), not at 1
+        mixed_config = mixed.MixedConfig(threads=os.cpu_count() or 1)
+        timer = opts.timer or mixed.MeasuredTimer(shape, mixed_config)
         pre = preprocess(fp32)
         qat = (lambda: self.qat_model(model)) if opts.qat_epochs else None
         config = GuardConfig(method=method, max_drop=opts.max_drop, criterion=self.criterion,
@@ -342,11 +346,13 @@ class _Export:
         guard = search = None
         with tempfile.TemporaryDirectory() as cache_dir:
             if blocks == "auto":  # blocks slower in int8 on this machine: float
+                self.log(f"--int8-blocks auto: int8 placement measured on this machine "
+                         f"({cpu_model()}, {os.cpu_count()} threads); the artifact records it")
                 reader, cache = CalibrationReader(calib_x), calib_caches(Path(cache_dir))[method]
                 search = mixed.search_blocks(
                     pre, lambda exclude: quantize(pre, reader, scheme, method=method,
                                                   exclude=exclude, cache=cache),
-                    timer, reference=fp32, log=self.log)
+                    timer, mixed_config, reference=fp32, log=self.log)
             if search is not None and search.record["chosen"] == "float":
                 candidates = [Candidate("float", None, tuple(search.float_nodes), note=(
                     "no block ran faster in int8 than in fp32 in the search's profile "
