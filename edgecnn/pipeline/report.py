@@ -42,6 +42,11 @@ def write_report(recipe: Recipe, out: Path, bench: dict[str, Any], artifact: Pat
     export_report = json.loads((artifact / "export.json").read_text(encoding="utf-8"))
     rows = summary_rows(bench, export_report)
     table = format_table(rows, HEADERS) + "\n\n" + columns_note(bench)
+    int8 = export_report.get("int8") or {}
+    if int8.get("written") is False:  # one plain sentence instead of a row
+        table += f"\n\nint8 not produced: {int8.get('reason')}."
+    elif (int8.get("verdict") or {}).get("reason"):
+        table += f"\n\nint8 verdict: {int8['verdict']['reason']}."
     plots = _plots(bench, out)
     lines = [
         f"# edgecnn pipeline: {recipe.model} alpha {recipe.alpha:g} at {recipe.resolution} px "
@@ -89,7 +94,10 @@ def _stage_notes(recipe: Recipe, export_report: dict[str, Any], out: Path) -> li
                      f"{pruning.get('macs_after'):,}; top-1 {pruning.get('top1_before')} -> "
                      f"{pruning.get('top1_pruned')} pruned -> {pruning.get('top1_after')} after "
                      f"{recipe.prune.finetune_epochs} fine-tuning epochs")
-    guard = (export_report.get("int8") or {}).get("guard")
+    int8 = export_report.get("int8") or {}
+    if int8.get("written") is False:  # the export decided against an int8 file: no row
+        notes.append(f"- int8 not produced: {int8.get('reason')}")
+    guard = int8.get("guard")
     if isinstance(guard, dict):
         steps = [f"{s.get('step')} {s.get('method', '')}".strip()
                  + (f" with {len(s['float_layers'])} layers in float" if s.get("float_layers")
