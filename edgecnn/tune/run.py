@@ -81,6 +81,9 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
         int8 = onnx.load(str(int8_path), load_external_data=False)
         log(f"tuning {artifact} on this machine: {', '.join(runtimes)}, {threads} thread(s), "
             "batch 1")
+        warning = _weight_range_warning(report)
+        if warning:
+            log(f"warning: {warning}")
         placement, search = _search(onnx.load(str(fp32_path), load_external_data=False), int8,
                                     measure, threads, log)
         with _scratch(artifact) as tmp:
@@ -147,6 +150,21 @@ def _check_artifact(artifact: Path) -> dict[str, Any]:
         raise EdgeCNNError(f"{artifact}: read-only; tune records its measurement in the "
                            "artifact")
     return report
+
+
+def _weight_range_warning(report: dict[str, Any]) -> str | None:
+    """8-bit weights on an x86 CPU without VNNI: its AVX2 u8 x s8 kernel's int16 sums
+    saturate (quantize.weight_range): the artifact's recipe was for another CPU."""
+    from edgecnn.host import cpu_flags, device
+
+    scheme = (report.get("target") or {}).get("int8_scheme") or {}
+    x86 = device()["arch"].lower() in ("x86_64", "amd64")
+    vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    if scheme.get("weight_range") == "full" and x86 and not vnni:
+        return (f"the int8 file has 8-bit weights (target {report['target'].get('name')}), "
+                "and this x86 CPU has no VNNI: its int8 kernels saturate; export for cpu-x86 "
+                "(7-bit weights) for this device")
+    return None
 
 
 def _threads(threads: int | None) -> int:
