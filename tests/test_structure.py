@@ -52,8 +52,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # `edgecnn tune` on a device: torch-free, through export's torch-free int8 modules
     # (ALLOWED_MODULES) and the timing harness
     "tune": (*BASE, "__init__", "runtime", "timing"),
+    # --remote: OpenSSH's client and a small agent on the device; records come back as the
+    # timing harness's own
+    "remote": (*BASE, "__init__", "runtime", "timing"),
     "cli": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
-            "timing", "bench", "pipeline", "tune"),
+            "timing", "bench", "pipeline", "tune", "remote"),
     "__main__": ("cli",),
 }
 # Modules an area may import beyond LAYERS, each for a reason.
@@ -65,7 +68,7 @@ ALLOWED_MODULES = {"data": ("edgecnn.runtime.preprocess",),
                    "tune": ("edgecnn.export.decision", "edgecnn.export.mixed",
                             "edgecnn.export.placement")}
 TORCH_FREE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "__init__", "runtime",
-              "timing", "tune")
+              "timing", "tune", "remote")
 
 # Imports the source does not spell out: edgecnn/models/__init__.py imports every family
 # module through pkgutil (modules starting with "_" are helpers it skips).

@@ -16,6 +16,7 @@ FORMATS = ("table", "md", "csv", "json")
 
 # (header, field, format) of the readable forms; CSV and JSON carry every field.
 COLUMNS = (
+    ("host", "host", "{}"),  # only in a --remote run (a column shows when any row has it)
     ("model", "model", "{}"),
     ("runtime", "runtime", "{}"),
     ("prec", "precision", "{}"),

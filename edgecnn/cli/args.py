@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T", int, float)
@@ -66,3 +67,22 @@ def preprocess_kwargs(args: argparse.Namespace) -> dict:
     from edgecnn.runtime.flags import load_arguments
 
     return load_arguments(args)
+
+
+def add_remote_flags(p: argparse.ArgumentParser, *, several: bool) -> None:
+    """--remote DEST (bench: several, a fleet), --remote-python, --wheelhouse."""
+    p.add_argument("--remote", action="append" if several else "store", metavar="DEST",
+                   help="run on a device reached by SSH: user@host, a Host alias of "
+                   "~/.ssh/config, or ssh://user@host:port" + (" (repeat for a fleet)"
+                                                              if several else "")
+                   + " (default: this machine)")
+    p.add_argument("--remote-python", default="python3", metavar="EXE",
+                   help="the device's Python 3.10+ (default python3)")
+    p.add_argument("--wheelhouse", type=Path, default=None, metavar="DIR",
+                   help="wheels for the device's install (numpy, onnxruntime, pillow; onnx "
+                   "for tune), pushed and installed with --no-index (default: the device's "
+                   "own pip index)")
+
+
+def remote_kwargs(args: argparse.Namespace) -> dict:
+    return {"python": args.remote_python, "wheelhouse": args.wheelhouse}

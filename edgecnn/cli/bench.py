@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from edgecnn.cli.args import (add_preprocess_flags, positive_float, positive_int,
-                              preprocess_kwargs)
+from edgecnn.cli.args import (add_preprocess_flags, add_remote_flags, positive_float,
+                              positive_int, preprocess_kwargs, remote_kwargs)
 from edgecnn.errors import EdgeCNNError
 
 ORDER = 50
@@ -71,6 +71,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write to this file (default: stdout only)")
     p.add_argument("--no-progress", action="store_true")
+    add_remote_flags(p, several=True)
     p.set_defaults(func=run)
 
     p = subparsers.add_parser("sweep", help="the alpha x resolution grid: params, MACs, "
@@ -143,12 +144,19 @@ def run(args: argparse.Namespace) -> int:
                          plan=plan, rounds=args.rounds, data=args.data, alpha=args.alpha,
                          resolution=args.resolution, mean=pre.get("mean"), std=pre.get("std"),
                          classes=pre.get("classes"))
-    bar = _progress(args.no_progress)
-    try:
-        records, cond = run_bench(args.targets, config, progress=bar.update if bar else None)
-    finally:
-        if bar:
-            bar.close()
+    failures: list[str] = []
+    if args.remote:
+        records, cond, failures = _remote(args)
+    else:
+        bar = _progress(args.no_progress)
+        try:
+            records, cond = run_bench(args.targets, config,
+                                      progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+    for line in failures:  # a fleet: the other devices finished
+        print(f"edgecnn: error: {line}", file=sys.stderr)
     if not records:
         raise EdgeCNNError("nothing was measured")
     text = render(records, args.format, cond)
@@ -161,7 +169,30 @@ def run(args: argparse.Namespace) -> int:
     if cond.get("interrupted"):
         print("edgecnn: interrupted; the results above are what was measured", file=sys.stderr)
         return 130
-    return 0
+    return 2 if failures else 0
+
+
+def _remote(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
+    """The same bench on each --remote device (edgecnn/remote/run.py)."""
+    from edgecnn.remote.run import remote_bench
+
+    if args.data or preprocess_kwargs(args) or args.alpha != 1.0 or args.resolution:
+        raise EdgeCNNError("--remote benchmarks artifacts as exported: --data, --mean/--std, "
+                           "--labels, --alpha and --resolution apply to local runs")
+    argv = ["--runtime", ",".join(args.runtime), "--precision", ",".join(args.precision),
+            "--batch", ",".join(map(str, args.batch)), "--device", args.device,
+            "--warmup", str(args.warmup), "--rounds", str(args.rounds)]
+    argv += ["--threads", str(args.threads)] if args.threads else []
+    argv += ["--duration", str(args.duration)] if args.duration else \
+        ["--iters", str(args.iters)] if args.iters else []
+    records, cond, failures = remote_bench(
+        args.remote, args.targets, argv, log=lambda line: print(f"edgecnn: {line}",
+                                                               file=sys.stderr),
+        **remote_kwargs(args))
+    if not records and failures:
+        raise EdgeCNNError(failures[0] if len(failures) == 1 else
+                           f"every device failed: {'; '.join(failures)}")
+    return records, cond, failures
 
 
 class _Bar:

@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from edgecnn.cli.args import add_preprocess_flags, positive_int, preprocess_kwargs
+from edgecnn.cli.args import (add_preprocess_flags, add_remote_flags, positive_int,
+                              preprocess_kwargs, remote_kwargs)
 
 ORDER = 40  # after the zoo, training and export commands in `edgecnn --help`
 
@@ -34,6 +35,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=positive_int, default=5, help="classes per image (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_preprocess_flags(p)
+    add_remote_flags(p, several=False)
     p.set_defaults(func=run_predict)
 
 
@@ -43,6 +45,21 @@ def run_predict(args: argparse.Namespace) -> int:
     from edgecnn.runtime import load
 
     images = expand_images(args.images)
+    if args.remote:  # on the device, the images sent with the request
+        from edgecnn.remote.run import remote_predict
+
+        if not images:
+            raise EdgeCNNError("no images found in the given directories")
+        argv = ["--runtime", args.runtime, "--device", args.device, "--topk", str(args.topk)]
+        argv += (["--precision", args.precision] if args.precision else []) + \
+            (["--json"] if args.json else [])
+        if preprocess_kwargs(args):
+            raise EdgeCNNError("--remote predicts with an artifact's own preprocessing")
+        out = remote_predict(args.remote, args.artifact, images, argv,
+                             log=lambda line: print(f"edgecnn: {line}", file=sys.stderr),
+                             **remote_kwargs(args))
+        sys.stdout.write(out.decode(errors="replace"))
+        return 0
     with load(args.artifact, runtime=args.runtime, device=args.device,
               precision=args.precision, **preprocess_kwargs(args)) as model:
         print(f"edgecnn: {model.describe()} [{model.selection}]", file=sys.stderr)

@@ -11,7 +11,7 @@ import importlib.util
 import json
 import os
 
-from edgecnn.cli.args import positive_int
+from edgecnn.cli.args import add_remote_flags, positive_int, remote_kwargs
 
 ORDER = 45  # after predict, before bench in `edgecnn --help`
 
@@ -33,12 +33,27 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="the runtime to tune for; auto: every installed CPU runtime, the "
                    "faster one chosen (default auto)")
     p.add_argument("--json", action="store_true", help="print the device's record as JSON")
+    add_remote_flags(p, several=False)
     p.set_defaults(func=run_tune)
 
 
 def run_tune(args: argparse.Namespace) -> int:
     from edgecnn.errors import EdgeCNNError
 
+    if args.remote:  # on the device; its record comes back into the local artifact
+        from edgecnn.remote.run import remote_tune
+
+        argv = ["--runtime", args.runtime] + (["--threads", str(args.threads)]
+                                              if args.threads else [])
+        record = remote_tune(args.remote, args.artifact, argv,
+                             log=lambda line: print(f"edgecnn: {line}"), **remote_kwargs(args))
+        if args.json:
+            print(json.dumps(record, indent=2))
+        else:
+            print(f"{args.remote}: {record['file']} in {record['runtime']}, "
+                  f"{record['threads']} thread(s): {record['chosen_ms']:.3f} ms "
+                  f"({record['reason']}); recorded in {args.artifact}/tuning.json")
+        return 0
     if importlib.util.find_spec("onnx") is None:
         raise EdgeCNNError('`edgecnn tune` rewrites the int8 graph with the onnx package, '
                            'which is not installed: pip install "edgecnn[tune]"')

@@ -78,6 +78,7 @@ class BenchRecord:
     baseline: str | None = None
     roofline_ms: float | None = None  # sum over layers of max(MACs/peak, bytes/bandwidth)
     roofline_pct: float | None = None  # roofline_ms / p50: how close to the machine's limit
+    host: str | None = None  # the --remote destination that measured it; None: this machine
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

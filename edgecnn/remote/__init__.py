@@ -1,0 +1,5 @@
+"""`--remote DEST`: bench, tune and predict on a device reached by SSH (ssh.py: OpenSSH's
+client; agent.py: the device's side; device.py: bootstrap and sync; run.py: the commands,
+one device or a fleet). The workstation needs OpenSSH's client, the device Python 3.10+ and
+a route to a package index or a wheelhouse; nothing is installed by hand on either.
+"""

@@ -1,0 +1,102 @@
+"""The device's side of `--remote`: one small Python script, sent with each command and run
+by the device's own interpreter (`python3 -c AGENT OP ARGS...`), so that nothing needs
+installing by hand and no shell ever parses a path. Python 3.8+ syntax, standard library.
+
+Operations (each atomic: a temporary name, then a rename; removed again on failure):
+  probe                        the interpreter, host and cache, as JSON
+  put PATH                     stdin's bytes to PATH
+  untar DIR                    stdin's tar to DIR (kept as it is when DIR exists: content-
+                               addressed, an unchanged artifact is never sent twice)
+  venv VENV WHEEL HOUSE EXTRAS a venv with the wheel (and its extras) installed; HOUSE "-"
+                               for the device's own package index
+  run LOCK ARGV...             ARGV under the device's lock (one timing at a time per device,
+                               whichever workstation asks); when the connection drops (stdin
+                               closes) the command is killed, so Ctrl-C stops both ends
+  pull PATH                    PATH's bytes to stdout
+"""
+
+AGENT = r'''
+import fcntl, json, os, shutil, socket, subprocess, sys, tarfile, tempfile, threading
+
+def cache():
+    root = os.environ.get("EDGECNN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgecnn")
+    path = os.path.join(root, "remote")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+def tmp_near(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path))
+
+op, args = sys.argv[1], sys.argv[2:]
+if op == "probe":
+    print(json.dumps({"python": list(sys.version_info[:3]), "executable": sys.executable,
+                      "hostname": socket.gethostname(), "cache": cache()}))
+elif op == "put":
+    path = args[0]
+    tmp = tmp_near(path)
+    try:
+        with open(os.path.join(tmp, "f"), "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f)
+            f.flush(); os.fsync(f.fileno())
+        os.replace(os.path.join(tmp, "f"), path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+elif op == "untar":
+    path = args[0]
+    if not os.path.isdir(path):
+        tmp = tmp_near(path)
+        try:
+            with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
+                for member in tar:
+                    if member.name.startswith(("/", "..")) or "/../" in member.name \
+                            or not (member.isfile() or member.isdir()):
+                        raise SystemExit("refused an unsafe path in the artifact: " + member.name)
+                    tar.extract(member, tmp)
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    else:
+        sys.stdin.buffer.read()
+elif op == "venv":
+    venv, wheel, house, extras = args
+    if not os.path.exists(os.path.join(venv, "bin", "python")):
+        tmp = tmp_near(venv)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", tmp], check=True,
+                           stdout=subprocess.DEVNULL)
+            spec = wheel + ("[" + extras + "]" if extras != "-" else "")
+            cmd = [os.path.join(tmp, "bin", "python"), "-m", "pip", "install", "--quiet",
+                   "--disable-pip-version-check", spec]
+            if house != "-":
+                cmd += ["--no-index", "--find-links", house]
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if proc.returncode:
+                lines = [ln for ln in proc.stdout.decode(errors="replace").splitlines()
+                         if ln.strip()]
+                raise SystemExit("pip could not install edgecnn on the device: "
+                                 + (lines[-1] if lines else "exit %d" % proc.returncode))
+            os.rename(tmp, venv)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+elif op == "run":
+    lock = open(args[0], "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time on this device
+    child = subprocess.Popen(args[1:])
+    def watch():  # the connection dropped or the workstation pressed Ctrl-C
+        sys.stdin.buffer.read()
+        if child.poll() is None:
+            child.kill()
+    threading.Thread(target=watch, daemon=True).start()
+    code = child.wait()
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(code)  # not sys.exit: the watcher still holds stdin's lock at shutdown
+elif op == "pull":
+    with open(args[0], "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+else:
+    raise SystemExit("unknown agent operation " + op)
+'''

@@ -1,0 +1,136 @@
+"""The commands, run on devices: `bench`, `tune` and `predict` with `--remote DEST`.
+
+    records, cond = remote_bench(["jetson", "pi@raspberrypi.local"], ["exports/mnv1"],
+                                 ["--runtime", "onnxruntime", "--threads", "4"])
+
+A fleet runs in parallel across devices and one at a time on each (the device's lock, taken
+by agent.py's `run`, holds whichever workstation asks). A device that fails is one line on
+stderr; the others finish, and the command exits non-zero. Results come back as the
+command's own JSON: bench's records gain a `host` column and its conditions a `remote`
+block per device (destination, hostname, CPU model and ISA flags, cores, board).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.remote.device import Device, connect
+from edgecnn.remote.ssh import RemoteError
+
+Log = Callable[[str], None]
+
+
+def _devices(dests: Sequence[str], log: Log, **kwargs: Any) -> list[Device | RemoteError]:
+    with ThreadPoolExecutor(max_workers=max(1, len(dests))) as pool:
+        futures = [pool.submit(_connect_or_error, d, log, kwargs) for d in dests]
+        return [f.result() for f in futures]
+
+
+def _connect_or_error(dest: str, log: Log, kwargs: dict[str, Any]) -> Device | RemoteError:
+    try:
+        return connect(dest, log=log, **kwargs)
+    except RemoteError as exc:
+        return exc
+
+
+def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[str], *,
+                 log: Log = lambda line: None, **connect_kwargs: Any
+                 ) -> tuple[list[Any], dict[str, Any], list[str]]:
+    """(records, conditions, failures): `edgecnn bench TARGETS ARGV --format json` on every
+    device, the artifacts pushed first; failures are one line per device."""
+    from edgecnn.timing.harness import BenchRecord
+
+    for t in targets:
+        if not Path(t).is_dir():
+            raise EdgeCNNError(f"{t}: --remote benchmarks artifact directories (export them "
+                               "here first)")
+    devices = _devices(dests, log, **connect_kwargs)
+
+    def one(dev: Device | RemoteError) -> dict[str, Any] | RemoteError:
+        if isinstance(dev, RemoteError):
+            return dev
+        try:
+            remote = [dev.push_artifact(Path(t)) for t in targets]
+            out = dev.edgecnn(["bench", *remote, *argv, "--format", "json", "--no-progress"])
+            return json.loads(out)
+        except RemoteError as exc:
+            return exc
+        except ValueError:
+            return RemoteError(f"{dev.name}: bench did not answer with JSON")
+
+    with ThreadPoolExecutor(max_workers=max(1, len(devices))) as pool:
+        results = list(pool.map(one, devices))
+    records: list[Any] = []
+    cond: dict[str, Any] = {}
+    failures = []
+    for dest, dev, res in zip(dests, devices, results):
+        if isinstance(res, RemoteError):
+            failures.append(str(res))
+            continue
+        labels = dict(zip((Path(r).name for r in _remote_names(targets)),
+                          (Path(t).name for t in targets)))
+        for r in res["records"]:
+            r["model"] = labels.get(r["model"], r["model"])
+            r["host"] = dest
+            records.append(BenchRecord(**r))
+        if not cond:  # the table's conditions: the first device's; each device's own below
+            cond = dict(res["conditions"])
+        cond.setdefault("remote", {})[dest] = {
+            "destination": dest, **dev.identity,
+            "python": dev.venv_python, "conditions": dict(res["conditions"])}
+    return records, cond, failures
+
+
+def _remote_names(targets: Sequence[str]) -> list[str]:
+    from edgecnn.remote.device import _safe_name
+
+    return [_safe_name(Path(t)) for t in targets]
+
+
+def remote_tune(dest: str, artifact: str, argv: Sequence[str], *, log: Log = lambda line: None,
+                **connect_kwargs: Any) -> dict[str, Any]:
+    """`edgecnn tune` on the device; its record (and placement file) come back into the
+    local artifact's tuning.json, beside the other devices' records. Returns the record."""
+    from edgecnn.fileio import atomic_write
+    from edgecnn.host import device_key
+    from edgecnn.runtime.tuning import FILE, FORMAT, read_tunings
+
+    local = Path(artifact)
+    if not local.is_dir():
+        raise EdgeCNNError(f"{artifact}: no such artifact directory")
+    dev = connect(dest, extras=("tune",), log=log, **connect_kwargs)
+    remote = dev.push_artifact(local)
+    record = json.loads(dev.edgecnn(["tune", remote, *argv, "--json"]))
+    if record["file"].startswith("model.int8.tuned-"):
+        data = dev.agent("pull", f"{remote}/{record['file']}")
+        atomic_write(local / record["file"], data)
+    devices = dict(read_tunings(local))
+    devices[device_key(record["device"])] = {**record, "remote": dest}
+    atomic_write(local / FILE, json.dumps({"format": FORMAT, "devices": devices}, indent=2)
+                 + "\n")
+    return record
+
+
+def remote_predict(dest: str, artifact: str, images: Sequence[Path], argv: Sequence[str], *,
+                   log: Log = lambda line: None, **connect_kwargs: Any) -> bytes:
+    """`edgecnn predict` on the device, the images sent with the request; its stdout."""
+    dev = connect(dest, log=log, **connect_kwargs)
+    remote = dev.push_artifact(Path(artifact))
+    with tempfile.TemporaryDirectory() as tmp:
+        names = []
+        for i, image in enumerate(images):  # numbered copies: any file name is safe there
+            target = Path(tmp) / f"{i:06d}{Path(image).suffix.lower()}"
+            target.write_bytes(Path(image).read_bytes())
+            names.append((target.name, image))
+        remote_images = dev.push_artifact(Path(tmp))
+    out = dev.edgecnn(["predict", remote, *[f"{remote_images}/{n}" for n, _ in names], *argv])
+    text = out.decode(errors="replace")
+    for n, image in names:  # back to the names the user gave
+        text = text.replace(f"{remote_images}/{n}", str(image))
+    return text.encode()

@@ -1,0 +1,207 @@
+"""`--remote DEST` against a real OpenSSH server on 127.0.0.1 (Debian's openssh-server,
+installed here where missing): a throwaway host key and client key, the server's own
+AuthorizedKeysFile, and the client's own ssh_config and known_hosts ($EDGECNN_SSH_CONFIG,
+as `ssh -F`). The device's side is a base-install venv made by edgecnn's own bootstrap from
+a wheelhouse (numpy, onnxruntime, Pillow, onnx: downloaded once into ~/.cache), no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("remote")]
+
+WEIRD = "art 'q' ;$(touch pwned)"  # spaces, quotes, ; and $(): reach the device as a name
+
+
+def _install_sshd() -> str:
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install "
+                       "-y -q openssh-server openssh-client", shell=True, check=False,
+                       capture_output=True)
+    if not Path(sshd).exists():
+        pytest.fail("OpenSSH's server is not installed and could not be: "
+                    "apt-get install openssh-server")
+    return sshd
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wheelhouse() -> Path:
+    """The device's dependencies as wheels, the versions installed here (downloaded once)."""
+    import importlib.metadata as md
+
+    pins = [f"{n}=={md.version(n)}" for n in ("numpy", "onnxruntime", "pillow", "onnx")]
+    house = Path.home() / ".cache" / "edgecnn-tests" / ("wheelhouse-" + "-".join(pins))
+    if not house.is_dir():
+        tmp = house.with_name(house.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary",
+                        ":all:", "-d", str(tmp), *pins], check=True)
+        tmp.rename(house)
+    return house
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """(ssh_config path, device cache dir, wheelhouse); the server is stopped by its pid."""
+    sshd = _install_sshd()
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("host", "client", "other"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
+                       check=True)
+    shutil.copy(d / "client.pub", d / "authorized_keys")
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    port, cache = _free_port(), d / "device-cache"
+    cache.mkdir()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        f"PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
+        f"SetEnv EDGECNN_CACHE={cache}\n")
+    host_pub = (d / "host.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    (d / "bad_known_hosts").write_text(
+        f"[127.0.0.1]:{port} {' '.join((d / 'other.pub').read_text().split()[:2])}\n")
+    user = os.environ.get("USER") or "root"
+    common = (f"  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentitiesOnly yes\n"
+              "  StrictHostKeyChecking yes\n")
+    (d / "ssh_config").write_text(
+        f"Host edgedev\n{common}  IdentityFile {d / 'client'}\n"
+        f"  UserKnownHostsFile {d / 'known_hosts'}\n"
+        f"Host wrongkey\n{common}  IdentityFile {d / 'other'}\n"
+        f"  UserKnownHostsFile {d / 'known_hosts'}\n"
+        f"Host changedhost\n{common}  IdentityFile {d / 'client'}\n"
+        f"  UserKnownHostsFile {d / 'bad_known_hosts'}\n"
+        f"Host closedport\n  HostName 127.0.0.1\n  Port {_free_port()}\n"
+        f"  UserKnownHostsFile {d / 'known_hosts'}\n")
+    server = subprocess.Popen([sshd, "-D", "-f", str(d / "sshd_config"), "-E",
+                               str(d / "sshd.log")])
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    else:
+        server.kill()
+        pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()[-300:]}")
+    old = os.environ.get("EDGECNN_SSH_CONFIG")
+    os.environ["EDGECNN_SSH_CONFIG"] = str(d / "ssh_config")
+    try:
+        yield d / "ssh_config", cache, _wheelhouse()
+    finally:
+        if old is None:
+            os.environ.pop("EDGECNN_SSH_CONFIG", None)
+        else:
+            os.environ["EDGECNN_SSH_CONFIG"] = old
+        os.kill(server.pid, signal.SIGTERM)  # the server and its session processes
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgecnn.export import ExportSpec, Int8Spec, ZooSource, export
+
+    out = tmp_path_factory.mktemp("remote") / WEIRD
+    export(ExportSpec(ZooSource("mobilenet", alpha=0.25, resolution=32, num_classes=10),
+                      int8=Int8Spec("random", calib_samples=8), output=str(out)))
+    return out
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:  # noqa: ANN001
+    from edgecnn.cli.main import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bench_tune_and_predict_on_the_device(sshd, artifact: Path, tmp_path: Path,
+                                              capsys) -> None:  # noqa: ANN001
+    _, cache, house = sshd
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev",
+                          "--wheelhouse", str(house), "--precision", "fp32,int8", "--iters",
+                          "10", "--rounds", "2", "--threads", "1", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert {r["host"] for r in data["records"]} == {"edgedev"}
+    assert {r["precision"] for r in data["records"]} == {"fp32", "int8"}
+    assert {r["model"] for r in data["records"]} == {WEIRD}
+    remote = data["conditions"]["remote"]["edgedev"]
+    assert remote["hostname"] == socket.gethostname() and remote["cpu_model"]
+    assert "installing edgecnn" in err  # the first run bootstraps, and says so
+    venv_python = remote["python"]
+    assert venv_python.startswith(str(cache))
+    # the device's install has no torch: it cannot import it
+    probe = subprocess.run([venv_python, "-c", "import torch"], capture_output=True)
+    assert probe.returncode != 0 and b"No module named 'torch'" in probe.stderr
+    assert not list(Path(ROOT).glob("pwned")) and not list(cache.rglob("pwned"))
+    # a second run: the same venv, the artifact not sent again (content-addressed)
+    pushed = sorted(cache.glob("remote/artifacts/*"))
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev",
+                          "--wheelhouse", str(house), "--iters", "5", "--rounds", "1")
+    assert code == 0 and "installing edgecnn" not in err and "edgedev" in out
+    assert sorted(cache.glob("remote/artifacts/*")) == pushed
+    # tune there: the record comes back into the local artifact
+    code, out, err = _cli(capsys, "tune", str(artifact), "--remote", "edgedev", "--threads",
+                          "1", "--runtime", "onnxruntime", "--wheelhouse", str(house))
+    assert code == 0, err
+    (record,) = json.loads((artifact / "tuning.json").read_text())["devices"].values()
+    assert record["remote"] == "edgedev" and (artifact / record["file"]).is_file()
+    # predict there, with an image whose name is hostile too
+    import matplotlib
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    image = tmp_path / "it's $(x); a photo.jpg"
+    shutil.copy(photo, image)
+    code, out, err = _cli(capsys, "predict", str(artifact), str(image), "--remote", "edgedev",
+                          "--wheelhouse", str(house), "--json", "--topk", "1")
+    assert code == 0, err
+    assert str(image) in out and json.loads(out)
+
+
+@pytest.mark.parametrize(("host", "words"), [
+    ("closedport", "host unreachable"),
+    ("wrongkey", "authentication refused"),
+    ("changedhost", "host key verification failed"),
+    ("nosuchhost.invalid", "unknown host"),
+])
+def test_faults_are_one_line_naming_the_device(sshd, artifact: Path, capsys, host: str,
+                                               words: str) -> None:  # noqa: ANN001
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", host, "--iters", "5")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and f"{host}: {words}" in lines[0], err
+
+
+def test_no_python_on_the_device_and_a_fleet_keeps_going(sshd, artifact: Path,
+                                                         capsys) -> None:  # noqa: ANN001
+    _, _, house = sshd
+    code, out, err = _cli(capsys, "predict", str(artifact), str(artifact / "export.json"),
+                          "--remote", "edgedev", "--remote-python", "/nonexistent/python3")
+    assert code == 2 and "edgedev: no /nonexistent/python3 on the device" in err
+    # a fleet where one device is unreachable: the other's rows, and one line, exit 2
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev", "--remote",
+                          "closedport", "--wheelhouse", str(house), "--iters", "5",
+                          "--rounds", "1")
+    assert code == 2 and "edgedev" in out
+    assert [ln for ln in err.splitlines() if "error" in ln] == [
+        "edgecnn: error: closedport: host unreachable"]
