@@ -17,7 +17,7 @@ from edgecnn.data import (
     DataConfig,
     DataWarning,
     ImageDataset,
-    batches,
+    Batches,
     load_dataset,
     stratified_split,
 )
@@ -413,7 +413,7 @@ def test_channel_conversion_and_bad_inputs(tmp_path):
 
 def test_batches_cover_every_sample_once(mnist):
     ds = mnist["val"]
-    loader = batches(ds, 128, shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = Batches(ds, 128, shuffle=True, generator=torch.Generator().manual_seed(0))
     seen = [(x, y) for x, y in loader]
     assert len(loader) == len(seen) == 8 and seen[-1][0].shape == (1000 - 7 * 128, 1, 28, 28)
     assert seen[0][0].dtype == torch.uint8 and seen[0][1].dtype == torch.int64
@@ -421,21 +421,21 @@ def test_batches_cover_every_sample_once(mnist):
     assert sorted(index.tolist()) == list(range(1000)) and index.tolist() != list(range(1000))
     assert torch.equal(seen[0][0], torch.from_numpy(ds.images[index[:128].numpy()]))
     assert torch.equal(torch.cat([y for _, y in seen]), torch.from_numpy(ds.labels)[index])
-    again = batches(ds, 128, shuffle=True, generator=torch.Generator().manual_seed(0))
+    again = Batches(ds, 128, shuffle=True, generator=torch.Generator().manual_seed(0))
     assert torch.equal(again.indices, index)
-    assert len(batches(ds, 128, shuffle=False, generator=None, drop_last=True)) == 7
+    assert len(Batches(ds, 128, shuffle=False, generator=None, drop_last=True)) == 7
     with pytest.raises(ValueError, match="Generator"):
-        batches(ds, 128, shuffle=True, generator=None)
+        Batches(ds, 128, shuffle=True, generator=None)
 
 
 def test_distributed_shards_are_equal_sized_and_cover_the_set(mnist):
     ds = mnist["val"].subset(np.arange(10))
-    shards = [batches(ds, 2, shuffle=True, generator=torch.Generator().manual_seed(5), rank=r,
+    shards = [Batches(ds, 2, shuffle=True, generator=torch.Generator().manual_seed(5), rank=r,
                       world_size=3) for r in range(3)]
-    whole = batches(ds, 2, shuffle=True, generator=torch.Generator().manual_seed(5))
+    whole = Batches(ds, 2, shuffle=True, generator=torch.Generator().manual_seed(5))
     assert [len(s.indices) for s in shards] == [4, 4, 4] and all(len(s) == 2 for s in shards)
     assert set(torch.cat([s.indices for s in shards]).tolist()) == set(range(10))
     padded = torch.cat([whole.indices, whole.indices[:2]])  # the head repeated up to 12
     assert shards[1].indices.tolist() == padded[1::3].tolist()  # one shared permutation
     with pytest.raises(EdgeCNNError, match="rank 3 is outside world_size 3"):
-        batches(ds, 2, shuffle=False, generator=None, rank=3, world_size=3)
+        Batches(ds, 2, shuffle=False, generator=None, rank=3, world_size=3)

@@ -14,14 +14,8 @@ from torch import nn
 import edgecnn
 from edgecnn import EdgeCNNError, create_model, profile_model
 from edgecnn.layers.conv import SqueezeExcitation
-from edgecnn.layers.residual import (
-    BasicBlock,
-    Bottleneck,
-    DropPath,
-    PreActBasicBlock,
-    PreActBottleneck,
-    survival_probs,
-)
+from edgecnn.layers.residual import BasicBlock, Bottleneck, DropPath, PreActBasicBlock
+from edgecnn.layers.residual import PreActBottleneck, survival_probs
 from edgecnn.models.resnet import DEPTHS, ResNet
 from edgecnn.profile import count_module
 

@@ -50,7 +50,7 @@ TARGETS = {"lenet5": 0.98, "mobilenet_a0.5_r32": 0.97, "squeezenet1_1_r32": 0.97
 def loader_throughput(args: list[str], passes: int = 3) -> float:
     """Images/s of the data path alone (batches + augmenting transform), as training uses it,
     in this process (the same thread count as the training subprocess)."""
-    from edgecnn.data import batches, load_dataset
+    from edgecnn.data import Batches, load_dataset
     from edgecnn.registry import get_spec
     from edgecnn.train.engine import generator, make_transform
 
@@ -66,7 +66,7 @@ def loader_throughput(args: list[str], passes: int = 3) -> float:
         order, augment = generator(p), generator(100 + p)
         start = time.perf_counter()
         n = 0
-        for images, _labels in batches(dataset, batch, shuffle=True, generator=order,
+        for images, _labels in Batches(dataset, batch, shuffle=True, generator=order,
                                        drop_last=True):
             n += len(transform(images, generator=augment))
         rates.append(n / (time.perf_counter() - start))

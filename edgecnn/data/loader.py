@@ -1,7 +1,7 @@
 """Batches straight from the in-memory arrays: one index_select per batch, no per-sample Python.
 
     g = torch.Generator().manual_seed(seed + epoch)    # the same seed on every rank
-    for images, labels in batches(ds, 128, shuffle=True, generator=g, rank=r, world_size=n):
+    for images, labels in Batches(ds, 128, shuffle=True, generator=g, rank=r, world_size=n):
         x = transform(images.to(device), generator=aug_gen)
 
 Distributed: every rank draws the same permutation from its identically seeded generator,
@@ -71,20 +71,4 @@ class Batches:
         for i in range(len(self)):
             idx = self.indices[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
-
-
-def batches(
-    dataset: ImageDataset,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    generator: torch.Generator | None,
-    drop_last: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    device: torch.device | str | None = None,
-) -> Batches:
-    """Batches of `dataset` (see `Batches`); `device` moves the whole set there once."""
-    return Batches(dataset, batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
-                   rank=rank, world_size=world_size, device=device)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edgecnn.data import BatchTransform, ImageDataset, batches
+from edgecnn.data import Batches, BatchTransform, ImageDataset
 from edgecnn.data.transforms import normalize
 from edgecnn.data.view import eval_view
 from edgecnn.errors import EdgeCNNError
@@ -182,7 +182,7 @@ def train_epoch(
     # drop_last keeps every batch full (BN statistics of a 3-sample batch are noise) and
     # every rank's batches equal; a data set smaller than one batch still trains on one.
     per_rank = -(-len(dataset) // world_size)
-    loader = batches(dataset, batch_size, shuffle=True, generator=order,
+    loader = Batches(dataset, batch_size, shuffle=True, generator=order,
                      drop_last=per_rank >= batch_size, rank=rank, world_size=world_size,
                      device=data_device(dataset, device))
     bar = Progress(len(loader), progress or "", enabled=progress is not None)
@@ -246,7 +246,7 @@ def predict(
     model.eval()
     cfg = transform.config
     view = eval_view(dataset, cfg.resolution, cfg.in_chans)
-    loader = batches(view, batch_size, shuffle=False, generator=None,
+    loader = Batches(view, batch_size, shuffle=False, generator=None,
                      device=data_device(view, device))
     with torch.inference_mode():
         for images, labels in loader:
