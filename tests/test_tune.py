@@ -248,3 +248,21 @@ def test_runtime_fastest_is_the_tuning_and_bench_shows_it(artifact: Path) -> Non
         plan=TimingPlan(warmup=1, iters=4), rounds=1))
     assert {r.runtime for r in records} == {"onnxruntime", "fastest:onnxruntime/1t"}
     assert "tuned for this machine" in next(iter(cond["tuning"].values()))
+
+
+def test_info_artifact_tells_layers_files_and_tunings(artifact: Path, capsys) -> None:  # noqa: ANN001
+    from edgecnn.cli.main import main
+
+    _tune(artifact, Fixed({"int8": 1.0, "float": 1.4, "placement": 0.8}))
+    assert main(["info", str(artifact), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    layers = info["int8"]["layers"]
+    assert layers and all(x["precision"] == "int8" for x in layers)  # every block, exported
+    assert {"model.onnx", "model.int8.onnx"} <= set(info["files"])
+    assert info["files"]["model.int8.onnx"]["precision"] == "int8"
+    (tuned,) = info["tunings"].values()
+    assert tuned["file"].startswith("model.int8.tuned-")
+    assert info["this_machine"].startswith("tuned for this machine")
+    assert main(["info", str(artifact)]) == 0
+    out = capsys.readouterr().out
+    assert "layers in int8" in out and "tuned on " in out

@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from edgecnn import __version__
 from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
@@ -81,7 +82,8 @@ def _command_modules() -> list:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
-    if args.command in TORCH_COMMANDS:
+    artifact = args.command == "info" and Path(getattr(args, "model", "")).is_dir()
+    if args.command in TORCH_COMMANDS and not artifact:  # an artifact's info is torch-free
         missing = next((m for m in TORCH_SIDE if importlib.util.find_spec(m) is None), None)
         if missing:
             return _torch_side_missing(args.command, missing)

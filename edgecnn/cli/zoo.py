@@ -28,7 +28,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "info", help="one model: totals and a per-layer table",
         description="One model at a width (alpha) and resolution: parameters and multiply-adds "
         "in total and layer by layer (counted on the meta device, nothing runs).")
-    p.add_argument("model", help="zoo name or alias (edgecnn list)")
+    p.add_argument("model", help="zoo name or alias (edgecnn list), or an artifact directory "
+                   "(its files, per-layer precision, preprocessing, classes, int8 verdict and "
+                   "tunings)")
     p.add_argument("--alpha", type=alpha_arg, default=1.0, help="width multiplier")
     p.add_argument("--resolution", type=positive_int, default=None,
                    help="input side in pixels, the resolution multiplier rho (default: the "
@@ -84,6 +86,17 @@ def _short_citation(paper: str) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if Path(args.model).is_dir():
+        from edgecnn.cli.artifact_info import artifact_info, print_artifact_info
+
+        info = artifact_info(Path(args.model))
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            print_artifact_info(info)
+        return 0
     from edgecnn.profile import profile_model
     from edgecnn.registry import get_spec
 

@@ -452,6 +452,7 @@ class _Export:
                  "qat": "true" if chosen.name == "qat" else "false"}
         proto = finish(chosen.proto, self.props("int8", extra),
                        max_ir_version=self.target.max_ir_version)
+        section["layers"] = layer_precisions(proto, section)
         if self.target.int8.tensorrt_checks:
             problems = tensorrt_problems(proto, allow_float=list(chosen.float_layers))
             section["tensorrt_checks"] = {"passed": not problems, "problems": problems}
@@ -500,6 +501,33 @@ class _Export:
             source_checkpoint_sha256=self.src.checkpoint_sha256, dataset=self.src.dataset,
             edgecnn_version=_version(), extra={**notes, **(extra or {})})
         return {**self.src.onnx_props, **meta.to_props()}  # a foreign file's own props kept
+
+
+def layer_precisions(proto: onnx.ModelProto, section: dict[str, Any]) -> list[dict[str, str]]:
+    """Each Conv/Gemm/MatMul of the int8 file: int8 when it reads a dequantized weight, else
+    float, and why (`edgecnn info ARTIFACT` shows it)."""
+    from edgecnn.export.placement import QDQ
+
+    dq = {o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    guard = section.get("guard") or {}
+    steps = guard.get("steps") or []
+    chosen = steps[guard["chosen"]] if guard.get("chosen") is not None else {}
+    search = {b for b in (section.get("blocks") or {}).get("float_blocks", [])}
+    out = []
+    for n in proto.graph.node:
+        if n.op_type in QDQ or n.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        if len(n.input) > 1 and n.input[1] in dq:
+            out.append({"layer": n.name, "op": n.op_type, "precision": "int8", "why": ""})
+            continue
+        from edgecnn.export.mixed import block_of
+
+        why = ("faster in float on the exporting machine (--int8-blocks auto)"
+               if block_of(n.name) in search else
+               f"the accuracy guard ({chosen.get('step', 'guard')}) kept it float"
+               if n.name in (chosen.get("float_layers") or []) else "not quantized")
+        out.append({"layer": n.name, "op": n.op_type, "precision": "float", "why": why})
+    return out
 
 
 def _version() -> str:
