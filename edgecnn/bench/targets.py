@@ -97,6 +97,8 @@ def _from_zoo(name: str, *, alpha: float, resolution: int | None, precisions: Se
               workdir: Path | None) -> BenchTarget:
     """Export a zoo model for latency work: initialized weights, int8 calibrated on random
     images (the artifact says so), fp16 exported separately (one precision per export)."""
+    if "/" in name or "\\" in name or name.endswith((".onnx", ".pt")):  # a path, not a name
+        raise EdgeCNNError(f"{name}: no such artifact directory or ONNX file")
     try:
         from edgecnn.export.api import export
         from edgecnn.export.spec import ExportSpec, Int8Spec, ZooSource

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         missing = next((m for m in TORCH_SIDE if importlib.util.find_spec(m) is None), None)
         if missing:
             return _torch_side_missing(args.command, missing)
+    previous = _term_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except EdgeCNNError as exc:
@@ -100,12 +102,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgecnn: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:  # Ctrl-C or SIGTERM while a native module loads
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            print("edgecnn: interrupted", file=sys.stderr)
+            return 130
+        raise
     except BrokenPipeError:  # `edgecnn list | head`
         return 0
     except OSError as exc:  # a file-system error no command anticipated: still one line
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"edgecnn: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _term_as_interrupt() -> object:
+    """SIGTERM (a service stopping, `kill`) unwinds like Ctrl-C, so every half-written file
+    and temporary directory is cleaned up the same way; returns the previous handler."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        return None
 
 
 def _torch_side_missing(command: str, module: str) -> int:
