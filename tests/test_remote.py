@@ -76,14 +76,18 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
         "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         f"PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
-        f"SetEnv EDGECNN_CACHE={cache}\n")
+        "AcceptEnv EDGECNN_CACHE\n")
+    full = d / "full"  # a 3 MB tmpfs: the device's disk that fills up
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(full)],
+                             capture_output=True).returncode == 0
     host_pub = (d / "host.pub").read_text().split()
     (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
     (d / "bad_known_hosts").write_text(
         f"[127.0.0.1]:{port} {' '.join((d / 'other.pub').read_text().split()[:2])}\n")
     user = os.environ.get("USER") or "root"
     common = (f"  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentitiesOnly yes\n"
-              "  StrictHostKeyChecking yes\n")
+              f"  StrictHostKeyChecking yes\n  SetEnv EDGECNN_CACHE={cache}\n")
     (d / "ssh_config").write_text(
         f"Host edgedev\n{common}  IdentityFile {d / 'client'}\n"
         f"  UserKnownHostsFile {d / 'known_hosts'}\n"
@@ -91,6 +95,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         f"  UserKnownHostsFile {d / 'known_hosts'}\n"
         f"Host changedhost\n{common}  IdentityFile {d / 'client'}\n"
         f"  UserKnownHostsFile {d / 'bad_known_hosts'}\n"
+        f"Host fulldisk\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+        f"  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n  SetEnv EDGECNN_CACHE={full}\n"
+        f"  IdentityFile {d / 'client'}\n  UserKnownHostsFile {d / 'known_hosts'}\n"
         f"Host closedport\n  HostName 127.0.0.1\n  Port {_free_port()}\n"
         f"  UserKnownHostsFile {d / 'known_hosts'}\n")
     server = subprocess.Popen([sshd, "-D", "-f", str(d / "sshd_config"), "-E",
@@ -107,14 +114,17 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     old = os.environ.get("EDGECNN_SSH_CONFIG")
     os.environ["EDGECNN_SSH_CONFIG"] = str(d / "ssh_config")
     try:
-        yield d / "ssh_config", cache, _wheelhouse()
+        yield d / "ssh_config", cache, _wheelhouse(), (full if mounted else None), server
     finally:
+        if mounted:
+            subprocess.run(["umount", str(full)], capture_output=True)
         if old is None:
             os.environ.pop("EDGECNN_SSH_CONFIG", None)
         else:
             os.environ["EDGECNN_SSH_CONFIG"] = old
-        os.kill(server.pid, signal.SIGTERM)  # the server and its session processes
-        server.wait(timeout=10)
+        if server.poll() is None:  # the server and its session processes, by pid
+            os.kill(server.pid, signal.SIGTERM)
+            server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +147,7 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:  # noqa: ANN001
 
 def test_bench_tune_and_predict_on_the_device(sshd, artifact: Path, tmp_path: Path,
                                               capsys) -> None:  # noqa: ANN001
-    _, cache, house = sshd
+    _, cache, house, _, _ = sshd
     code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev",
                           "--wheelhouse", str(house), "--precision", "fp32,int8", "--iters",
                           "10", "--rounds", "2", "--threads", "1", "--format", "json")
@@ -194,7 +204,7 @@ def test_faults_are_one_line_naming_the_device(sshd, artifact: Path, capsys, hos
 
 def test_no_python_on_the_device_and_a_fleet_keeps_going(sshd, artifact: Path,
                                                          capsys) -> None:  # noqa: ANN001
-    _, _, house = sshd
+    _, _, house, _, _ = sshd
     code, out, err = _cli(capsys, "predict", str(artifact), str(artifact / "export.json"),
                           "--remote", "edgedev", "--remote-python", "/nonexistent/python3")
     assert code == 2 and "edgedev: no /nonexistent/python3 on the device" in err
@@ -205,3 +215,63 @@ def test_no_python_on_the_device_and_a_fleet_keeps_going(sshd, artifact: Path,
     assert code == 2 and "edgedev" in out
     assert [ln for ln in err.splitlines() if "error" in ln] == [
         "edgecnn: error: closedport: host unreachable"]
+
+
+def test_a_devices_file_names_devices_and_tags(sshd, artifact: Path, tmp_path: Path,
+                                               monkeypatch, capsys) -> None:  # noqa: ANN001
+    _, _, house, _, _ = sshd
+    config = tmp_path / "config" / "edgecnn"
+    config.mkdir(parents=True)
+    (config / "devices.yaml").write_text(
+        "devices:\n  - {name: bench-box, destination: edgedev, python: python3, tags: [x86]}\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "tag:x86",
+                          "--wheelhouse", str(house), "--iters", "5", "--rounds", "1")
+    assert code == 0 and "bench-box" in out, err
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "tag:gpu")
+    assert code == 2 and "no device in" in err and "has that tag" in err
+
+
+def test_a_full_disk_on_the_device_is_one_line_and_nothing_half_written(
+        sshd, artifact: Path, capsys) -> None:  # noqa: ANN001
+    _, _, house, full, _ = sshd
+    if full is None:
+        pytest.fail("could not mount a tmpfs for the full-disk fault (needs root)")
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "fulldisk",
+                          "--wheelhouse", str(house), "--iters", "5")
+    lines = err.strip().splitlines()
+    assert code == 2 and lines[-1].startswith("edgecnn: error: fulldisk: ") \
+        and "No space left on device" in lines[-1], err
+    leftovers = [p for p in full.rglob("*") if p.name.startswith(".")]
+    assert leftovers == []  # every temporary name was removed
+
+
+def test_the_connection_dropping_mid_run_is_one_line(sshd, artifact: Path) -> None:
+    """The last test here: it kills the server and its session processes."""
+    import threading
+
+    from edgecnn.remote.device import connect
+    from edgecnn.remote.ssh import RemoteError
+
+    _, _, house, _, server = sshd
+    dev = connect("edgedev", wheelhouse=house)
+    remote = dev.push_artifact(artifact)
+    errors: list[str] = []
+
+    def long_bench() -> None:
+        try:
+            dev.edgecnn(["bench", remote, "--duration", "60", "--rounds", "1"])
+        except RemoteError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=long_bench)
+    thread.start()
+    time.sleep(8)  # the bench is running on the device
+    children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
+                              text=True).stdout.split()
+    for pid in [server.pid, *map(int, children)]:
+        os.kill(int(pid), signal.SIGKILL)
+    server.wait(timeout=10)
+    thread.join(timeout=60)
+    assert not thread.is_alive() and len(errors) == 1
+    assert errors[0].startswith("edgedev: ") and "connection dropped" in errors[0], errors

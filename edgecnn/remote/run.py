@@ -26,10 +26,66 @@ from edgecnn.remote.ssh import RemoteError
 Log = Callable[[str], None]
 
 
-def _devices(dests: Sequence[str], log: Log, **kwargs: Any) -> list[Device | RemoteError]:
-    with ThreadPoolExecutor(max_workers=max(1, len(dests))) as pool:
-        futures = [pool.submit(_connect_or_error, d, log, kwargs) for d in dests]
-        return [f.result() for f in futures]
+def devices_file() -> Path:
+    import os
+
+    root = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(root) / "edgecnn" / "devices.yaml"
+
+
+def resolve(names: Sequence[str]) -> list[tuple[str, str, str | None]]:
+    """(label, ssh destination, python or None) for each --remote: a device's name or a tag
+    (`tag:jetson`) from ~/.config/edgecnn/devices.yaml, else the destination as given.
+
+        devices:
+          - {name: orin, destination: ubuntu@orin.local, python: python3.10, tags: [jetson]}
+          - {name: pi5, destination: pi@raspberrypi.local, tags: [pi, arm]}
+    """
+    entries = _read_devices()
+    out: list[tuple[str, str, str | None]] = []
+    for name in names:
+        if name.startswith("tag:"):
+            tagged = [e for e in entries if name[4:] in (e.get("tags") or [])]
+            if not tagged:
+                raise EdgeCNNError(f"--remote {name}: no device in {devices_file()} has that "
+                                   "tag")
+            out += [(e["name"], e["destination"], e.get("python")) for e in tagged]
+            continue
+        e = next((e for e in entries if e.get("name") == name), None)
+        out.append((name, e["destination"], e.get("python")) if e else (name, name, None))
+    return out
+
+
+def _read_devices() -> list[dict[str, Any]]:
+    path = devices_file()
+    if not path.is_file():
+        return []
+    try:
+        import yaml
+    except ImportError:
+        raise EdgeCNNError(f"reading {path} needs PyYAML: pip install pyyaml") from None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise EdgeCNNError(f"{path}: not readable YAML ({str(exc).splitlines()[0]})") from None
+    entries = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str)
+            and isinstance(e.get("destination"), str) for e in entries):
+        raise EdgeCNNError(f"{path}: expected `devices:` as a list of {{name, destination, "
+                           "python, tags}}")
+    return entries
+
+
+def _devices_resolved(resolved: Sequence[tuple[str, str, str | None]], log: Log,
+                      **kwargs: Any) -> list[Device | RemoteError]:
+    def one(entry: tuple[str, str, str | None]) -> Device | RemoteError:
+        _, dest, python = entry
+        return _connect_or_error(dest, log, {**kwargs, **({"python": python} if python
+                                                          else {})})
+
+    with ThreadPoolExecutor(max_workers=max(1, len(resolved))) as pool:
+        return list(pool.map(one, resolved))
 
 
 def _connect_or_error(dest: str, log: Log, kwargs: dict[str, Any]) -> Device | RemoteError:
@@ -50,7 +106,9 @@ def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[st
         if not Path(t).is_dir():
             raise EdgeCNNError(f"{t}: --remote benchmarks artifact directories (export them "
                                "here first)")
-    devices = _devices(dests, log, **connect_kwargs)
+    resolved = resolve(dests)
+    dests = [label for label, _, _ in resolved]
+    devices = _devices_resolved(resolved, log, **connect_kwargs)
 
     def one(dev: Device | RemoteError) -> dict[str, Any] | RemoteError:
         if isinstance(dev, RemoteError):
@@ -93,6 +151,13 @@ def _remote_names(targets: Sequence[str]) -> list[str]:
     return [_safe_name(Path(t)) for t in targets]
 
 
+def _one(name: str) -> tuple[str, str, str | None]:
+    found = resolve([name])
+    if len(found) != 1:
+        raise EdgeCNNError(f"--remote {name} names {len(found)} devices; give one")
+    return found[0]
+
+
 def remote_tune(dest: str, artifact: str, argv: Sequence[str], *, log: Log = lambda line: None,
                 **connect_kwargs: Any) -> dict[str, Any]:
     """`edgecnn tune` on the device; its record (and placement file) come back into the
@@ -104,14 +169,16 @@ def remote_tune(dest: str, artifact: str, argv: Sequence[str], *, log: Log = lam
     local = Path(artifact)
     if not local.is_dir():
         raise EdgeCNNError(f"{artifact}: no such artifact directory")
-    dev = connect(dest, extras=("tune",), log=log, **connect_kwargs)
+    label, dest, python = _one(dest)
+    dev = connect(dest, extras=("tune",), log=log,
+                  **{**connect_kwargs, **({"python": python} if python else {})})
     remote = dev.push_artifact(local)
     record = json.loads(dev.edgecnn(["tune", remote, *argv, "--json"]))
     if record["file"].startswith("model.int8.tuned-"):
         data = dev.agent("pull", f"{remote}/{record['file']}")
         atomic_write(local / record["file"], data)
     devices = dict(read_tunings(local))
-    devices[device_key(record["device"])] = {**record, "remote": dest}
+    devices[device_key(record["device"])] = {**record, "remote": label}
     atomic_write(local / FILE, json.dumps({"format": FORMAT, "devices": devices}, indent=2)
                  + "\n")
     return record
@@ -120,7 +187,8 @@ def remote_tune(dest: str, artifact: str, argv: Sequence[str], *, log: Log = lam
 def remote_predict(dest: str, artifact: str, images: Sequence[Path], argv: Sequence[str], *,
                    log: Log = lambda line: None, **connect_kwargs: Any) -> bytes:
     """`edgecnn predict` on the device, the images sent with the request; its stdout."""
-    dev = connect(dest, log=log, **connect_kwargs)
+    _, dest, python = _one(dest)
+    dev = connect(dest, log=log, **{**connect_kwargs, **({"python": python} if python else {})})
     remote = dev.push_artifact(Path(artifact))
     with tempfile.TemporaryDirectory() as tmp:
         names = []

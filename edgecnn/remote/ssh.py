@@ -105,8 +105,8 @@ def ssh_fault(stderr: str) -> str:
     if "connection refused" in text or "no route to host" in text or "timed out" in text \
             or "network is unreachable" in text:
         return "host unreachable"
-    if "connection closed" in text or "broken pipe" in text or "reset by peer" in text \
-            or "timeout, server" in text:
+    if "connection closed" in text or "closed by remote host" in text or "broken pipe" in text \
+            or "reset by peer" in text or "timeout, server" in text:
         return "the connection dropped"
     return f"ssh failed: {last_line(stderr.encode()) or 'exit status 255'}"
 
