@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,39 @@ def run_cli(*args: str, check: bool = False, env: dict | None = None,
     if check and proc.returncode != 0:
         raise AssertionError(f"edgecnn {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+# What a plain `python` shows of warnings.warn: everything but these (Python's default
+# filters); Pillow's own warnings are silenced by edgecnn.runtime.preprocess on purpose.
+_HIDDEN = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+def run_main(args: Sequence[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`edgecnn ARGS` in this process, through `edgecnn.cli.main.main`, the function the
+    console command calls: (exit status, stdout, stderr) as `raise SystemExit(main())` would
+    end. Captured at the file descriptors (what C libraries write counts); warnings the real
+    command would print are appended to stderr, where they would appear. An exception that
+    escapes main (a traceback in the real command) is raised here. Torch's thread count is
+    put back after (a benchmark sets its own)."""
+    import torch
+
+    from edgecnn.cli.main import main
+
+    capfd.readouterr()
+    threads = torch.get_num_threads()
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors, --help
+            code = exc.code
+        finally:
+            torch.set_num_threads(threads)
+    out, err = capfd.readouterr()
+    shown = [w for w in caught if not issubclass(w.category, _HIDDEN)
+             and "/PIL/" not in w.filename.replace("\\", "/")]
+    err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                   for w in shown)
+    return (0 if code is None else code if isinstance(code, int) else 1), out, err
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001

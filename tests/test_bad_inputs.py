@@ -22,19 +22,15 @@ import hashlib
 import os
 import re
 import subprocess
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 
 # Run as the real command (python -m edgecnn) in a subprocess; the rest in process.
 CONSOLE = ("bench-bad-batch", "unknown-model", "predict-corrupt-model", "export-full-disk")
-# What a plain `python` shows of warnings.warn: everything but these (Python's default
-# filters); Pillow's own warnings are silenced by edgecnn.runtime.preprocess on purpose.
-HIDDEN = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 def mount_tmpfs(target: Path, options: str) -> bool:
     """A tmpfs at `target`, when this system allows it (root with CAP_SYS_ADMIN)."""
@@ -263,31 +259,6 @@ TABLE = [
     ("pipeline-unknown-key", "pipeline {bad_key_yaml} --out {dir}/p3", "flavour"),
     ("pipeline-recipe-is-dir", "pipeline {empty_dir} --out {dir}/p4", "empty_dir"),
 ]
-
-
-def run_main(args: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """`edgecnn ARGS` in this process: (exit status, stdout, stderr), as the console entry
-    (`raise SystemExit(main())`) would end. Warnings the real command would print are
-    appended to stderr, where they would appear."""
-    import torch
-
-    from edgecnn.cli.main import main
-
-    capfd.readouterr()
-    threads = torch.get_num_threads()  # a benchmark sets its own: not for the next test
-    with warnings.catch_warnings(record=True) as caught:
-        try:
-            code = main(args)
-        except SystemExit as exc:  # argparse's usage errors
-            code = exc.code
-        finally:
-            torch.set_num_threads(threads)
-    out, err = capfd.readouterr()
-    shown = [w for w in caught if not issubclass(w.category, HIDDEN)
-             and "/PIL/" not in w.filename.replace("\\", "/")]
-    err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
-                   for w in shown)
-    return (0 if code is None else code if isinstance(code, int) else 1), out, err
 
 
 @pytest.mark.parametrize("case, argv, expected", TABLE, ids=[c[0] for c in TABLE])
