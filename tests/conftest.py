@@ -70,6 +70,30 @@ def run_main(args: Sequence[str], capfd: pytest.CaptureFixture[str]) -> tuple[in
     return (0 if code is None else code if isinstance(code, int) else 1), out, err
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # known without pytest-xdist too (`-p no:xdist` with --strict-markers)
+    config.addinivalue_line("markers", "xdist_group(name): tests one xdist worker runs")
+
+
+# The longest tests outside an xdist group, run first. `make test` runs `-n 2 --dist
+# loadgroup`: xdist hands out the groups first (most tests first: the bad-input table, the
+# wheel), then single tests in collection order, topping a worker up when it has two or
+# fewer left. A long test collected late would run alone at the end while the other
+# worker idles; collected first, it overlaps the groups and the short tests fill in.
+SLOWEST_FIRST = ("tests/test_arm64.py::test_the_runtime_on_aarch64_under_emulation",
+                 "tests/test_readme.py::test_readme_tour_runs[mnv1]",
+                 "tests/test_pipeline.py::test_pipeline_killed_in_every_stage",
+                 "tests/test_readme.py::test_readme_tour_runs[standalone]")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(SLOWEST_FIRST)
+                     if item.nodeid.startswith(prefix)), len(SLOWEST_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     """Say how many bad-input cases the reliability table tried (the issue asks for it)."""
     stats = terminalreporter.stats

@@ -29,6 +29,8 @@ import pytest
 
 from tests.conftest import run_cli, run_main
 
+# One worker runs the table: the files it reads (an export among them) are made once.
+pytestmark = pytest.mark.xdist_group("bad-inputs")
 # Run as the real command (python -m edgecnn) in a subprocess; the rest in process.
 CONSOLE = ("bench-bad-batch", "unknown-model", "predict-corrupt-model", "export-full-disk")
 
