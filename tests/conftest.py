@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,63 @@ def run_cli(*args: str, check: bool = False, env: dict | None = None,
     if check and proc.returncode != 0:
         raise AssertionError(f"edgecnn {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+# What a plain `python` shows of warnings.warn: everything but these (Python's default
+# filters); Pillow's own warnings are silenced by edgecnn.runtime.preprocess on purpose.
+_HIDDEN = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+def run_main(args: Sequence[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`edgecnn ARGS` in this process, through `edgecnn.cli.main.main`, the function the
+    console command calls: (exit status, stdout, stderr) as `raise SystemExit(main())` would
+    end. Captured at the file descriptors (what C libraries write counts); warnings the real
+    command would print are appended to stderr, where they would appear. An exception that
+    escapes main (a traceback in the real command) is raised here. Torch's thread count is
+    put back after (a benchmark sets its own)."""
+    import torch
+
+    from edgecnn.cli.main import main
+
+    capfd.readouterr()
+    threads = torch.get_num_threads()
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors, --help
+            code = exc.code
+        finally:
+            torch.set_num_threads(threads)
+    out, err = capfd.readouterr()
+    shown = [w for w in caught if not issubclass(w.category, _HIDDEN)
+             and "/PIL/" not in w.filename.replace("\\", "/")]
+    err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                   for w in shown)
+    return (0 if code is None else code if isinstance(code, int) else 1), out, err
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # known without pytest-xdist too (`-p no:xdist` with --strict-markers)
+    config.addinivalue_line("markers", "xdist_group(name): tests one xdist worker runs")
+
+
+# The longest tests outside an xdist group, run first. `make test` runs `-n 2 --dist
+# loadgroup`: xdist hands out the groups first (most tests first: the bad-input table, the
+# wheel), then single tests in collection order, topping a worker up when it has two or
+# fewer left. A long test collected late would run alone at the end while the other
+# worker idles; collected first, it overlaps the groups and the short tests fill in.
+SLOWEST_FIRST = ("tests/test_arm64.py::test_the_runtime_on_aarch64_under_emulation",
+                 "tests/test_readme.py::test_readme_tour_runs[mnv1]",
+                 "tests/test_pipeline.py::test_pipeline_killed_in_every_stage",
+                 "tests/test_readme.py::test_readme_tour_runs[standalone]")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(SLOWEST_FIRST)
+                     if item.nodeid.startswith(prefix)), len(SLOWEST_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001

@@ -1,6 +1,13 @@
 """One table of bad inputs across every command: each is one line on stderr, exit status 2,
 no traceback, and nothing in the working directory created, changed or removed.
 
+The table runs in process, through `edgecnn.cli.main.main(argv)`, the function the console
+command calls (stdout and stderr captured at the file descriptors, so what C libraries
+write counts too): a traceback there is an exception that escapes main and fails the case,
+and a Python warning the real command would print fails it as well. A few cases, one per
+way of failing (argparse, an EdgeCNNError on the torch side, the torch-free runtime, an
+OSError), run as the real command in a subprocess, to prove that the console entry turns
+them into one line and exit status 2 as well.
 The count of cases tried is printed at the end of the run (conftest's terminal summary).
 Read-only and full disks: where the system lets the tests mount (root, as CI runs here), the
 read-only directory is a read-only tmpfs (root writes through mode bits, not through `ro`)
@@ -20,7 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
+
+# One worker runs the table: the files it reads (an export among them) are made once.
+pytestmark = pytest.mark.xdist_group("bad-inputs")
+# Run as the real command (python -m edgecnn) in a subprocess; the rest in process.
+CONSOLE = ("bench-bad-batch", "unknown-model", "predict-corrupt-model", "export-full-disk")
 
 def mount_tmpfs(target: Path, options: str) -> bool:
     """A tmpfs at `target`, when this system allows it (root with CAP_SYS_ADMIN)."""
@@ -252,7 +264,8 @@ TABLE = [
 
 
 @pytest.mark.parametrize("case, argv, expected", TABLE, ids=[c[0] for c in TABLE])
-def test_bad_input(case: str, argv: str, expected: str, files: dict[str, Path]) -> None:
+def test_bad_input(case: str, argv: str, expected: str, files: dict[str, Path],
+                   capfd: pytest.CaptureFixture[str]) -> None:
     if case.endswith("readonly-out") and os.geteuid() == 0 and not os.path.ismount(
             files["readonly"]):
         pytest.skip("root writes into read-only directories (and could not mount one)")
@@ -260,15 +273,23 @@ def test_bad_input(case: str, argv: str, expected: str, files: dict[str, Path]) 
         pytest.skip("cannot mount a tiny tmpfs here to simulate a full disk")
     args = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv.split()]
     before = snapshot(files["dir"])
-    proc = run_cli(*args)
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
-    assert "Traceback" not in proc.stderr
+    if case in CONSOLE:
+        proc = run_cli(*args)
+        code, stderr = proc.returncode, proc.stderr
+    else:
+        code, _, stderr = run_main(args, capfd)
+    assert code == 2, (code, stderr[-500:])
+    assert "Traceback" not in stderr
     # one error line, the last; before it at most warnings the command gave while working
     # (an untrained export that then meets a full disk warns first)
-    *before_error, error = proc.stderr.splitlines()
-    assert re.match(r"edgecnn( \w+)?: error: ", error), proc.stderr  # argparse names the command
+    *before_error, error = stderr.splitlines()
+    assert re.match(r"edgecnn( \w+)?: error: ", error), stderr  # argparse names the command
     # (or predict's line naming the runtime it chose, before an image turns out bad)
     assert all(line.startswith("edgecnn: warning: ") or re.match(r"edgecnn: \S+ .*\[.*\]$", line)
-               for line in before_error), proc.stderr
+               for line in before_error), stderr
     assert expected in error.replace("\udcff", "\ufffd") or expected in error
     assert snapshot(files["dir"]) == before, "a failed command changed the files"
+
+
+def test_the_console_cases_are_in_the_table() -> None:
+    assert set(CONSOLE) <= {c[0] for c in TABLE}

@@ -43,11 +43,40 @@ def test_json_and_output_everywhere(name: str) -> None:
         assert {"-o", "--output"} <= options, name
 
 
-def test_list_and_info_describe_themselves() -> None:
-    for name in ("list", "info"):
-        text = commands()[name].format_help()
-        assert commands()[name].description and commands()[name].description in " ".join(
-            text.split()) or commands()[name].description.split()[0] in text
+def one_line_help(name: str) -> str:
+    """The help a command has in `edgecnn --help`'s list of commands."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a.help for a in sub._choices_actions if a.dest == name)
+
+
+def printed_help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """What `edgecnn ARGV --help` prints (through main, as the command does), one space
+    between words."""
+    from edgecnn.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+# What each command prints, in words its description must use
+SAYS = {"list": ("parameters", "multiply-adds", "paper"),
+        "info": ("parameters", "multiply-adds", "layer by layer")}
+
+
+@pytest.mark.parametrize("name", sorted(SAYS))
+def test_list_and_info_describe_themselves(name: str, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    """`edgecnn --help` lists the command with its one-line help; `edgecnn NAME --help`
+    shows a description, longer than that line, that names what the command prints."""
+    description = commands()[name].description or ""
+    summary = one_line_help(name)
+    assert summary and len(description) > len(summary), (summary, description)
+    assert all(word in description for word in SAYS[name]), description
+    assert " ".join(description.split()) in printed_help(capsys, name)
+    assert f"{name} {' '.join(summary.split())}" in printed_help(capsys)
 
 
 def test_bench_footer_says_what_was_timed_and_what_was_not() -> None:

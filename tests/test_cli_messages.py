@@ -1,6 +1,8 @@
 """What the CLI says at the moments a user needs it: a resolution far above the data's, a
 --resume that changes --epochs, Ctrl-C during training, a run directory where a checkpoint
-was expected. Real subprocesses, a digits lenet5 run shared by the tests."""
+was expected. A digits lenet5 run shared by the tests, trained by the real command; the
+commands after it run in process through main() (tests/conftest.py run_main), Ctrl-C as the
+real command, which is what receives the signal."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +35,25 @@ def test_a_resolution_far_above_the_data_says_so_with_an_epoch_estimate(run) -> 
     assert "s per epoch" in lines[0]
 
 
-def test_resume_with_other_epochs_explains_how_to_extend(run) -> None:
+def test_resume_with_other_epochs_explains_how_to_extend(run, capfd) -> None:
     out, _ = run
-    proc = run_cli("train", "lenet5", "--data", "digits", "--resolution", "40", "--epochs", "3",
-                   "--device", "cpu", "-o", str(out), "--resume")
-    assert proc.returncode == 2
-    assert "planned for 1 epochs" in proc.stderr and f"--init {out}/best.pt" in proc.stderr
+    code, _, err = run_main(["train", "lenet5", "--data", "digits", "--resolution", "40",
+                             "--epochs", "3", "--device", "cpu", "-o", str(out), "--resume"],
+                            capfd)
+    assert code == 2
+    assert "planned for 1 epochs" in err and f"--init {out}/best.pt" in err
 
 
-def test_eval_and_export_take_a_run_directory(run, tmp_path: Path) -> None:
+def test_eval_and_export_take_a_run_directory(run, tmp_path: Path, capfd) -> None:
     out, _ = run
-    proc = run_cli("eval", str(out), "--no-pictures", "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["checkpoint"] == str(out / "best.pt")
-    proc = run_cli("export", str(out), "-o", str(tmp_path / "art"), "--json", "--opset", "18")
-    assert proc.returncode == 0, proc.stderr
-    assert f"exporting the run's best checkpoint, {out / 'best.pt'}" in proc.stderr
-    assert json.loads(proc.stdout)["checkpoint"] == str(out / "best.pt")
+    code, stdout, err = run_main(["eval", str(out), "--no-pictures", "--json"], capfd)
+    assert code == 0, err
+    assert json.loads(stdout)["checkpoint"] == str(out / "best.pt")
+    code, stdout, err = run_main(["export", str(out), "-o", str(tmp_path / "art"), "--json",
+                                  "--opset", "18"], capfd)
+    assert code == 0, err
+    assert f"exporting the run's best checkpoint, {out / 'best.pt'}" in err
+    assert json.loads(stdout)["checkpoint"] == str(out / "best.pt")
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:

@@ -57,14 +57,71 @@ def test_bad_recipes_are_refused_before_any_work(raw: dict, message: str) -> Non
         recipe_from_dict(raw)
 
 
-def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(tmp_path: Path) -> None:
+def _run_until(cmd: list[str], marker: str, timeout: float = 300) -> list[str]:
+    """Start the pipeline, SIGKILL it as soon as it logs `marker` (a stage starting);
+    returns what it logged before."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    log = []
+    for line in proc.stderr:
+        if line.startswith(marker):
+            time.sleep(0.5)  # well inside the stage
+            proc.send_signal(signal.SIGKILL)
+            break
+        log.append(line)
+        assert time.monotonic() < deadline
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the pipeline never reached {marker!r}"
+    return log
+
+
+def test_pipeline_killed_in_every_stage_resumes_finishes_then_skips_it_all(
+        tmp_path: Path) -> None:
+    """One run of the small recipe, killed in each stage in turn: in training after its
+    first epoch, as export starts, as the benchmark starts. Each restart goes on from where
+    the last one stopped; the finished run has every stage's output; one more run redoes
+    nothing. (One run for all of it: each stage costs as much as a whole run's share.)"""
     out = tmp_path / "run"
-    proc = run_cli("pipeline", str(write_recipe(tmp_path)), "--out", str(out), check=True)
-    table = proc.stdout.splitlines()
+    recipe = write_recipe(tmp_path, epochs=2)
+    cmd = [sys.executable, "-m", "edgecnn", "pipeline", str(recipe), "--out", str(out)]
+
+    # 1. killed during training, once the first epoch is saved
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + 240
+    while not (out / "train" / "last.pt").exists():
+        assert proc.poll() is None, "pipeline ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "artifact").exists() and not (out / "bench.json").exists()
+
+    # 2. restarted: training resumes from last.pt; killed as export starts
+    log = _run_until(cmd, "export:")
+    assert any(line.startswith("train: resuming") for line in log), log
+    assert not (out / "artifact").exists(), "a killed export left a half-written artifact"
+
+    # 3. restarted: training is done, export runs again; killed as the benchmark starts
+    log = _run_until(cmd, "bench:")
+    assert any(line.startswith("train: up to date") for line in log), log
+    assert (out / "artifact" / "export.json").is_file()
+    assert not (out / "bench.json").exists(), "a killed benchmark left a report"
+
+    # 4. restarted: only the benchmark runs
+    done = run_cli("pipeline", str(recipe), "--out", str(out), check=True)
+    assert "train: up to date" in done.stderr and "export: up to date" in done.stderr
+    metrics = json.loads((out / "train" / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 2  # every epoch once: nothing lost, nothing repeated
+    assert [p.name for p in out.rglob("*") if ".tmp" in p.name] == []
+    table = done.stdout.splitlines()
     variants = [line.split("  ")[0] for line in table[2:7]]
     assert variants == ["PyTorch eager fp32 (unpruned)", "ONNX Runtime fp32",
                         "ONNX Runtime int8", "OpenVINO fp32", "OpenVINO int8"]
     bench = json.loads((out / "bench.json").read_text())
+    assert len(bench["records"]) == 5
     recs = {(r["runtime"], r["precision"]): r for r in bench["records"]}
     # the pruned artifact has about half the MACs of the trained model
     assert recs[("onnxruntime", "fp32")]["macs"] < 0.6 * recs[("torch-eager", "fp32")]["macs"]
@@ -76,59 +133,6 @@ def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(tmp_path: Path)
     assert "int8 accuracy guard" in report and "![latency](latency.png)" in report
     assert (out / "latency.png").stat().st_size > 0
 
-    again = run_cli("pipeline", str(write_recipe(tmp_path)), "--out", str(out), check=True)
+    # 5. once more: every stage up to date, nothing redone
+    again = run_cli("pipeline", str(recipe), "--out", str(out), check=True)
     assert all(f"{stage}: up to date" in again.stderr for stage in ("train", "export", "bench"))
-
-
-def test_pipeline_killed_during_training_resumes_and_finishes(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    recipe = write_recipe(tmp_path, epochs=3)
-    cmd = [sys.executable, "-m", "edgecnn", "pipeline", str(recipe), "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    deadline = time.monotonic() + 240
-    while not (out / "train" / "last.pt").exists():  # the first epoch is done
-        assert proc.poll() is None, "pipeline ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "bench.json").exists()
-    resumed = run_cli("pipeline", str(recipe), "--out", str(out), check=True)
-    assert "train: resuming" in resumed.stderr
-    metrics = json.loads((out / "train" / "metrics.json").read_text())
-    assert len(metrics["epochs"]) == 3  # every epoch once: nothing lost, nothing repeated
-    assert (out / "report.md").is_file()
-
-
-def _run_until(cmd: list[str], marker: str, timeout: float = 300) -> None:
-    """Start the pipeline, SIGKILL it as soon as it logs `marker` (a stage starting)."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    deadline = time.monotonic() + timeout
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith(marker):
-            time.sleep(0.5)  # well inside the stage
-            proc.send_signal(signal.SIGKILL)
-            break
-        assert time.monotonic() < deadline
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the pipeline never reached {marker!r}"
-
-
-def test_pipeline_killed_during_export_and_bench_resumes_cleanly(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    recipe = write_recipe(tmp_path, epochs=1)
-    cmd = [sys.executable, "-m", "edgecnn", "pipeline", str(recipe), "--out", str(out)]
-    _run_until(cmd, "export:")
-    assert not (out / "artifact").exists(), "a killed export left a half-written artifact"
-    _run_until(cmd, "bench:")
-    assert (out / "artifact" / "export.json").is_file()
-    assert not (out / "bench.json").exists(), "a killed benchmark left a report"
-    done = run_cli("pipeline", str(recipe), "--out", str(out), check=True)
-    assert "train: up to date" in done.stderr and "export: up to date" in done.stderr
-    report = json.loads((out / "bench.json").read_text())
-    assert len(report["records"]) == 5
-    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name]
-    assert leftovers == []

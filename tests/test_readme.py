@@ -2,10 +2,23 @@
 
 Every `edgecnn ...` line in the README's bash blocks must parse with the real argument parser
 (so a renamed flag fails here). The tour then runs for real, in order, in a scratch
-directory, with the README's own command lines; only the lengths are cut (epochs, fine-tuning
-epochs, timed calls) so the suite stays fast. Two lines are parsed but not run here, each
-covered elsewhere: the 16-point sweep (tests/test_sweep.py runs a smaller grid) and the
-TensorRT-target export (tests/test_export*.py check TensorRT graphs offline).
+directory, with the README's own command lines; only the sizes are cut (1 epoch where a
+line gives more or none, 1 fine-tuning epoch, 20 timed calls, and 32 px for a zoo model
+exported or benchmarked at its default 224 px)
+so the suite stays fast. `edgecnn ...` lines run in process through `edgecnn.cli.main.main`,
+the function the console command calls (tests/test_bad_inputs.py runs the console command
+itself); `torchrun` and `python deploy/app.py` lines run as the programs they are.
+
+The tour is two chains, run as two tests (two workers can take them): the lines that make
+or read runs/mnv1 and exports/mnv1*, in order, and the lines that stand alone. Lines parsed
+but not run here, each proven elsewhere:
+- the 16-point sweep: tests/test_sweep.py runs a smaller grid;
+- the TensorRT-target export: tests/test_export*.py check TensorRT graphs offline, and
+  tests/test_wheel.py exports for TensorRT with int8 from the installed wheel;
+- the model given by import path (runs/bypath, trained, then pruned and int8-exported from
+  its checkpoint): tests/test_export_foreign.py::test_user_model_by_import_path_train_prune_
+  int8_predict runs that journey from the CLI, and tests/test_wheel.py::test_import_path_
+  model_trains_prunes_and_predicts from the installed wheel with the user's own module.
 """
 
 from __future__ import annotations
@@ -22,11 +35,12 @@ import pytest
 from PIL import Image
 
 from edgecnn.cli.main import build_parser
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_main
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-NOT_RUN_HERE = ("edgecnn sweep", "--target tensorrt", "make ")
+NOT_RUN_HERE = ("edgecnn sweep", "--target tensorrt", "make ", "bypath")
 SHORTER = ((r"--epochs \d+", "--epochs 1"), (r"--finetune-epochs \d+", "--finetune-epochs 1"))
+CHAINS = ("mnv1", "standalone")
 
 
 def bash_lines() -> list[str]:
@@ -48,6 +62,28 @@ def edgecnn_args(line: str) -> list[str] | None:
     return None
 
 
+def tour(chain: str) -> list[str]:
+    """The tour's lines (from "## Training" on) of one chain, in README order."""
+    start = README.index("## Training")
+    return [line for line in bash_lines()
+            if README.index(line) >= start and not any(s in line for s in NOT_RUN_HERE)
+            and ("mnv1" in line) == (chain == "mnv1")]
+
+
+def shortened(line: str) -> list[str]:
+    for pattern, repl in SHORTER:
+        line = re.sub(pattern, repl, line)
+    words = shlex.split(line)
+    if "train" in words and "--epochs" not in words:  # the default is 15
+        words += ["--epochs", "1"]
+    if words[:2] == ["edgecnn", "bench"]:
+        words += ["--iters", "20"]  # 20 timed calls per case instead of 200
+    if words[1:2] in (["export"], ["bench"]) and re.fullmatch(r"[a-z0-9_]+", words[2]) \
+            and "--resolution" not in words:  # a zoo name: 32 px, not its 224 px default
+        words += ["--resolution", "32"]
+    return words
+
+
 def test_every_readme_command_parses() -> None:
     parser = build_parser()
     commands = [a for a in map(edgecnn_args, bash_lines()) if a is not None]
@@ -56,31 +92,43 @@ def test_every_readme_command_parses() -> None:
         parser.parse_args(args)  # exits 2 with the parser's one-line error on drift
 
 
-def test_readme_tour_runs(tmp_path: Path) -> None:
+def test_the_tour_is_its_chains() -> None:
+    """Every tour line is in one chain; only the lines above are left out."""
+    start = README.index("## Training")
+    tour_lines = [line for line in bash_lines() if README.index(line) >= start]
+    left_out = [line for line in tour_lines if any(s in line for s in NOT_RUN_HERE)]
+    assert len(left_out) == 4, left_out  # sweep, TensorRT export, the two bypath lines
+    assert sorted(sum((tour(c) for c in CHAINS), [])) == sorted(
+        line for line in tour_lines if line not in left_out)
+    assert len(tour("mnv1")) >= 9 and len(tour("standalone")) >= 4
+
+
+@pytest.mark.parametrize("chain", CHAINS)
+def test_readme_tour_runs(chain: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capfd: pytest.CaptureFixture[str]) -> None:
     Image.fromarray(np.full((28, 28), 0, np.uint8)).save(tmp_path / "digit.png")
     (tmp_path / "photos").mkdir()
     Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(tmp_path / "photos" / "a.png")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    ran = 0
-    start = README.index("## Training")
-    for line in bash_lines():
-        if README.index(line) < start or any(s in line for s in NOT_RUN_HERE):
-            continue
-        for pattern, repl in SHORTER:
-            line = re.sub(pattern, repl, line)
-        words = shlex.split(line)
+    monkeypatch.chdir(tmp_path)
+    path = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(path))  # this checkout's edgecnn, from anywhere
+    for line in tour(chain):
+        words = shortened(line)
         if words[0] == "edgecnn":
-            cmd = [sys.executable, "-m", "edgecnn", *words[1:]]
-        elif words[0] == "torchrun":
+            code, _, err = run_main(words[1:], capfd)
+            assert code == 0, f"README line failed: {line}\n{err[-2000:]}"
+            continue
+        if words[0] == "torchrun":
             cmd = [sys.executable, "-m", "torch.distributed.run", *words[1:]]
         else:  # python deploy/app.py ...
             cmd = [sys.executable, str(ROOT / words[1]), *words[2:]]
-        if words[:2] == ["edgecnn", "bench"]:
-            cmd += ["--iters", "20"]  # 20 timed calls per case instead of 200
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, f"README line failed: {line}\n{proc.stderr[-2000:]}"
-        ran += 1
-    assert ran >= 12
-    assert (tmp_path / "exports" / "mnv1-pruned" / "model.int8.onnx").is_file()
-    assert (tmp_path / "bench.md").read_text().startswith("| model")
+    if chain == "mnv1":
+        assert (tmp_path / "exports" / "mnv1-pruned" / "model.int8.onnx").is_file()
+        assert (tmp_path / "exports" / "mnv1" / "export.json").is_file()
+    else:
+        assert (tmp_path / "bench.md").read_text().startswith("| model")
+        assert (tmp_path / "runs" / "ddp" / "best.pt").is_file()
