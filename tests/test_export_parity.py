@@ -186,17 +186,18 @@ def squeezenet() -> Subject:
 
 
 def test_trained_model_passes_on_random_and_real_images(trained, digit_images) -> None:
+    """tests/test_arm64.py's trained MobileNet was refused on a Zen 4 under the old rule
+    (ONNX Runtime 4.66e-4 and OpenVINO 7.0e-4 from PyTorch, logits up to 0.17)."""
     consumers = parity_runners(trained.proto)
     require_parity([check_parity(trained.model, trained.proto, trained.x, "random", consumers),
                     check_parity(trained.model, trained.proto, digit_images, "mnist5k",
                                  consumers)])
 
 
-@pytest.mark.parametrize("name,alpha", [("mobilenet", 0.25), ("mobilenet_v2", 0.25),
-                                        ("squeezenext23", 1.0)])
+@pytest.mark.parametrize("name,alpha", [("mobilenet", 0.25), ("mobilenet_v2", 0.25)])
 def test_bn_statistics_from_digits_pass(name: str, alpha: float, digit_images) -> None:
-    """tests/test_arm64.py's checkpoints: near-zero variances amplify every rounding (such a
-    MobileNet was refused on Zen 4 with logits of 0.17 and PyTorch's own error 3e-4)."""
+    """tests/test_arm64.py's untrained checkpoints, BN statistics from 64 digits: channels
+    of near-zero variance amplify every rounding, PyTorch's own included."""
     subject = Subject(cases.digits_bn_model(name, alpha))
     consumers = parity_runners(subject.proto)
     require_parity([check_parity(subject.model, subject.proto, subject.x, "random", consumers),

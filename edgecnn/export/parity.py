@@ -16,19 +16,29 @@ same images, in the logits' own units, never fixed:
 
 "Rounding injected" re-runs the float64 model with every leaf module's output multiplied by
 (1 + eps32 * N(0, 1)): what fp32 rounding at each layer does to these logits, through this
-network's own gains. The two terms are independent estimates of the same thing (they agreed
-within 0.4-2.8x over the zoo here); taking the larger keeps a lucky small PyTorch error from
-making the budget too tight. Being measured, the budget scales with the network: a trained
-net with logits of 0.2 and a random-weight ResNet-101 with logits of 14 and ~1e-4 relative
-fp32 error are judged alike, and an ill-conditioned net (BN statistics from digits, near-zero
-variances amplifying every rounding) gets the budget its own conditioning calls for.
+network's own gains. The two terms are independent estimates of the same thing (within
+0.4-2.8x of each other over the zoo); the larger keeps a lucky small PyTorch error from
+making the budget too tight. Measured, the budget is in the logits' own units and scales
+with the network: a trained net with logits of 0.2, a random-weight ResNet-101 with logits
+of 14 and 1.3e-4 relative fp32 error, and BN statistics from digits (near-zero variances
+amplifying every rounding) each get the budget their own conditioning calls for. Max abs
+over the logit vector, not a relative error: a bug moving small logits shows as well.
 
-SLACK = 16: the honest runtimes were within 3.6x of `rounding` over the zoo on the AVX2
-EPYC; the Zen 4 refusals this replaces were ~2x (the old rule allowed 2x of PyTorch's own
-error, measured against PyTorch instead of float64, and a fixed 1e-4 otherwise). Planted
-export bugs (a dropped conv bias, BN eps 1e-5 for 1e-3, RGB/BGR swapped, a padding off by
-one, a missing final layer) stay >= MARGIN_NOTE above it: see tests/test_export_parity.py and
-benchmarks/parity/ (the margin on this CPU and under an emulated SSE4.2-only CPU).
+SLACK = 64, measured (benchmarks/parity/, 2026-12-05) as ratio = error / rounding:
+  honest, worst: 2.6 (SqueezeNext-23, ONNX Runtime) over every zoo family at small
+    resolution, ResNet-101/152, PreAct-ResNet-200, SqueezeNext-44, BN statistics from
+    digits and a MobileNet trained on mnist5k, on an AMD EPYC (family 25 model 1, Zen 3;
+    KVM, 2 vCPUs; SSE4.2, AVX, AVX2, FMA, F16C; no AVX-512); 3.5 under qemu's Nehalem
+    (SSE4.2 only) and SandyBridge (AVX, no FMA/AVX2) on the same ONNX files;
+  planted bugs, smallest: 1.6e3 (BN eps 1e-5 for 1e-3 in PreAct-ResNet-200; 3.6e4 for a
+    conv bias dropped, over every conv of a MobileNet, 6e4 for a padding off by one), and
+    logits of another shape for a missing last layer.
+SLACK sits near their geometric middle: ~20x headroom on either side, for kernels less
+accurate than plain summation (Winograd) and for bugs smaller than these. The Zen 4
+refusals this replaces stay far inside it: its OpenVINO was 1.86e-3 from PyTorch on
+ResNet-101 (logits up to 14), where PyTorch fp32 and the injected rounding are ~1.9e-3
+from float64 (tolerance ~0.12); the trained MobileNet's (4.66e-4 / 7.0e-4 from PyTorch,
+PyTorch 3.3e-4 from float64) are within 3.2x of PyTorch's own error.
 
 A reference that cannot run in float64 (a foreign ONNX file's: ONNX Runtime on the original
 graph, fp32 whatever its input) measures no rounding of its own; its budget keeps a floor,
@@ -61,7 +71,7 @@ from edgecnn.runtime.ov_runner import OvOptions, OvRunner
 if TYPE_CHECKING:  # torch only where PyTorch runs: the verdict and the runners need none
     from torch import nn
 
-SLACK = 32.0  # tolerance = SLACK x the measured fp32 rounding of the logits (module doc)
+SLACK = 64.0  # tolerance = SLACK x the measured fp32 rounding of the logits (module doc)
 FOREIGN_FLOOR = 1e-4  # of max(1, |logits|), when the reference has no float64 run
 EPS32 = float(np.finfo(np.float32).eps)
 
