@@ -106,10 +106,19 @@ def test_int8_is_kept_unless_beaten_beyond_the_noise(artifact: Path) -> None:
 
 
 def test_a_busy_machine_is_retried_then_recorded_inconclusive(artifact: Path) -> None:
-    measure = Fixed({"int8": 1.0, "float": 0.5, "placement": 0.5}, again=1.2)
+    # placement 10% faster, but the same file timed 20% apart: nothing can be told
+    measure = Fixed({"int8": 1.0, "float": 1.3, "placement": 0.9}, again=1.2)
     result = _tune(artifact, measure, retries=2)
     assert measure.timings == 3 and result.record["inconclusive"] is True
     assert result.choice.candidate == "int8" and "inconclusive" in result.record["reason"]
+
+
+def test_a_win_larger_than_even_a_wide_band_is_taken(artifact: Path) -> None:
+    # the same file 20% apart, but placement 50% faster: decided on the first timing
+    measure = Fixed({"int8": 1.0, "float": 1.3, "placement": 0.5}, again=1.2)
+    result = _tune(artifact, measure, retries=2)
+    assert measure.timings == 1 and result.choice.candidate == "placement"
+    assert result.record["inconclusive"] is False
 
 
 def test_tuning_again_replaces_this_devices_record_and_keeps_the_others(

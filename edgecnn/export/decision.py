@@ -218,14 +218,12 @@ def choose_tuned(ms: dict[tuple[str, str], float], default_runtime: str, noise: 
     """The candidate and runtime to deploy on the device that measured `ms` ((candidate,
     runtime) -> p50 ms, timed side by side): every block int8 in the default runtime (the
     target's scheme, as exported) unless another option is faster than it beyond the noise
-    band `noise` measured in the same run (the same file timed twice). A band wider than
-    `max_noise` cannot separate anything: the default, marked inconclusive."""
+    band `noise` measured in the same run (the same file timed twice). When nothing wins
+    beyond the band and the band itself is wider than `max_noise`, the run could not have
+    told a real difference of that size: the default, marked inconclusive. A win larger
+    than even a wide band is a win."""
     base = ms[("int8", default_runtime)]
     best = min(ms, key=ms.get)
-    if noise > max_noise:
-        return TuneChoice("int8", default_runtime, base,
-                          f"inconclusive: the same file timed {noise:.1%} apart (more than "
-                          f"{max_noise:.0%}); kept every block int8 in {default_runtime}", True)
     if best != ("int8", default_runtime) and ms[best] < base * (1.0 - noise):
         what = {"int8": "every block int8", "placement": "the per-block placement",
                 "float": "fp32 (model.onnx)"}[best[0]]
@@ -233,6 +231,11 @@ def choose_tuned(ms: dict[tuple[str, str], float], default_runtime: str, noise: 
                           f"{what} in {best[1]}: {ms[best]:.3f} ms against every block int8 in "
                           f"{default_runtime} {base:.3f} ms ({base / ms[best]:.2f}x, beyond the "
                           f"noise band {noise:.1%})")
+    if noise > max_noise:
+        return TuneChoice("int8", default_runtime, base,
+                          f"inconclusive: the same file timed {noise:.1%} apart (more than "
+                          f"{max_noise:.0%}) and nothing won by more; kept every block int8 in "
+                          f"{default_runtime}", True)
     return TuneChoice("int8", default_runtime, base,
                       f"every block int8 in {default_runtime}: {base:.3f} ms; nothing faster "
                       f"beyond the noise band {noise:.1%}")

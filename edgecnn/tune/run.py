@@ -96,13 +96,13 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
                 ms = measure.time(files, runtimes)
                 noise = max(abs(ms[("int8", r)] - ms[("int8_again", r)])
                             / min(ms[("int8", r)], ms[("int8_again", r)]) for r in runtimes)
-                if noise <= spec.max_noise:
+                timed = {k: v for k, v in ms.items() if k[0] != "int8_again"}
+                choice = choose_tuned(timed, runtimes[0], noise, spec.max_noise)
+                if not choice.inconclusive:  # decided (a win larger than even a wide band)
                     break
                 log(f"the same file timed {noise:.1%} apart: the machine is busy; timing again"
                     f" ({attempt + 1} of {spec.retries})" if attempt < spec.retries else
                     f"the same file timed {noise:.1%} apart after {spec.retries} retries")
-            timed = {k: v for k, v in ms.items() if k[0] != "int8_again"}
-            choice = choose_tuned(timed, runtimes[0], noise, spec.max_noise)
             file = {"int8": "model.int8.onnx", "float": "model.onnx",
                     "placement": f"model.int8.tuned-{device_key(device())}.onnx"}[choice.candidate]
             _verify(files[choice.candidate], choice.runtime, threads)
