@@ -2,7 +2,8 @@
 
 The exporters (and onnxslim) fold a BN into the convolution *before* it. Pre-activation
 networks put BN first: DenseNet-BC (BN-ReLU-conv after every concatenation) and the
-pre-activation ResNets (BN-ReLU after every residual sum) leave 8 to 129 BNs whose input is
+pre-activation ResNets (BN-ReLU after every residual sum) leave 8 (pre-activation ResNet-18)
+to 134 (DenseNet-264) BNs whose input is
 an Add, a Concat or a pool. `fold_batchnorms` handles each one:
 
 1. Folded into the convolutions *after* it when that is exact: every reader of the BN's
@@ -11,14 +12,16 @@ an Add, a Concat or a pool. `fold_batchnorms` handles each one:
    b'[o] = b[o] + sum_i,k W[o, i, k] * t[i]. A nonlinearity in between (BN-ReLU-conv, the
    case of every BN the zoo leaves) breaks this, and so does zero padding: the conv pads y
    with zeros where the folded conv pads x, i.e. y with t, so borders differ unless t = 0.
-2. Otherwise kept as BatchNormalization. Measured against a per-channel Mul + Add pair on
-   the 2-core AMD EPYC (benchmarks/zoo/export_all.md, "BatchNorm kept or Mul/Add"), fp32,
-   batch 1, one thread, 224 px: the single BN node is as fast or faster in ONNX Runtime
-   1.31 (one pass over the tensor instead of two; ORT fuses neither form into the ReLU) and
-   the same in OpenVINO 2026.4 (which lowers BN to its own multiply-add and fuses that into
-   the neighbouring eltwise ops either way). BN is also the form every consumer reads as one
-   layer: TensorRT parses it to one Scale layer, ONNX Runtime's quantizer has a QDQ rule for
-   it, and the graph still says what the network is.
+2. Otherwise kept as BatchNormalization, not rewritten as a per-channel Mul + Add pair.
+   Measured by benchmarks/zoo/bn_forms.py (bn_forms.md: fp32, batch 1, one thread, 224 px,
+   the 2-core AMD EPYC shared with other jobs): Mul + Add took 1.060x (pre-activation
+   ResNet-50, 16 BNs) and 1.069x (DenseNet-121, 62 BNs) the time of BN in ONNX Runtime 1.31
+   (two passes over the tensor instead of one; ORT fuses neither form into the ReLU), and
+   0.993x / 1.042x in OpenVINO 2026.4 (which lowers BN to its own multiply-add and fuses it
+   with the neighbouring eltwise ops either way). BN is also the form every consumer reads as
+   one layer: TensorRT parses it to one Scale layer, ONNX Runtime's quantizer has a QDQ rule
+   for it (x and the scale go through Q/DQ, the BN itself runs in float), and the graph still
+   says what the network is.
 """
 
 from __future__ import annotations
