@@ -3,7 +3,8 @@
 The exporters (and onnxslim) fold a BN into the convolution *before* it. Pre-activation
 networks put BN first: DenseNet-BC (BN-ReLU-conv after every concatenation) and the
 pre-activation ResNets (BN-ReLU after every residual sum) leave 8 (pre-activation ResNet-18)
-to 134 (DenseNet-264) BNs whose input is an Add, a Concat or a pool. `fold_batchnorms` handles each one:
+to 134 (DenseNet-264) BNs whose input is an Add, a Concat or a pool. `fold_batchnorms`
+handles each one:
 
 1. Folded into the convolutions *after* it when that is exact: every reader of the BN's
    output is a Conv with a constant weight and either no padding or a zero shift. BN is

@@ -8,10 +8,11 @@ Two torch exporters:
   model, opset >= 18 only (it cannot down-convert reductions below 18).
 Both export adaptive average pools at sizes ONNX has no operator for through
 export/pools.py (AlexNet and VGG below 224 px), at the target's opset.
-Then `simplify` (onnxslim), `fold_batchnorms` (export/bnfold.py: the BNs no conv precedes,
-as in DenseNet-BC and the pre-activation ResNets), and `finish`: onnxslim simplification, the IR version capped to what the target reads
-(onnx 1.23 writes IR 14; ONNX Runtime 1.31 reads <= 13, TensorRT 8.2 <= 7), our metadata in
-`metadata_props`, and `onnx.checker.check_model(full_check=True)`.
+Then `simplify` (onnxslim: constant folding, Conv+BN fusion), export/bnfold.py's
+`fold_batchnorms` (the BNs no conv precedes: DenseNet-BC, pre-activation ResNets), and
+`finish`: the IR version capped to what the target reads (onnx 1.23 writes IR 14; ONNX
+Runtime 1.31 reads <= 13, TensorRT 8.2 <= 7), our metadata in `metadata_props`, and
+`onnx.checker.check_model(full_check=True)`.
 """
 
 from __future__ import annotations
