@@ -2,10 +2,11 @@
 
 AlexNet and VGG end in an adaptive average pool to 6x6 / 7x7 (the identity at 224 px). At
 another resolution the input side is not a multiple of the output side (VGG at 32 px pools
-1x1 to 7x7, AlexNet at 63 px 1x1 to 6x6), so the bins differ in size and overlap: no
+1x1 to 7x7, AlexNet at 63 px 1x1 to 6x6), so the bins overlap or differ in size: no
 AveragePool (one kernel, one stride) computes it, and the TorchScript exporter refuses it
-below opset 18. The dynamo exporter (opset >= 18 only, 4-8x slower) would take it, but the
-target recipes pin opsets below 18 (TensorRT 8.2 on the Jetson Nano reads 13 at most), so
+below opset 18. The dynamo exporter would take it (opset >= 18 only, and 4-8 s where the
+TorchScript one takes 0.6), but the target recipes pin opsets below 18 (TensorRT 8.2 on the
+Jetson Nano reads 13 at most), so
 instead, while the model is exported, each such pool computes the same bins with plain ops:
 PyTorch's bin i of an axis of n values pooled to m is [floor(i n / m), ceil((i + 1) n / m)),
 and an average over a rectangle of bins is the average over rows of the average over columns
