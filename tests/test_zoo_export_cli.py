@@ -83,12 +83,14 @@ def test_cli_export_matches_pytorch(name: str, alpha: float | None, tmp_path: Pa
 
 
 def test_int8_export_of_a_bn_before_conv_family(tmp_path: Path) -> None:
-    """Pre-activation ResNet: its BNs stay as BatchNormalization in fp32; int8 still holds
-    int8 convolutions (or, when no block is worth int8, says so and writes no file)."""
+    """Pre-activation ResNet: its BNs (after the residual sums) become Mul + Add in fp32;
+    int8 holds int8 convolutions (or, when no block is worth int8, says so and writes no
+    file)."""
     out = tmp_path / "preact"
     assert export("preact_resnet18", out, "--int8", "--calib-data", "random") == 0
     fp32 = onnx.load(str(out / "model.onnx"))
-    assert any(n.op_type == "BatchNormalization" for n in fp32.graph.node)
+    ops = [n.op_type for n in fp32.graph.node]
+    assert "BatchNormalization" not in ops and ops.count("Mul") == 8  # 7 units' + final BN
     int8_path = out / "model.int8.onnx"
     report = json.loads((out / "export.json").read_text())
     if not int8_path.exists():

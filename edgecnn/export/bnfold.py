@@ -12,16 +12,18 @@ handles each one:
    b'[o] = b[o] + sum_i,k W[o, i, k] * t[i]. A nonlinearity in between (BN-ReLU-conv, the
    case of every BN the zoo leaves) breaks this, and so does zero padding: the conv pads y
    with zeros where the folded conv pads x, i.e. y with t, so borders differ unless t = 0.
-2. Otherwise kept as BatchNormalization, not rewritten as a per-channel Mul + Add pair.
-   Measured by benchmarks/zoo/bn_forms.py (bn_forms.md: fp32, batch 1, one thread, 224 px,
-   the 2-core AMD EPYC shared with other jobs): Mul + Add took 1.060x (pre-activation
-   ResNet-50, 16 BNs) and 1.069x (DenseNet-121, 62 BNs) the time of BN in ONNX Runtime 1.31
-   (two passes over the tensor instead of one; ORT fuses neither form into the ReLU), and
-   0.993x / 1.042x in OpenVINO 2026.4 (which lowers BN to its own multiply-add and fuses it
-   with the neighbouring eltwise ops either way). BN is also the form every consumer reads as
-   one layer: TensorRT parses it to one Scale layer, ONNX Runtime's quantizer has a QDQ rule
-   for it (x and the scale go through Q/DQ, the BN itself runs in float), and the graph still
-   says what the network is.
+2. Otherwise rewritten as y = Mul(x, s) + t with (C, 1, 1) constants, not kept as
+   BatchNormalization. Measured (benchmarks/zoo/bn_forms.py, bn_forms.md: fp32, batch 1, one
+   thread, 224 px, the 2-core AMD EPYC shared with other jobs), BN is the faster fp32 form
+   in ONNX Runtime 1.31: Mul + Add took 1.060x (pre-activation ResNet-50, 16 BNs) and 1.069x
+   (DenseNet-121, 62 BNs) BN's time (two passes over the tensor instead of one; ORT fuses
+   neither into the ReLU); in OpenVINO 2026.4 0.993x / 1.042x (it lowers BN to its own
+   multiply-add either way). But the int8 file is made from this graph, and with BN kept
+   OpenVINO 2026.4's low-precision transformations (MoveFakeQuantize ->
+   moveDequantizationBefore) segfault compiling DenseNet-121's QDQ graph, taking the
+   exporting process down, whether the BNs are quantized or left float; with Mul + Add it
+   compiles (densenet121 at 61 px, cpu-arm int8 scheme). A 6-7% fp32 cost in one runtime
+   buys an export that cannot crash. A BN whose input rank is unknown stays as it is.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from onnx import numpy_helper
 @dataclass
 class BNReport:
     folded: int = 0  # BNs folded into the convolutions after them
-    kept: int = 0  # BNs left as BatchNormalization (a nonlinearity or padding in between)
+    mul_add: int = 0  # BNs rewritten as Mul + Add (a nonlinearity or padding in between)
+    kept: int = 0  # BNs left as they are (non-constant statistics, unknown input rank)
 
 
 def fold_batchnorms(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, BNReport]:
@@ -51,21 +54,31 @@ def fold_batchnorms(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, BNReport]:
     outputs = {o.name for o in g.output}
     report = BNReport()
     dropped: set[int] = set()
+    replaced: dict[int, list[onnx.NodeProto]] = {}
+    ranks: dict[str, int] | None = None
     for bn in g.node:
         if bn.op_type != "BatchNormalization":
             continue
         affine = _affine(bn, inits)
         convs = readers[bn.output[0]]
-        if affine is None or bn.output[0] in outputs or not convs or \
-                not all(_foldable(c, inits, affine[1]) for c in convs):
+        if affine is None:
             report.kept += 1
-            continue
-        for conv in convs:
-            _fold_into(conv, bn.input[0], *affine, g, inits, readers)
-        dropped.add(id(bn))
-        report.folded += 1
-    if dropped:
-        nodes = [n for n in g.node if id(n) not in dropped]
+        elif bn.output[0] not in outputs and convs and \
+                all(_foldable(c, inits, affine[1]) for c in convs):
+            for conv in convs:
+                _fold_into(conv, bn.input[0], *affine, g, inits, readers)
+            dropped.add(id(bn))
+            report.folded += 1
+        else:
+            ranks = _ranks(proto) if ranks is None else ranks
+            rank = ranks.get(bn.input[0], 0)
+            if rank < 2:
+                report.kept += 1
+                continue
+            replaced[id(bn)] = _mul_add(bn, *affine, rank, g)
+            report.mul_add += 1
+    if dropped or replaced:
+        nodes = [m for n in g.node if id(n) not in dropped for m in replaced.get(id(n), [n])]
         del g.node[:]
         g.node.extend(nodes)
         used = {t for n in g.node for t in n.input}
@@ -73,6 +86,29 @@ def fold_batchnorms(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, BNReport]:
         del g.initializer[:]
         g.initializer.extend(keep)
     return proto, report
+
+
+def _ranks(proto: onnx.ModelProto) -> dict[str, int]:
+    """Rank of every tensor shape inference knows (0 when it does not)."""
+    graph = onnx.shape_inference.infer_shapes(proto).graph
+    return {v.name: len(v.type.tensor_type.shape.dim)
+            for v in (*graph.value_info, *graph.input, *graph.output)
+            if v.type.tensor_type.HasField("shape")}
+
+
+def _mul_add(bn: onnx.NodeProto, s: np.ndarray, t: np.ndarray, rank: int,
+             g: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Mul(x, s) then Add(., t), the constants shaped (C, 1, ...) to broadcast over NCHW."""
+    base = bn.name or bn.output[0]
+    shape = (-1,) + (1,) * (rank - 2)
+    names = (f"{base}_scale", f"{base}_shift")
+    for name, value in zip(names, (s, t)):
+        g.initializer.append(numpy_helper.from_array(value.astype(np.float32).reshape(shape),
+                                                     name))
+    scaled = f"{base}_scaled"
+    return [onnx.helper.make_node("Mul", [bn.input[0], names[0]], [scaled], name=f"{base}/Mul"),
+            onnx.helper.make_node("Add", [scaled, names[1]], list(bn.output),
+                                  name=f"{base}/Add")]
 
 
 def _affine(bn: onnx.NodeProto, inits: dict[str, onnx.TensorProto]
