@@ -2,8 +2,9 @@
 
     nice -n 10 python benchmarks/zoo/bn_forms.py            # writes bn_forms.md
 
-export/bnfold.py keeps such BNs (DenseNet-BC, pre-activation ResNets) as BatchNormalization;
-this is the measurement behind that choice: the fp32 graph `edgecnn export` writes (the
+export/bnfold.py rewrites such BNs (DenseNet-BC, pre-activation ResNets) as Mul + Add
+(OpenVINO's int8 compile crashes on DenseNet with BN kept: see its docstring); this is the
+fp32 cost of that choice: the graph `edgecnn export` would write with BN kept (the
 TorchScript exporter + onnxslim), and the same graph with every BatchNormalization replaced
 by Mul(x, s) + Add(., t), s and t the (C, 1, 1) scale and shift. Batch 1, one thread, ONNX
 Runtime and OpenVINO (f32) through the runtime's own runners; the two graphs are timed in

@@ -47,8 +47,10 @@ NOTES = """Notes
   to the checked fp32 graph (export, simplification, parity in two runtimes) out of 73 s;
   the rest is writing the 0.5 GB file and its size report (gzip -9 and zstd -10 of the
   whole file: export/artifact.py `file_sizes`).
-- BatchNorm before a conv (DenseNet-BC, pre-activation ResNets): export/bnfold.py; kept as
-  BatchNormalization rather than Mul + Add, measured in bn_forms.md.
+- BatchNorm before a conv (DenseNet-BC, pre-activation ResNets): export/bnfold.py folds it
+  where exact, else writes Mul + Add (fp32 cost in bn_forms.md; with BatchNormalization
+  kept, OpenVINO 2026.4 segfaulted compiling DenseNet's int8 graph: this matrix's first
+  int8 pass died on densenet121). The rows of those 10 models are from after that change.
 - SqueezeNext-44 at 32 px sits on the parity bound: ONNX Runtime, OpenVINO and PyTorch fp32
   are all 1e-5..1e-4 of the logit scale from float64 (conditioning.md): ill-conditioned
   random-weight logits (up to 3,600), not an export bug; whether it passes depends on the
