@@ -42,7 +42,9 @@ NOTES = """Notes
   average 5-6; this script at nice 10), so times are several times an idle machine's:
   DenseNet-121 at 61 px took 21 s alone in a standalone run, 119 s here. The exports that
   did not fit before the deadline are "not run" above; the same command resumes them
-  (finished exports are skipped).
+  (finished exports are skipped). VGG-19 and VGG-19-BN at 32 px were not run: the first
+  fp32 pass was OOM-killed (8.9 GB resident, the machine's 23 GB shared) starting VGG-19
+  after 41 exports in one process, and the time left went to the int8 pass.
 - Where the big models' time goes, from export.json's timings of VGG-11-BN at 32 px: 29 s
   to the checked fp32 graph (export, simplification, parity in two runtimes) out of 73 s;
   the rest is writing the 0.5 GB file and its size report (gzip -9 and zstd -10 of the
@@ -107,7 +109,9 @@ def render(rows: list[dict]) -> str:
     import torch
 
     by_key = {(r["model"], r["resolution"], r["precision"]): r for r in rows}
-    keys = sorted({(r["model"], r["resolution"]) for r in rows})
+    # every model at its minimum size is listed, run or not; default sizes when run
+    keys = sorted({(r["model"], r["resolution"]) for r in rows}
+                  | {(n, resolution(n, "min")) for n in edgecnn.list_models()})
     lines = [
         "# Every zoo model through `edgecnn export`",
         "",
