@@ -64,7 +64,27 @@ def test_forward_backward_and_determinism(name: str) -> None:
     assert torch.equal(a, b), "eval mode must be deterministic"
 
 
-@pytest.mark.parametrize("name", MODELS)
+# One parity case per family (the issue's "one parity case per family"), at opset 17, the
+# default of every recipe. tests/test_zoo_export_cli.py exports one model per family through
+# `edgecnn export` itself (BN folding, adaptive pools, runtime); this file takes the family's
+# other variant where one is as cheap, so together they cover both, and
+# benchmarks/zoo/export_all.py runs all 44 through the CLI.
+PARITY_CASES = {
+    "lenet": "lenet5", "alexnet": "alexnet", "vgg": "vgg11_bn", "googlenet": "googlenet",
+    "resnet": "resnet18", "preact_resnet": "preact_resnet18", "resnext": "resnext50_32x4d",
+    "se_resnet": "se_resnet50", "densenet": "densenet121", "squeezenet": "squeezenet",
+    "squeezenext": "squeezenext23v5", "mobilenet": "mobilenet", "mobilenet_v2": "mobilenet_v2",
+    "mobilenet_v3": "mobilenet_v3_large", "shufflenet_v2": "shufflenet_v2_x1_0",
+}
+
+
+def test_parity_cases_cover_every_family() -> None:
+    families = {edgecnn.get_spec(n).family for n in MODELS}
+    assert families == set(PARITY_CASES)
+    assert all(edgecnn.get_spec(n).family == f for f, n in PARITY_CASES.items())
+
+
+@pytest.mark.parametrize("name", sorted(PARITY_CASES.values()))
 def test_onnx_export_matches_pytorch(name: str) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("openvino")
@@ -74,11 +94,10 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
     from edgecnn.export.spec import ZooSource
 
     # At least 32 px: at SqueezeNext's 9 px minimum a random-weight net's logits reach 1e5
-    # and fp32 rounding alone swamps any tolerance. SqueezeNext-44 at 32 px still sits on the
-    # parity bound (ORT and OpenVINO ~1.0e-4 from PyTorch on logits of ~3,600, PyTorch
-    # within 5e-5 of float64), so whether it passes depends on thread counts; at 48 px it
-    # passes with a 2x margin.
-    res = max(small_resolution(name), 48 if name == "squeezenext44" else 32)
+    # and fp32 rounding alone swamps any tolerance (SqueezeNext-44 at 32 px: ONNX Runtime
+    # 3.6e-5 and OpenVINO 8.0e-5 of the logit scale from float64, PyTorch fp32 itself
+    # 2.2e-5: ill-conditioned, not an export bug; see benchmarks/zoo/export_all.md).
+    res = max(small_resolution(name), 32)
     # What `edgecnn export NAME` exports: initialized weights, BN statistics from a batch
     model = resolve_source(ZooSource(name, resolution=res, num_classes=10)).model
     x = np.random.default_rng(0).standard_normal((2, model.config["in_chans"], res, res),
@@ -86,10 +105,10 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     assert np.abs(expected).max() > 1e-3, "logits vanish: the parity check would be vacuous"
-    # opset 18: where the TorchScript exporter lacks an op (AlexNet/VGG's adaptive pooling at
-    # sizes that are not factors), the dynamo exporter takes over, as `--opset 18` does
-    proto = to_onnx_proto(model, torch.from_numpy(x), opset=18, dynamic_batch=True)
+    # opset 17: AlexNet/VGG's adaptive pooling at sizes that are not factors goes through
+    # export/pools.py, not the dynamo exporter
+    proto = to_onnx_proto(model, torch.from_numpy(x), opset=17, dynamic_batch=True)
     # The export's own check: ONNX Runtime and OpenVINO within 1e-4 of PyTorch on logits
-    # scaled to at most 1, or, for ill-conditioned deep random-weight nets (ResNet-152,
-    # SqueezeNext-44), within twice PyTorch fp32's own error against float64.
+    # scaled to at most 1, or, for ill-conditioned deep random-weight nets, within twice
+    # PyTorch fp32's own error against float64.
     require_parity([check_parity(model, proto, x, "random")])

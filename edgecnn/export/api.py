@@ -247,14 +247,14 @@ class _Export:
         return round(result["top1"] * 100, 3)
 
     def fp32_proto(self, model: torch.nn.Module) -> onnx.ModelProto:
-        from edgecnn.export.onnx_io import check_bn_folded, finish, simplify, to_onnx_proto
+        from edgecnn.export.bnfold import fold_batchnorms
+        from edgecnn.export.onnx_io import finish, simplify, to_onnx_proto
 
         sample = torch.zeros(1, self.src.in_chans, self.src.resolution, self.src.resolution)
         proto = to_onnx_proto(model, sample, opset=self.opset,
                               dynamic_batch=self.spec.dynamic_batch,
                               max_ir_version=self.target.max_ir_version)
-        proto = simplify(proto)
-        check_bn_folded(proto)
+        proto, _ = fold_batchnorms(simplify(proto))  # BN before a conv (pre-activation nets)
         return finish(proto, self.props("fp32"), max_ir_version=self.target.max_ir_version)
 
     def fp32_from_onnx(self) -> onnx.ModelProto:

@@ -6,9 +6,13 @@ Two torch exporters:
   budget is 15 s for fp32 + int8);
 - the dynamo exporter (torch.export based) when the TorchScript one fails: 4-8 s for the same
   model, opset >= 18 only (it cannot down-convert reductions below 18).
-Then `finish`: onnxslim simplification, the IR version capped to what the target reads
-(onnx 1.23 writes IR 14; ONNX Runtime 1.31 reads <= 13, TensorRT 8.2 <= 7), our metadata in
-`metadata_props`, and `onnx.checker.check_model(full_check=True)`.
+Both export adaptive average pools at sizes ONNX has no operator for through
+export/pools.py (AlexNet and VGG below 224 px), at the target's opset.
+Then `simplify` (onnxslim: constant folding, Conv+BN fusion), export/bnfold.py's
+`fold_batchnorms` (the BNs no conv precedes: DenseNet-BC, pre-activation ResNets), and
+`finish`: the IR version capped to what the target reads (onnx 1.23 writes IR 14; ONNX
+Runtime 1.31 reads <= 13, TensorRT 8.2 <= 7), our metadata in `metadata_props`, and
+`onnx.checker.check_model(full_check=True)`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING
 import onnx
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.export.pools import exportable_pools
 
 if TYPE_CHECKING:  # torch is imported where a model is exported: the graph helpers below
     import torch  # (finish, check, save_onnx, batch_dynamic) serve `edgecnn tune` on a
@@ -45,14 +50,15 @@ def to_onnx_proto(
 ) -> onnx.ModelProto:
     """Export `model` (put in eval mode) for an input like `sample` (B, C, H, W)."""
     model = model.eval()
-    try:
-        proto = _export_torchscript(model, sample, opset, dynamic_batch)
-    except Exception as exc:  # an op the TorchScript exporter lacks: try the dynamo one
-        if opset < DYNAMO_MIN_OPSET:
-            raise EdgeCNNError(f"ONNX export at opset {opset} failed "
-                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
-                               f"opset {DYNAMO_MIN_OPSET} or above may work") from None
-        proto = _export_dynamo(model, sample, opset, dynamic_batch)
+    with exportable_pools(model):
+        try:
+            proto = _export_torchscript(model, sample, opset, dynamic_batch)
+        except Exception as exc:  # an op the TorchScript exporter lacks: try the dynamo one
+            if opset < DYNAMO_MIN_OPSET:
+                raise EdgeCNNError(f"ONNX export at opset {opset} failed "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+                                   f"); opset {DYNAMO_MIN_OPSET} or above may work") from None
+            proto = _export_dynamo(model, sample, opset, dynamic_batch)
     proto.ir_version = min(proto.ir_version, max_ir_version)
     return proto
 
@@ -116,14 +122,6 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
         slim = onnxslim.slim(proto)
     slim.ir_version = min(slim.ir_version, ir_version)
     return slim
-
-
-def check_bn_folded(proto: onnx.ModelProto) -> None:
-    """Inference graphs carry no BatchNormalization: it is folded into the convolution."""
-    left = [n.name or n.op_type for n in proto.graph.node if n.op_type == "BatchNormalization"]
-    if left:
-        raise EdgeCNNError(f"BatchNorm not folded into a convolution at {left[0]} "
-                           f"({len(left)} left); a BN must follow a Conv to be exported")
 
 
 def finish(proto: onnx.ModelProto, props: dict[str, str], *,
