@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 import onnx
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.export.pools import exportable_pools
 
 if TYPE_CHECKING:  # torch is imported where a model is exported: the graph helpers below
     import torch  # (finish, check, save_onnx, batch_dynamic) serve `edgecnn tune` on a
@@ -49,6 +48,8 @@ def to_onnx_proto(
     max_ir_version: int = MAX_IR_VERSION,
 ) -> onnx.ModelProto:
     """Export `model` (put in eval mode) for an input like `sample` (B, C, H, W)."""
+    from edgecnn.export.pools import exportable_pools  # torch: here, not for `edgecnn tune`
+
     model = model.eval()
     with exportable_pools(model):
         try:
