@@ -46,12 +46,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="comma list: onnxruntime,openvino,tensorrt,fastest (the file, CPU "
                    "runtime and threads `edgecnn tune` recorded for this machine),"
                    "torch[-compile|-cudagraphs]")
-    p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",))
+    p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",),
+                   help="comma list: fp32,fp16,int8")
     p.add_argument("--batch", type=positive_ints, default=(1,), help="comma list, e.g. 1,8,32")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads per runtime (default: all cores)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (or an OpenVINO device)")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls before each case")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--iters", type=positive_int, default=None,
                        help="timed calls per case (default 200)")
@@ -76,17 +77,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("sweep", help="the alpha x resolution grid: params, MACs, "
                               "latency (and accuracy with --train), table and plots")
-    p.add_argument("model")
-    p.add_argument("--alpha", type=csv_of(None, float), default=(0.25, 0.5, 0.75, 1.0))
-    p.add_argument("--resolution", type=positive_ints, default=(128, 160, 192, 224))
-    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:4]), default=("onnxruntime",))
-    p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",))
+    p.add_argument("model", help="a zoo name (edgecnn list)")
+    p.add_argument("--alpha", type=csv_of(None, float), default=(0.25, 0.5, 0.75, 1.0),
+                   help="comma list of width multipliers")
+    p.add_argument("--resolution", type=positive_ints, default=(128, 160, 192, 224),
+                   help="comma list of input sizes in pixels")
+    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:4]), default=("onnxruntime",),
+                   help="comma list: onnxruntime,openvino,tensorrt,fastest")
+    p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",),
+                   help="comma list: fp32,int8")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads per runtime (default: all cores)")
-    p.add_argument("--iters", type=positive_int, default=100)
+    p.add_argument("--iters", type=positive_int, default=100, help="timed calls per point")
     p.add_argument("--train", action="store_true", help="train every point (needs --data)")
     p.add_argument("--data", default=None, help="data set for --train (default: none)")
-    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--epochs", type=positive_int, default=10, help="with --train, per point")
     p.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None,
                    help="directory (default: sweeps/<model>)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
