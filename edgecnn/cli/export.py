@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgecnn.cli.args import (
+from edgecnn.cli.args import (IMAGEFOLDER_HELP, 
     alpha_arg,
     non_negative_float,
     non_negative_int,
@@ -57,7 +57,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="also write model.int8.onnx (static QDQ, per-channel weights)")
     p.add_argument("--calib-data", metavar="DATA",
                    help="data set to calibrate on (train split) and to check accuracy on (val "
-                   "split); `random` for latency-only int8 (default: none)")
+                   "split); `random` for latency-only int8 (default: none). "
+                   + IMAGEFOLDER_HELP)
     p.add_argument("--calib-samples", type=positive_int, metavar="N",
                    help="calibration images (default 256)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"),

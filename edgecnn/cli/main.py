@@ -18,6 +18,7 @@ import copy
 import importlib.util
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _torch_side_missing(args.command, missing)
     previous = _term_as_interrupt()
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except EdgeCNNError as exc:
         print(f"edgecnn: error: {exc}", file=sys.stderr)
         return 2
@@ -138,6 +141,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: object = None, line: str | None = None) -> None:
+    """edgecnn's own warnings (unreadable images, ...) as plain `edgecnn: warning:` lines,
+    without Python's source-line format; other libraries' keep theirs."""
+    if not category.__module__.startswith("edgecnn"):
+        _python_showwarning(message, category, filename, lineno, file, line)
+        return
+    for text in str(message).splitlines():
+        print(f"edgecnn: warning: {text}", file=sys.stderr)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def _term_as_interrupt() -> object:

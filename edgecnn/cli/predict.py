@@ -25,7 +25,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="classify images with an exported artifact (torch-free runtime)")
     p.add_argument("artifact", help="artifact directory (model.onnx + export.json) or .onnx file")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files, or directories (their images, sorted)")
+                   help="image files, or directories: their images, sorted, searched through "
+                   "subfolders; a directory whose subfolders are the model's class names "
+                   "(DIR/cat/1.jpg, DIR/dog/2.jpg: an imagefolder's val/ or test/) is also "
+                   "scored: per-class and overall top-1")
     p.add_argument("--runtime", default="auto",
                    choices=("auto", "onnxruntime", "openvino", "tensorrt", "fastest"))
     p.add_argument("--device", default="auto",
@@ -43,8 +46,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from edgecnn.errors import EdgeCNNError
     from edgecnn.metadata import UNTRAINED_WARNING
     from edgecnn.runtime import load
+    from edgecnn.runtime.stage import describe_stage
 
-    images = expand_images(args.images)
+    labelled = labelled_images(args.images)
+    images = [image for image, _ in labelled]
     if args.remote:  # on the device, the images sent with the request
         from edgecnn.remote.run import remote_predict
 
@@ -80,12 +85,18 @@ def run_predict(args: argparse.Namespace) -> int:
                    "runtime_detail": model.describe(), "model": meta.model if meta else None,
                    "predictions": [{"image": str(im), **p.to_dict()} for im, p in good],
                    "errors": [{"image": str(im), "error": m} for im, m in failed]}
+        scored = score(results, dict(labelled), model.classes)
+        if args.json:
+            if scored is not None:
+                out["accuracy"] = {**scored, "stage": describe_stage(model.path)}
             print(json.dumps(out, indent=2))
         else:
             for image, pred in good:
                 print(image)
                 for i, label, prob in zip(pred.ids, pred.labels, pred.probs):
                     print(f"  {prob:7.2%}  {i:>5}  {label}")
+            if scored is not None:
+                print_score(scored, describe_stage(model.path))
     if failed and not good:
         raise EdgeCNNError(f"none of the {len(images)} images could be read")
     if failed:
@@ -117,13 +128,51 @@ def classify(model, images: list[Path], topk: int) -> list[tuple[Path, object]]:
 
 
 def expand_images(paths: list[str]) -> list[Path]:
-    """Files as given (bad ones fail later, by name); directories give their images."""
-    out: list[Path] = []
+    """Files as given (bad ones fail later, by name); directories give their images,
+    subfolders included (an image folder's class folders)."""
+    return [image for image, _ in labelled_images(paths)]
+
+
+def labelled_images(paths: list[str]) -> list[tuple[Path, str | None]]:
+    """(image, the first folder under the given directory, or None) in order."""
+    out: list[tuple[Path, str | None]] = []
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir()
-                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in
+                                       p.relative_to(path).parts))
+            out.extend((p, p.relative_to(path).parts[0] if len(p.relative_to(path).parts) > 1
+                        else None) for p in found)
         else:
-            out.append(path)
+            out.append((path, None))
     return out
+
+
+def score(results: list[tuple[Path, object]], folders: dict[Path, str | None],
+          classes: tuple[str, ...] | list[str] | None) -> dict | None:
+    """Per-class and overall top-1 when every scored image sits in a folder named after one
+    of the model's classes; None otherwise (plain images are not a labelled set)."""
+    if not classes:
+        return None
+    known = set(classes)
+    rows = [(folders.get(image), pred) for image, pred in results if not isinstance(pred, str)]
+    if not rows or any(label not in known for label, _ in rows):
+        return None
+    per: dict[str, list[int]] = {}
+    for label, pred in rows:
+        hits = per.setdefault(label, [0, 0])
+        hits[0] += int(pred.labels[0] == label)
+        hits[1] += 1
+    correct = sum(h for h, _ in per.values())
+    return {"top1": 100.0 * correct / len(rows), "correct": correct, "images": len(rows),
+            "per_class": {k: {"top1": 100.0 * h / n, "correct": h, "images": n}
+                          for k, (h, n) in sorted(per.items())}}
+
+
+def print_score(scored: dict, stage: str) -> None:
+    """The labelled folder's figure with the file and the export stage it belongs to."""
+    print(f"top-1 {scored['top1']:.2f}% ({scored['correct']}/{scored['images']}) for {stage}")
+    for name, c in scored["per_class"].items():
+        print(f"  {name:<20} {c['top1']:7.2f}%  ({c['correct']}/{c['images']})")

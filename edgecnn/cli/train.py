@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Any
 
-from edgecnn.cli.args import alpha_arg
+from edgecnn.cli.args import IMAGEFOLDER_HELP, alpha_arg
 
 ORDER = 20  # after list/info in `edgecnn --help`
 
@@ -32,7 +32,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="zoo name (edgecnn list) or import path "
                    "package.module:callable returning an nn.Module")
     p.add_argument("--data", required=True,
-                   help="mnist5k, digits, imagefolder:PATH, mnist-idx:PATH or cifar10-bin:PATH")
+                   help="mnist5k, digits, imagefolder:PATH, mnist-idx:PATH or cifar10-bin:PATH. "
+                   + IMAGEFOLDER_HELP)
     p.add_argument("--alpha", type=alpha_arg, help="width multiplier (default 1)")
     p.add_argument("--resolution", type=int, help="input side in pixels (default: the model's)")
     p.add_argument("--in-chans", type=int, help="model input channels (default: the model's)")
@@ -73,7 +74,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "use `edgecnn bench ARTIFACT --data DATA`.")
     p.add_argument("checkpoint", help="best.pt/last.pt, or a run directory")
     p.add_argument("--data", default=None,
-                   help="data set to evaluate on (default: the one the checkpoint was trained on)")
+                   help="data set to evaluate on, e.g. imagefolder:PATH (its val/ or held-out "
+                   "split; see `edgecnn train --help`) (default: the one the checkpoint was "
+                   "trained on)")
     p.add_argument("--split", default="val", choices=("val", "test", "train"),
                    help="test only where the data set has one (imagefolder test/, IDX t10k, "
                    "CIFAR-10 test_batch)")
