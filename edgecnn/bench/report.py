@@ -95,6 +95,9 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
     for label, kinds in c.get("roofline", {}).items():
         lines.append(f"roofline {label}: " + ", ".join(
             f"{k} {v['bound_ms']:.3f} ms" for k, v in kinds.items() if v["bound_ms"]))
+    for label, acc in c.get("accuracy_of", {}).items():
+        lines.append(f"top-1 % of {label} on {acc['data']}: "
+                     + "; ".join(f"{p} = {stage}" for p, stage in acc["files"].items()))
     for label, line in c.get("tuning", {}).items():
         lines.append(f"{label}: {line}")
     for label, v in c.get("int8_verdicts", {}).items():

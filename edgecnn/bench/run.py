@@ -76,6 +76,13 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                                 batches=config.batches, threads=config.threads,
                                 device=config.device)
             eval_data = eval_data_for(config, target.input_shape, target.files)
+            if eval_data is not None:  # which file and export stage each top-1 belongs to
+                from edgecnn.runtime.stage import describe_stage
+
+                cond.setdefault("accuracy_of", {})[target.label] = {
+                    "data": f"{config.data} val, first {len(eval_data[1])} images",
+                    "files": {p: describe_stage(f) for p, f in target.files.items()
+                              if p in precisions}}
             for group in groups:
                 if stopped():
                     break

@@ -199,6 +199,12 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         lat = report["latency_ms"]
         print(f"  pruned: {lat['unpruned']:.3f} ms -> {lat['pruned']:.3f} ms "
               f"({lat['speedup']:.2f}x, ONNX Runtime batch 1)")
+    stages = top1_stages(report)
+    if stages:
+        data = (report.get("pruning") or report).get("accuracy_data") or \
+            (report.get("data") or {}).get("calibration")
+        print(f"  top-1{' on ' + str(data) + ' (held out)' if data else ''}: "
+              + ", ".join(f"{name} {value:.2f}%" for name, value in stages))
     int8 = report.get("int8")
     if int8 and not int8["written"]:
         print(f"  int8 not written: {int8['reason']}")
@@ -212,3 +218,23 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         print(f"  top-1 fp32 {final['top1_fp32']:.2f}%  int8 {final['top1_int8']:.2f}%  "
               f"agreement {final['agreement']:.2f}%  ({step['step']}, {step['method']}"
               f"{', %d float layers' % floats if floats else ''})")
+
+
+def top1_stages(report: dict) -> list[tuple[str, float]]:
+    """(stage, top-1 %) for every stage export.json has a figure for, in order: before
+    pruning, after pruning, after fine-tuning, the fp32 file, the int8 file."""
+    out: list[tuple[str, float]] = []
+    pruning = report.get("pruning") or {}
+    int8 = report.get("int8") or {}
+    final = int8.get("final") or {}
+    if pruning:
+        out.append(("before pruning", pruning.get("top1_before")))
+        out.append(("after pruning", pruning.get("top1_pruned")))
+        if pruning.get("finetune_epochs"):
+            out.append((f"after fine-tuning ({pruning['finetune_epochs']} epochs)",
+                        pruning.get("top1_after")))
+    else:
+        out.append(("model.onnx", report.get("top1_fp32", final.get("top1_fp32"))))
+    if int8.get("written", False) and final.get("top1_int8") is not None:
+        out.append(("model.int8.onnx", final["top1_int8"]))
+    return [(name, value) for name, value in out if value is not None]

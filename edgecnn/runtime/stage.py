@@ -21,7 +21,7 @@ def _report(model_path: Path) -> dict[str, Any] | None:
 
 
 def describe_stage(model_path: str | Path) -> str:
-    """E.g. "model.int8.onnx: pruned 30% (structured), fine-tuned 1 epoch, then int8;
+    """E.g. "model.int8.onnx: pruned 30% (structured), fine-tuned 1 epoch, int8;
     the export measured top-1 54.70% on mnist5k val"."""
     path = Path(model_path)
     report = _report(path)
@@ -38,14 +38,11 @@ def describe_stage(model_path: str | Path) -> str:
     if precision is None:
         precision = "int8" if ".int8." in path.name else "fp16" if ".fp16." in path.name \
             else "fp32"
-    if precision != "fp32":
-        steps.append(f"then {precision}")
-    stage = ", ".join(steps) if steps else "as trained (not pruned)"
-    if precision == "fp32" and not pruning:
-        stage += ", fp32"
+    stage = ", ".join((steps or ["as trained (not pruned)"]) + [precision])
     top1 = export_top1(report, precision)
     measured = f"; the export measured top-1 {top1:.2f}%" if top1 is not None else ""
-    data = pruning.get("accuracy_data") or (report.get("data") or {}).get("calibration")
+    data = (pruning or report).get("accuracy_data") or \
+        (report.get("data") or {}).get("calibration")
     if measured and data:
         measured += f" on {data}"
     return f"{path.name}: {stage}{measured}"
