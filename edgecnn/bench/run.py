@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.bench.machine import conditions
+from edgecnn.bench.machine import conditions, load_and_clock, noisy_reasons
 from edgecnn.bench.roofline import Peaks, measure_peaks
 from edgecnn.bench.targets import make_cases, resolve_target, skip_reason
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime.loader import not_produced
 from edgecnn.timing.harness import BenchRecord, EvalData, add_speedups, run_group
 from edgecnn.timing.loop import TimingPlan
+from edgecnn.timing.stats import NOISE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                             else f"{config.plan.duration_s:g} s of"))
     cond["not_measured"] = [why for r in config.runtimes for p in config.precisions
                             if (why := skip_reason(r, p, config.device))]
+    cond["before"] = load_and_clock()
     records: list[BenchRecord] = []
     verdicts: dict[str, dict[str, Any]] = {}  # model label -> the export's int8 verdict
     with _interrupt_flag() as stopped, tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -96,6 +98,11 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
             if stopped():
                 cond["interrupted"] = True
                 break
+    cond["after"] = load_and_clock()
+    cond["noisy"] = noisy_reasons(
+        cond["before"], cond["after"], cond.get("cpu_cores"),
+        {f"{r.model} {r.runtime} {r.precision} b{r.batch}": r.noise_pct for r in records
+         if r.noise_pct is not None}, 100 * NOISE_LIMIT)
     add_speedups(records, baseline=_is_baseline)
     if verdicts:
         cond["int8_verdicts"] = int8_verdicts(records, verdicts)
