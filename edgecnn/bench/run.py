@@ -41,6 +41,7 @@ class BenchConfig:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     classes: tuple[str, ...] | None = None
+    footprint: bool = True  # each ONNX file's footprint in a fresh process (after timing)
 
 
 def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | None = None,
@@ -94,6 +95,8 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                                      rounds=config.rounds, eval_data=eval_data,
                                      progress=tick, stop=stopped)
                 add_roofline(measured, group, peaks, cond)
+                if config.footprint and not stopped():
+                    add_footprint(measured, group, config.threads)
                 records += measured
             if stopped():
                 cond["interrupted"] = True
@@ -133,6 +136,29 @@ def add_roofline(records: Sequence[BenchRecord], cases: Sequence[Any], peaks: Pe
         cond.setdefault("roofline", {})[f"{r.model} {r.runtime} {r.precision} b{r.batch}"] = {
             k: {"bound_ms": round(v["bound_ms"], 4), "macs": int(v["macs"]),
                 "bytes": int(v["bytes"])} for k, v in bounds.items()}
+
+
+FOOTPRINT_RUNTIMES = ("onnxruntime", "openvino")  # what a CPU device app loads
+
+
+def add_footprint(records: Sequence[BenchRecord], cases: Sequence[Any], threads: int) -> None:
+    """Each ONNX Runtime/OpenVINO record's footprint as a device app sees it (a fresh process
+    running edgecnn.runtime alone: timing/footprint.py), measured after the timing so that
+    it does not disturb it."""
+    from edgecnn.timing.footprint import app_footprint
+
+    by_key = {(c.runtime, c.precision, c.batch): c for c in cases}
+    for r in records:
+        case = by_key.get((r.runtime, r.precision, r.batch))
+        if case is None or case.path is None or r.runtime not in FOOTPRINT_RUNTIMES \
+                or r.device != "cpu":
+            continue
+        try:
+            fp = app_footprint(case.path, (r.batch, *case.input_shape), runtime=r.runtime,
+                               threads=threads)
+        except EdgeCNNError:  # the row's timing stands; its footprint is simply absent
+            continue
+        r.app_rss_mb_load, r.app_rss_mb_peak = fp["rss_mb_load"], fp["rss_mb_peak"]
 
 
 def int8_verdicts(records: Sequence[BenchRecord], export: dict[str, dict[str, Any]]
