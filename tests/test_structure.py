@@ -22,7 +22,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "edgecnn"
 
 # The shared base: torch-free, project-agnostic modules everything may use.
-BASE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "plotting")
+BASE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "plotting", "progress")
 ZOO = ("layers", "models", "registry", "profile")
 # area -> the other areas it may import ("__init__" is `import edgecnn` itself)
 LAYERS: dict[str, tuple[str, ...]] = {
@@ -30,6 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "lazy": (),
     "fileio": ("errors",),
     "host": (),
+    "progress": (),  # tqdm bars and tickers, optional (tqdm is in the torch extra)
     "metadata": ("errors",),
     "tables": ("errors",),
     "plotting": ("fileio",),  # matplotlib helpers (label placement, log axes, overlap check)

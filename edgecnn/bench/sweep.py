@@ -50,10 +50,16 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
     if cfg.train and not cfg.data:
         raise EdgeCNNError("--train needs --data (the data set to train and evaluate on)")
     cfg.out.mkdir(parents=True, exist_ok=True)
+    from edgecnn.progress import Bar
+
     points, cases = {}, []
-    for alpha in cfg.alphas:
-        for res in cfg.resolutions:
+    grid = [(a, r) for a in cfg.alphas for r in cfg.resolutions]
+    with Bar(len(grid), "sweep", unit="point") as bar:
+        for i, (alpha, res) in enumerate(grid, 1):
             point = cfg.out / f"{cfg.model}-a{alpha:g}-r{res}"
+            bar.update(0, desc=f"sweep {point.name}")
+            log(f"point {i}/{len(grid)}: {point.name}"
+                + (f" (training {cfg.epochs} epochs, then export)" if cfg.train else ""))
             artifact = _artifact(cfg, alpha, res, point, log)
             target = replace(resolve_target(str(artifact), alpha=alpha, resolution=res,
                                             precisions=cfg.bench.precisions),
@@ -62,8 +68,12 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
             cases += make_cases(target, runtimes=cfg.bench.runtimes,
                                 precisions=cfg.bench.precisions, batches=(1,),
                                 threads=cfg.bench.threads, device=cfg.bench.device)[0]
+            bar.update(1)
     log(f"timing {len(cases)} cases interleaved in {cfg.bench.rounds} rounds")
-    records = run_group(cases, cfg.bench.plan, peak_gmacs=None, rounds=cfg.bench.rounds)
+    iters = cfg.bench.plan.iters
+    with Bar(len(cases) * iters if iters else None, "timing", unit="call") as bar:
+        records = run_group(cases, cfg.bench.plan, peak_gmacs=None, rounds=cfg.bench.rounds,
+                            progress=bar.update)
     if cfg.train:
         _accuracy(records, cases, {k: eval_data_for(replace(cfg.bench, data=cfg.data),
                                                     t.input_shape, t.files)
@@ -134,9 +144,10 @@ def _artifact(cfg: SweepConfig, alpha: float, res: int, point: Path,
 
         run = point / "train"
         if not (run / "best.pt").is_file():
+            # each epoch's line (and the bar within it, on a terminal): minutes per point
             train(TrainConfig(model=cfg.model, data=str(cfg.data), out=str(run), alpha=alpha,
                               resolution=res, epochs=cfg.epochs), force=run.exists(),
-                  log=lambda line: None)
+                  log=lambda line: log(f"{point.name}: {line}"))
         source = CheckpointSource(str(run / "best.pt"))
     int8 = Int8Spec(str(cfg.data) if cfg.train else "random") \
         if "int8" in cfg.bench.precisions else None

@@ -71,7 +71,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="print JSON (the same as --format json)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write to this file (default: stdout only)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (none either when stderr is not a terminal)")
     add_remote_flags(p, several=True)
     p.set_defaults(func=run)
 
@@ -95,6 +96,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None,
                    help="directory (default: sweeps/<model>)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (none either when stderr is not a terminal)")
     p.set_defaults(func=run_sweep_cmd)
 
 
@@ -107,6 +110,9 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
     from edgecnn.registry import get_spec
 
+    from edgecnn.progress import quiet
+
+    quiet(args.no_progress)
     bad = [a for a in args.alpha if not a > 0]
     if bad:
         raise EdgeCNNError(f"alpha must be positive, got {bad[0]}")
@@ -156,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         bar = _progress(args.no_progress)
         try:
             records, cond = run_bench(args.targets, config,
-                                      progress=bar.update if bar else None)
+                                      progress=bar.update_total if bar else None)
         finally:
             if bar:
                 bar.close()
@@ -200,25 +206,20 @@ def _remote(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
     return records, cond, failures
 
 
-class _Bar:
-    def __init__(self) -> None:
-        from tqdm import tqdm
+def _progress(disabled: bool):  # noqa: ANN202
+    """A bar over the timed calls (edgecnn.progress: off when not on a terminal, with
+    --no-progress, or without tqdm on a device), or None."""
+    from edgecnn.progress import Bar, enabled, quiet
 
-        self.bar = tqdm(total=0, unit="call", desc="bench", leave=False, file=sys.stderr)
-
-    def update(self, n: int, total: int) -> None:
-        if self.bar.total != total:
-            self.bar.reset(total=total)
-        self.bar.update(n)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _progress(disabled: bool) -> _Bar | None:
-    if disabled or not sys.stderr.isatty():
+    quiet(disabled)
+    if not enabled():
         return None
-    try:
-        return _Bar()
-    except ImportError:  # tqdm is optional on devices
-        return None
+    bar = Bar(0, "bench", unit="call")
+
+    def update(n: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.update(n)
+
+    bar.update_total = update  # type: ignore[attr-defined]
+    return bar

@@ -84,6 +84,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="DIR",
                    help="artifact directory (default exports/MODEL-aALPHA-rRES)")
     p.add_argument("--force", action="store_true", help="replace an existing export")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no elapsed-time line beside the current stage (none either when "
+                   "stderr is not a terminal)")
     p.add_argument("--json", action="store_true",
                    help="print export.json's report instead of the summary")
     p.set_defaults(func=run_export)
@@ -137,8 +140,13 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"edgecnn: exporting the run's best checkpoint, {args.source}", file=sys.stderr)
     spec = spec_from_args(args)
     # --json: stdout is the JSON alone (torch's exporters print there, from C++ too)
-    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        result = export(spec, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
+    from edgecnn.progress import Ticker, quiet
+
+    quiet(args.no_progress)
+    # the elapsed time beside the current stage (calibration, the guard: waits of minutes)
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext(), \
+            Ticker("export") as ticker:
+        result = export(spec, log=lambda line: ticker.write(f"edgecnn: {line}"))
     if args.json:
         import json
 

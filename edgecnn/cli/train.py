@@ -65,6 +65,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object at the end (the epoch lines go to stderr)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar within each epoch (none either when stderr is not "
+                   "a terminal)")
     p.set_defaults(func=run_train)
 
     p = subparsers.add_parser(
@@ -91,6 +94,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from edgecnn.progress import quiet
+
+    quiet(getattr(args, "no_progress", False))
     from edgecnn.train.config import TrainConfig
     from edgecnn.train.loop import train
 
