@@ -33,6 +33,7 @@ class SweepConfig:
     train: bool = False
     data: str | None = None  # training and accuracy data (required with train)
     epochs: int = 10
+    round_channels: int | None = None  # None: the paper's widths (--round-channels)
 
 
 def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -138,7 +139,8 @@ def _artifact(cfg: SweepConfig, alpha: float, res: int, point: Path,
     if (artifact / "export.json").is_file():
         log(f"{point.name}: reusing {artifact}")
         return artifact
-    source = ZooSource(cfg.model, alpha=alpha, resolution=res)
+    source = ZooSource(cfg.model, alpha=alpha, resolution=res,
+                       round_channels=cfg.round_channels)
     if cfg.train:
         from edgecnn.train import TrainConfig, train
 

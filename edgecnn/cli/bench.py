@@ -96,6 +96,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None,
                    help="directory (default: sweeps/<model>)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--round-channels", type=positive_int, default=None, metavar="N",
+                   help="MobileNet v1: round every width to a multiple of N (8: torchvision's "
+                   "_make_divisible) instead of the paper's truncation (default: the paper's)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (none either when stderr is not a terminal)")
     p.set_defaults(func=run_sweep_cmd)
@@ -117,13 +120,26 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     if bad:
         raise EdgeCNNError(f"alpha must be positive, got {bad[0]}")
     get_spec(args.model)  # an unknown name fails before the output directory exists
+    from edgecnn.profile import channel_alignment, profile_model, round_kwargs
+
+    rounding = round_kwargs(args.model, args.round_channels)
+    if rounding and args.train:
+        raise EdgeCNNError("--round-channels with --train is not supported yet: sweep the "
+                           "latency (no --train), or train with the paper's widths")
+    for alpha in args.alpha:  # what each width costs before anything is exported
+        aligned = channel_alignment(profile_model(args.model, alpha=alpha,
+                                                  resolution=args.resolution[0],
+                                                  per_layer=True, **rounding))
+        if aligned:
+            print(f"edgecnn: warning: {aligned['warning']}", file=sys.stderr)
     bench = BenchConfig(runtimes=args.runtime, precisions=args.precision,
                         threads=args.threads or os.cpu_count() or 1,
                         plan=TimingPlan(iters=args.iters))
     out = args.out or Path("sweeps") / args.model
     rows = run_sweep(SweepConfig(model=args.model, alphas=args.alpha,
                                  resolutions=args.resolution, out=out, bench=bench,
-                                 train=args.train, data=args.data, epochs=args.epochs),
+                                 train=args.train, data=args.data, epochs=args.epochs,
+                                 round_channels=args.round_channels),
                      log=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(rows, indent=2, default=str))

@@ -84,6 +84,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="DIR",
                    help="artifact directory (default exports/MODEL-aALPHA-rRES)")
     p.add_argument("--force", action="store_true", help="replace an existing export")
+    p.add_argument("--round-channels", type=positive_int, default=None, metavar="N",
+                   help="zoo MobileNet v1: round every width to a multiple of N (8: "
+                   "torchvision's _make_divisible) instead of the paper's truncation (default: "
+                   "the paper's)")
     p.add_argument("--no-progress", action="store_true",
                    help="no elapsed-time line beside the current stage (none either when "
                    "stderr is not a terminal)")
@@ -123,7 +127,7 @@ def spec_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExportSpec, impo
     prune = PruneSpec(args.prune, **prune_flags) if args.prune is not None else None
     source = source_from_text(args.source, alpha=args.alpha, resolution=args.resolution,
                               num_classes=args.num_classes, mean=args.mean, std=args.std,
-                              labels=args.labels)
+                              labels=args.labels, round_channels=args.round_channels)
     return ExportSpec(source, prune=prune, int8=int8, fp16=args.fp16, opset=args.opset,
                       dynamic_batch=args.dynamic_batch, output=args.output, force=args.force,
                       **given(target=args.target))
@@ -153,7 +157,34 @@ def run_export(args: argparse.Namespace) -> int:
         print(json.dumps({"path": str(result.path), **result.report}, indent=2, default=str))
         return 0
     _summary(result.path, result.report)
+    warning = alignment_warning(result.report, args.round_channels)
+    if warning:
+        print(f"edgecnn: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def alignment_warning(report: dict, round_channels: int | None) -> str | None:
+    """The exported widths' cost when they are not multiples of 8: the pruned widths after
+    pruning, else the zoo model's at the exported alpha and resolution."""
+    from edgecnn.profile import MISALIGNED_COST, channel_alignment, profile_model, round_kwargs
+    from edgecnn.registry import get_spec
+
+    pruning = report.get("pruning") or {}
+    if pruning.get("channels"):
+        odd = sorted({after for _, after in pruning["channels"].values() if after % 8})
+        return None if not odd else (
+            f"pruning left {len(odd)} channel counts that are not multiples of 8 "
+            f"({'/'.join(map(str, odd[:8]))}); {MISALIGNED_COST}")
+    try:
+        get_spec(str(report.get("model")))
+    except Exception:  # noqa: BLE001  (an ONNX file or a user's module: no zoo widths)
+        return None
+    prof = profile_model(report["model"], alpha=report["alpha"],
+                         resolution=report["resolution"], num_classes=report.get("num_classes"),
+                         in_chans=report.get("in_chans"), per_layer=True,
+                         **round_kwargs(report["model"], round_channels))
+    aligned = channel_alignment(prof)
+    return aligned["warning"] if aligned else None
 
 
 def _stdout_to_stderr():  # noqa: ANN202
