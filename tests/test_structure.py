@@ -36,6 +36,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "plotting": ("fileio",),  # matplotlib helpers (label placement, log axes, overlap check)
     "__init__": ("errors", "lazy", "registry", "profile"),  # the zoo API, lazily
     "runtime": BASE,
+    "app": (*BASE, "runtime"),  # the device app: torch-free, on the runtime alone
+    "kit": BASE,  # where the installed device kit (edgecnn.deploy) is
     "data": BASE,
     "layers": BASE,
     "registry": (*BASE, "models"),  # model discovery (see ALLOWED_EDGES)
@@ -57,7 +59,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # timing harness's own
     "remote": (*BASE, "__init__", "runtime", "timing"),
     "cli": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
-            "timing", "bench", "pipeline", "tune", "remote"),
+            "timing", "bench", "pipeline", "tune", "remote", "app", "kit"),
     "__main__": ("cli",),
 }
 # Modules an area may import beyond LAYERS, each for a reason.
