@@ -16,6 +16,7 @@ app, as an example to copy.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -27,9 +28,9 @@ from edgecnn.runtime.folders import IMAGE_SUFFIXES, labelled_images, print_score
 from edgecnn.runtime.stage import describe_stage
 
 
-def classify_folder(model: Model, folder: Path, topk: int) -> int:
-    """One line per image; an unreadable file is one line on stderr and the rest go on.
-    Exit status 1 when some failed."""
+def classify_folder(model: Model, folder: Path, topk: int, as_json: bool = False) -> int:
+    """One line per image (as_json: one JSON object at the end); an unreadable file is one
+    line on stderr and the rest go on. Exit status 1 when some failed."""
     if not folder.is_dir():
         raise EdgeCNNError(f"{folder}: no such folder")
     labelled = labelled_images([str(folder)])  # class folders included
@@ -48,15 +49,26 @@ def classify_folder(model: Model, folder: Path, topk: int) -> int:
             continue
         total += time.perf_counter() - start
         results.append((path, pred))
-        top = ", ".join(f"{label} {prob:.1%}" for label, prob in zip(pred.labels, pred.probs))
-        print(f"{path.relative_to(folder)}  {top}", flush=True)
+        if not as_json:
+            top = ", ".join(f"{label} {prob:.1%}" for label, prob in zip(pred.labels,
+                                                                          pred.probs))
+            print(f"{path.relative_to(folder)}  {top}", flush=True)
     done = len(images) - failed
     if not done:
         raise EdgeCNNError(f"{folder}: none of the {len(images)} images could be read")
+    scored = score(results, dict(labelled), model.classes)
+    if as_json:
+        print(json.dumps({
+            "artifact": str(model.path), "runtime": model.describe(), "images": done,
+            "failed": failed, "ms_per_image": 1000 * total / done,
+            "predictions": [{"image": str(im), **p.to_dict()} for im, p in results],
+            "accuracy": None if scored is None else {**scored,
+                                                     "stage": describe_stage(model.path)}},
+            indent=2))
+        return 1 if failed else 0
     print(f"{done} images, {1000 * total / done:.1f} ms per image "
           f"(decode + preprocess + inference) on {model.describe()}"
           + (f"; {failed} could not be read" if failed else ""))
-    scored = score(results, dict(labelled), model.classes)
     if scored is not None:
         print_score(scored, describe_stage(model.path))
     return 1 if failed else 0
@@ -102,16 +114,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The app's options (`python -m edgecnn.app` and `edgecnn app` alike)."""
     parser.add_argument("artifact", help="artifact directory or .onnx file")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", type=Path, help="a folder of images")
-    source.add_argument("--camera", type=int, nargs="?", const=0, help="camera index (OpenCV)")
+    source.add_argument("--images", type=Path, help="a folder of images, class folders "
+                        "included (default: --camera)")
+    source.add_argument("--camera", type=int, nargs="?", const=0,
+                        help="camera index (OpenCV) (default: --images; 0 when given bare)")
     parser.add_argument("--runtime", default="auto",
                         help="auto, onnxruntime, openvino, tensorrt or fastest")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or an "
                         "OpenVINO device")
     parser.add_argument("--topk", type=int, default=3, help="classes per image")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
-    parser.add_argument("--frames", type=int, default=None, help="stop the camera after N")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for inference (default: the runtime's, every core)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="stop the camera after N (default: until q, Esc or Ctrl-C)")
     parser.add_argument("--headless", action="store_true", help="print instead of a window")
+    parser.add_argument("--json", action="store_true",
+                        help="--images: print one JSON object (predictions, accuracy)")
     add_preprocess_arguments(parser)
 
 
@@ -130,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             if model.metadata is not None and not model.metadata.trained:
                 print(f"app: warning: {UNTRAINED_WARNING}", file=sys.stderr)
             if args.images is not None:
-                return classify_folder(model, args.images, args.topk)
+                return classify_folder(model, args.images, args.topk, args.json)
             return classify_camera(model, args.camera, args.frames, args.headless)
     except EdgeCNNError as exc:
         print(f"app: error: {exc}", file=sys.stderr)

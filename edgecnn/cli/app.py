@@ -19,6 +19,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "kit", help="print the folder of the device scripts shipped with edgecnn (Jetson, "
         "Jetson Nano, arm64 under qemu), with their READMEs")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run_kit)
 
 
@@ -32,7 +33,14 @@ def _run_kit(args: argparse.Namespace) -> int:
     from edgecnn.kit import kit_path
 
     path = kit_path()
+    subs = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name[0] not in "._")
+    if args.json:
+        import json
+
+        print(json.dumps({"path": str(path), "folders": {s: str(path / s) for s in subs}},
+                         indent=2))
+        return 0
     print(path)
-    for sub in sorted(p.name for p in path.iterdir() if p.is_dir() and p.name[0] not in "._"):
+    for sub in subs:
         print(f"  {sub}/  ({path / sub / 'README.md'})")
     return 0
