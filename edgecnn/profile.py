@@ -131,10 +131,13 @@ ROUND_CHANNELS_FAMILIES = ("mobilenet",)
 
 
 def channel_alignment(prof: Profile, multiple: int = 8) -> dict[str, Any] | None:
-    """Conv/linear layers whose output channels are not a multiple of `multiple`, their
-    share of the MACs, and one line saying what that costs; None when every layer aligns.
+    """Conv/linear layers whose output channels a width multiplier (alpha != 1) left off a
+    multiple of `multiple`, their share of the MACs, and one line saying what that costs;
+    None when every layer aligns, or at the paper's alpha 1.
     `prof` needs per_layer=True. The classifier's outputs (the number of classes) are left
     out: the user's data decides them."""
+    if prof.alpha == 1.0 or not get_spec(prof.model).has_alpha:
+        return None  # the paper's own widths: what a width multiplier changes is the question
     layers = [layer for layer in prof.layers if layer.type in ("Conv2d", "Linear")
               and layer.output_shape[1] % multiple
               and not (layer.type == "Linear" and layer.output_shape[1] == prof.num_classes)]
