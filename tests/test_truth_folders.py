@@ -77,8 +77,9 @@ def test_unreadable_images_are_one_plain_line_each(tmp_path: Path,
         load_dataset(f"imagefolder:{tmp_path / 'pets'}", split="train",
                      config=DataConfig(image_size=8, val_fraction=0.01))
     err = capsys.readouterr().err.splitlines()
-    assert err[:2] == [f"edgecnn: warning: unreadable image skipped: {tmp_path}/pets/cat/broken.png",
-                       f"edgecnn: warning: unreadable image skipped: {tmp_path}/pets/dog/empty.jpg"]
+    each = "edgecnn: warning: unreadable image skipped: "
+    assert err[:2] == [f"{each}{tmp_path}/pets/cat/broken.png",
+                       f"{each}{tmp_path}/pets/dog/empty.jpg"]
     assert len(err) == 3 and "skipped 2 unreadable image file(s) in the train split" in err[2]
     assert not any("DataWarning" in line or ".py:" in line for line in err)
 

@@ -6,8 +6,8 @@ same work done with bare ONNX Runtime, `import torch` alone, and an empty interp
     python benchmarks/runtime/footprint.py --artifact exports/mobilenet-a0.5-r224 --repeat 20
 
 Each scenario is its own `python -c` process (edgecnn.timing.footprint.run_fresh, the
-measurement `edgecnn bench` reports a model's footprint with); wall time is measured from just before the
-fork to the child's exit. Peak resident memory is the child's own high-water mark (VmHWM of
+measurement `edgecnn bench` reports a model's footprint with); wall time is measured from
+just before the fork to the child's exit. Peak resident memory is the child's own high-water mark (VmHWM of
 /proc/self/status, read as its last statement): Linux carries the parent's resident size at
 fork into a child's ru_maxrss, so ru_maxrss (from os.wait4) is recorded too but is floored at
 this measuring process's size (kept small: the export runs in a subprocess of its own). Rounds are
