@@ -22,7 +22,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "edgecnn"
 
 # The shared base: torch-free, project-agnostic modules everything may use.
-BASE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "plotting")
+BASE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "plotting", "progress")
 ZOO = ("layers", "models", "registry", "profile")
 # area -> the other areas it may import ("__init__" is `import edgecnn` itself)
 LAYERS: dict[str, tuple[str, ...]] = {
@@ -30,11 +30,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "lazy": (),
     "fileio": ("errors",),
     "host": (),
+    "progress": (),  # tqdm bars and tickers, optional (tqdm is in the torch extra)
     "metadata": ("errors",),
     "tables": ("errors",),
     "plotting": ("fileio",),  # matplotlib helpers (label placement, log axes, overlap check)
     "__init__": ("errors", "lazy", "registry", "profile"),  # the zoo API, lazily
     "runtime": BASE,
+    "app": (*BASE, "runtime"),  # the device app: torch-free, on the runtime alone
+    "kit": BASE,  # where the installed device kit (edgecnn.deploy) is
     "data": BASE,
     "layers": BASE,
     "registry": (*BASE, "models"),  # model discovery (see ALLOWED_EDGES)
@@ -56,7 +59,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # timing harness's own
     "remote": (*BASE, "__init__", "runtime", "timing"),
     "cli": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
-            "timing", "bench", "pipeline", "tune", "remote"),
+            "timing", "bench", "pipeline", "tune", "remote", "app", "kit"),
     "__main__": ("cli",),
 }
 # Modules an area may import beyond LAYERS, each for a reason.

@@ -5,8 +5,9 @@ same work done with bare ONNX Runtime, `import torch` alone, and an empty interp
     python benchmarks/runtime/footprint.py                 # exports the model first (torch)
     python benchmarks/runtime/footprint.py --artifact exports/mobilenet-a0.5-r224 --repeat 20
 
-Each scenario is its own `python -c` process; wall time is measured from just before the
-fork to the child's exit. Peak resident memory is the child's own high-water mark (VmHWM of
+Each scenario is its own `python -c` process (edgecnn.timing.footprint.run_fresh, the
+measurement `edgecnn bench` reports a model's footprint with); wall time is measured from
+just before the fork to the child's exit. Peak resident memory is the child's own high-water mark (VmHWM of
 /proc/self/status, read as its last statement): Linux carries the parent's resident size at
 fork into a child's ru_maxrss, so ru_maxrss (from os.wait4) is recorded too but is floored at
 this measuring process's size (kept small: the export runs in a subprocess of its own). Rounds are
@@ -28,11 +29,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's edgecnn (its fresh-process measurement)
 
 SCENARIOS = {
     # The runtime as a device app uses it.
@@ -57,11 +58,6 @@ print(int(logits.argmax()))
     "import torch": "import torch",
     "empty interpreter": "pass",
 }
-# Appended to every scenario: the process's own peak RSS, in kB, on stderr.
-REPORT_HWM = """
-import sys as _sys
-_sys.stderr.write("VmHWM " + open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
-"""
 TARGETS = {"rss_mb": 90.0, "wall_s": 0.4}  # for edgecnn.runtime (the runtime issue)
 
 
@@ -97,20 +93,15 @@ def export_mobilenet(directory: Path) -> Path:
 
 
 def measure(code: str, args: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
-    """(wall seconds, own peak RSS MB, ru_maxrss MB, stdout) of one fresh interpreter."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code + REPORT_HWM, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
-    proc.stdout.close()
-    proc.stderr.close()
-    if proc.returncode != 0:
-        raise SystemExit(f"scenario failed ({proc.returncode}):\n{code}\n{err}")
-    hwm_kb = float(err.rsplit("VmHWM ", 1)[1].split()[0])
-    return wall, hwm_kb / 1024, usage.ru_maxrss / 1024, out.strip()  # both in KiB on Linux
+    """(wall seconds, own peak RSS MB, ru_maxrss MB, stdout) of one fresh interpreter: the
+    package's own measurement (edgecnn/timing/footprint.py), which bench uses too."""
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.timing.footprint import run_fresh
+
+    try:
+        return run_fresh(code, args, env=env, cwd=ROOT)
+    except EdgeCNNError as exc:
+        raise SystemExit(f"scenario failed:\n{code}\n{exc}") from None
 
 
 def main() -> None:

@@ -48,7 +48,12 @@ python -m pip install --quiet --upgrade pip
 
 # 4. edgecnn without its torch extra, and without PyPI's CPU-only onnxruntime (aarch64 wheels
 #    there have no CUDA provider): onnxruntime-gpu from NVIDIA's Jetson index instead.
-python -m pip install --quiet --no-deps -e "$REPO"
+#    From a checkout: editable; from an installed kit (`edgecnn kit`): $WHEEL, or PyPI's edgecnn.
+if [ -f "$REPO/pyproject.toml" ]; then
+    python -m pip install --quiet --no-deps -e "$REPO"
+else
+    python -m pip install --quiet --no-deps "${WHEEL:-edgecnn}"
+fi
 python -m pip install --quiet "numpy<2" "pillow>=10"
 python -m pip uninstall --quiet -y onnxruntime 2>/dev/null || true
 python -m pip install --quiet onnxruntime-gpu --index-url "$JETSON_PIP_INDEX" \

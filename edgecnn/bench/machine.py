@@ -113,6 +113,43 @@ def conditions(threads: int | None) -> dict[str, Any]:
     }
 
 
+def load_and_clock(root: Path = Path("/")) -> dict[str, float | None]:
+    """The 1-minute load average and the mean CPU clock (MHz) now, where the OS reports them
+    (None elsewhere): /proc/loadavg; cpufreq's scaling_cur_freq, else /proc/cpuinfo's "cpu
+    MHz" (a VM without cpufreq). Taken before and after timing: a busy or throttled machine
+    shows in the record. `root` is read under for tests."""
+    load = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        load = float((root / "proc/loadavg").read_text(encoding="utf-8").split()[0])
+    khz = []
+    for f in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_cur_freq")):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            khz.append(int(f.read_text(encoding="utf-8").split()[0]))
+    mhz = [k / 1e3 for k in khz]
+    if not mhz:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = (root / "proc/cpuinfo").read_text(encoding="utf-8")
+            mhz = [float(m) for m in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)]
+    return {"load_1min": load, "cpu_mhz": round(sum(mhz) / len(mhz), 1) if mhz else None}
+
+
+def noisy_reasons(before: dict[str, Any], after: dict[str, Any], cores: int | None,
+                  noise_pct: dict[str, float], limit_pct: float) -> list[str]:
+    """Why the figures of a run cannot be trusted, or [] when nothing says so: a load above
+    the cores before or after timing (others ran beside the benchmark), or a case whose own
+    noise band is wider than `limit_pct`."""
+    why = []
+    for when, snap in (("before", before), ("after", after)):
+        load = snap.get("load_1min")
+        if load is not None and cores and load > cores:
+            why.append(f"load average {load:.2f} {when} timing, above the {cores} cores")
+    for label, pct in noise_pct.items():
+        if pct > limit_pct:
+            why.append(f"{label} timed {pct:.1f}% apart between the halves of its run "
+                       f"(noise band over {limit_pct:.0f}%)")
+    return why
+
+
 def peak_gmacs(threads: int | None = None, n: int = 1024, repeats: int = 10) -> float:
     """fp32 matrix-product rate in GMAC/s (see best_time), with BLAS held to `threads`.
 

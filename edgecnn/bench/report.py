@@ -11,6 +11,7 @@ from typing import Any
 
 from edgecnn.tables import format_table
 from edgecnn.timing.harness import BenchRecord
+from edgecnn.timing.stats import NOISE_LIMIT
 
 FORMATS = ("table", "md", "csv", "json")
 
@@ -29,14 +30,42 @@ COLUMNS = (
     ("img/s", "throughput_ips", "{:.1f}"),
     ("vs base", "speedup_vs_baseline", "{:.2f}x"),
     ("cold ms", "cold_start_ms", "{:.0f}"),
-    ("RSS MiB", "rss_mb_peak", "{:.0f}"),
+    ("app MiB", "app_rss_mb_load", "{:.0f}"),
+    ("app peak MiB", "app_rss_mb_peak", "{:.0f}"),
     ("MB file", "file_size_mb", "{:.2f}"),
     ("MACs", "macs", "{:,}"),
     ("eff %", "efficiency_pct", "{:.0f}"),
     ("roof %", "roofline_pct", "{:.0f}"),
     ("top-1 %", "accuracy_top1_pct", "{:.2f}"),
     ("agree %", "agreement_top1_pct", "{:.2f}"),
+    ("noise %", "noise_pct", "{:.1f}"),
 )
+# What the footnote says about each column (identity columns need no note); a note is
+# printed only under a table that shows its column, and every measured column has one.
+COLUMN_NOTES = {
+    "p50 ms": "p50 ms, p90 ms, p99 ms, mean ms, std ms: latency of one call on a batch",
+    "img/s": "img/s: batch / mean latency",
+    "vs base": "vs base: baseline p50 / p50 in the same group",
+    "cold ms": "cold ms: load + first call, what an app waits for at start-up",
+    "app MiB": "app MiB: resident memory added by load() and the first call, and app peak "
+               "MiB: the peak resident memory while inferring, both in a fresh process "
+               "running only edgecnn.runtime, as a device app does (the benchmark's own peak "
+               "is in the JSON, rss_mb_peak)",
+    "MB file": "MB file: the ONNX file, MB = 10^6 bytes",
+    "MACs": "MACs: multiply-adds per image",
+    "eff %": "eff % = achieved MAC/s / measured peak of the precision",
+    "roof %": "roof % = per-layer roofline bound / p50",
+    "top-1 %": "top-1 %: held-out accuracy of the file (which file and stage: below)",
+    "agree %": "agree %: top-1 agreement with the fp32 file in the same runtime",
+    "noise %": f"noise %: how far the two halves of the case's run are apart (noisy above "
+               f"{100 * NOISE_LIMIT:.0f}%)",
+}
+NOTED = {"p90 ms": "p50 ms", "p99 ms": "p50 ms", "mean ms": "p50 ms", "std ms": "p50 ms",
+         "app peak MiB": "app MiB"}  # columns the note of another column covers
+IDENTITY = ("host", "model", "runtime", "prec", "batch")
+# eff % and roof % cannot exceed 100: above it, the peak or the bound was measured wrong
+# (a busy machine times the peak low); shown as a problem, never as a figure.
+OVER_100 = "!>100"
 
 
 def render(records: Sequence[BenchRecord], fmt: str, conditions: dict[str, Any]) -> str:
@@ -56,14 +85,31 @@ def render(records: Sequence[BenchRecord], fmt: str, conditions: dict[str, Any])
                                                    f"{done[0]}-{done[-1]}")
                       + " (interrupted)"}
     used = [c for c in COLUMNS if any(getattr(r, c[1]) is not None for r in records)]
-    rows = [[("-" if getattr(r, f) is None else spec.format(getattr(r, f)))
-             for _, f, spec in used] for r in records]
+    rows = [[_cell(getattr(r, f), h, spec) for h, f, spec in used] for r in records]
     table = format_table(rows, [h for h, _, _ in used], markdown=fmt == "md")
-    return table + "\n\n" + describe_conditions(conditions, markdown=fmt == "md")
+    over = any(OVER_100 in row for row in rows)
+    return table + "\n\n" + describe_conditions(conditions, markdown=fmt == "md",
+                                                  columns=[h for h, _, _ in used],
+                                                  over_100=over)
+
+
+def _cell(value: Any, header: str, spec: str) -> str:
+    if value is None:
+        return "-"
+    if header in ("eff %", "roof %") and value > 100:
+        return OVER_100
+    return spec.format(value)
+
+
+def column_notes(columns: Sequence[str]) -> list[str]:
+    """The footnote's notes for exactly these columns."""
+    keys = dict.fromkeys(NOTED.get(h, h) for h in columns if h not in IDENTITY)
+    return [COLUMN_NOTES[k] for k in keys]
 
 
 def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
-                        bench_columns: bool = True) -> str:
+                        bench_columns: bool = True, columns: Sequence[str] = (),
+                        over_100: bool = False) -> str:
     """One paragraph saying exactly what was measured; `bench_columns` False leaves out the
     notes on this table's own columns (eff %, RSS, vs base) for a table without them."""
     pk = ", ".join(f"{k} {v}" for k, v in c.get("packages", {}).items())
@@ -74,9 +120,12 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
         + (f" (within the last-level cache: {peaks['cache_bandwidth_gbs']:.1f})"
            if peaks.get("cache_bandwidth_gbs") else "")
         if peaks.get("int8_gmacs") else ""))
-    column_notes = (" (eff % = achieved / peak of the precision; roof % = per-layer roofline / "
-                    "p50). RSS: process peak so far (MiB); vs base: baseline p50 / p50 in the "
-                    "same group; file sizes in MB = 10^6 bytes.")
+    notes = column_notes(columns) if bench_columns else []
+    notes_text = (". Columns: " + "; ".join(notes) + "." if notes else ".")
+    if over_100:
+        notes_text += (f" {OVER_100}: eff % or roof % above 100 is a measurement problem (the "
+                       "peak measured low on a busy machine, or a wrong MAC count), not a "
+                       "result.")
     gpu = f"; GPU {c['gpu']} (driver {c.get('gpu_driver', '?')})" if c.get("gpu") else ""
     if c.get("gpu_clock_mhz"):  # a Jetson: the clock it ran at decides its speed
         gpu += f", GPU clock {c['gpu_clock_mhz']:.0f} of {c.get('gpu_max_clock_mhz') or 0:.0f} MHz"
@@ -88,13 +137,17 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
         f"rounds, {c.get('buffers', '?')} input buffers rotated."
         # the peaks whenever measured (a roofline is read against them); the columns' notes
         # only under the table that has those columns
-        + (peak_text + column_notes if bench_columns
+        + (peak_text + notes_text if bench_columns
            else peak_text + "." if c.get("peak_gmacs") else ""),
+        *_conditions_lines(c),
         *[f"{why}." for why in c.get("not_measured", [])],
     ]
     for label, kinds in c.get("roofline", {}).items():
         lines.append(f"roofline {label}: " + ", ".join(
             f"{k} {v['bound_ms']:.3f} ms" for k, v in kinds.items() if v["bound_ms"]))
+    for label, acc in c.get("accuracy_of", {}).items():
+        lines.append(f"top-1 % of {label} on {acc['data']}: "
+                     + "; ".join(f"{p} = {stage}" for p, stage in acc["files"].items()))
     for label, line in c.get("tuning", {}).items():
         lines.append(f"{label}: {line}")
     for label, v in c.get("int8_verdicts", {}).items():
@@ -104,3 +157,19 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
                      f"{'worth deploying' if e['worth_deploying'] else 'not worth it'} "
                      f"(export: {e['reason']})" + (f"; measured now: {now}" if now else ""))
     return "\n".join(("> " + line) if markdown else line for line in lines)
+
+
+def _conditions_lines(c: dict[str, Any]) -> list[str]:
+    """Load average and CPU clock before and after timing, and whether the run is noisy."""
+    def snap(x: dict[str, Any]) -> str:
+        load = "?" if x.get("load_1min") is None else f"{x['load_1min']:.2f}"
+        mhz = "?" if x.get("cpu_mhz") is None else f"{x['cpu_mhz']:.0f} MHz"
+        return f"load {load}, CPU {mhz}"
+
+    if "before" not in c:
+        return []
+    lines = [f"Conditions: before timing {snap(c['before'])}; after {snap(c.get('after', {}))}"
+             " (1-minute load average; mean CPU clock where the OS reports it)."]
+    if c.get("noisy"):
+        lines.append("NOISY: these figures cannot be trusted: " + "; ".join(c["noisy"]))
+    return lines

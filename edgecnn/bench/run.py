@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.bench.machine import conditions
+from edgecnn.bench.machine import conditions, load_and_clock, noisy_reasons
 from edgecnn.bench.roofline import Peaks, measure_peaks
 from edgecnn.bench.targets import make_cases, resolve_target, skip_reason
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime.loader import not_produced
 from edgecnn.timing.harness import BenchRecord, EvalData, add_speedups, run_group
 from edgecnn.timing.loop import TimingPlan
+from edgecnn.timing.stats import NOISE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class BenchConfig:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     classes: tuple[str, ...] | None = None
+    footprint: bool = True  # each ONNX file's footprint in a fresh process (after timing)
 
 
 def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | None = None,
@@ -55,6 +57,7 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                             else f"{config.plan.duration_s:g} s of"))
     cond["not_measured"] = [why for r in config.runtimes for p in config.precisions
                             if (why := skip_reason(r, p, config.device))]
+    cond["before"] = load_and_clock()
     records: list[BenchRecord] = []
     verdicts: dict[str, dict[str, Any]] = {}  # model label -> the export's int8 verdict
     with _interrupt_flag() as stopped, tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -76,6 +79,13 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                                 batches=config.batches, threads=config.threads,
                                 device=config.device)
             eval_data = eval_data_for(config, target.input_shape, target.files)
+            if eval_data is not None:  # which file and export stage each top-1 belongs to
+                from edgecnn.runtime.stage import describe_stage
+
+                cond.setdefault("accuracy_of", {})[target.label] = {
+                    "data": f"{config.data} val, first {len(eval_data[1])} images",
+                    "files": {p: describe_stage(f) for p, f in target.files.items()
+                              if p in precisions}}
             for group in groups:
                 if stopped():
                     break
@@ -85,10 +95,17 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                                      rounds=config.rounds, eval_data=eval_data,
                                      progress=tick, stop=stopped)
                 add_roofline(measured, group, peaks, cond)
+                if config.footprint and not stopped():
+                    add_footprint(measured, group, config.threads)
                 records += measured
             if stopped():
                 cond["interrupted"] = True
                 break
+    cond["after"] = load_and_clock()
+    cond["noisy"] = noisy_reasons(
+        cond["before"], cond["after"], cond.get("cpu_cores"),
+        {f"{r.model} {r.runtime} {r.precision} b{r.batch}": r.noise_pct for r in records
+         if r.noise_pct is not None}, 100 * NOISE_LIMIT)
     add_speedups(records, baseline=_is_baseline)
     if verdicts:
         cond["int8_verdicts"] = int8_verdicts(records, verdicts)
@@ -119,6 +136,29 @@ def add_roofline(records: Sequence[BenchRecord], cases: Sequence[Any], peaks: Pe
         cond.setdefault("roofline", {})[f"{r.model} {r.runtime} {r.precision} b{r.batch}"] = {
             k: {"bound_ms": round(v["bound_ms"], 4), "macs": int(v["macs"]),
                 "bytes": int(v["bytes"])} for k, v in bounds.items()}
+
+
+FOOTPRINT_RUNTIMES = ("onnxruntime", "openvino")  # what a CPU device app loads
+
+
+def add_footprint(records: Sequence[BenchRecord], cases: Sequence[Any], threads: int) -> None:
+    """Each ONNX Runtime/OpenVINO record's footprint as a device app sees it (a fresh process
+    running edgecnn.runtime alone: timing/footprint.py), measured after the timing so that
+    it does not disturb it."""
+    from edgecnn.timing.footprint import app_footprint
+
+    by_key = {(c.runtime, c.precision, c.batch): c for c in cases}
+    for r in records:
+        case = by_key.get((r.runtime, r.precision, r.batch))
+        if case is None or case.path is None or r.runtime not in FOOTPRINT_RUNTIMES \
+                or r.device != "cpu":
+            continue
+        try:
+            fp = app_footprint(case.path, (r.batch, *case.input_shape), runtime=r.runtime,
+                               threads=threads)
+        except EdgeCNNError:  # the row's timing stands; its footprint is simply absent
+            continue
+        r.app_rss_mb_load, r.app_rss_mb_peak = fp["rss_mb_load"], fp["rss_mb_peak"]
 
 
 def int8_verdicts(records: Sequence[BenchRecord], export: dict[str, dict[str, Any]]

@@ -33,6 +33,7 @@ class SweepConfig:
     train: bool = False
     data: str | None = None  # training and accuracy data (required with train)
     epochs: int = 10
+    round_channels: int | None = None  # None: the paper's widths (--round-channels)
 
 
 def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -50,10 +51,16 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
     if cfg.train and not cfg.data:
         raise EdgeCNNError("--train needs --data (the data set to train and evaluate on)")
     cfg.out.mkdir(parents=True, exist_ok=True)
+    from edgecnn.progress import Bar
+
     points, cases = {}, []
-    for alpha in cfg.alphas:
-        for res in cfg.resolutions:
+    grid = [(a, r) for a in cfg.alphas for r in cfg.resolutions]
+    with Bar(len(grid), "sweep", unit="point") as bar:
+        for i, (alpha, res) in enumerate(grid, 1):
             point = cfg.out / f"{cfg.model}-a{alpha:g}-r{res}"
+            bar.update(0, desc=f"sweep {point.name}")
+            log(f"point {i}/{len(grid)}: {point.name}"
+                + (f" (training {cfg.epochs} epochs, then export)" if cfg.train else ""))
             artifact = _artifact(cfg, alpha, res, point, log)
             target = replace(resolve_target(str(artifact), alpha=alpha, resolution=res,
                                             precisions=cfg.bench.precisions),
@@ -62,8 +69,12 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
             cases += make_cases(target, runtimes=cfg.bench.runtimes,
                                 precisions=cfg.bench.precisions, batches=(1,),
                                 threads=cfg.bench.threads, device=cfg.bench.device)[0]
+            bar.update(1)
     log(f"timing {len(cases)} cases interleaved in {cfg.bench.rounds} rounds")
-    records = run_group(cases, cfg.bench.plan, peak_gmacs=None, rounds=cfg.bench.rounds)
+    iters = cfg.bench.plan.iters
+    with Bar(len(cases) * iters if iters else None, "timing", unit="call") as bar:
+        records = run_group(cases, cfg.bench.plan, peak_gmacs=None, rounds=cfg.bench.rounds,
+                            progress=bar.update)
     if cfg.train:
         _accuracy(records, cases, {k: eval_data_for(replace(cfg.bench, data=cfg.data),
                                                     t.input_shape, t.files)
@@ -128,15 +139,17 @@ def _artifact(cfg: SweepConfig, alpha: float, res: int, point: Path,
     if (artifact / "export.json").is_file():
         log(f"{point.name}: reusing {artifact}")
         return artifact
-    source = ZooSource(cfg.model, alpha=alpha, resolution=res)
+    source = ZooSource(cfg.model, alpha=alpha, resolution=res,
+                       round_channels=cfg.round_channels)
     if cfg.train:
         from edgecnn.train import TrainConfig, train
 
         run = point / "train"
         if not (run / "best.pt").is_file():
+            # each epoch's line (and the bar within it, on a terminal): minutes per point
             train(TrainConfig(model=cfg.model, data=str(cfg.data), out=str(run), alpha=alpha,
                               resolution=res, epochs=cfg.epochs), force=run.exists(),
-                  log=lambda line: None)
+                  log=lambda line: log(f"{point.name}: {line}"))
         source = CheckpointSource(str(run / "best.pt"))
     int8 = Int8Spec(str(cfg.data) if cfg.train else "random") \
         if "int8" in cfg.bench.precisions else None

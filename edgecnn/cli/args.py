@@ -53,6 +53,18 @@ def alpha_arg(text: str) -> float:
             f"alpha must be a positive number, got {text!r}") from None
 
 
+# The layout of `imagefolder:PATH` and the split rule when val/ is missing, as
+# edgecnn/data/datasets.py (_imagefolder, stratified_split, DataConfig) implements them.
+IMAGEFOLDER_HELP = (
+    "imagefolder:PATH is one folder per class: PATH/train/CLASS/*.jpg and PATH/val/CLASS/ "
+    "(PATH/test/CLASS/ for a test split; without val/, test/ is the held-out split). With "
+    "neither val/ nor test/, the class folders of PATH/train/ (or of PATH itself when there "
+    "is no train/) are split by file list: 20%% of the images held out as val, each class "
+    "floor(20%% of its images) and the remainder of ceil(20%% of all) to the classes with the "
+    "largest fractions, every class keeping one train image, picked by a fixed hash "
+    "(seed 0): the same files on every run")
+
+
 def add_preprocess_flags(parser: argparse.ArgumentParser, *, resolution: bool = True) -> None:
     """--mean/--std/--resolution/--labels for ONNX files without edgecnn metadata; turn them
     into `load()` keywords with `preprocess_kwargs(args)`. The runtime holds the one

@@ -46,12 +46,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="comma list: onnxruntime,openvino,tensorrt,fastest (the file, CPU "
                    "runtime and threads `edgecnn tune` recorded for this machine),"
                    "torch[-compile|-cudagraphs]")
-    p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",))
+    p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",),
+                   help="comma list: fp32,fp16,int8")
     p.add_argument("--batch", type=positive_ints, default=(1,), help="comma list, e.g. 1,8,32")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads per runtime (default: all cores)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (or an OpenVINO device)")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls before each case")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--iters", type=positive_int, default=None,
                        help="timed calls per case (default 200)")
@@ -70,26 +71,36 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="print JSON (the same as --format json)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write to this file (default: stdout only)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (none either when stderr is not a terminal)")
     add_remote_flags(p, several=True)
     p.set_defaults(func=run)
 
     p = subparsers.add_parser("sweep", help="the alpha x resolution grid: params, MACs, "
                               "latency (and accuracy with --train), table and plots")
-    p.add_argument("model")
-    p.add_argument("--alpha", type=csv_of(None, float), default=(0.25, 0.5, 0.75, 1.0))
-    p.add_argument("--resolution", type=positive_ints, default=(128, 160, 192, 224))
-    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:4]), default=("onnxruntime",))
-    p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",))
+    p.add_argument("model", help="a zoo name (edgecnn list)")
+    p.add_argument("--alpha", type=csv_of(None, float), default=(0.25, 0.5, 0.75, 1.0),
+                   help="comma list of width multipliers")
+    p.add_argument("--resolution", type=positive_ints, default=(128, 160, 192, 224),
+                   help="comma list of input sizes in pixels")
+    p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES[:4]), default=("onnxruntime",),
+                   help="comma list: onnxruntime,openvino,tensorrt,fastest")
+    p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",),
+                   help="comma list: fp32,int8")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads per runtime (default: all cores)")
-    p.add_argument("--iters", type=positive_int, default=100)
+    p.add_argument("--iters", type=positive_int, default=100, help="timed calls per point")
     p.add_argument("--train", action="store_true", help="train every point (needs --data)")
     p.add_argument("--data", default=None, help="data set for --train (default: none)")
-    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--epochs", type=positive_int, default=10, help="with --train, per point")
     p.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None,
                    help="directory (default: sweeps/<model>)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--round-channels", type=positive_int, default=None, metavar="N",
+                   help="MobileNet v1: round every width to a multiple of N (8: torchvision's "
+                   "_make_divisible) instead of the paper's truncation (default: the paper's)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (none either when stderr is not a terminal)")
     p.set_defaults(func=run_sweep_cmd)
 
 
@@ -102,17 +113,33 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
     from edgecnn.registry import get_spec
 
+    from edgecnn.progress import quiet
+
+    quiet(args.no_progress)
     bad = [a for a in args.alpha if not a > 0]
     if bad:
         raise EdgeCNNError(f"alpha must be positive, got {bad[0]}")
     get_spec(args.model)  # an unknown name fails before the output directory exists
+    from edgecnn.profile import channel_alignment, profile_model, round_kwargs
+
+    rounding = round_kwargs(args.model, args.round_channels)
+    if rounding and args.train:
+        raise EdgeCNNError("--round-channels with --train is not supported yet: sweep the "
+                           "latency (no --train), or train with the paper's widths")
+    for alpha in args.alpha:  # what each width costs before anything is exported
+        aligned = channel_alignment(profile_model(args.model, alpha=alpha,
+                                                  resolution=args.resolution[0],
+                                                  per_layer=True, **rounding))
+        if aligned:
+            print(f"edgecnn: warning: {aligned['warning']}", file=sys.stderr)
     bench = BenchConfig(runtimes=args.runtime, precisions=args.precision,
                         threads=args.threads or os.cpu_count() or 1,
                         plan=TimingPlan(iters=args.iters))
     out = args.out or Path("sweeps") / args.model
     rows = run_sweep(SweepConfig(model=args.model, alphas=args.alpha,
                                  resolutions=args.resolution, out=out, bench=bench,
-                                 train=args.train, data=args.data, epochs=args.epochs),
+                                 train=args.train, data=args.data, epochs=args.epochs,
+                                 round_channels=args.round_channels),
                      log=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -151,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         bar = _progress(args.no_progress)
         try:
             records, cond = run_bench(args.targets, config,
-                                      progress=bar.update if bar else None)
+                                      progress=bar.update_total if bar else None)
         finally:
             if bar:
                 bar.close()
@@ -195,25 +222,20 @@ def _remote(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
     return records, cond, failures
 
 
-class _Bar:
-    def __init__(self) -> None:
-        from tqdm import tqdm
+def _progress(disabled: bool):  # noqa: ANN202
+    """A bar over the timed calls (edgecnn.progress: off when not on a terminal, with
+    --no-progress, or without tqdm on a device), or None."""
+    from edgecnn.progress import Bar, enabled, quiet
 
-        self.bar = tqdm(total=0, unit="call", desc="bench", leave=False, file=sys.stderr)
-
-    def update(self, n: int, total: int) -> None:
-        if self.bar.total != total:
-            self.bar.reset(total=total)
-        self.bar.update(n)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _progress(disabled: bool) -> _Bar | None:
-    if disabled or not sys.stderr.isatty():
+    quiet(disabled)
+    if not enabled():
         return None
-    try:
-        return _Bar()
-    except ImportError:  # tqdm is optional on devices
-        return None
+    bar = Bar(0, "bench", unit="call")
+
+    def update(n: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.update(n)
+
+    bar.update_total = update  # type: ignore[attr-defined]
+    return bar

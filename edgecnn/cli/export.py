@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgecnn.cli.args import (
+from edgecnn.cli.args import (IMAGEFOLDER_HELP, 
     alpha_arg,
     non_negative_float,
     non_negative_int,
@@ -57,7 +57,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="also write model.int8.onnx (static QDQ, per-channel weights)")
     p.add_argument("--calib-data", metavar="DATA",
                    help="data set to calibrate on (train split) and to check accuracy on (val "
-                   "split); `random` for latency-only int8 (default: none)")
+                   "split); `random` for latency-only int8 (default: none). "
+                   + IMAGEFOLDER_HELP)
     p.add_argument("--calib-samples", type=positive_int, metavar="N",
                    help="calibration images (default 256)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"),
@@ -83,6 +84,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="DIR",
                    help="artifact directory (default exports/MODEL-aALPHA-rRES)")
     p.add_argument("--force", action="store_true", help="replace an existing export")
+    p.add_argument("--round-channels", type=positive_int, default=None, metavar="N",
+                   help="zoo MobileNet v1: round every width to a multiple of N (8: "
+                   "torchvision's _make_divisible) instead of the paper's truncation (default: "
+                   "the paper's)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no elapsed-time line beside the current stage (none either when "
+                   "stderr is not a terminal)")
     p.add_argument("--json", action="store_true",
                    help="print export.json's report instead of the summary")
     p.set_defaults(func=run_export)
@@ -119,7 +127,7 @@ def spec_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExportSpec, impo
     prune = PruneSpec(args.prune, **prune_flags) if args.prune is not None else None
     source = source_from_text(args.source, alpha=args.alpha, resolution=args.resolution,
                               num_classes=args.num_classes, mean=args.mean, std=args.std,
-                              labels=args.labels)
+                              labels=args.labels, round_channels=args.round_channels)
     return ExportSpec(source, prune=prune, int8=int8, fp16=args.fp16, opset=args.opset,
                       dynamic_batch=args.dynamic_batch, output=args.output, force=args.force,
                       **given(target=args.target))
@@ -136,15 +144,47 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"edgecnn: exporting the run's best checkpoint, {args.source}", file=sys.stderr)
     spec = spec_from_args(args)
     # --json: stdout is the JSON alone (torch's exporters print there, from C++ too)
-    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        result = export(spec, log=lambda line: print(f"edgecnn: {line}", file=sys.stderr))
+    from edgecnn.progress import Ticker, quiet
+
+    quiet(args.no_progress)
+    # the elapsed time beside the current stage (calibration, the guard: waits of minutes)
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext(), \
+            Ticker("export") as ticker:
+        result = export(spec, log=lambda line: ticker.write(f"edgecnn: {line}"))
     if args.json:
         import json
 
         print(json.dumps({"path": str(result.path), **result.report}, indent=2, default=str))
         return 0
     _summary(result.path, result.report)
+    warning = alignment_warning(result.report, args.round_channels)
+    if warning:
+        print(f"edgecnn: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def alignment_warning(report: dict, round_channels: int | None) -> str | None:
+    """The exported widths' cost when they are not multiples of 8: the pruned widths after
+    pruning, else the zoo model's at the exported alpha and resolution."""
+    from edgecnn.profile import MISALIGNED_COST, channel_alignment, profile_model, round_kwargs
+    from edgecnn.registry import get_spec
+
+    pruning = report.get("pruning") or {}
+    if pruning.get("channels"):
+        odd = sorted({after for _, after in pruning["channels"].values() if after % 8})
+        return None if not odd else (
+            f"pruning left {len(odd)} channel counts that are not multiples of 8 "
+            f"({'/'.join(map(str, odd[:8]))}); {MISALIGNED_COST}")
+    try:
+        get_spec(str(report.get("model")))
+    except Exception:  # noqa: BLE001  (an ONNX file or a user's module: no zoo widths)
+        return None
+    prof = profile_model(report["model"], alpha=report["alpha"],
+                         resolution=report["resolution"], num_classes=report.get("num_classes"),
+                         in_chans=report.get("in_chans"), per_layer=True,
+                         **round_kwargs(report["model"], round_channels))
+    aligned = channel_alignment(prof)
+    return aligned["warning"] if aligned else None
 
 
 def _stdout_to_stderr():  # noqa: ANN202
@@ -198,6 +238,12 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         lat = report["latency_ms"]
         print(f"  pruned: {lat['unpruned']:.3f} ms -> {lat['pruned']:.3f} ms "
               f"({lat['speedup']:.2f}x, ONNX Runtime batch 1)")
+    stages = top1_stages(report)
+    if stages:
+        data = (report.get("pruning") or report).get("accuracy_data") or \
+            (report.get("data") or {}).get("calibration")
+        print(f"  top-1{' on ' + str(data) + ' (held out)' if data else ''}: "
+              + ", ".join(f"{name} {value:.2f}%" for name, value in stages))
     int8 = report.get("int8")
     if int8 and not int8["written"]:
         print(f"  int8 not written: {int8['reason']}")
@@ -211,3 +257,23 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         print(f"  top-1 fp32 {final['top1_fp32']:.2f}%  int8 {final['top1_int8']:.2f}%  "
               f"agreement {final['agreement']:.2f}%  ({step['step']}, {step['method']}"
               f"{', %d float layers' % floats if floats else ''})")
+
+
+def top1_stages(report: dict) -> list[tuple[str, float]]:
+    """(stage, top-1 %) for every stage export.json has a figure for, in order: before
+    pruning, after pruning, after fine-tuning, the fp32 file, the int8 file."""
+    out: list[tuple[str, float]] = []
+    pruning = report.get("pruning") or {}
+    int8 = report.get("int8") or {}
+    final = int8.get("final") or {}
+    if pruning:
+        out.append(("before pruning", pruning.get("top1_before")))
+        out.append(("after pruning", pruning.get("top1_pruned")))
+        if pruning.get("finetune_epochs"):
+            out.append((f"after fine-tuning ({pruning['finetune_epochs']} epochs)",
+                        pruning.get("top1_after")))
+    else:
+        out.append(("model.onnx", report.get("top1_fp32", final.get("top1_fp32"))))
+    if int8.get("written", False) and final.get("top1_int8") is not None:
+        out.append(("model.int8.onnx", final["top1_int8"]))
+    return [(name, value) for name, value in out if value is not None]

@@ -14,9 +14,11 @@ whatever else reaches for a torch-side module (`bench` of a zoo name or `--runti
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,16 +34,37 @@ TORCH_COMMANDS = ("list", "info", "train", "eval", "export", "sweep", "pipeline"
 
 class DefaultsFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the help already names it; flags
-    (store_true) are off unless given, which needs no saying."""
+    (store_true) are off unless given, which needs no saying. An option without help text
+    still shows its default (argparse skips help expansion for those), and a tuple default
+    (a comma list such as --precision) prints as the user would type it: `fp32`, not
+    `('fp32',)`."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and shown_default(action) is not None:
+            action = copy.copy(action)  # the parser's action stays as declared
+            action.help = self._get_help_string(action)  # "(default: ...)": argparse expands
+            # only non-empty help
+        return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
-                                   argparse._HelpAction, argparse._VersionAction))
-        if (flag or not action.option_strings or "default" in text
-                or action.default in (None, argparse.SUPPRESS)):
+        text = (action.help or "").strip()
+        default = shown_default(action)
+        if default is None or "default" in text:
             return text
-        return f"{text} (default: %(default)s)".lstrip()
+        return f"{text} (default: {default.replace('%', '%%')})".lstrip()
+
+
+def shown_default(action: argparse.Action) -> str | None:
+    """The default `--help` prints for this option, or None where none is due (flags,
+    positionals, no default)."""
+    flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                               argparse._StoreConstAction, argparse._HelpAction,
+                               argparse._VersionAction, argparse._CountAction))
+    if flag or not action.option_strings or action.default in (None, argparse.SUPPRESS):
+        return None
+    if isinstance(action.default, (tuple, list)):
+        return ",".join(map(str, action.default))
+    return str(action.default)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _torch_side_missing(args.command, missing)
     previous = _term_as_interrupt()
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except EdgeCNNError as exc:
         print(f"edgecnn: error: {exc}", file=sys.stderr)
         return 2
@@ -116,6 +141,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: object = None, line: str | None = None) -> None:
+    """edgecnn's own warnings (unreadable images, ...) as plain `edgecnn: warning:` lines,
+    without Python's source-line format; other libraries' keep theirs."""
+    if not category.__module__.startswith("edgecnn"):
+        _python_showwarning(message, category, filename, lineno, file, line)
+        return
+    for text in str(message).splitlines():
+        print(f"edgecnn: warning: {text}", file=sys.stderr)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def _term_as_interrupt() -> object:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 from edgecnn.cli.args import (add_preprocess_flags, add_remote_flags, positive_int,
                               preprocess_kwargs, remote_kwargs)
+from edgecnn.runtime.folders import labelled_images, print_score, score
 
 ORDER = 40  # after the zoo, training and export commands in `edgecnn --help`
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                  ".pgm"}
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +24,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="classify images with an exported artifact (torch-free runtime)")
     p.add_argument("artifact", help="artifact directory (model.onnx + export.json) or .onnx file")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files, or directories (their images, sorted)")
+                   help="image files, or directories: their images, sorted, searched through "
+                   "subfolders; a directory whose subfolders are the model's class names "
+                   "(DIR/cat/1.jpg, DIR/dog/2.jpg: an imagefolder's val/ or test/) is also "
+                   "scored: per-class and overall top-1")
     p.add_argument("--runtime", default="auto",
                    choices=("auto", "onnxruntime", "openvino", "tensorrt", "fastest"))
     p.add_argument("--device", default="auto",
@@ -43,8 +45,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from edgecnn.errors import EdgeCNNError
     from edgecnn.metadata import UNTRAINED_WARNING
     from edgecnn.runtime import load
+    from edgecnn.runtime.stage import describe_stage
 
-    images = expand_images(args.images)
+    labelled = labelled_images(args.images)
+    images = [image for image, _ in labelled]
     if args.remote:  # on the device, the images sent with the request
         from edgecnn.remote.run import remote_predict
 
@@ -80,12 +84,18 @@ def run_predict(args: argparse.Namespace) -> int:
                    "runtime_detail": model.describe(), "model": meta.model if meta else None,
                    "predictions": [{"image": str(im), **p.to_dict()} for im, p in good],
                    "errors": [{"image": str(im), "error": m} for im, m in failed]}
+        scored = score(results, dict(labelled), model.classes)
+        if args.json:
+            if scored is not None:
+                out["accuracy"] = {**scored, "stage": describe_stage(model.path)}
             print(json.dumps(out, indent=2))
         else:
             for image, pred in good:
                 print(image)
                 for i, label, prob in zip(pred.ids, pred.labels, pred.probs):
                     print(f"  {prob:7.2%}  {i:>5}  {label}")
+            if scored is not None:
+                print_score(scored, describe_stage(model.path))
     if failed and not good:
         raise EdgeCNNError(f"none of the {len(images)} images could be read")
     if failed:
@@ -117,13 +127,6 @@ def classify(model, images: list[Path], topk: int) -> list[tuple[Path, object]]:
 
 
 def expand_images(paths: list[str]) -> list[Path]:
-    """Files as given (bad ones fail later, by name); directories give their images."""
-    out: list[Path] = []
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir()
-                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(path)
-    return out
+    """Files as given (bad ones fail later, by name); directories give their images,
+    subfolders included (an image folder's class folders)."""
+    return [image for image, _ in labelled_images(paths)]

@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Any
 
-from edgecnn.cli.args import alpha_arg
+from edgecnn.cli.args import IMAGEFOLDER_HELP, alpha_arg
 
 ORDER = 20  # after list/info in `edgecnn --help`
 
@@ -32,7 +32,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="zoo name (edgecnn list) or import path "
                    "package.module:callable returning an nn.Module")
     p.add_argument("--data", required=True,
-                   help="mnist5k, digits, imagefolder:PATH, mnist-idx:PATH or cifar10-bin:PATH")
+                   help="mnist5k, digits, imagefolder:PATH, mnist-idx:PATH or cifar10-bin:PATH. "
+                   + IMAGEFOLDER_HELP)
     p.add_argument("--alpha", type=alpha_arg, help="width multiplier (default 1)")
     p.add_argument("--resolution", type=int, help="input side in pixels (default: the model's)")
     p.add_argument("--in-chans", type=int, help="model input channels (default: the model's)")
@@ -64,6 +65,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object at the end (the epoch lines go to stderr)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar within each epoch (none either when stderr is not "
+                   "a terminal)")
     p.set_defaults(func=run_train)
 
     p = subparsers.add_parser(
@@ -73,7 +77,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "use `edgecnn bench ARTIFACT --data DATA`.")
     p.add_argument("checkpoint", help="best.pt/last.pt, or a run directory")
     p.add_argument("--data", default=None,
-                   help="data set to evaluate on (default: the one the checkpoint was trained on)")
+                   help="data set to evaluate on, e.g. imagefolder:PATH (its val/ or held-out "
+                   "split; see `edgecnn train --help`) (default: the one the checkpoint was "
+                   "trained on)")
     p.add_argument("--split", default="val", choices=("val", "test", "train"),
                    help="test only where the data set has one (imagefolder test/, IDX t10k, "
                    "CIFAR-10 test_batch)")
@@ -88,6 +94,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from edgecnn.progress import quiet
+
+    quiet(getattr(args, "no_progress", False))
     from edgecnn.train.config import TrainConfig
     from edgecnn.train.loop import train
 

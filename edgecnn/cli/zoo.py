@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import re
 from typing import Any
 
@@ -37,6 +38,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    "model's)")
     p.add_argument("--num-classes", type=positive_int, default=None,
                    help="classifier outputs (default: the model's, 1000 or 10)")
+    p.add_argument("--round-channels", type=positive_int, default=None, metavar="N",
+                   help="MobileNet v1: round every width to a multiple of N (8: torchvision's "
+                   "_make_divisible) instead of the paper's truncation (default: the paper's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_info)
 
@@ -101,12 +105,18 @@ def run_info(args: argparse.Namespace) -> int:
     from edgecnn.registry import get_spec
 
     spec = get_spec(args.model)
+    from edgecnn.profile import channel_alignment, round_kwargs
+
     prof = profile_model(args.model, alpha=args.alpha, resolution=args.resolution,
-                         num_classes=args.num_classes, per_layer=True)
+                         num_classes=args.num_classes, per_layer=True,
+                         **round_kwargs(args.model, args.round_channels))
+    aligned = channel_alignment(prof)
+    if aligned:
+        print(f"edgecnn: warning: {aligned['warning']}", file=sys.stderr)
     if args.json:
         out = prof.to_dict()
         out.update(family=spec.family, paper=spec.paper, min_resolution=spec.min_resolution,
-                   mean=spec.mean, std=spec.std)
+                   mean=spec.mean, std=spec.std, channel_alignment=aligned)
         print(json.dumps(out, indent=2))
         return 0
     rows = [(l.name, l.type, "x".join(map(str, l.output_shape[1:])), l.params, l.macs)

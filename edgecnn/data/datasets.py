@@ -363,11 +363,13 @@ def _imagefolder(root: Path | None, split: str, config: DataConfig) -> ImageData
 
     skipped = int((~ok).sum())
     if skipped:
-        first = pool.files[int(np.flatnonzero(~ok)[0])]
-        warnings.warn(
-            f"{root}: skipped {skipped} unreadable image file(s) in the {split} split "
-            f"(first: {first})", DataWarning, stacklevel=3,
-        )
+        bad = [pool.files[int(i)] for i in np.flatnonzero(~ok)]
+        # One line per file (the user can find and fix each), then the split's summary; the
+        # CLI prints the message as it is, without Python's warning format.
+        lines = [f"unreadable image skipped: {f}" for f in bad]
+        lines.append(f"{root}: skipped {skipped} unreadable image file(s) in the {split} "
+                     f"split (first: {bad[0]})")
+        warnings.warn("\n".join(lines), DataWarning, stacklevel=3)
     return ImageDataset(f"imagefolder:{root}", split, images[ok], pool.labels[ok], classes,
                         mean, std, allow_hflip=True, augment="resized_crop", skipped=skipped,
                         files=tuple(f for f, good in zip(pool.files, ok) if good))

@@ -133,6 +133,9 @@ class _Export:
             unpruned = self.fp32_proto(model)
             model = self.prune(model)
             self.timed("prune", t)
+        elif self.spec.int8 is None and self.src.onnx is None:  # the one top-1 on screen
+            self.report["top1_fp32"] = self.torch_accuracy(model)
+            self.report["accuracy_data"] = self.src.dataset or None
         t = time.perf_counter()
         fp32 = self.fp32_proto(model) if self.src.onnx is None else self.fp32_from_onnx()
         parity = self.parity(model, fp32)

@@ -60,11 +60,14 @@ def resolve_source(source: SourceSpec, *, seed: int = 0) -> Source:
     if not isinstance(source, ZooSource):
         raise EdgeCNNError(f"not an export source: {type(source).__name__}")
     return _from_zoo(source.name, alpha=source.alpha, resolution=source.resolution,
-                     num_classes=source.num_classes, in_chans=source.in_chans, seed=seed)
+                     num_classes=source.num_classes, in_chans=source.in_chans, seed=seed,
+                     round_channels=source.round_channels)
 
 
 def _from_zoo(name: str, *, alpha: float | None, resolution: int | None,
-              num_classes: int | None, in_chans: int | None, seed: int) -> Source:
+              num_classes: int | None, in_chans: int | None, seed: int,
+              round_channels: int | None = None) -> Source:
+    from edgecnn.profile import round_kwargs
     from edgecnn.registry import create_model, get_spec
 
     spec = get_spec(name)  # unknown name: one line with the closest names
@@ -73,7 +76,8 @@ def _from_zoo(name: str, *, alpha: float | None, resolution: int | None,
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = create_model(spec.name, alpha=1.0 if alpha is None else alpha,
-                             num_classes=num_classes, in_chans=in_chans)
+                             num_classes=num_classes, in_chans=in_chans,
+                             **round_kwargs(spec.name, round_channels))
         chans = model.config["in_chans"]
         init_bn_stats(model, torch.randn(8, chans, resolution, resolution))
     n = model.config["num_classes"]

@@ -44,9 +44,11 @@ class ZooSource:
     resolution: int | None = None  # None: the model's default
     num_classes: int | None = None  # None: the model's default
     in_chans: int | None = None  # None: the model's default
+    round_channels: int | None = None  # None: the paper's widths; 8: multiples of 8
 
     def __post_init__(self) -> None:
         _text("model name", self.name)
+        _optional_int("round_channels", self.round_channels, 2)
         if self.alpha is not None:
             _number("alpha", self.alpha, low=0.0, low_open=True)
         _optional_int("resolution", self.resolution, 1)
@@ -254,7 +256,8 @@ class ExportSpec:
 
 def source_from_text(text: str, *, alpha: float | None = None, resolution: int | None = None,
                      num_classes: int | None = None, mean: tuple[float, ...] | None = None,
-                     std: tuple[float, ...] | None = None, labels: str | None = None) -> Source:
+                     std: tuple[float, ...] | None = None, labels: str | None = None,
+                     round_channels: int | None = None) -> Source:
     """MODEL|CHECKPOINT|FILE.onnx as typed on the command line; flags that do not apply to
     that kind of source are errors, not ignored."""
     path = Path(text).expanduser()
@@ -267,10 +270,15 @@ def source_from_text(text: str, *, alpha: float | None = None, resolution: int |
         if value is not None:
             raise EdgeCNNError(f"{flag} applies to ONNX files only (a zoo model or checkpoint "
                                "knows its preprocessing and classes)")
+    if round_channels is not None and (path.is_file() or path.suffix in (".pt", ".pth")
+                                       or path.suffix.lower() == ".onnx"):
+        raise EdgeCNNError("--round-channels applies to zoo names (a checkpoint or ONNX file "
+                           "has its widths)")
     if path.is_file() or path.suffix in (".pt", ".pth"):
         return CheckpointSource(str(path), alpha=alpha, resolution=resolution,
                                 num_classes=num_classes)
-    return ZooSource(text, alpha=alpha, resolution=resolution, num_classes=num_classes)
+    return ZooSource(text, alpha=alpha, resolution=resolution, num_classes=num_classes,
+                     round_channels=round_channels)
 
 
 def check_mean_std(mean: Any, std: Any, channels: int | None) -> None:

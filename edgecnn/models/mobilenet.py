@@ -43,13 +43,18 @@ class MobileNetV1(nn.Module):
         num_classes: int = 1000,
         in_chans: int = 3,
         dropout: float = 0.001,  # TF-slim's default keep_prob 0.999
+        round_channels: int = 0,
     ) -> None:
         super().__init__()
-        stem = scale_channels(32, alpha, min_channels=MIN_DEPTH)
+        # 0: the paper's truncation (alpha 0.35 gives 11/22/44/...); N > 1: the user's choice
+        # of torchvision's _make_divisible to multiples of N, which SIMD kernels run faster
+        # (edgecnn.profile.channel_alignment says what the paper-exact widths cost).
+        div = dict(divisor=round_channels) if round_channels > 1 else {}
+        stem = scale_channels(32, alpha, min_channels=MIN_DEPTH, **div)
         layers: list[nn.Module] = [ConvNormAct(in_chans, stem, 3, stride=2)]
         channels = stem
         for block in _V1_BLOCKS:
-            out = scale_channels(block.channels, alpha, min_channels=MIN_DEPTH)
+            out = scale_channels(block.channels, alpha, min_channels=MIN_DEPTH, **div)
             layers.append(DepthwiseSeparable(channels, out, stride=block.stride))
             channels = out
         self.features = nn.Sequential(*layers)
@@ -73,6 +78,9 @@ class MobileNetV1(nn.Module):
     "Vision Applications, arXiv:1704.04861 (2017)",
 )
 def mobilenet(*, alpha: float = 1.0, num_classes: int = 1000, in_chans: int = 3,
-              dropout: float = 0.001) -> MobileNetV1:
-    """MobileNet v1 [Howard et al. 2017]: 4,231,976 params, 568.7M MACs at alpha 1, 224 px."""
-    return MobileNetV1(alpha=alpha, num_classes=num_classes, in_chans=in_chans, dropout=dropout)
+              dropout: float = 0.001, round_channels: int = 0) -> MobileNetV1:
+    """MobileNet v1 [Howard et al. 2017]: 4,231,976 params, 568.7M MACs at alpha 1, 224 px.
+    round_channels=8: every width a multiple of 8 (torchvision's _make_divisible), not the
+    paper's truncation."""
+    return MobileNetV1(alpha=alpha, num_classes=num_classes, in_chans=in_chans, dropout=dropout,
+                       round_channels=round_channels)

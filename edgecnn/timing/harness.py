@@ -22,7 +22,7 @@ import numpy as np
 from edgecnn.runtime.base import Runner
 from edgecnn.timing.loop import TimingPlan, make_inputs, time_block, warm_up
 from edgecnn.timing.memory import rss_mb_now, rss_mb_peak
-from edgecnn.timing.stats import LatencyStats
+from edgecnn.timing.stats import LatencyStats, noise_band
 
 
 @dataclass
@@ -79,6 +79,10 @@ class BenchRecord:
     roofline_ms: float | None = None  # sum over layers of max(MACs/peak, bytes/bandwidth)
     roofline_pct: float | None = None  # roofline_ms / p50: how close to the machine's limit
     host: str | None = None  # the --remote destination that measured it; None: this machine
+    noise_pct: float | None = None  # timing/stats.py noise_band, in percent
+    # model footprint as a device app sees it (fresh process: edgecnn.timing.memory)
+    app_rss_mb_load: float | None = None  # resident memory added by load() + first call
+    app_rss_mb_peak: float | None = None  # peak resident memory of that process
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,6 +240,7 @@ def _record(lv: _Live, peak_gmacs: float | None) -> BenchRecord:
         file_size_mb=case.file_bytes / 1e6 if case.file_bytes else None,  # MB = 10^6 B
         gmacs_per_s=achieved,
         efficiency_pct=100 * achieved / peak_gmacs if achieved and peak_gmacs else None,
+        noise_pct=None if (band := noise_band(lv.samples)) is None else 100 * band,
     )
 
 

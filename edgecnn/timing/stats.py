@@ -41,3 +41,19 @@ class LatencyStats:
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+# A record whose noise band is wider than this is marked noisy: the same limit `edgecnn tune`
+# applies to the same file timed twice (TuneSpec.max_noise).
+NOISE_LIMIT = 0.05
+
+
+def noise_band(samples: Sequence[float]) -> float | None:
+    """How far the same case timed twice disagrees: the relative difference between the
+    medians of the first and second half of its samples (in time order, so across the
+    interleaved rounds). None with fewer than 8 samples."""
+    if len(samples) < 8:
+        return None
+    half = len(samples) // 2
+    a, b = float(np.median(samples[:half])), float(np.median(samples[half:]))
+    return abs(a - b) / min(a, b) if min(a, b) > 0 else None

@@ -129,11 +129,14 @@ class EpochStats:
 
 
 class Progress:
-    """tqdm over an epoch's batches, on a terminal only (a log file gets one line per epoch)."""
+    """tqdm over an epoch's batches, on a terminal only (a log file gets one line per epoch;
+    --no-progress: edgecnn.progress.quiet)."""
 
     def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        from edgecnn.progress import enabled as progress_on
+
         self.bar = None
-        if enabled and sys.stderr.isatty():
+        if enabled and progress_on():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False,

@@ -1,0 +1,82 @@
+"""Progress on long waits (issue 24): bars on a terminal, quiet with --no-progress or when
+stderr is not a terminal, and a base install (no tqdm) runs without them."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+from edgecnn.cli.main import build_parser
+from tests.conftest import ROOT
+
+SCRIPT = """
+import sys, time
+{block}
+from edgecnn import progress
+progress.quiet({quiet})
+print("enabled", progress.enabled(), file=sys.stderr)
+with progress.Bar(3, "working", unit="step") as bar:
+    for _ in range(3):
+        bar.update(1)
+with progress.Ticker("stage") as t:
+    t.write("edgecnn: calibrating")
+    time.sleep(0.6)
+"""
+
+
+def _on_terminal(code: str) -> str:
+    """stderr of `code` when stderr is a terminal (a pseudo-terminal)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=slave, stdout=subprocess.PIPE,
+                            env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_bars_on_a_terminal_and_quiet_on_request() -> None:
+    shown = _on_terminal(SCRIPT.format(block="", quiet=False))
+    assert "enabled True" in shown and "working" in shown and "0/3" in shown
+    assert "calibrating" in shown and "[00:0" in shown  # the ticker's elapsed time
+    asked = _on_terminal(SCRIPT.format(block="", quiet=True))
+    assert "enabled False" in asked and "working" not in asked and "[00:0" not in asked
+    assert "edgecnn: calibrating" in asked  # the log line itself stays
+
+
+def test_without_tqdm_nothing_breaks() -> None:
+    no_tqdm = _on_terminal(SCRIPT.format(block="sys.modules['tqdm'] = None", quiet=False))
+    assert "enabled False" in no_tqdm and "Traceback" not in no_tqdm
+
+
+def test_not_a_terminal_is_quiet(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(block="", quiet=False)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert "enabled False" in proc.stderr and "working" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "export", "sweep", "bench"])
+def test_long_commands_take_no_progress(command: str) -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert "--no-progress" in sub.choices[command]._option_string_actions
