@@ -103,3 +103,31 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
         failed = sum(1 for r in ran if r.outcome == "failed")
         terminalreporter.write_line(
             f"bad-input table: {len(ran)} cases tried across every command, {failed} failed")
+
+
+def run_on_terminal(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
+                    timeout: float = 120) -> tuple[int, str]:
+    """(exit code, what it wrote) of `cmd` with stdin, stdout and stderr on a fresh
+    pseudo-terminal of 40 x 120 (a fresh one is 0 x 0, which tqdm takes for no room)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(cmd, stdin=secondary, stdout=secondary, stderr=secondary,
+                            cwd=cwd or ROOT, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    code = proc.wait(timeout=timeout)
+    os.close(primary)
+    return code, b"".join(chunks).decode(errors="replace")

@@ -8,15 +8,11 @@ the two-process tests live in test_train_resume.py and test_train_ddp.py.
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import math
 import os
-import pty
-import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +27,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.train import TrainConfig, evaluate_accuracy, finetune
 from edgecnn.train.transfer import load_transfer
 from edgecnn.train.optim import WarmupDecay, param_groups
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_on_terminal
 
 LENET = ("lenet5", "--data", "digits", "--lr", "0.05", "--seed", "3")
 
@@ -191,26 +187,10 @@ def test_force_replaces_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     """tqdm draws on a terminal (and only there: see the pipe case above)."""
-    primary, secondary = pty.openpty()
-    # A fresh pseudo-terminal is 0x0, which tqdm takes for no room at all: give it 40x120.
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "edgecnn", "train", *LENET, "--epochs", "1",
-                             "--out", str(tmp_path / "tty")], stdin=secondary,
-                            stdout=secondary, stderr=secondary, cwd=ROOT, env=env)
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    assert proc.wait(timeout=120) == 0
-    os.close(primary)
-    text = b"".join(chunks).decode(errors="replace")
+    code, text = run_on_terminal(
+        [sys.executable, "-m", "edgecnn", "train", *LENET, "--epochs", "1", "--out",
+         str(tmp_path / "tty")], env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert code == 0
     assert "epoch 1/1" in text and "img_s=" in text and "loss=" in text and "acc=" in text
 
 

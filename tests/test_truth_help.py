@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 
 import pytest
 
-from edgecnn.cli.main import build_parser, main, shown_default
+from edgecnn.cli.main import main, shown_default
 
 
-def _commands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
-
-
-def test_every_option_with_a_default_shows_it() -> None:
-    missing = []
-    for name, parser in _commands().items():
-        text = " ".join(parser.format_help().split())  # unwrap the columns
-        for action in parser._actions:
-            default = shown_default(action)
-            if default is None:
-                continue
-            said = f"(default: {default})" in text or "default" in (action.help or "")
-            if not said:
-                missing.append(f"{name} {action.option_strings[0]}")
-    assert not missing, missing
+# Every option's default in --help: tests/test_cli_help.py's
+# test_every_option_says_its_default.
 
 
 def test_tuple_defaults_print_as_typed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,19 +3,15 @@ stderr is not a terminal, and a base install (no tqdm) runs without them."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
 
 from edgecnn.cli.main import build_parser
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_on_terminal
 
 SCRIPT = """
 import sys, time
@@ -34,24 +30,9 @@ with progress.Ticker("stage") as t:
 
 def _on_terminal(code: str) -> str:
     """stderr of `code` when stderr is a terminal (a pseudo-terminal)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=slave, stdout=subprocess.PIPE,
-                            env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(master)
-    return b"".join(chunks).decode(errors="replace")
+    _, text = run_on_terminal([sys.executable, "-c", code],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    return text
 
 
 def test_bars_on_a_terminal_and_quiet_on_request() -> None:
