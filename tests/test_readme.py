@@ -49,7 +49,7 @@ def bash_lines() -> list[str]:
     for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
         for line in block.splitlines():
             line = line.split("  #")[0].strip()
-            if line:
+            if line and not line.startswith("#"):  # a comment line is prose, not a command
                 lines.append(line)
     return lines
 
