@@ -32,7 +32,8 @@ def test_cpu_int8_with_real_calibration_and_guard(tmp_path: Path,
 
     # int8 convolutions at half fp32's cost (injected): every block int8, on any machine
     res = export(ExportSpec(CheckpointSource(str(lenet_ckpt)),
-                            int8=Int8Spec("digits", calib_samples=64, timer=CostTimer(0.5)),
+                            int8=Int8Spec("digits", calib_samples=64, blocks="auto",
+                                          timer=CostTimer(0.5)),
                             output=str(tmp_path / "q")))
     proto = onnx.load(str(res.path / "model.int8.onnx"))
     onnx.checker.check_model(proto, full_check=True)
