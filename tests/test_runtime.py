@@ -435,7 +435,7 @@ def test_the_base_install_is_enough(art: dict, photos: list[Path]) -> None:
         sys.meta_path.insert(0, Blocker())
         from edgecnn.runtime import EdgeCNNError, load
         model = load(sys.argv[1])
-        assert model.selection == "auto: onnxruntime on cpu", model.selection
+        assert model.selection.startswith("auto: onnxruntime on cpu; not tuned"), model.selection
         print("TOP", model.predict(sys.argv[2], topk=1)[0].id)
         try:
             load(sys.argv[1], runtime="openvino")
