@@ -56,6 +56,17 @@ def test_no_gpu_is_said_not_left_empty(tmp_path: Path) -> None:
     assert facts["gpu"] is None and facts["gpu_note"].startswith("no GPU found")
 
 
+GROW = """
+import sys
+{block}
+import numpy as np
+from edgecnn.timing.memory import rss_mb_now, rss_mb_peak
+before = rss_mb_now()
+block = np.ones(64 * 2**20 // 8)  # 64 MiB of float64, every page written
+print(rss_mb_now() - before, rss_mb_peak() - rss_mb_now())
+"""
+
+
 @pytest.mark.parametrize("psutil", ["installed", "absent"])
 def test_resident_memory_follows_an_allocation(psutil: str) -> None:
     """rss_mb_now (through psutil, or /proc where it is absent) and rss_mb_peak measure this
@@ -66,15 +77,9 @@ def test_resident_memory_follows_an_allocation(psutil: str) -> None:
         pytest.skip("no /proc")
     if psutil == "installed" and importlib.util.find_spec("psutil") is None:
         pytest.skip("psutil is not installed")
-    code = ("import sys\n"
-            + ("sys.modules['psutil'] = None\n" if psutil == "absent" else "")
-            + "import numpy as np\n"
-            "from edgecnn.timing.memory import rss_mb_now, rss_mb_peak\n"
-            "before = rss_mb_now()\n"
-            "block = np.ones(64 * 2**20 // 8)  # 64 MiB of float64, every page written\n"
-            "print(rss_mb_now() - before, rss_mb_peak() - rss_mb_now())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    block = "sys.modules['psutil'] = None" if psutil == "absent" else ""
+    out = subprocess.run([sys.executable, "-c", GROW.format(block=block)], capture_output=True,
+                         text=True, check=True).stdout.split()
     grown, peak_over_now = map(float, out)
     assert grown == pytest.approx(64, abs=8), grown
     assert peak_over_now >= -1  # rounding: KiB against pages
