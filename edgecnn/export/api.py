@@ -509,6 +509,7 @@ class _Export:
 def layer_precisions(proto: onnx.ModelProto, section: dict[str, Any]) -> list[dict[str, str]]:
     """Each Conv/Gemm/MatMul of the int8 file: int8 when it reads a dequantized weight, else
     float, and why (`edgecnn info ARTIFACT` shows it)."""
+    from edgecnn.export.mixed import block_of
     from edgecnn.export.placement import QDQ
 
     dq = {o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -523,8 +524,6 @@ def layer_precisions(proto: onnx.ModelProto, section: dict[str, Any]) -> list[di
         if len(n.input) > 1 and n.input[1] in dq:
             out.append({"layer": n.name, "op": n.op_type, "precision": "int8", "why": ""})
             continue
-        from edgecnn.export.mixed import block_of
-
         why = ("faster in float on the exporting machine (--int8-blocks auto)"
                if block_of(n.name) in search else
                f"the accuracy guard ({chosen.get('step', 'guard')}) kept it float"

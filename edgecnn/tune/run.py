@@ -33,11 +33,9 @@ from typing import Any, Literal, Protocol
 
 from edgecnn.errors import EdgeCNNError
 
-DEFAULT_RUNTIME = "onnxruntime"
-
 
 class Measure(Protocol):
-    """What tune measures with (a one-method protocol; tests inject their own)."""
+    """What tune measures with (tests inject their own)."""
 
     def profile(self, graphs: list[Any], blocks: dict[str, str]) -> list[dict[str, float]]:
         """Kernel ms per block of each graph (the per-block search's profile)."""
