@@ -132,3 +132,65 @@ def test_unstructured_finetune_keeps_the_zeros(tmp_path: Path,
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.size for w in weights)
     assert zeros >= 0.49
     assert pr["top1_after"] is not None and pr["top1_after"] > 50  # still a digit classifier
+
+
+def test_pruning_rounds_to_8_by_default_and_reports_what_alignment_bought(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """MobileNet v1 alpha 0.35: the paper's widths 11/22/44/... are not multiples of 8.
+    Pruned by default, every layer pruning touched keeps a multiple of 8, and the report
+    splits MACs and latency into the removal (against the same target unrounded) and the
+    rounding; --prune-round-to 1 gives exactly that unrounded reference's channel counts.
+    No assertion on which is faster: that is the machine's to say."""
+    from edgecnn.cli.main import main
+
+    args = ["export", "mobilenet", "--alpha", "0.35", "--resolution", "32", "--num-classes",
+            "10", "--prune", "0.3", "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "r8")]) == 0
+    out = capsys.readouterr().out
+    r8 = json.loads((tmp_path / "r8" / "export.json").read_text())
+    pr = r8["pruning"]
+    assert r8["options"]["prune"]["round_to"] == 8
+    assert pr["channels"] and all(after % 8 == 0 for _, after in pr["channels"].values())
+    graph = onnx.load(str(tmp_path / "r8" / "model.onnx")).graph
+    dims = {t.name: t.dims for t in graph.initializer}
+    convs = [dims[n.input[1]][0] for n in graph.node if n.op_type == "Conv"]
+    assert convs and all(c % 8 == 0 for c in convs)  # every conv was 11/22/44/89/179/358
+    aligned = pr["alignment"]
+    assert aligned["round_to"] == 8 and aligned["macs_rounded"] == pr["macs_after"]
+    pairs = aligned["channels"].values()  # {layer: [unrounded, rounded]}
+    assert any(a % 8 for a, _ in pairs) and all(b % 8 == 0 and a != b for a, b in pairs)
+    lat = r8["latency_ms"]
+    assert min(lat["unpruned"], lat["pruned"], lat["pruned_unrounded"]) > 0
+    assert lat["speedup_removal"] == pytest.approx(lat["unpruned"] / lat["pruned_unrounded"],
+                                                   rel=0.01)
+    assert lat["speedup_alignment"] == pytest.approx(lat["pruned_unrounded"] / lat["pruned"],
+                                                     rel=0.01)
+    assert lat["speedup"] == pytest.approx(lat["speedup_removal"] * lat["speedup_alignment"],
+                                           rel=0.01)
+    assert "removal (channels as ranked, unrounded): MACs" in out
+    assert f"{lat['pruned_unrounded']:.3f} ms -> {lat['pruned']:.3f} ms" in out
+    assert "alignment (rounded to multiples of 8): MACs" in out
+    assert f"{len(aligned['channels'])} layers changed" in out
+
+    assert main([*args, "--prune-round-to", "1", "-o", str(tmp_path / "r1")]) == 0
+    captured = capsys.readouterr()
+    r1 = json.loads((tmp_path / "r1" / "export.json").read_text())["pruning"]
+    assert r1["alignment"] is None and "alignment (" not in captured.out
+    assert r1["macs_after"] == aligned["macs_unrounded"]
+    assert {k: r1["channels"][k][1] for k in aligned["channels"]} == \
+        {k: a for k, (a, _) in aligned["channels"].items()}
+    assert "--prune-round-to 8 (the default) rounds them" in captured.err
+
+
+@pytest.mark.parametrize("extra,message", [
+    ([], "--prune-round-to needs --prune"),
+    (["--prune", "0.5", "--prune-method", "unstructured"],
+     "--prune-round-to applies to structured pruning"),
+])
+def test_prune_round_to_without_structured_pruning_is_an_error(
+        extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgecnn.cli.main import main
+
+    assert main(["export", "lenet5", "--prune-round-to", "4", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -7,6 +7,8 @@ a fresh virtual environment in a scratch directory (pip's cache serves the depen
 - the torch extra: torch 2.13.0 through constraints.txt first, then `edgecnn[torch,openvino]`:
   it exports with the packaged target recipes and runs the pipeline (a quick recipe, and the
   packaged default recipe up to its first stage).
+The device kit (deploy/, installed as edgecnn.deploy) is in the wheel: the base install's
+`edgecnn kit` finds its scripts in site-packages, and `edgecnn app` scores a folder there.
 Every command runs from a scratch directory, so nothing can come from the checkout.
 `run_in(venv, "edgecnn", ...)` runs a program of a venv there; add new entry points with it.
 """
@@ -78,12 +80,14 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def wheel(scratch: Path) -> Path:
     # Built from a copy: an in-tree build leaves build/, whose stale files would leak into the
-    # next wheel. These are the files a wheel is made of (pyproject.toml, setup.py).
+    # next wheel. These are the files a wheel is made of (pyproject.toml, setup.py; deploy/
+    # becomes edgecnn.deploy only when it is there, so a copy without it builds a wheel
+    # without the device kit).
     src = scratch / "src"
     src.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    for name in ("edgecnn", "export"):
+    for name in ("edgecnn", "export", "deploy"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     out = scratch / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
@@ -162,6 +166,46 @@ def test_base_install_predicts_and_benchmarks_an_artifact(base_venv: Path, artif
                   "1", "--warmup", "1", "--format", "json", cwd=work)
     records = json.loads(proc.stdout)["records"]
     assert [(r["runtime"], r["precision"]) for r in records] == [("onnxruntime", "fp32")]
+
+
+KIT = (("jetson", "setup.sh"), ("jetson", "run_benchmark.sh"), ("nano", "trtexec_bench.sh"),
+       ("nano", "trtexec_report.py"), ("arm64", "setup_userland.sh"), ("arm64", "infer.py"))
+
+
+@pytest.mark.slow
+def test_base_install_carries_the_device_kit_and_runs_the_app(base_venv: Path, artifact: Path,
+                                                              work: Path) -> None:
+    """The device install's `edgecnn kit` prints folders in its site-packages that hold the
+    Jetson, Nano and arm64 scripts; `edgecnn app`, `python -m edgecnn.app` and the kit's
+    app.py example score class folders with the artifact the wheel exported."""
+    kit = json.loads(run_in(base_venv, "edgecnn", "kit", "--json", cwd=work).stdout)
+    path = Path(kit["path"])
+    assert path.is_relative_to(base_venv) and "site-packages" in path.parts, path
+    assert not path.resolve().is_relative_to(ROOT)
+    for sub, script in KIT:
+        assert Path(kit["folders"][sub]) == path / sub
+        assert (path / sub / script).is_file() and (path / sub / "README.md").is_file()
+        if script.endswith(".sh"):  # the whole file arrived: bash parses it
+            subprocess.run(["bash", "-n", str(path / sub / script)], check=True, timeout=30)
+    lines = run_in(base_venv, "edgecnn", "kit", cwd=work).stdout.splitlines()
+    assert lines[0] == str(path)
+    assert {line.split()[0] for line in lines[1:]} >= {"jetson/", "nano/", "arm64/"}
+    rng = np.random.default_rng(0)
+    for cls in ("3", "7"):  # the artifact's classes are 0..999: these folders are classes
+        (work / "photos" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), np.uint8)).save(
+                work / "photos" / cls / f"{i}.png")
+    out = run_in(base_venv, "edgecnn", "app", str(artifact), "--images", "photos", "--topk",
+                 "1", cwd=work).stdout
+    assert "4 images" in out and "/4) for model.onnx" in out, out
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("  ")] == ["3", "7"]
+    for program in (("-m", "edgecnn.app"), (str(path / "app.py"),)):
+        proc = run_in(base_venv, "python", *program, str(artifact), "--images", "photos",
+                      "--json", cwd=work)
+        report = json.loads(proc.stdout)
+        assert report["images"] == 4 and report["accuracy"]["images"] == 4, report
+        assert report["accuracy"]["stage"].startswith("model.onnx")
 
 
 PREDICT = """\

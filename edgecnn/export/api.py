@@ -94,6 +94,7 @@ class _Export:
                               policy=policy_for_dataset(src.dataset))
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
+        self.unrounded: torch.nn.Module | None = None  # pruning's unrounded reference
         self.report: dict[str, Any] = {
             "format": FORMAT, "edgecnn_version": _version(), "options": spec.to_dict(),
             "source": src.kind, "model": src.name, "alpha": src.alpha, "resolution": src.resolution,
@@ -145,7 +146,8 @@ class _Export:
         self.report["ir_version"] = fp32.ir_version
         self.report["params"], self.report["macs"] = self.counts(model)
         if unpruned is not None and self.spec.prune.method == "structured":
-            self.latency(unpruned, fp32)
+            self.latency(unpruned, fp32, None if self.unrounded is None
+                         else self.fp32_proto(self.unrounded))
         files = {"model.onnx": (fp32, "fp32")}
         if self.spec.int8 is not None:
             t = time.perf_counter()
@@ -210,13 +212,17 @@ class _Export:
         return ours == tuple(str(i) for i in range(len(ours))) or ours == tuple(data_classes)
 
     def prune(self, model: torch.nn.Module) -> torch.nn.Module:
-        from edgecnn.export.prune import make_permanent, prune
+        from edgecnn.export.prune import alignment, make_permanent, prune
 
         config = self.spec.prune
-        model = copy.deepcopy(model)  # the source model stays the unpruned reference
+        source, model = model, copy.deepcopy(model)  # the source stays the unpruned reference
         acc_before = self.torch_accuracy(model)
         report = prune(model, config, resolution=self.src.resolution,
                        in_chans=self.src.in_chans)
+        # the same target without rounding: what alignment bought, apart from the removal
+        self.unrounded, aligned = alignment(source, config, model,
+                                            resolution=self.src.resolution,
+                                            in_chans=self.src.in_chans)
         self.log(f"pruned ({config.method}): MACs {report.macs_before:,} -> "
                  f"{report.macs_after:,}, params {report.params_before:,} -> "
                  f"{report.params_after:,}, sparsity {report.sparsity:.1%}")
@@ -235,7 +241,7 @@ class _Export:
         out.update(finetune_epochs=config.finetune_epochs, top1_before=acc_before,
                    top1_pruned=acc_pruned,
                    top1_after=self.torch_accuracy(model) if config.finetune_epochs
-                   else acc_pruned, accuracy_data=self.src.dataset or None)
+                   else acc_pruned, accuracy_data=self.src.dataset or None, alignment=aligned)
         self.report["pruning"] = out
         return model.eval()
 
@@ -302,17 +308,26 @@ class _Export:
                     {"before": pr["macs_before"], "after": macs})
         return {"before": params, "after": params}, {"before": macs, "after": macs}
 
-    def latency(self, unpruned: onnx.ModelProto, pruned: onnx.ModelProto) -> None:
+    def latency(self, unpruned: onnx.ModelProto, pruned: onnx.ModelProto,
+                unrounded: onnx.ModelProto | None) -> None:
+        """Unpruned vs pruned, and the unrounded reference between them when there is one
+        (export/prune.py `alignment`): speedup = removal x alignment."""
         from edgecnn.export.parity import compare_latency
 
-        ms = compare_latency({"unpruned": unpruned, "pruned": pruned}, self.src.resolution,
-                             self.src.in_chans)
+        protos = {"unpruned": unpruned, "pruned": pruned}
+        if unrounded is not None:
+            protos["pruned_unrounded"] = unrounded
+        ms = compare_latency(protos, self.src.resolution, self.src.in_chans)
         speedup = ms["unpruned"] / ms["pruned"]
+        split = {} if unrounded is None else {
+            "speedup_removal": round(ms["unpruned"] / ms["pruned_unrounded"], 3),
+            "speedup_alignment": round(ms["pruned_unrounded"] / ms["pruned"], 3)}
         self.report["latency_ms"] = {**{k: round(v, 4) for k, v in ms.items()},
-                                     "speedup": round(speedup, 3), "runtime": "onnxruntime",
-                                     "batch": 1, "threads": 1}
+                                     "speedup": round(speedup, 3), **split,
+                                     "runtime": "onnxruntime", "batch": 1, "threads": 1}
         self.log(f"ONNX Runtime latency: {ms['unpruned']:.3f} ms -> {ms['pruned']:.3f} ms "
-                 f"({speedup:.2f}x)")
+                 f"({speedup:.2f}x)" + (f"; unrounded {ms['pruned_unrounded']:.3f} ms"
+                                        if unrounded is not None else ""))
         if speedup < 1.05:
             self.warn(f"the pruned model is not faster in ONNX Runtime ({ms['unpruned']:.3f} ms "
                       f"-> {ms['pruned']:.3f} ms); structured pruning is meant to buy speed")

@@ -4,10 +4,21 @@ Structured: torch-pruning's dependency graph removes whole channels and keeps ev
 layer consistent (depthwise convolutions, Fire/SqueezeNext concatenations, residual
 additions, the BN after each conv). `ratio` is the share of MACs to remove: channels are
 taken off in small steps, by the L2 norm of each coupled group, until the model's MACs fall
-to (1 - ratio) of the original; channel counts stay multiples of 8 (SIMD and tensor-core
-friendly). `scope="uniform"` prunes every layer by the same share (what a width multiplier
-does); `"global"` ranks groups across layers (normalized per group), so it takes more from
-the layers that matter less.
+to (1 - ratio) of the original; the channels each pruned layer keeps are rounded down to a
+multiple of `round_to` (8 by default, as torch-pruning's `round_to`: SIMD and tensor-core
+friendly; 1: no rounding). `scope="uniform"` prunes every layer by the same share (what a
+width multiplier does); `"global"` ranks groups across layers (normalized per group), so it
+takes more from the layers that matter less.
+
+What alignment alone bought (`alignment`): the source model is pruned a second time, to the
+same MACs target with round_to=1, giving the channel counts the importance ranking chose
+without rounding. The export times that reference with the other two (one harness,
+interleaved), so unpruned -> unrounded is what removal bought and unrounded -> rounded what
+alignment bought; both prunes stop at the first step that reaches the target, so their MACs
+differ a little and are reported side by side. The reference is never fine-tuned: dense
+kernels' latency does not depend on the weights' values. Its cost (one more prune, ONNX
+export and timing case: seconds for edge models) buys the only measured answer; MACs alone
+would hide the point, since rounding changes MACs by a percent and latency by up to 3x.
 
 Unstructured: global magnitude pruning (Han et al., Deep Compression): the smallest `ratio`
 of all conv/linear weights are zeroed, the mask held through fine-tuning and then made
@@ -16,7 +27,8 @@ permanent. Dense kernels run no faster; the gain is in the compressed artifact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,6 +74,33 @@ def prune(model: nn.Module, config: PruneSpec, *, resolution: int, in_chans: int
                        params_before=params0, params_after=params1, macs_before=macs0,
                        macs_after=macs1, nonzero_params_after=_nonzero(model),
                        sparsity=weight_sparsity(model), channels=channels, unpruned=unpruned)
+
+
+def alignment(source: nn.Module, config: PruneSpec, rounded: nn.Module, *, resolution: int,
+              in_chans: int) -> tuple[nn.Module | None, dict[str, Any] | None]:
+    """The unrounded reference (a pruned copy of `source`, `source` untouched) and what
+    rounding changed against it: MACs and params of both, and {layer: [unrounded, rounded]}
+    for every layer whose width rounding changed. (None, None) when nothing is rounded
+    (unstructured, round_to 1); (None, {"round_to", "skipped"}) when the reference cannot
+    reach the target (rounding down removes more channels per step than no rounding)."""
+    if config.method != "structured" or config.round_to <= 1:
+        return None, None
+    import copy
+
+    reference = copy.deepcopy(source)
+    try:
+        report = prune(reference, replace(config, round_to=1), resolution=resolution,
+                       in_chans=in_chans)
+    except EdgeCNNError as exc:
+        return None, {"round_to": config.round_to, "skipped": str(exc)}
+    x = torch.zeros(1, in_chans, resolution, resolution)
+    ours, theirs = _widths(rounded), _widths(reference)
+    return reference, {
+        "round_to": config.round_to,
+        "macs_unrounded": report.macs_after, "macs_rounded": count_macs(rounded, x),
+        "params_unrounded": report.params_after, "params_rounded": _params(rounded),
+        "channels": {k: [theirs[k], ours[k]] for k in ours if theirs.get(k) != ours[k]},
+    }
 
 
 # --------------------------------------------------------------------------------------------
