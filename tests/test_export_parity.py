@@ -117,18 +117,16 @@ def test_latency_comparison_times_every_variant_with_the_harness(net_and_proto) 
 # ------------------------------------------------------------------------------------------
 # No false refusals: the export's own fp32 path, initialized weights with BN statistics from
 # a random batch (what `edgecnn export NAME` exports), 4 standard-normal images as the export
-# uses. One cheap member per family here; the heavy families and the deep nets Zen 4 refused
-# (ResNet-101, PreAct-ResNet-200) in the slow test below.
-FAMILIES = ["lenet5@32", "mobilenet@32", "mobilenet_v2@32", "mobilenet_v3_small@32",
-            "shufflenet_v2_x0_5@32", "squeezenet1_1@32", "squeezenext23@32", "resnet18@32",
-            "preact_resnet18@32", "googlenet@47"]
-HEAVY = ["densenet121@61", "resnext50_32x4d@32", "se_resnet50@32", "alexnet@63",
-         "vgg11_bn@32", "resnet101@32", "preact_resnet200@32", "squeezenext44@48"]
+# uses. One member per family passes through the CLI, parity included, in
+# tests/test_zoo_export_cli.py; here, the deep nets Zen 4 refused under the old fixed
+# tolerance (ResNet-101, PreAct-ResNet-200) and the ill-conditioned SqueezeNext-44
+# (benchmarks/zoo/conditioning.md).
+DEEP = ["resnet101@32", "preact_resnet200@32", "squeezenext44@48"]
 
 
 def _zoo_passes(spec: str) -> None:
     name, res = spec.split("@")
-    model = cases.zoo_model(name, int(res), alpha=0.5 if "mobilenet" in name else None)
+    model = cases.zoo_model(name, int(res), alpha=None)
     x = cases.random_inputs(model, int(res))
     result = check_parity(model, cases.export_fp32(model, x), x, "random")
     assert result.logits_max_abs > 1e-3, "logits vanish: parity would be vacuous"
@@ -136,14 +134,9 @@ def _zoo_passes(spec: str) -> None:
     require_parity([result])
 
 
-@pytest.mark.parametrize("spec", FAMILIES)
-def test_every_family_passes_parity(spec: str) -> None:
-    _zoo_passes(spec)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", HEAVY)
-def test_heavy_families_and_deep_nets_pass_parity(spec: str) -> None:
+@pytest.mark.parametrize("spec", DEEP)
+def test_deep_nets_pass_parity(spec: str) -> None:
     _zoo_passes(spec)
 
 

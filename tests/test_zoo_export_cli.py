@@ -33,7 +33,7 @@ SLOW = pytest.mark.slow
 FAMILIES = [
     ("lenet5", None),
     pytest.param("alexnet", None, marks=SLOW),
-    pytest.param("vgg11", None, marks=SLOW),
+    pytest.param("vgg11_bn", None, marks=SLOW),  # BN folded into each conv
     ("googlenet", None),
     ("resnet18", None),
     ("preact_resnet18", None),
