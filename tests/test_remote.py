@@ -99,7 +99,12 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         f"  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n  SetEnv EDGECNN_CACHE={full}\n"
         f"  IdentityFile {d / 'client'}\n  UserKnownHostsFile {d / 'known_hosts'}\n"
         f"Host closedport\n  HostName 127.0.0.1\n  Port {_free_port()}\n"
-        f"  UserKnownHostsFile {d / 'known_hosts'}\n")
+        f"  UserKnownHostsFile {d / 'known_hosts'}\n"
+        + "".join(f"Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+                  f"  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n"
+                  f"  SetEnv EDGECNN_CACHE={d / alias}\n  IdentityFile {d / 'client'}\n"
+                  f"  UserKnownHostsFile {d / 'known_hosts'}\n"
+                  for alias in ("freshdev", "armdev")))  # devices with their own caches
     server = subprocess.Popen([sshd, "-D", "-f", str(d / "sshd_config"), "-E",
                                str(d / "sshd.log")])
     deadline = time.time() + 20
@@ -244,6 +249,85 @@ def test_a_full_disk_on_the_device_is_one_line_and_nothing_half_written(
         and "No space left on device" in lines[-1], err
     leftovers = [p for p in full.rglob("*") if p.name.startswith(".")]
     assert leftovers == []  # every temporary name was removed
+
+
+def _temporaries(root: Path) -> list[Path]:
+    """The agent's temporary names (".NAME.xxxx") left anywhere outside an installed venv."""
+    return [p for p in root.rglob(".*")
+            if not any(part.startswith("venv-") for part in p.relative_to(root).parts[:-1])]
+
+
+def test_a_version_that_cannot_be_installed_is_one_line_and_no_venv(
+        sshd, artifact: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """This edgecnn cannot be installed on a device without a route to a package index whose
+    wheelhouse lacks onnxruntime: pip fails for real there. One line, and no venv (nor a
+    half-made one) in the device's cache; the next run starts from nothing again."""
+    config, _, house, _, _ = sshd
+    partial = tmp_path / "wheelhouse"
+    partial.mkdir()
+    for whl in house.glob("*.whl"):
+        if not whl.name.startswith("onnxruntime-"):
+            shutil.copy(whl, partial / whl.name)
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "freshdev",
+                          "--wheelhouse", str(partial), "--iters", "5")
+    errors = [ln for ln in err.splitlines() if "error" in ln]
+    assert code == 2 and out == "" and len(errors) == 1, err
+    assert errors[0].startswith("edgecnn: error: freshdev: pip could not install edgecnn on "
+                                "the device: ") and "onnxruntime" in errors[0], err
+    fresh = config.parent / "freshdev" / "remote"
+    assert fresh.is_dir() and not list(fresh.glob("*venv-*")) and _temporaries(fresh) == []
+
+
+def _processes_with(*words: str) -> list[int]:
+    """Pids whose command line holds every one of `words` (as whole arguments)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and all(w.encode() in argv for w in words):
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_timeout_is_one_line_and_stops_the_command_on_the_device(
+        sshd, artifact: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """--remote-timeout against a real run: a 61 s bench stopped after 10 s. The bench's
+    process on the device is gone (the agent kills its process group when the connection
+    closes), and nothing is written, neither here (-o) nor in the device's cache."""
+    import threading
+
+    _, cache, house, _, _ = sshd
+    output = tmp_path / "out" / "bench.json"
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:  # the bench really ran on the device before the timeout
+        while not done.is_set():
+            seen.extend(_processes_with("bench", "--duration", "61.0"))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev",
+                              "--wheelhouse", str(house), "--duration", "61", "--rounds", "1",
+                              "--remote-timeout", "10", "-o", str(output))
+    finally:
+        done.set()
+        watcher.join()
+    errors = [ln for ln in err.splitlines() if "error" in ln]
+    assert code == 2 and out == "" and errors == [
+        "edgecnn: error: edgedev: timed out after 10 s (edgecnn bench; stopped on the "
+        "device)"], err
+    assert seen, "the bench never started on the device"
+    deadline = time.time() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in seen) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in seen if Path(f"/proc/{pid}").exists()]
+    assert not output.exists() and not output.parent.exists()
+    assert _temporaries(cache) == []
 
 
 def test_the_connection_dropping_mid_run_is_one_line(sshd, artifact: Path) -> None:

@@ -94,7 +94,11 @@ def add_remote_flags(p: argparse.ArgumentParser, *, several: bool) -> None:
                    help="wheels for the device's install (numpy, onnxruntime, pillow; onnx "
                    "for tune), pushed and installed with --no-index (default: the device's "
                    "own pip index)")
+    p.add_argument("--remote-timeout", type=positive_float, default=3600.0, metavar="SECONDS",
+                   help="stop the command on the device after this long, and fail (default "
+                   "3600)")
 
 
 def remote_kwargs(args: argparse.Namespace) -> dict:
-    return {"python": args.remote_python, "wheelhouse": args.wheelhouse}
+    return {"python": args.remote_python, "wheelhouse": args.wheelhouse,
+            "timeout": args.remote_timeout}

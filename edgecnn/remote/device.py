@@ -22,6 +22,7 @@ import json
 import subprocess
 import tarfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from edgecnn.remote.ssh import Destination, RemoteError, Ssh, last_line
 
 MIN_PYTHON = (3, 10)  # pyproject.toml's requires-python
 BOOTSTRAP_TIMEOUT_S = 900
+RUN_TIMEOUT_S = 3600.0  # one command on the device (--remote-timeout)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Device:
     venv_python: str = ""
     identity: dict[str, Any] = field(default_factory=dict)
     log: Callable[[str], None] = lambda line: None
+    timeout: float = RUN_TIMEOUT_S  # seconds one edgecnn command may run there
 
     @property
     def name(self) -> str:
@@ -52,7 +55,7 @@ class Device:
     def agent(self, *words: str, stdin: bytes | None = None, timeout: float = 600,
               python: str | None = None) -> bytes:
         return self.ssh.run([python or self.python, "-c", AGENT, *words], stdin=stdin,
-                            timeout=timeout).stdout
+                            timeout=timeout, what=f"agent {words[0]}").stdout
 
     def push_artifact(self, path: Path) -> str:
         """The artifact's directory on the device, sent only when its content is new."""
@@ -66,8 +69,11 @@ class Device:
         self.agent("untar", remote, stdin=buf.getvalue())
         return remote
 
-    def edgecnn(self, argv: list[str], *, timeout: float = 3600) -> bytes:
-        """`edgecnn ARGV` on the device under its lock; stdout. Ctrl-C here ends it there."""
+    def edgecnn(self, argv: list[str], *, timeout: float | None = None) -> bytes:
+        """`edgecnn ARGV` on the device under its lock; stdout. Ctrl-C here, or `timeout`
+        (default: the device's), ends it there: closing the connection makes the agent kill
+        the command's process group."""
+        timeout = self.timeout if timeout is None else timeout
         words = [self.python, "-c", AGENT, "run", f"{self.cache}/device.lock",
                  self.venv_python, "-m", "edgecnn", *argv]
         proc = subprocess.Popen(self.ssh.argv(words), stdin=subprocess.PIPE,
@@ -85,8 +91,8 @@ class Device:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise RemoteError(f"{self.name}: timed out after {timeout:g} s "
-                              f"(edgecnn {argv[0]})") from None
+            raise RemoteError(f"{self.name}: timed out after {timeout:g} s (edgecnn {argv[0]}; "
+                              "stopped on the device)") from None
         except BaseException:  # Ctrl-C: the connection closes, the agent kills the command
             proc.kill()
             proc.wait()
@@ -107,11 +113,13 @@ class Device:
 
 def connect(dest: str, *, python: str = "python3", wheelhouse: Path | None = None,
             extras: tuple[str, ...] = (), options: tuple[str, ...] = (),
+            timeout: float = RUN_TIMEOUT_S,
             log: Callable[[str], None] = lambda line: None) -> Device:
     """Probe the device and bootstrap this edgecnn there (see the module doc)."""
     ssh = Ssh(Destination.parse(dest), options)
     try:
-        probe = json.loads(ssh.run([python, "-c", AGENT, "probe"], timeout=60).stdout)
+        probe = json.loads(ssh.run([python, "-c", AGENT, "probe"], timeout=60,
+                                   what="agent probe").stdout)
     except RemoteError as exc:
         if "not found" in str(exc) or "No such file" in str(exc):
             raise RemoteError(f"{dest}: no {python} on the device (edgecnn needs Python "
@@ -124,11 +132,11 @@ def connect(dest: str, *, python: str = "python3", wheelhouse: Path | None = Non
         raise RemoteError(f"{dest}: the device's {python} is "
                           f"{'.'.join(map(str, version))}; edgecnn needs Python "
                           f"{'.'.join(map(str, MIN_PYTHON))}+ (give --remote-python)")
-    dev = Device(ssh, python, probe["cache"], probe["hostname"], log=log)
+    dev = Device(ssh, python, probe["cache"], probe["hostname"], log=log, timeout=timeout)
     _bootstrap(dev, wheelhouse, extras)
     out = dev.edgecnn(["--version"], timeout=120).decode(errors="replace").strip()
     ident = ssh.run([dev.venv_python, "-c", "import json; from edgecnn.host import device; "
-                     "print(json.dumps(device()))"], timeout=60).stdout
+                     "print(json.dumps(device()))"], timeout=120, what="identity").stdout
     dev.identity = {**json.loads(ident), "hostname": dev.hostname}
     log(f"{dest}: {out} on {dev.identity.get('cpu_model')} ({dev.venv_python})")
     return dev
@@ -145,6 +153,7 @@ def _bootstrap(dev: Device, wheelhouse: Path | None, extras: tuple[str, ...]) ->
     if have.returncode == 0:
         return
     dev.log(f"{dev.name}: installing edgecnn {__version__} into {venv} (first run)")
+    start = time.perf_counter()
     remote_wheel = f"{dev.cache}/wheels/{tag}/{wheel[0]}"
     dev.agent("put", remote_wheel, stdin=wheel[1], timeout=300)
     house = "-"
@@ -154,6 +163,7 @@ def _bootstrap(dev: Device, wheelhouse: Path | None, extras: tuple[str, ...]) ->
         house = dev.push_artifact(Path(wheelhouse))
     dev.agent("venv", venv, remote_wheel, house, ",".join(extras) or "-",
               timeout=BOOTSTRAP_TIMEOUT_S)
+    dev.log(f"{dev.name}: installed in {time.perf_counter() - start:.1f} s")
 
 
 def build_wheel() -> tuple[str, bytes]:
