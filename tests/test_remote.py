@@ -330,6 +330,88 @@ def test_a_timeout_is_one_line_and_stops_the_command_on_the_device(
     assert _temporaries(cache) == []
 
 
+def _arm64_wheelhouse(into: Path) -> Path:
+    """The aarch64 userland of deploy/arm64 (built once, cached under ~/.cache/edgecnn; the
+    test fails with setup_userland.sh's one-line reason where it cannot be built), and a
+    wheelhouse of its aarch64 wheels plus pip's: its Python has no ensurepip (Debian's
+    python3-venv is not installed), so the bootstrap runs pip from that wheel."""
+    import importlib.metadata as md
+
+    setup = subprocess.run(["bash", str(ROOT / "deploy" / "arm64" / "setup_userland.sh")],
+                           env=dict(os.environ, PYTHON=sys.executable), capture_output=True,
+                           text=True, timeout=900)
+    if setup.returncode != 0:
+        lines = setup.stderr.strip().splitlines() or [f"exit status {setup.returncode}"]
+        pytest.fail(f"the arm64 userland could not be built: {lines[-1]}", pytrace=False)
+    root = Path(os.environ.get("EDGECNN_ARM64_ROOT") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn"
+        / "arm64-bookworm")
+    pip = Path.home() / ".cache" / "edgecnn-tests" / f"pip-{md.version('pip')}"
+    if not pip.is_dir():  # downloaded once
+        tmp = pip.with_name(pip.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--only-binary", ":all:", "-d", str(tmp), f"pip=={md.version('pip')}"],
+                       check=True)
+        tmp.rename(pip)
+    into.mkdir()
+    wheels = [w for w in Path(f"{root}.wheels").glob("*.whl")
+              if not w.name.startswith("edgecnn-")]  # the device gets this edgecnn's wheel
+    for whl in [*wheels, *pip.glob("*.whl")]:
+        shutil.copy(whl, into / whl.name)
+    return into
+
+
+def test_a_fleet_of_two_architectures_gives_one_table_and_one_plot(
+        sshd, artifact: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """x86-64 (the venv made here) and aarch64 (deploy/arm64's userland under qemu-user,
+    reached through the same sshd: its devices-file `python` is deploy/arm64/python.sh),
+    each with its own wheelhouse, in one run: one merged table naming both machines, and a
+    plot with both devices side by side. Emulated latency is no board's speed: only that
+    both measured is checked."""
+    from edgecnn.bench.plots import fleet_figure
+    from edgecnn.bench.report import render
+    from edgecnn.timing.harness import BenchRecord
+
+    config, _, house, _, _ = sshd
+    arm_house = _arm64_wheelhouse(tmp_path / "aarch64-wheels")
+    (tmp_path / "config" / "edgecnn").mkdir(parents=True)
+    (tmp_path / "config" / "edgecnn" / "devices.yaml").write_text(
+        "devices:\n"
+        f"  - {{name: x86-box, destination: edgedev, wheelhouse: {json.dumps(str(house))}, "
+        "tags: [fleet]}\n"
+        f"  - {{name: arm-box, destination: armdev, python: "
+        f"{json.dumps(str(ROOT / 'deploy' / 'arm64' / 'python.sh'))}, "
+        f"wheelhouse: {json.dumps(str(arm_house))}, tags: [fleet]}}\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    output = tmp_path / "fleet.json"
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "tag:fleet", "--iters",
+                          "3", "--warmup", "1", "--rounds", "1", "--threads", "1", "--format",
+                          "json", "-o", str(output))
+    assert code == 0, err
+    assert "armdev: installing edgecnn" in err  # the first run there bootstraps
+    data = json.loads(output.read_text())
+    remote = data["conditions"]["remote"]
+    assert remote["x86-box"]["arch"] == "x86_64" and remote["arm-box"]["arch"] == "aarch64"
+    # the aarch64 device runs a venv the bootstrap made in its cache, not the userland's
+    assert remote["arm-box"]["python"].startswith(str(config.parent / "armdev"))
+    records = [BenchRecord(**r) for r in data["records"]]
+    assert sorted(r.host for r in records) == ["arm-box", "x86-box"]
+    assert all(r.latency_ms_p50 > 0 for r in records)
+    table = render(records, "md", data["conditions"])
+    rows = [ln for ln in table.splitlines() if ln.startswith("| ") and WEIRD in ln]
+    assert sorted(ln.split("|")[1].strip() for ln in rows) == ["arm-box", "x86-box"]
+    devices = [ln for ln in table.splitlines() if ln.startswith("> device ")]
+    assert len(devices) == 2, devices
+    assert devices[0].startswith("> device x86-box: edgedev (") and "x86_64" in devices[0]
+    assert devices[1].startswith("> device arm-box: armdev (") and "aarch64" in devices[1]
+    # the plot beside -o, devices side by side
+    assert (tmp_path / "fleet.devices.png").stat().st_size > 0
+    _, shown = fleet_figure(records)
+    assert shown["devices"] == ["x86-box", "arm-box"] and len(shown["cases"]) == 1
+    assert all(v[0] > 0 for v in shown["p50_ms"].values())
+
+
 def test_the_connection_dropping_mid_run_is_one_line(sshd, artifact: Path) -> None:
     """The last test here: it kills the server and its session processes."""
     import threading

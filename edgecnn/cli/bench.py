@@ -193,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
 
         args.output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.output, text + "\n")
+        if len({r.host for r in records}) > 1:  # a fleet: its devices side by side
+            from edgecnn.bench.plots import fleet_plot_path, write_fleet_plot
+
+            plot = write_fleet_plot(records, fleet_plot_path(args.output))
+            print(f"edgecnn: wrote {plot['path']}", file=sys.stderr)
     if cond.get("interrupted"):
         print("edgecnn: interrupted; the results above are what was measured", file=sys.stderr)
         return 130

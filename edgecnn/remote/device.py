@@ -137,7 +137,8 @@ def connect(dest: str, *, python: str = "python3", wheelhouse: Path | None = Non
     out = dev.edgecnn(["--version"], timeout=120).decode(errors="replace").strip()
     ident = ssh.run([dev.venv_python, "-c", "import json; from edgecnn.host import device; "
                      "print(json.dumps(device()))"], timeout=120, what="identity").stdout
-    dev.identity = {**json.loads(ident), "hostname": dev.hostname}
+    dev.identity = {**json.loads(ident), "hostname": dev.hostname, "edgecnn": out,
+                    "python_version": ".".join(map(str, version))}
     log(f"{dest}: {out} on {dev.identity.get('cpu_model')} ({dev.venv_python})")
     return dev
 

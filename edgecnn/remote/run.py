@@ -153,9 +153,17 @@ def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[st
             records.append(BenchRecord(**r))
         if not cond:  # the table's conditions: the first device's; each device's own below
             cond = dict(res["conditions"])
+            for key in ("tuning", "int8_verdicts", "roofline", "accuracy_of"):  # by artifact
+                if isinstance(cond.get(key), dict):
+                    cond[key] = {labels.get(k, k): v for k, v in cond[key].items()}
         cond.setdefault("remote", {})[dest] = {
-            "destination": dest, **dev.identity,
+            "destination": dev.name, **dev.identity,
             "python": dev.venv_python, "conditions": dict(res["conditions"])}
+    if len(cond.get("remote", {})) > 1:  # a fleet: the table's first line names each CPU
+        devs = cond["remote"]
+        cond["cpu"] = "; ".join(f"{k}: {d.get('cpu_model')}" for k, d in devs.items())
+        devs = devs.values()
+        cond["cpu_cores"] = "/".join(str(d.get("cores")) for d in devs)
     return records, cond, failures
 
 
