@@ -164,6 +164,13 @@ def test_bench_tune_and_predict_on_the_device(sshd, artifact: Path, tmp_path: Pa
     remote = data["conditions"]["remote"]["edgedev"]
     assert remote["hostname"] == socket.gethostname() and remote["cpu_model"]
     assert "installing edgecnn" in err  # the first run bootstraps, and says so
+    # the Jetson's tools around the bench: absent here, and the record says so
+    jetson = remote["jetson"]
+    assert jetson["tools"] == dict.fromkeys(("nvpmodel", "jetson_clocks", "tegrastats"),
+                                            "absent")
+    assert jetson["power"] == "not sampled: no tegrastats on the device"
+    assert jetson["power_mode"] == "not recorded: no nvpmodel on the device"
+    assert jetson["clocks"].startswith("as they were (not pinned")
     venv_python = remote["python"]
     assert venv_python.startswith(str(cache))
     # the device's install has no torch: it cannot import it
@@ -173,9 +180,15 @@ def test_bench_tune_and_predict_on_the_device(sshd, artifact: Path, tmp_path: Pa
     # a second run: the same venv, the artifact not sent again (content-addressed)
     pushed = sorted(cache.glob("remote/artifacts/*"))
     code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev",
-                          "--wheelhouse", str(house), "--iters", "5", "--rounds", "1")
-    assert code == 0 and "installing edgecnn" not in err and "edgedev" in out
+                          "--wheelhouse", str(house), "--iters", "5", "--rounds", "1",
+                          "--max-clocks", "--format", "md")
+    assert code == 0 and "installing edgecnn" not in err and "| edgedev |" in out, err
     assert sorted(cache.glob("remote/artifacts/*")) == pushed
+    # --max-clocks asked of a device without jetson_clocks: said, in the device's line
+    device_line = next(ln for ln in out.splitlines() if ln.startswith("> device edgedev: "))
+    assert "Jetson tools absent" in device_line
+    assert "--max-clocks asked, but no jetson_clocks on the device" in device_line
+    assert list(cache.glob("remote/runs/*")) == []  # each run's record was taken back
     # tune there: the record comes back into the local artifact
     code, out, err = _cli(capsys, "tune", str(artifact), "--remote", "edgedev", "--threads",
                           "1", "--runtime", "onnxruntime", "--wheelhouse", str(house))
@@ -410,6 +423,49 @@ def test_a_fleet_of_two_architectures_gives_one_table_and_one_plot(
     _, shown = fleet_figure(records)
     assert shown["devices"] == ["x86-box", "arm-box"] and len(shown["cases"]) == 1
     assert all(v[0] > 0 for v in shown["p50_ms"].values())
+
+
+ORIN_LINE = ("RAM 2448/7620MB (lfb 2x4MB) CPU [2%@729,0%@729,0%@729,0%@729,0%@729,0%@729] "
+             "EMC_FREQ 0%@2133 GR3D_FREQ 0%@[305,305] cpu@47.5C gpu@45.9C tj@47.5C "
+             "VDD_IN 4758mW/4758mW VDD_CPU_GPU_CV 477mW/477mW VDD_SOC 1433mW/1433mW")
+
+
+def test_on_a_jetson_the_power_mode_clocks_and_power_are_recorded(tmp_path: Path) -> None:
+    """The board's tools are not on this machine: stand-ins on PATH answer as JetPack 6's
+    do (nvpmodel -q's first line, jetson_clocks --store/--restore, tegrastats printing one
+    line per interval until it is stopped). What is checked is edgecnn's side: the power
+    mode read, clocks pinned only when asked and restored after, and tegrastats sampled
+    while the command ran, not before or after it."""
+    from edgecnn.remote.jetson import note, run
+
+    tools, log = tmp_path / "bin", tmp_path / "tools.log"
+    tools.mkdir()
+    scripts = {
+        "nvpmodel": 'echo "NV Power Mode: 15W"; echo 0',
+        "jetson_clocks": f'echo "jetson_clocks $*" >> {log}',
+        "tegrastats": f'trap "exit 0" TERM; while :; do echo "{ORIN_LINE}"; sleep 0.1; done',
+    }
+    for name, body in scripts.items():
+        (tools / name).write_text(f"#!/bin/bash\n{body}\n")
+        (tools / name).chmod(0o755)
+    old = os.environ["PATH"]
+    os.environ["PATH"] = f"{tools}:{old}"
+    try:
+        code, record = run(["sleep", "1.5"], max_clocks=True)
+        _, unpinned = run(["sh", "-c", "exit 3"])
+    finally:
+        os.environ["PATH"] = old
+    assert code == 0 and record["power_mode"] == "NV Power Mode: 15W"
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("jetson_clocks --store ") and calls[1] == "jetson_clocks " \
+        and calls[2].startswith("jetson_clocks --restore ") and len(calls) == 3
+    assert record["clocks"].startswith("pinned to maximum by jetson_clocks")
+    power = record["power"]
+    assert power["rail"] == "VDD_IN" and power["power_w_mean"] == 4.758
+    assert 5 <= power["samples"] <= 30 and power["gpu_mhz_mean"] == 305  # ~15 in 1.5 s
+    assert unpinned["clocks"].startswith("as they were (not pinned") and len(
+        log.read_text().splitlines()) == 3
+    assert "power mode NV Power Mode: 15W" in note(record) and "4.758 W mean" in note(record)
 
 
 def test_the_connection_dropping_mid_run_is_one_line(sshd, artifact: Path) -> None:

@@ -220,7 +220,7 @@ def _remote(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
     records, cond, failures = remote_bench(
         args.remote, args.targets, argv, log=lambda line: print(f"edgecnn: {line}",
                                                                file=sys.stderr),
-        **remote_kwargs(args))
+        max_clocks=args.max_clocks, **remote_kwargs(args))
     if not records and failures:
         raise EdgeCNNError(failures[0] if len(failures) == 1 else
                            f"every device failed: {'; '.join(failures)}")

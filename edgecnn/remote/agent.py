@@ -16,6 +16,7 @@ Operations (each atomic: a temporary name, then a rename; removed again on failu
                                the connection drops (stdin closes: Ctrl-C or a timeout on the
                                workstation) the whole group is killed, so nothing runs on
   pull PATH                    PATH's bytes to stdout
+  take PATH                    PATH's bytes to stdout, then PATH removed
 """
 
 AGENT = r'''
@@ -114,9 +115,11 @@ elif op == "run":
     code = child.wait()
     sys.stdout.flush(); sys.stderr.flush()
     os._exit(code)  # not sys.exit: the watcher still holds stdin's lock at shutdown
-elif op == "pull":
+elif op in ("pull", "take"):
     with open(args[0], "rb") as f:
         shutil.copyfileobj(f, sys.stdout.buffer)
+    if op == "take":
+        os.unlink(args[0])
 else:
     raise SystemExit("unknown agent operation " + op)
 '''

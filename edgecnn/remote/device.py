@@ -69,12 +69,14 @@ class Device:
         self.agent("untar", remote, stdin=buf.getvalue())
         return remote
 
-    def edgecnn(self, argv: list[str], *, timeout: float | None = None) -> bytes:
-        """`edgecnn ARGV` on the device under its lock; stdout. Ctrl-C here, or `timeout`
+    def edgecnn(self, argv: list[str], *, timeout: float | None = None,
+                wrap: list[str] = ()) -> bytes:
+        """`edgecnn ARGV` (inside `wrap`, a command that runs the rest) on the device under
+        its lock; stdout. Ctrl-C here, or `timeout`
         (default: the device's), ends it there: closing the connection makes the agent kill
         the command's process group."""
         timeout = self.timeout if timeout is None else timeout
-        words = [self.python, "-c", AGENT, "run", f"{self.cache}/device.lock",
+        words = [self.python, "-c", AGENT, "run", f"{self.cache}/device.lock", *wrap,
                  self.venv_python, "-m", "edgecnn", *argv]
         proc = subprocess.Popen(self.ssh.argv(words), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)

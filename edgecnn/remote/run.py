@@ -110,10 +110,16 @@ def _connect_or_error(dest: str, log: Log, kwargs: dict[str, Any]) -> Device | R
 
 
 def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[str], *,
-                 log: Log = lambda line: None, **connect_kwargs: Any
+                 log: Log = lambda line: None, max_clocks: bool = False, **connect_kwargs: Any
                  ) -> tuple[list[Any], dict[str, Any], list[str]]:
     """(records, conditions, failures): `edgecnn bench TARGETS ARGV --format json` on every
-    device, the artifacts pushed first; failures are one line per device."""
+    device, the artifacts pushed first; failures are one line per device. Each bench runs
+    inside edgecnn/remote/jetson.py: a Jetson's power mode, clocks (pinned only with
+    `max_clocks`) and tegrastats power during the run come back with the records, and any
+    other device's record says those tools are absent."""
+    import uuid
+
+    from edgecnn.remote.jetson import note
     from edgecnn.timing.harness import BenchRecord
 
     for t in targets:
@@ -129,8 +135,12 @@ def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[st
             return dev
         try:
             remote = [dev.push_artifact(Path(t)) for t in targets]
-            out = dev.edgecnn(["bench", *remote, *argv, "--format", "json", "--no-progress"])
-            return json.loads(out)
+            side = f"{dev.cache}/runs/{uuid.uuid4().hex}.json"
+            wrap = [dev.venv_python, "-m", "edgecnn.remote.jetson", "--out", side,
+                    *(["--max-clocks"] if max_clocks else []), "--"]
+            out = dev.edgecnn(["bench", *remote, *argv, "--format", "json", "--no-progress"],
+                              wrap=wrap)
+            return {**json.loads(out), "jetson": json.loads(dev.agent("take", side))}
         except RemoteError as exc:
             return exc
         except ValueError:
@@ -158,7 +168,8 @@ def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[st
                     cond[key] = {labels.get(k, k): v for k, v in cond[key].items()}
         cond.setdefault("remote", {})[dest] = {
             "destination": dev.name, **dev.identity,
-            "python": dev.venv_python, "conditions": dict(res["conditions"])}
+            "python": dev.venv_python, "jetson": res["jetson"],
+            "jetson_note": note(res["jetson"]), "conditions": dict(res["conditions"])}
     if len(cond.get("remote", {})) > 1:  # a fleet: the table's first line names each CPU
         devs = cond["remote"]
         cond["cpu"] = "; ".join(f"{k}: {d.get('cpu_model')}" for k, d in devs.items())
