@@ -7,6 +7,7 @@ a wheelhouse (numpy, onnxruntime, Pillow, onnx: downloaded once into ~/.cache), 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,11 +61,13 @@ def _wheelhouse() -> Path:
     return house
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """(ssh_config path, device cache dir, wheelhouse); the server is stopped by its pid."""
+@contextlib.contextmanager
+def loopback_sshd(d: Path) -> Iterator[tuple[Path, Path, Path | None, subprocess.Popen]]:
+    """A real sshd on 127.0.0.1 with its keys, config and client side in the empty directory
+    `d`: (ssh_config, the device cache of Host edgedev, a full-disk tmpfs or None, the
+    server), with $EDGECNN_SSH_CONFIG set meanwhile; the server is stopped by its pid.
+    benchmarks/remote/loopback.py measures against it too."""
     sshd = _install_sshd()
-    d = tmp_path_factory.mktemp("sshd")
     for name in ("host", "client", "other"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
                        check=True)
@@ -119,7 +123,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     old = os.environ.get("EDGECNN_SSH_CONFIG")
     os.environ["EDGECNN_SSH_CONFIG"] = str(d / "ssh_config")
     try:
-        yield d / "ssh_config", cache, _wheelhouse(), (full if mounted else None), server
+        yield d / "ssh_config", cache, (full if mounted else None), server
     finally:
         if mounted:
             subprocess.run(["umount", str(full)], capture_output=True)
@@ -130,6 +134,13 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         if server.poll() is None:  # the server and its session processes, by pid
             os.kill(server.pid, signal.SIGTERM)
             server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """(ssh_config path, device cache dir, wheelhouse, full-disk tmpfs, server)."""
+    with loopback_sshd(tmp_path_factory.mktemp("sshd")) as (config, cache, full, server):
+        yield config, cache, _wheelhouse(), full, server
 
 
 @pytest.fixture(scope="module")
@@ -265,9 +276,13 @@ def test_a_full_disk_on_the_device_is_one_line_and_nothing_half_written(
 
 
 def _temporaries(root: Path) -> list[Path]:
-    """The agent's temporary names (".NAME.xxxx") left anywhere outside an installed venv."""
+    """Temporary names left anywhere outside an installed venv: the agent's (".NAME." and
+    mkdtemp's 8 characters) and edgecnn.fileio's (the same, then ".tmp")."""
+    import re
+
     return [p for p in root.rglob(".*")
-            if not any(part.startswith("venv-") for part in p.relative_to(root).parts[:-1])]
+            if re.fullmatch(r"\..+\.[a-z0-9_]{8}(\.tmp)?", p.name)
+            and not any(part.startswith("venv-") for part in p.relative_to(root).parts[:-1])]
 
 
 def test_a_version_that_cannot_be_installed_is_one_line_and_no_venv(
@@ -395,7 +410,8 @@ def test_a_fleet_of_two_architectures_gives_one_table_and_one_plot(
         "tags: [fleet]}\n"
         f"  - {{name: arm-box, destination: armdev, python: "
         f"{json.dumps(str(ROOT / 'deploy' / 'arm64' / 'python.sh'))}, "
-        f"wheelhouse: {json.dumps(str(arm_house))}, tags: [fleet]}}\n")
+        f"wheelhouse: {json.dumps(str(arm_house))}, system_site_packages: true, "
+        "tags: [fleet]}\n")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     output = tmp_path / "fleet.json"
     code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "tag:fleet", "--iters",
@@ -407,7 +423,11 @@ def test_a_fleet_of_two_architectures_gives_one_table_and_one_plot(
     remote = data["conditions"]["remote"]
     assert remote["x86-box"]["arch"] == "x86_64" and remote["arm-box"]["arch"] == "aarch64"
     # the aarch64 device runs a venv the bootstrap made in its cache, not the userland's
-    assert remote["arm-box"]["python"].startswith(str(config.parent / "armdev"))
+    arm_python = Path(remote["arm-box"]["python"])
+    assert arm_python.is_relative_to(config.parent / "armdev")
+    # as on a Jetson: a venv that sees the system's packages (its devices-file entry)
+    assert "include-system-site-packages = true" in (
+        arm_python.parent.parent / "pyvenv.cfg").read_text()
     records = [BenchRecord(**r) for r in data["records"]]
     assert sorted(r.host for r in records) == ["arm-box", "x86-box"]
     assert all(r.latency_ms_p50 > 0 for r in records)

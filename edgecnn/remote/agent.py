@@ -3,12 +3,18 @@ by the device's own interpreter (`python3 -c AGENT OP ARGS...`), so that nothing
 installing by hand and no shell ever parses a path. Python 3.8+ syntax, standard library.
 
 Operations (each atomic: a temporary name, then a rename; removed again on failure):
-  probe                        the interpreter, host and cache, as JSON
+  probe [VENV ART...]          the interpreter, host and cache, as JSON; with names under
+                               the cache, also which ARTs are there already and, when VENV
+                               runs, its edgecnn and device identity (one round trip for a
+                               device that is ready)
   put PATH                     stdin's bytes to PATH
   untar DIR                    stdin's tar to DIR (kept as it is when DIR exists: content-
                                addressed, an unchanged artifact is never sent twice)
-  venv VENV WHEEL HOUSE EXTRAS a venv with the wheel (and its extras) installed; HOUSE "-"
-                               for the device's own package index. A Python without
+  venv VENV WHEEL HOUSE EXTRAS SYSTEM
+                               a venv with the wheel (and its extras) installed; HOUSE "-"
+                               for the device's own package index; SYSTEM "system": the
+                               venv sees the system's packages (a Jetson's TensorRT, which
+                               JetPack installs there), else "-". A Python without
                                ensurepip (Debian without python3-venv) gets a venv without
                                pip, and pip runs from HOUSE's pip wheel
   run LOCK ARGV...             ARGV under the device's lock (one timing at a time per device,
@@ -18,6 +24,11 @@ Operations (each atomic: a temporary name, then a rename; removed again on failu
   pull PATH                    PATH's bytes to stdout
   take PATH                    PATH's bytes to stdout, then PATH removed
 """
+
+# What a venv's edgecnn says of itself and of the device (edgecnn.host.device()).
+IDENTITY = ("import json, edgecnn; from edgecnn.host import device; "
+            "print(json.dumps({'edgecnn': 'edgecnn ' + edgecnn.__version__, "
+            "'device': device()}))")
 
 AGENT = r'''
 import fcntl, glob, json, os, shutil, signal, socket, subprocess, sys, tarfile, tempfile
@@ -36,8 +47,18 @@ def tmp_near(path):
 
 op, args = sys.argv[1], sys.argv[2:]
 if op == "probe":
-    print(json.dumps({"python": list(sys.version_info[:3]), "executable": sys.executable,
-                      "hostname": socket.gethostname(), "cache": cache()}))
+    root = cache()
+    out = {"python": list(sys.version_info[:3]), "executable": sys.executable,
+           "hostname": socket.gethostname(), "cache": root}
+    if args:
+        out["have"] = [a for a in args[1:] if os.path.isdir(os.path.join(root, a))]
+        python = os.path.join(root, args[0], "bin", "python")
+        if os.path.exists(python):
+            ran = subprocess.run([python, "-c", @IDENTITY@], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL)
+            if ran.returncode == 0:
+                out["venv"] = json.loads(ran.stdout)
+    print(json.dumps(out))
 elif op == "put":
     path = args[0]
     tmp = tmp_near(path)
@@ -66,7 +87,7 @@ elif op == "untar":
     else:
         sys.stdin.buffer.read()
 elif op == "venv":
-    venv, wheel, house, extras = args
+    venv, wheel, house, extras, system = args
     if not os.path.exists(os.path.join(venv, "bin", "python")):
         import importlib.util
         ensurepip = importlib.util.find_spec("ensurepip") is not None
@@ -77,7 +98,8 @@ elif op == "venv":
         tmp = tmp_near(venv)
         try:
             made = subprocess.run([sys.executable, "-m", "venv", tmp]
-                                  + ([] if ensurepip else ["--without-pip"]),
+                                  + ([] if ensurepip else ["--without-pip"])
+                                  + (["--system-site-packages"] if system == "system" else []),
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             if made.returncode:
                 raise SystemExit("the device's Python could not make a venv: "
@@ -123,3 +145,4 @@ elif op in ("pull", "take"):
 else:
     raise SystemExit("unknown agent operation " + op)
 '''
+AGENT = AGENT.replace("@IDENTITY@", repr(IDENTITY))

@@ -40,10 +40,12 @@ def resolve(names: Sequence[str]) -> list[Entry]:
     """(label, ssh destination, overrides) for each --remote: a device's name or a tag
     (`tag:jetson`) from ~/.config/edgecnn/devices.yaml, else the destination as given. An
     entry's `python` and `wheelhouse` override --remote-python and --wheelhouse for that
-    device (a fleet of two architectures needs two wheelhouses):
+    device (a fleet of two architectures needs two wheelhouses); `system_site_packages:
+    true` gives its venv the system's packages (a Jetson's TensorRT bindings):
 
         devices:
-          - {name: orin, destination: ubuntu@orin.local, python: python3.10, tags: [jetson]}
+          - {name: orin, destination: ubuntu@orin.local, python: python3.10,
+             system_site_packages: true, tags: [jetson]}
           - {name: pi5, destination: pi@raspberrypi.local, wheelhouse: ~/wheels/aarch64,
              tags: [pi, arm]}
     """
@@ -68,6 +70,8 @@ def _overrides(entry: dict[str, Any]) -> dict[str, Any]:
         out["python"] = str(entry["python"])
     if entry.get("wheelhouse"):
         out["wheelhouse"] = Path(str(entry["wheelhouse"])).expanduser()
+    if entry.get("system_site_packages"):  # a Jetson: JetPack's TensorRT is system-wide
+        out["system_site_packages"] = True
     return out
 
 
@@ -128,7 +132,8 @@ def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[st
                                "here first)")
     resolved = resolve(dests)
     dests = [label for label, _, _ in resolved]
-    devices = _devices_resolved(resolved, log, **connect_kwargs)
+    devices = _devices_resolved(resolved, log, artifacts=[Path(t) for t in targets],
+                                **connect_kwargs)
 
     def one(dev: Device | RemoteError) -> dict[str, Any] | RemoteError:
         if isinstance(dev, RemoteError):
@@ -203,7 +208,8 @@ def remote_tune(dest: str, artifact: str, argv: Sequence[str], *, log: Log = lam
     if not local.is_dir():
         raise EdgeCNNError(f"{artifact}: no such artifact directory")
     label, dest, overrides = _one(dest)
-    dev = connect(dest, extras=("tune",), log=log, **{**connect_kwargs, **overrides})
+    dev = connect(dest, extras=("tune",), artifacts=[local], log=log,
+                  **{**connect_kwargs, **overrides})
     remote = dev.push_artifact(local)
     record = json.loads(dev.edgecnn(["tune", remote, *argv, "--json"]))
     if record["file"].startswith("model.int8.tuned-"):
@@ -220,7 +226,7 @@ def remote_predict(dest: str, artifact: str, images: Sequence[Path], argv: Seque
                    log: Log = lambda line: None, **connect_kwargs: Any) -> bytes:
     """`edgecnn predict` on the device, the images sent with the request; its stdout."""
     _, dest, overrides = _one(dest)
-    dev = connect(dest, log=log, **{**connect_kwargs, **overrides})
+    dev = connect(dest, artifacts=[Path(artifact)], log=log, **{**connect_kwargs, **overrides})
     remote = dev.push_artifact(Path(artifact))
     with tempfile.TemporaryDirectory() as tmp:
         names = []
