@@ -85,7 +85,8 @@ class Ssh:
             raise EdgeCNNError("--remote needs OpenSSH's client (ssh) on this machine") \
                 from None
         if proc.returncode == 255:
-            raise RemoteError(f"{self.dest.text}: {ssh_fault(proc.stderr.decode(errors='replace'))}")
+            why = ssh_fault(proc.stderr.decode(errors="replace"))
+            raise RemoteError(f"{self.dest.text}: {why}")
         if check and proc.returncode != 0:
             why = last_line(proc.stderr) or f"exit status {proc.returncode}"
             raise RemoteError(f"{self.dest.text}: {why} ({what})")
