@@ -7,6 +7,7 @@ a wheelhouse (numpy, onnxruntime, Pillow, onnx: downloaded once into ~/.cache), 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,11 +61,13 @@ def _wheelhouse() -> Path:
     return house
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """(ssh_config path, device cache dir, wheelhouse); the server is stopped by its pid."""
+@contextlib.contextmanager
+def loopback_sshd(d: Path) -> Iterator[tuple[Path, Path, Path | None, subprocess.Popen]]:
+    """A real sshd on 127.0.0.1 with its keys, config and client side in the empty directory
+    `d`: (ssh_config, the device cache of Host edgedev, a full-disk tmpfs or None, the
+    server), with $EDGECNN_SSH_CONFIG set meanwhile; the server is stopped by its pid.
+    benchmarks/remote/loopback.py measures against it too."""
     sshd = _install_sshd()
-    d = tmp_path_factory.mktemp("sshd")
     for name in ("host", "client", "other"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
                        check=True)
@@ -99,7 +103,12 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         f"  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n  SetEnv EDGECNN_CACHE={full}\n"
         f"  IdentityFile {d / 'client'}\n  UserKnownHostsFile {d / 'known_hosts'}\n"
         f"Host closedport\n  HostName 127.0.0.1\n  Port {_free_port()}\n"
-        f"  UserKnownHostsFile {d / 'known_hosts'}\n")
+        f"  UserKnownHostsFile {d / 'known_hosts'}\n"
+        + "".join(f"Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+                  f"  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n"
+                  f"  SetEnv EDGECNN_CACHE={d / alias}\n  IdentityFile {d / 'client'}\n"
+                  f"  UserKnownHostsFile {d / 'known_hosts'}\n"
+                  for alias in ("freshdev", "armdev")))  # devices with their own caches
     server = subprocess.Popen([sshd, "-D", "-f", str(d / "sshd_config"), "-E",
                                str(d / "sshd.log")])
     deadline = time.time() + 20
@@ -114,7 +123,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     old = os.environ.get("EDGECNN_SSH_CONFIG")
     os.environ["EDGECNN_SSH_CONFIG"] = str(d / "ssh_config")
     try:
-        yield d / "ssh_config", cache, _wheelhouse(), (full if mounted else None), server
+        yield d / "ssh_config", cache, (full if mounted else None), server
     finally:
         if mounted:
             subprocess.run(["umount", str(full)], capture_output=True)
@@ -125,6 +134,13 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         if server.poll() is None:  # the server and its session processes, by pid
             os.kill(server.pid, signal.SIGTERM)
             server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """(ssh_config path, device cache dir, wheelhouse, full-disk tmpfs, server)."""
+    with loopback_sshd(tmp_path_factory.mktemp("sshd")) as (config, cache, full, server):
+        yield config, cache, _wheelhouse(), full, server
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +175,13 @@ def test_bench_tune_and_predict_on_the_device(sshd, artifact: Path, tmp_path: Pa
     remote = data["conditions"]["remote"]["edgedev"]
     assert remote["hostname"] == socket.gethostname() and remote["cpu_model"]
     assert "installing edgecnn" in err  # the first run bootstraps, and says so
+    # the Jetson's tools around the bench: absent here, and the record says so
+    jetson = remote["jetson"]
+    assert jetson["tools"] == dict.fromkeys(("nvpmodel", "jetson_clocks", "tegrastats"),
+                                            "absent")
+    assert jetson["power"] == "not sampled: no tegrastats on the device"
+    assert jetson["power_mode"] == "not recorded: no nvpmodel on the device"
+    assert jetson["clocks"].startswith("as they were (not pinned")
     venv_python = remote["python"]
     assert venv_python.startswith(str(cache))
     # the device's install has no torch: it cannot import it
@@ -168,9 +191,15 @@ def test_bench_tune_and_predict_on_the_device(sshd, artifact: Path, tmp_path: Pa
     # a second run: the same venv, the artifact not sent again (content-addressed)
     pushed = sorted(cache.glob("remote/artifacts/*"))
     code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev",
-                          "--wheelhouse", str(house), "--iters", "5", "--rounds", "1")
-    assert code == 0 and "installing edgecnn" not in err and "edgedev" in out
+                          "--wheelhouse", str(house), "--iters", "5", "--rounds", "1",
+                          "--max-clocks", "--format", "md")
+    assert code == 0 and "installing edgecnn" not in err and "| edgedev |" in out, err
     assert sorted(cache.glob("remote/artifacts/*")) == pushed
+    # --max-clocks asked of a device without jetson_clocks: said, in the device's line
+    device_line = next(ln for ln in out.splitlines() if ln.startswith("> device edgedev: "))
+    assert "Jetson tools absent" in device_line
+    assert "--max-clocks asked, but no jetson_clocks on the device" in device_line
+    assert list(cache.glob("remote/runs/*")) == []  # each run's record was taken back
     # tune there: the record comes back into the local artifact
     code, out, err = _cli(capsys, "tune", str(artifact), "--remote", "edgedev", "--threads",
                           "1", "--runtime", "onnxruntime", "--wheelhouse", str(house))
@@ -244,6 +273,219 @@ def test_a_full_disk_on_the_device_is_one_line_and_nothing_half_written(
         and "No space left on device" in lines[-1], err
     leftovers = [p for p in full.rglob("*") if p.name.startswith(".")]
     assert leftovers == []  # every temporary name was removed
+
+
+def _temporaries(root: Path) -> list[Path]:
+    """Temporary names left anywhere outside an installed venv: the agent's (".NAME." and
+    mkdtemp's 8 characters) and edgecnn.fileio's (the same, then ".tmp")."""
+    import re
+
+    return [p for p in root.rglob(".*")
+            if re.fullmatch(r"\..+\.[a-z0-9_]{8}(\.tmp)?", p.name)
+            and not any(part.startswith("venv-") for part in p.relative_to(root).parts[:-1])]
+
+
+def test_a_version_that_cannot_be_installed_is_one_line_and_no_venv(
+        sshd, artifact: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """This edgecnn cannot be installed on a device without a route to a package index whose
+    wheelhouse lacks onnxruntime: pip fails for real there. One line, and no venv (nor a
+    half-made one) in the device's cache; the next run starts from nothing again."""
+    config, _, house, _, _ = sshd
+    partial = tmp_path / "wheelhouse"
+    partial.mkdir()
+    for whl in house.glob("*.whl"):
+        if not whl.name.startswith("onnxruntime-"):
+            shutil.copy(whl, partial / whl.name)
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "freshdev",
+                          "--wheelhouse", str(partial), "--iters", "5")
+    errors = [ln for ln in err.splitlines() if "error" in ln]
+    assert code == 2 and out == "" and len(errors) == 1, err
+    assert errors[0].startswith("edgecnn: error: freshdev: pip could not install edgecnn on "
+                                "the device: ") and "onnxruntime" in errors[0], err
+    fresh = config.parent / "freshdev" / "remote"
+    assert fresh.is_dir() and not list(fresh.glob("*venv-*")) and _temporaries(fresh) == []
+
+
+def _processes_with(*words: str) -> list[int]:
+    """Pids whose command line holds every one of `words` (as whole arguments)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and all(w.encode() in argv for w in words):
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_timeout_is_one_line_and_stops_the_command_on_the_device(
+        sshd, artifact: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """--remote-timeout against a real run: a 61 s bench stopped after 10 s. The bench's
+    process on the device is gone (the agent kills its process group when the connection
+    closes), and nothing is written, neither here (-o) nor in the device's cache."""
+    import threading
+
+    _, cache, house, _, _ = sshd
+    output = tmp_path / "out" / "bench.json"
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:  # the bench really ran on the device before the timeout
+        while not done.is_set():
+            seen.extend(_processes_with("bench", "--duration", "61.0"))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev",
+                              "--wheelhouse", str(house), "--duration", "61", "--rounds", "1",
+                              "--remote-timeout", "10", "-o", str(output))
+    finally:
+        done.set()
+        watcher.join()
+    errors = [ln for ln in err.splitlines() if "error" in ln]
+    assert code == 2 and out == "" and errors == [
+        "edgecnn: error: edgedev: timed out after 10 s (edgecnn bench; stopped on the "
+        "device)"], err
+    assert seen, "the bench never started on the device"
+    deadline = time.time() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in seen) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in seen if Path(f"/proc/{pid}").exists()]
+    assert not output.exists() and not output.parent.exists()
+    assert _temporaries(cache) == []
+
+
+def _arm64_wheelhouse(into: Path) -> Path:
+    """The aarch64 userland of deploy/arm64 (built once, cached under ~/.cache/edgecnn; the
+    test fails with setup_userland.sh's one-line reason where it cannot be built), and a
+    wheelhouse of its aarch64 wheels plus pip's: its Python has no ensurepip (Debian's
+    python3-venv is not installed), so the bootstrap runs pip from that wheel."""
+    import importlib.metadata as md
+
+    setup = subprocess.run(["bash", str(ROOT / "deploy" / "arm64" / "setup_userland.sh")],
+                           env=dict(os.environ, PYTHON=sys.executable), capture_output=True,
+                           text=True, timeout=900)
+    if setup.returncode != 0:
+        lines = setup.stderr.strip().splitlines() or [f"exit status {setup.returncode}"]
+        pytest.fail(f"the arm64 userland could not be built: {lines[-1]}", pytrace=False)
+    root = Path(os.environ.get("EDGECNN_ARM64_ROOT") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn"
+        / "arm64-bookworm")
+    pip = Path.home() / ".cache" / "edgecnn-tests" / f"pip-{md.version('pip')}"
+    if not pip.is_dir():  # downloaded once
+        tmp = pip.with_name(pip.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--only-binary", ":all:", "-d", str(tmp), f"pip=={md.version('pip')}"],
+                       check=True)
+        tmp.rename(pip)
+    into.mkdir()
+    wheels = [w for w in Path(f"{root}.wheels").glob("*.whl")
+              if not w.name.startswith("edgecnn-")]  # the device gets this edgecnn's wheel
+    for whl in [*wheels, *pip.glob("*.whl")]:
+        shutil.copy(whl, into / whl.name)
+    return into
+
+
+def test_a_fleet_of_two_architectures_gives_one_table_and_one_plot(
+        sshd, artifact: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """x86-64 (the venv made here) and aarch64 (deploy/arm64's userland under qemu-user,
+    reached through the same sshd: its devices-file `python` is deploy/arm64/python.sh),
+    each with its own wheelhouse, in one run: one merged table naming both machines, and a
+    plot with both devices side by side. Emulated latency is no board's speed: only that
+    both measured is checked."""
+    from edgecnn.bench.plots import fleet_figure
+    from edgecnn.bench.report import render
+    from edgecnn.timing.harness import BenchRecord
+
+    config, _, house, _, _ = sshd
+    arm_house = _arm64_wheelhouse(tmp_path / "aarch64-wheels")
+    (tmp_path / "config" / "edgecnn").mkdir(parents=True)
+    (tmp_path / "config" / "edgecnn" / "devices.yaml").write_text(
+        "devices:\n"
+        f"  - {{name: x86-box, destination: edgedev, wheelhouse: {json.dumps(str(house))}, "
+        "tags: [fleet]}\n"
+        f"  - {{name: arm-box, destination: armdev, python: "
+        f"{json.dumps(str(ROOT / 'deploy' / 'arm64' / 'python.sh'))}, "
+        f"wheelhouse: {json.dumps(str(arm_house))}, system_site_packages: true, "
+        "tags: [fleet]}\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    output = tmp_path / "fleet.json"
+    code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "tag:fleet", "--iters",
+                          "3", "--warmup", "1", "--rounds", "1", "--threads", "1", "--format",
+                          "json", "-o", str(output))
+    assert code == 0, err
+    assert "armdev: installing edgecnn" in err  # the first run there bootstraps
+    data = json.loads(output.read_text())
+    remote = data["conditions"]["remote"]
+    assert remote["x86-box"]["arch"] == "x86_64" and remote["arm-box"]["arch"] == "aarch64"
+    # the aarch64 device runs a venv the bootstrap made in its cache, not the userland's
+    arm_python = Path(remote["arm-box"]["python"])
+    assert arm_python.is_relative_to(config.parent / "armdev")
+    # as on a Jetson: a venv that sees the system's packages (its devices-file entry)
+    assert "include-system-site-packages = true" in (
+        arm_python.parent.parent / "pyvenv.cfg").read_text()
+    records = [BenchRecord(**r) for r in data["records"]]
+    assert sorted(r.host for r in records) == ["arm-box", "x86-box"]
+    assert all(r.latency_ms_p50 > 0 for r in records)
+    table = render(records, "md", data["conditions"])
+    rows = [ln for ln in table.splitlines() if ln.startswith("| ") and WEIRD in ln]
+    assert sorted(ln.split("|")[1].strip() for ln in rows) == ["arm-box", "x86-box"]
+    devices = [ln for ln in table.splitlines() if ln.startswith("> device ")]
+    assert len(devices) == 2, devices
+    assert devices[0].startswith("> device x86-box: edgedev (") and "x86_64" in devices[0]
+    assert devices[1].startswith("> device arm-box: armdev (") and "aarch64" in devices[1]
+    # the plot beside -o, devices side by side
+    assert (tmp_path / "fleet.devices.png").stat().st_size > 0
+    _, shown = fleet_figure(records)
+    assert shown["devices"] == ["x86-box", "arm-box"] and len(shown["cases"]) == 1
+    assert all(v[0] > 0 for v in shown["p50_ms"].values())
+
+
+ORIN_LINE = ("RAM 2448/7620MB (lfb 2x4MB) CPU [2%@729,0%@729,0%@729,0%@729,0%@729,0%@729] "
+             "EMC_FREQ 0%@2133 GR3D_FREQ 0%@[305,305] cpu@47.5C gpu@45.9C tj@47.5C "
+             "VDD_IN 4758mW/4758mW VDD_CPU_GPU_CV 477mW/477mW VDD_SOC 1433mW/1433mW")
+
+
+def test_on_a_jetson_the_power_mode_clocks_and_power_are_recorded(tmp_path: Path) -> None:
+    """The board's tools are not on this machine: stand-ins on PATH answer as JetPack 6's
+    do (nvpmodel -q's first line, jetson_clocks --store/--restore, tegrastats printing one
+    line per interval until it is stopped). What is checked is edgecnn's side: the power
+    mode read, clocks pinned only when asked and restored after, and tegrastats sampled
+    while the command ran, not before or after it."""
+    from edgecnn.remote.jetson import note, run
+
+    tools, log = tmp_path / "bin", tmp_path / "tools.log"
+    tools.mkdir()
+    scripts = {
+        "nvpmodel": 'echo "NV Power Mode: 15W"; echo 0',
+        "jetson_clocks": f'echo "jetson_clocks $*" >> {log}',
+        "tegrastats": f'trap "exit 0" TERM; while :; do echo "{ORIN_LINE}"; sleep 0.1; done',
+    }
+    for name, body in scripts.items():
+        (tools / name).write_text(f"#!/bin/bash\n{body}\n")
+        (tools / name).chmod(0o755)
+    old = os.environ["PATH"]
+    os.environ["PATH"] = f"{tools}:{old}"
+    try:
+        code, record = run(["sleep", "1.5"], max_clocks=True)
+        _, unpinned = run(["sh", "-c", "exit 3"])
+    finally:
+        os.environ["PATH"] = old
+    assert code == 0 and record["power_mode"] == "NV Power Mode: 15W"
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("jetson_clocks --store ") and calls[1] == "jetson_clocks " \
+        and calls[2].startswith("jetson_clocks --restore ") and len(calls) == 3
+    assert record["clocks"].startswith("pinned to maximum by jetson_clocks")
+    power = record["power"]
+    assert power["rail"] == "VDD_IN" and power["power_w_mean"] == 4.758
+    assert 5 <= power["samples"] <= 30 and power["gpu_mhz_mean"] == 305  # ~15 in 1.5 s
+    assert unpinned["clocks"].startswith("as they were (not pinned") and len(
+        log.read_text().splitlines()) == 3
+    assert "power mode NV Power Mode: 15W" in note(record) and "4.758 W mean" in note(record)
 
 
 def test_the_connection_dropping_mid_run_is_one_line(sshd, artifact: Path) -> None:

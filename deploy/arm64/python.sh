@@ -12,5 +12,14 @@ if [ ! -f "$ROOT/.debian-ok" ] || [ ! -d "$ROOT/opt/site" ]; then
     exit 2
 fi
 unset PYTHONHOME
-export QEMU_CPU=${QEMU_CPU:-cortex-a76} PYTHONPATH="$ROOT/opt/site" PYTHONNOUSERSITE=1
-exec qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3" "$@"
+export QEMU_CPU=${QEMU_CPU:-cortex-a76} PYTHONNOUSERSITE=1
+# The guest sees this script's own name as argv[0] (qemu's -0), so sys.executable is a
+# program the host can start: a subprocess of sys.executable, and a venv made with
+# `python.sh -m venv DIR` (its bin/python links here) run under emulation too. Run as a
+# venv's python, only the venv's packages are importable, as in any venv.
+if [ -f "$(dirname "$0")/../pyvenv.cfg" ]; then
+    unset PYTHONPATH
+else
+    export PYTHONPATH="$ROOT/opt/site"
+fi
+exec qemu-aarch64-static -L "$ROOT" -0 "$0" "$ROOT/usr/bin/python3" "$@"

@@ -140,6 +140,7 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
         + (peak_text + notes_text if bench_columns
            else peak_text + "." if c.get("peak_gmacs") else ""),
         *_conditions_lines(c),
+        *_device_lines(c),
         *[f"{why}." for why in c.get("not_measured", [])],
     ]
     for label, kinds in c.get("roofline", {}).items():
@@ -157,6 +158,19 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
                      f"{'worth deploying' if e['worth_deploying'] else 'not worth it'} "
                      f"(export: {e['reason']})" + (f"; measured now: {now}" if now else ""))
     return "\n".join(("> " + line) if markdown else line for line in lines)
+
+
+def _device_lines(c: dict[str, Any]) -> list[str]:
+    """--remote: which device each `host` is (the table's first lines name the first's)."""
+    lines = []
+    for label, d in c.get("remote", {}).items():
+        isa = ", ".join(d.get("isa") or []) or "none listed"
+        lines.append(f"device {label}: {d.get('destination')} ({d.get('hostname')}), "
+                     f"{d.get('cpu_model')}, {d.get('arch')}, {d.get('cores')} cores, ISA {isa}"
+                     + (f", board {d['board']}" if d.get("board") else "")
+                     + f"; Python {d.get('python_version', '?')}, {d.get('edgecnn', '?')}"
+                     + (f"; {d['jetson_note']}" if d.get("jetson_note") else ""))
+    return lines
 
 
 def _conditions_lines(c: dict[str, Any]) -> list[str]:

@@ -94,7 +94,16 @@ def add_remote_flags(p: argparse.ArgumentParser, *, several: bool) -> None:
                    help="wheels for the device's install (numpy, onnxruntime, pillow; onnx "
                    "for tune), pushed and installed with --no-index (default: the device's "
                    "own pip index)")
+    if several:  # bench: deploy/jetson/run_benchmark.sh's MAX_CLOCKS=1, from here
+        p.add_argument("--max-clocks", action="store_true",
+                       help="on a Jetson, pin the clocks with jetson_clocks for the run and "
+                       "restore them after (default: as they are; the power mode and "
+                       "tegrastats power are recorded either way)")
+    p.add_argument("--remote-timeout", type=positive_float, default=3600.0, metavar="SECONDS",
+                   help="stop the command on the device after this long, and fail (default "
+                   "3600)")
 
 
 def remote_kwargs(args: argparse.Namespace) -> dict:
-    return {"python": args.remote_python, "wheelhouse": args.wheelhouse}
+    return {"python": args.remote_python, "wheelhouse": args.wheelhouse,
+            "timeout": args.remote_timeout}

@@ -193,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
 
         args.output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.output, text + "\n")
+        if len({r.host for r in records}) > 1:  # a fleet: its devices side by side
+            from edgecnn.bench.plots import fleet_plot_path, write_fleet_plot
+
+            plot = write_fleet_plot(records, fleet_plot_path(args.output))
+            print(f"edgecnn: wrote {plot['path']}", file=sys.stderr)
     if cond.get("interrupted"):
         print("edgecnn: interrupted; the results above are what was measured", file=sys.stderr)
         return 130
@@ -215,7 +220,7 @@ def _remote(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
     records, cond, failures = remote_bench(
         args.remote, args.targets, argv, log=lambda line: print(f"edgecnn: {line}",
                                                                file=sys.stderr),
-        **remote_kwargs(args))
+        max_clocks=args.max_clocks, **remote_kwargs(args))
     if not records and failures:
         raise EdgeCNNError(failures[0] if len(failures) == 1 else
                            f"every device failed: {'; '.join(failures)}")

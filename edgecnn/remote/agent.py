@@ -3,20 +3,36 @@ by the device's own interpreter (`python3 -c AGENT OP ARGS...`), so that nothing
 installing by hand and no shell ever parses a path. Python 3.8+ syntax, standard library.
 
 Operations (each atomic: a temporary name, then a rename; removed again on failure):
-  probe                        the interpreter, host and cache, as JSON
+  probe [VENV ART...]          the interpreter, host and cache, as JSON; with names under
+                               the cache, also which ARTs are there already and, when VENV
+                               runs, its edgecnn and device identity (one round trip for a
+                               device that is ready)
   put PATH                     stdin's bytes to PATH
   untar DIR                    stdin's tar to DIR (kept as it is when DIR exists: content-
                                addressed, an unchanged artifact is never sent twice)
-  venv VENV WHEEL HOUSE EXTRAS a venv with the wheel (and its extras) installed; HOUSE "-"
-                               for the device's own package index
+  venv VENV WHEEL HOUSE EXTRAS SYSTEM
+                               a venv with the wheel (and its extras) installed; HOUSE "-"
+                               for the device's own package index; SYSTEM "system": the
+                               venv sees the system's packages (a Jetson's TensorRT, which
+                               JetPack installs there), else "-". A Python without
+                               ensurepip (Debian without python3-venv) gets a venv without
+                               pip, and pip runs from HOUSE's pip wheel
   run LOCK ARGV...             ARGV under the device's lock (one timing at a time per device,
-                               whichever workstation asks); when the connection drops (stdin
-                               closes) the command is killed, so Ctrl-C stops both ends
+                               whichever workstation asks), in its own process group; when
+                               the connection drops (stdin closes: Ctrl-C or a timeout on the
+                               workstation) the whole group is killed, so nothing runs on
   pull PATH                    PATH's bytes to stdout
+  take PATH                    PATH's bytes to stdout, then PATH removed
 """
 
+# What a venv's edgecnn says of itself and of the device (edgecnn.host.device()).
+IDENTITY = ("import json, edgecnn; from edgecnn.host import device; "
+            "print(json.dumps({'edgecnn': 'edgecnn ' + edgecnn.__version__, "
+            "'device': device()}))")
+
 AGENT = r'''
-import fcntl, json, os, shutil, socket, subprocess, sys, tarfile, tempfile, threading
+import fcntl, glob, json, os, shutil, signal, socket, subprocess, sys, tarfile, tempfile
+import threading
 
 def cache():
     root = os.environ.get("EDGECNN_CACHE") or os.path.join(
@@ -31,8 +47,18 @@ def tmp_near(path):
 
 op, args = sys.argv[1], sys.argv[2:]
 if op == "probe":
-    print(json.dumps({"python": list(sys.version_info[:3]), "executable": sys.executable,
-                      "hostname": socket.gethostname(), "cache": cache()}))
+    root = cache()
+    out = {"python": list(sys.version_info[:3]), "executable": sys.executable,
+           "hostname": socket.gethostname(), "cache": root}
+    if args:
+        out["have"] = [a for a in args[1:] if os.path.isdir(os.path.join(root, a))]
+        python = os.path.join(root, args[0], "bin", "python")
+        if os.path.exists(python):
+            ran = subprocess.run([python, "-c", @IDENTITY@], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL)
+            if ran.returncode == 0:
+                out["venv"] = json.loads(ran.stdout)
+    print(json.dumps(out))
 elif op == "put":
     path = args[0]
     tmp = tmp_near(path)
@@ -61,15 +87,28 @@ elif op == "untar":
     else:
         sys.stdin.buffer.read()
 elif op == "venv":
-    venv, wheel, house, extras = args
+    venv, wheel, house, extras, system = args
     if not os.path.exists(os.path.join(venv, "bin", "python")):
+        import importlib.util
+        ensurepip = importlib.util.find_spec("ensurepip") is not None
+        pips = sorted(glob.glob(os.path.join(house, "pip-*.whl"))) if house != "-" else []
+        if not ensurepip and not pips:
+            raise SystemExit("the device's Python cannot make a venv with pip (no ensurepip: "
+                             "Debian's python3-venv), and the wheelhouse has no pip wheel")
         tmp = tmp_near(venv)
         try:
-            subprocess.run([sys.executable, "-m", "venv", tmp], check=True,
-                           stdout=subprocess.DEVNULL)
+            made = subprocess.run([sys.executable, "-m", "venv", tmp]
+                                  + ([] if ensurepip else ["--without-pip"])
+                                  + (["--system-site-packages"] if system == "system" else []),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if made.returncode:
+                raise SystemExit("the device's Python could not make a venv: "
+                                 + made.stdout.decode(errors="replace").strip()[-200:])
+            python = os.path.join(tmp, "bin", "python")
+            # without ensurepip, pip runs from its wheel (pip supports that) into the venv
+            pip = [python, "-m", "pip"] if ensurepip else [python, os.path.join(pips[-1], "pip")]
             spec = wheel + ("[" + extras + "]" if extras != "-" else "")
-            cmd = [os.path.join(tmp, "bin", "python"), "-m", "pip", "install", "--quiet",
-                   "--disable-pip-version-check", spec]
+            cmd = pip + ["install", "--quiet", "--disable-pip-version-check", spec]
             if house != "-":
                 cmd += ["--no-index", "--find-links", house]
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -85,18 +124,25 @@ elif op == "venv":
 elif op == "run":
     lock = open(args[0], "a")
     fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time on this device
-    child = subprocess.Popen(args[1:])
-    def watch():  # the connection dropped or the workstation pressed Ctrl-C
+    # its own process group: what the command starts (bench's fresh app process, a
+    # tegrastats sampler) is stopped with it
+    child = subprocess.Popen(args[1:], start_new_session=True)
+    def watch():  # the connection dropped, the workstation timed out or pressed Ctrl-C
         sys.stdin.buffer.read()
-        if child.poll() is None:
-            child.kill()
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
     threading.Thread(target=watch, daemon=True).start()
     code = child.wait()
     sys.stdout.flush(); sys.stderr.flush()
     os._exit(code)  # not sys.exit: the watcher still holds stdin's lock at shutdown
-elif op == "pull":
+elif op in ("pull", "take"):
     with open(args[0], "rb") as f:
         shutil.copyfileobj(f, sys.stdout.buffer)
+    if op == "take":
+        os.unlink(args[0])
 else:
     raise SystemExit("unknown agent operation " + op)
 '''
+AGENT = AGENT.replace("@IDENTITY@", repr(IDENTITY))

@@ -22,17 +22,19 @@ import json
 import subprocess
 import tarfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.remote.agent import AGENT
+from edgecnn.remote.agent import AGENT, IDENTITY
 from edgecnn.remote.ssh import Destination, RemoteError, Ssh, last_line
 
 MIN_PYTHON = (3, 10)  # pyproject.toml's requires-python
 BOOTSTRAP_TIMEOUT_S = 900
+RUN_TIMEOUT_S = 3600.0  # one command on the device (--remote-timeout)
 
 
 @dataclass
@@ -44,6 +46,8 @@ class Device:
     venv_python: str = ""
     identity: dict[str, Any] = field(default_factory=dict)
     log: Callable[[str], None] = lambda line: None
+    timeout: float = RUN_TIMEOUT_S  # seconds one edgecnn command may run there
+    known: set[str] = field(default_factory=set)  # artifacts there already (under the cache)
 
     @property
     def name(self) -> str:
@@ -52,23 +56,31 @@ class Device:
     def agent(self, *words: str, stdin: bytes | None = None, timeout: float = 600,
               python: str | None = None) -> bytes:
         return self.ssh.run([python or self.python, "-c", AGENT, *words], stdin=stdin,
-                            timeout=timeout).stdout
+                            timeout=timeout, what=f"agent {words[0]}").stdout
 
     def push_artifact(self, path: Path) -> str:
         """The artifact's directory on the device, sent only when its content is new."""
-        digest = artifact_hash(path)
-        remote = f"{self.cache}/artifacts/{digest[:16]}/{_safe_name(path)}"
+        rel = artifact_name(path)
+        remote = f"{self.cache}/{rel}"
+        if rel in self.known:  # the probe saw it there
+            return remote
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for f in sorted(p for p in path.iterdir() if p.is_file() and
                             not p.name.startswith(".")):
                 tar.add(f, arcname=f.name)
         self.agent("untar", remote, stdin=buf.getvalue())
+        self.known.add(rel)
         return remote
 
-    def edgecnn(self, argv: list[str], *, timeout: float = 3600) -> bytes:
-        """`edgecnn ARGV` on the device under its lock; stdout. Ctrl-C here ends it there."""
-        words = [self.python, "-c", AGENT, "run", f"{self.cache}/device.lock",
+    def edgecnn(self, argv: list[str], *, timeout: float | None = None,
+                wrap: list[str] = ()) -> bytes:
+        """`edgecnn ARGV` (inside `wrap`, a command that runs the rest) on the device under
+        its lock; stdout. Ctrl-C here, or `timeout`
+        (default: the device's), ends it there: closing the connection makes the agent kill
+        the command's process group."""
+        timeout = self.timeout if timeout is None else timeout
+        words = [self.python, "-c", AGENT, "run", f"{self.cache}/device.lock", *wrap,
                  self.venv_python, "-m", "edgecnn", *argv]
         proc = subprocess.Popen(self.ssh.argv(words), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -85,8 +97,8 @@ class Device:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise RemoteError(f"{self.name}: timed out after {timeout:g} s "
-                              f"(edgecnn {argv[0]})") from None
+            raise RemoteError(f"{self.name}: timed out after {timeout:g} s (edgecnn {argv[0]}; "
+                              "stopped on the device)") from None
         except BaseException:  # Ctrl-C: the connection closes, the agent kills the command
             proc.kill()
             proc.wait()
@@ -107,11 +119,22 @@ class Device:
 
 def connect(dest: str, *, python: str = "python3", wheelhouse: Path | None = None,
             extras: tuple[str, ...] = (), options: tuple[str, ...] = (),
+            timeout: float = RUN_TIMEOUT_S, artifacts: Sequence[Path] = (),
+            system_site_packages: bool = False,
             log: Callable[[str], None] = lambda line: None) -> Device:
-    """Probe the device and bootstrap this edgecnn there (see the module doc)."""
+    """Probe the device and bootstrap this edgecnn there (see the module doc). A device
+    that is ready (this edgecnn installed, `artifacts` there) costs one round trip."""
+    from edgecnn import __version__
+
     ssh = Ssh(Destination.parse(dest), options)
+    wheel = build_wheel()
+    tag = hashlib.sha256(wheel[1]).hexdigest()[:12]
+    venv = (f"venv-{__version__}-{tag}{'-' + '-'.join(extras) if extras else ''}"
+            f"{'-system' if system_site_packages else ''}")
     try:
-        probe = json.loads(ssh.run([python, "-c", AGENT, "probe"], timeout=60).stdout)
+        probe = json.loads(ssh.run([python, "-c", AGENT, "probe", venv,
+                                    *map(artifact_name, artifacts)], timeout=120,
+                                   what="agent probe").stdout)
     except RemoteError as exc:
         if "not found" in str(exc) or "No such file" in str(exc):
             raise RemoteError(f"{dest}: no {python} on the device (edgecnn needs Python "
@@ -124,27 +147,28 @@ def connect(dest: str, *, python: str = "python3", wheelhouse: Path | None = Non
         raise RemoteError(f"{dest}: the device's {python} is "
                           f"{'.'.join(map(str, version))}; edgecnn needs Python "
                           f"{'.'.join(map(str, MIN_PYTHON))}+ (give --remote-python)")
-    dev = Device(ssh, python, probe["cache"], probe["hostname"], log=log)
-    _bootstrap(dev, wheelhouse, extras)
-    out = dev.edgecnn(["--version"], timeout=120).decode(errors="replace").strip()
-    ident = ssh.run([dev.venv_python, "-c", "import json; from edgecnn.host import device; "
-                     "print(json.dumps(device()))"], timeout=60).stdout
-    dev.identity = {**json.loads(ident), "hostname": dev.hostname}
-    log(f"{dest}: {out} on {dev.identity.get('cpu_model')} ({dev.venv_python})")
+    dev = Device(ssh, python, probe["cache"], probe["hostname"], log=log, timeout=timeout,
+                 known=set(probe.get("have", [])))
+    dev.venv_python = f"{dev.cache}/{venv}/bin/python"
+    info = probe.get("venv")
+    if info is None:  # not installed yet (or not runnable): install, then ask it
+        _bootstrap(dev, wheel, f"{dev.cache}/{venv}", wheelhouse, extras,
+                   system_site_packages)
+        info = json.loads(ssh.run([dev.venv_python, "-c", IDENTITY], timeout=120,
+                                  what="identity").stdout)
+    dev.identity = {**info["device"], "hostname": dev.hostname, "edgecnn": info["edgecnn"],
+                    "python_version": ".".join(map(str, version))}
+    log(f"{dest}: {info['edgecnn']} on {dev.identity.get('cpu_model')} ({dev.venv_python})")
     return dev
 
 
-def _bootstrap(dev: Device, wheelhouse: Path | None, extras: tuple[str, ...]) -> None:
+def _bootstrap(dev: Device, wheel: tuple[str, bytes], venv: str, wheelhouse: Path | None,
+               extras: tuple[str, ...], system_site_packages: bool) -> None:
     from edgecnn import __version__
 
-    wheel = build_wheel()
     tag = hashlib.sha256(wheel[1]).hexdigest()[:12]
-    venv = f"{dev.cache}/venv-{__version__}-{tag}{'-' + '-'.join(extras) if extras else ''}"
-    dev.venv_python = f"{venv}/bin/python"
-    have = dev.ssh.run(["test", "-x", dev.venv_python], check=False, timeout=60)
-    if have.returncode == 0:
-        return
     dev.log(f"{dev.name}: installing edgecnn {__version__} into {venv} (first run)")
+    start = time.perf_counter()
     remote_wheel = f"{dev.cache}/wheels/{tag}/{wheel[0]}"
     dev.agent("put", remote_wheel, stdin=wheel[1], timeout=300)
     house = "-"
@@ -153,7 +177,8 @@ def _bootstrap(dev: Device, wheelhouse: Path | None, extras: tuple[str, ...]) ->
             raise EdgeCNNError(f"--wheelhouse {wheelhouse}: no such directory")
         house = dev.push_artifact(Path(wheelhouse))
     dev.agent("venv", venv, remote_wheel, house, ",".join(extras) or "-",
-              timeout=BOOTSTRAP_TIMEOUT_S)
+              "system" if system_site_packages else "-", timeout=BOOTSTRAP_TIMEOUT_S)
+    dev.log(f"{dev.name}: installed in {time.perf_counter() - start:.1f} s")
 
 
 def build_wheel() -> tuple[str, bytes]:
@@ -197,6 +222,11 @@ def build_wheel() -> tuple[str, bytes]:
             info.external_attr = 0o644 << 16
             zf.writestr(info, data, zipfile.ZIP_DEFLATED)
     return f"edgecnn-{version}-py3-none-any.whl", buf.getvalue()
+
+
+def artifact_name(path: Path) -> str:
+    """Where an artifact lives under the device's cache: by content, then by name."""
+    return f"artifacts/{artifact_hash(path)[:16]}/{_safe_name(path)}"
 
 
 def artifact_hash(path: Path) -> str:

@@ -33,26 +33,45 @@ def devices_file() -> Path:
     return Path(root) / "edgecnn" / "devices.yaml"
 
 
-def resolve(names: Sequence[str]) -> list[tuple[str, str, str | None]]:
-    """(label, ssh destination, python or None) for each --remote: a device's name or a tag
-    (`tag:jetson`) from ~/.config/edgecnn/devices.yaml, else the destination as given.
+Entry = tuple[str, str, dict[str, Any]]  # (label, ssh destination, connect() overrides)
+
+
+def resolve(names: Sequence[str]) -> list[Entry]:
+    """(label, ssh destination, overrides) for each --remote: a device's name or a tag
+    (`tag:jetson`) from ~/.config/edgecnn/devices.yaml, else the destination as given. An
+    entry's `python` and `wheelhouse` override --remote-python and --wheelhouse for that
+    device (a fleet of two architectures needs two wheelhouses); `system_site_packages:
+    true` gives its venv the system's packages (a Jetson's TensorRT bindings):
 
         devices:
-          - {name: orin, destination: ubuntu@orin.local, python: python3.10, tags: [jetson]}
-          - {name: pi5, destination: pi@raspberrypi.local, tags: [pi, arm]}
+          - {name: orin, destination: ubuntu@orin.local, python: python3.10,
+             system_site_packages: true, tags: [jetson]}
+          - {name: pi5, destination: pi@raspberrypi.local, wheelhouse: ~/wheels/aarch64,
+             tags: [pi, arm]}
     """
     entries = _read_devices()
-    out: list[tuple[str, str, str | None]] = []
+    out: list[Entry] = []
     for name in names:
         if name.startswith("tag:"):
             tagged = [e for e in entries if name[4:] in (e.get("tags") or [])]
             if not tagged:
                 raise EdgeCNNError(f"--remote {name}: no device in {devices_file()} has that "
                                    "tag")
-            out += [(e["name"], e["destination"], e.get("python")) for e in tagged]
+            out += [(e["name"], e["destination"], _overrides(e)) for e in tagged]
             continue
         e = next((e for e in entries if e.get("name") == name), None)
-        out.append((name, e["destination"], e.get("python")) if e else (name, name, None))
+        out.append((name, e["destination"], _overrides(e)) if e else (name, name, {}))
+    return out
+
+
+def _overrides(entry: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if entry.get("python"):
+        out["python"] = str(entry["python"])
+    if entry.get("wheelhouse"):
+        out["wheelhouse"] = Path(str(entry["wheelhouse"])).expanduser()
+    if entry.get("system_site_packages"):  # a Jetson: JetPack's TensorRT is system-wide
+        out["system_site_packages"] = True
     return out
 
 
@@ -73,16 +92,15 @@ def _read_devices() -> list[dict[str, Any]]:
             isinstance(e, dict) and isinstance(e.get("name"), str)
             and isinstance(e.get("destination"), str) for e in entries):
         raise EdgeCNNError(f"{path}: expected `devices:` as a list of {{name, destination, "
-                           "python, tags}}")
+                           "python, wheelhouse, tags}}")
     return entries
 
 
-def _devices_resolved(resolved: Sequence[tuple[str, str, str | None]], log: Log,
+def _devices_resolved(resolved: Sequence[Entry], log: Log,
                       **kwargs: Any) -> list[Device | RemoteError]:
-    def one(entry: tuple[str, str, str | None]) -> Device | RemoteError:
-        _, dest, python = entry
-        return _connect_or_error(dest, log, {**kwargs, **({"python": python} if python
-                                                          else {})})
+    def one(entry: Entry) -> Device | RemoteError:
+        _, dest, overrides = entry
+        return _connect_or_error(dest, log, {**kwargs, **overrides})
 
     with ThreadPoolExecutor(max_workers=max(1, len(resolved))) as pool:
         return list(pool.map(one, resolved))
@@ -96,10 +114,16 @@ def _connect_or_error(dest: str, log: Log, kwargs: dict[str, Any]) -> Device | R
 
 
 def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[str], *,
-                 log: Log = lambda line: None, **connect_kwargs: Any
+                 log: Log = lambda line: None, max_clocks: bool = False, **connect_kwargs: Any
                  ) -> tuple[list[Any], dict[str, Any], list[str]]:
     """(records, conditions, failures): `edgecnn bench TARGETS ARGV --format json` on every
-    device, the artifacts pushed first; failures are one line per device."""
+    device, the artifacts pushed first; failures are one line per device. Each bench runs
+    inside edgecnn/remote/jetson.py: a Jetson's power mode, clocks (pinned only with
+    `max_clocks`) and tegrastats power during the run come back with the records, and any
+    other device's record says those tools are absent."""
+    import uuid
+
+    from edgecnn.remote.jetson import note
     from edgecnn.timing.harness import BenchRecord
 
     for t in targets:
@@ -108,15 +132,20 @@ def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[st
                                "here first)")
     resolved = resolve(dests)
     dests = [label for label, _, _ in resolved]
-    devices = _devices_resolved(resolved, log, **connect_kwargs)
+    devices = _devices_resolved(resolved, log, artifacts=[Path(t) for t in targets],
+                                **connect_kwargs)
 
     def one(dev: Device | RemoteError) -> dict[str, Any] | RemoteError:
         if isinstance(dev, RemoteError):
             return dev
         try:
             remote = [dev.push_artifact(Path(t)) for t in targets]
-            out = dev.edgecnn(["bench", *remote, *argv, "--format", "json", "--no-progress"])
-            return json.loads(out)
+            side = f"{dev.cache}/runs/{uuid.uuid4().hex}.json"
+            wrap = [dev.venv_python, "-m", "edgecnn.remote.jetson", "--out", side,
+                    *(["--max-clocks"] if max_clocks else []), "--"]
+            out = dev.edgecnn(["bench", *remote, *argv, "--format", "json", "--no-progress"],
+                              wrap=wrap)
+            return {**json.loads(out), "jetson": json.loads(dev.agent("take", side))}
         except RemoteError as exc:
             return exc
         except ValueError:
@@ -139,9 +168,18 @@ def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[st
             records.append(BenchRecord(**r))
         if not cond:  # the table's conditions: the first device's; each device's own below
             cond = dict(res["conditions"])
+            for key in ("tuning", "int8_verdicts", "roofline", "accuracy_of"):  # by artifact
+                if isinstance(cond.get(key), dict):
+                    cond[key] = {labels.get(k, k): v for k, v in cond[key].items()}
         cond.setdefault("remote", {})[dest] = {
-            "destination": dest, **dev.identity,
-            "python": dev.venv_python, "conditions": dict(res["conditions"])}
+            "destination": dev.name, **dev.identity,
+            "python": dev.venv_python, "jetson": res["jetson"],
+            "jetson_note": note(res["jetson"]), "conditions": dict(res["conditions"])}
+    if len(cond.get("remote", {})) > 1:  # a fleet: the table's first line names each CPU
+        devs = cond["remote"]
+        cond["cpu"] = "; ".join(f"{k}: {d.get('cpu_model')}" for k, d in devs.items())
+        devs = devs.values()
+        cond["cpu_cores"] = "/".join(str(d.get("cores")) for d in devs)
     return records, cond, failures
 
 
@@ -151,7 +189,7 @@ def _remote_names(targets: Sequence[str]) -> list[str]:
     return [_safe_name(Path(t)) for t in targets]
 
 
-def _one(name: str) -> tuple[str, str, str | None]:
+def _one(name: str) -> Entry:
     found = resolve([name])
     if len(found) != 1:
         raise EdgeCNNError(f"--remote {name} names {len(found)} devices; give one")
@@ -169,9 +207,9 @@ def remote_tune(dest: str, artifact: str, argv: Sequence[str], *, log: Log = lam
     local = Path(artifact)
     if not local.is_dir():
         raise EdgeCNNError(f"{artifact}: no such artifact directory")
-    label, dest, python = _one(dest)
-    dev = connect(dest, extras=("tune",), log=log,
-                  **{**connect_kwargs, **({"python": python} if python else {})})
+    label, dest, overrides = _one(dest)
+    dev = connect(dest, extras=("tune",), artifacts=[local], log=log,
+                  **{**connect_kwargs, **overrides})
     remote = dev.push_artifact(local)
     record = json.loads(dev.edgecnn(["tune", remote, *argv, "--json"]))
     if record["file"].startswith("model.int8.tuned-"):
@@ -187,8 +225,8 @@ def remote_tune(dest: str, artifact: str, argv: Sequence[str], *, log: Log = lam
 def remote_predict(dest: str, artifact: str, images: Sequence[Path], argv: Sequence[str], *,
                    log: Log = lambda line: None, **connect_kwargs: Any) -> bytes:
     """`edgecnn predict` on the device, the images sent with the request; its stdout."""
-    _, dest, python = _one(dest)
-    dev = connect(dest, log=log, **{**connect_kwargs, **({"python": python} if python else {})})
+    _, dest, overrides = _one(dest)
+    dev = connect(dest, artifacts=[Path(artifact)], log=log, **{**connect_kwargs, **overrides})
     remote = dev.push_artifact(Path(artifact))
     with tempfile.TemporaryDirectory() as tmp:
         names = []

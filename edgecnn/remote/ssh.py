@@ -70,24 +70,26 @@ class Ssh:
                 *port, self.dest.host, "--", " ".join(shlex.quote(w) for w in words)]
 
     def run(self, words: list[str], *, stdin: bytes | None = None, timeout: float = 600,
-            check: bool = True) -> subprocess.CompletedProcess:
+            check: bool = True, what: str | None = None) -> subprocess.CompletedProcess:
         """Run `words` on the device (an argv, quoted word by word); stdout and stderr as
         bytes. A fault of ssh itself (exit 255) or a non-zero exit with `check` is one
-        RemoteError naming the device."""
+        RemoteError naming the device (and `what` ran, else the command's start)."""
+        what = what or _short(words)
         try:
             proc = subprocess.run(self.argv(words), input=stdin, capture_output=True,
                                   timeout=timeout)
         except subprocess.TimeoutExpired:
             raise RemoteError(f"{self.dest.text}: timed out after {timeout:g} s "
-                              f"({_short(words)})") from None
+                              f"({what})") from None
         except FileNotFoundError:
             raise EdgeCNNError("--remote needs OpenSSH's client (ssh) on this machine") \
                 from None
         if proc.returncode == 255:
-            raise RemoteError(f"{self.dest.text}: {ssh_fault(proc.stderr.decode(errors='replace'))}")
+            why = ssh_fault(proc.stderr.decode(errors="replace"))
+            raise RemoteError(f"{self.dest.text}: {why}")
         if check and proc.returncode != 0:
-            raise RemoteError(f"{self.dest.text}: {last_line(proc.stderr) or 'exit status %d' % proc.returncode}"
-                              f" ({_short(words)})")
+            why = last_line(proc.stderr) or f"exit status {proc.returncode}"
+            raise RemoteError(f"{self.dest.text}: {why} ({what})")
         return proc
 
 
