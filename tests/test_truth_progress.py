@@ -44,9 +44,36 @@ def test_bars_on_a_terminal_and_quiet_on_request() -> None:
     assert "edgecnn: calibrating" in asked  # the log line itself stays
 
 
-def test_without_tqdm_nothing_breaks() -> None:
+def test_without_tqdm_a_plain_ticker() -> None:
+    """The base install has no tqdm: a one-line ticker still shows each wait, and
+    --no-progress still silences it."""
     no_tqdm = _on_terminal(SCRIPT.format(block="sys.modules['tqdm'] = None", quiet=False))
-    assert "enabled False" in no_tqdm and "Traceback" not in no_tqdm
+    assert "Traceback" not in no_tqdm
+    assert "working: 0/3 step" in no_tqdm and "calibrating [00:0" in no_tqdm
+    asked = _on_terminal(SCRIPT.format(block="sys.modules['tqdm'] = None", quiet=True))
+    assert "working" not in asked and "[00:0" not in asked
+
+
+@pytest.mark.parametrize("block", ["", "sys.modules['tqdm'] = None"])
+def test_warnings_go_above_the_bar(block: str) -> None:
+    """A warning logged while a ticker is up starts on a line of its own, not glued to the
+    ticker's text ("export [00:01]edgecnn: warning: ...")."""
+    code = f"""
+import sys, time, warnings
+{block}
+from edgecnn import progress
+from edgecnn.data import DataWarning
+from edgecnn.cli.main import _show_warning
+warnings.showwarning = _show_warning
+with progress.Ticker("export"):
+    time.sleep(0.7)
+    warnings.warn("unreadable image skipped: x.png", DataWarning)
+    time.sleep(0.7)
+"""
+    shown = _on_terminal(code)
+    line = next(ln for ln in shown.replace("\r", "\n").splitlines()
+                if "unreadable image skipped" in ln)
+    assert line.replace("\x1b[K", "").lstrip().startswith("edgecnn: warning:"), repr(line)
 
 
 def test_not_a_terminal_is_quiet(tmp_path: Path) -> None:

@@ -150,8 +150,10 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     if not category.__module__.startswith("edgecnn"):
         _python_showwarning(message, category, filename, lineno, file, line)
         return
-    for text in str(message).splitlines():
-        print(f"edgecnn: warning: {text}", file=sys.stderr)
+    from edgecnn.progress import write
+
+    for text in str(message).splitlines():  # above any bar on screen, not glued to it
+        write(f"edgecnn: warning: {text}")
 
 
 _python_showwarning = warnings.showwarning
