@@ -94,9 +94,10 @@ class Bar:
     """A bar over `total` steps (tqdm, or a plain ticker without it), or nothing when
     progress is off."""
 
-    def __init__(self, total: int | None, desc: str, unit: str = "it") -> None:
+    def __init__(self, total: int | None, desc: str, unit: str = "it", *,
+                 show: bool = True) -> None:
         self.bar: Any = None
-        if not enabled():
+        if not (show and enabled()):  # show=False: a silent stand-in for callers without one
             return
         try:
             from tqdm import tqdm
