@@ -124,7 +124,10 @@ class _Export:
     def build(self, artifact: Any) -> None:
         from edgecnn.export.parity import require_parity
 
+        # A line as each long stage starts: on a terminal it becomes the ticker's stage
+        # (cli/export.py, sweep), so minutes of work are never a silent wait.
         t = time.perf_counter()
+        self.log("stage: loading data")
         self.load_data()
         self.timed("data", t)
         model = self.src.model
@@ -138,7 +141,9 @@ class _Export:
             self.report["top1_fp32"] = self.torch_accuracy(model)
             self.report["accuracy_data"] = self.src.dataset or None
         t = time.perf_counter()
+        self.log("stage: fp32 ONNX (export, simplify, BatchNorm folding)")
         fp32 = self.fp32_proto(model) if self.src.onnx is None else self.fp32_from_onnx()
+        self.log("stage: fp32 parity with torch in each runtime")
         parity = self.parity(model, fp32)
         self.report["parity"] = [asdict(p) | {"ok": p.ok} for p in parity]
         require_parity(parity)
@@ -151,6 +156,7 @@ class _Export:
         files = {"model.onnx": (fp32, "fp32")}
         if self.spec.int8 is not None:
             t = time.perf_counter()
+            self.log("stage: int8 (calibration, quantization, the accuracy guard)")
             int8 = self.int8(model, fp32)
             if int8 is not None:  # no file without int8 arithmetic (export/decision.py)
                 files["model.int8.onnx"] = (int8, "int8")
