@@ -346,7 +346,7 @@ class _Export:
         import tempfile
 
         from edgecnn.export import mixed
-        from edgecnn.export.decision import Candidate, Policy, accuracy_pick, choose
+        from edgecnn.export.decision import Candidate, Policy, accuracy_pick, choose, timed_on
         from edgecnn.export.guard import GuardConfig, calib_caches, run_guard
         from edgecnn.export.inputs import CalibrationReader, random_images
         from edgecnn.export.quantize import preprocess, quantize
@@ -389,7 +389,9 @@ class _Export:
                 candidates = list(guard.candidates)
         policy = Policy(blocks=blocks, criterion=self.criterion, max_drop=opts.max_drop,
                         min_agreement=opts.min_agreement, untimed="" if cpu else
-                        "TensorRT target: int8 is timed at engine build, on the device")
+                        "TensorRT target: int8 is timed at engine build, on the device",
+                        timed_on=timed_on(self.target.name, mixed_config.threads)
+                        if cpu else None)
         pick, _ = accuracy_pick(candidates, policy)
         if cpu and pick.is_int8:  # the final graph against fp32, in every CPU runtime
             i = next(i for i, c in enumerate(candidates) if c is pick)
@@ -449,7 +451,7 @@ class _Export:
 
     def int8_warnings(self, decision: Any, steps: int, random: bool) -> None:
         opts, chosen = self.spec.int8, decision.chosen
-        slow = [k for k, v in decision.deploy.items() if v == "model.onnx"]
+        slow = decision.slower
         if slow:
             each = ", ".join(f"{k} ({chosen.latency.speedups[k]:.2f}x)" for k in slow)
             self.warn(f"int8 slower than fp32 in {each}: deploy model.onnx there")
