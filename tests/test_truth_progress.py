@@ -88,3 +88,31 @@ def test_long_commands_take_no_progress(command: str) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert "--no-progress" in sub.choices[command]._option_string_actions
+
+
+@pytest.mark.parametrize("no_tqdm", [False, True])
+def test_bench_on_a_terminal_says_each_stage(tmp_path: Path, no_tqdm: bool) -> None:
+    """bench's progress names what it is doing before the timing (measuring the peak,
+    loading, warm-up: no frozen "0call"), and the accuracy pass per case; the base install
+    (no tqdm) gets the plain ticker; --no-progress silences both."""
+    from tests.runtime_artifacts import export_artifact
+
+    art = export_artifact(tmp_path / "art", name="lenet5").parent
+    block = "sys.modules['tqdm'] = None" if no_tqdm else ""
+    code = f"""
+import sys
+{block}
+from edgecnn.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+    args = ["bench", str(art), "--iters", "20", "--threads", "1", "--data", "digits"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code_, shown = run_on_terminal([sys.executable, "-c", code, *args], env=env, timeout=300)
+    assert code_ == 0, shown
+    stages = ("bench: measuring the machine's peak", f"bench {art.name}: warm-up",
+              f"bench {art.name}: accuracy onnxruntime fp32 b1")
+    for stage in stages:
+        assert stage in shown, (stage, shown[-2000:])
+    _, quiet_run = run_on_terminal([sys.executable, "-c", code, *args, "--no-progress"],
+                                   env=env, timeout=300)
+    assert not any(stage in quiet_run for stage in stages)
