@@ -80,6 +80,8 @@ def test_runs_are_interleaved_in_blocks_and_latency_is_measured() -> None:
     assert [b[0] for b in blocks] == ["fast", "slow", "slow", "fast"] * 2
     assert all(len(set(b)) == 1 for b in blocks)
     assert fast.efficiency_pct == pytest.approx(100 * fast.gmacs_per_s / 1.0)
+    # from the p50, like the roofline's share: one statistic for both columns
+    assert fast.gmacs_per_s == pytest.approx(1000 * 2 / (fast.latency_ms_p50 / 1e3) / 1e9)
 
 
 def test_accuracy_and_agreement_on_labelled_data() -> None:
@@ -93,6 +95,30 @@ def test_accuracy_and_agreement_on_labelled_data() -> None:
     for r in records:
         assert r.accuracy_top1_pct == pytest.approx(90.0)
         assert r.agreement_top1_pct == pytest.approx(100.0)
+
+
+def test_every_stage_is_told_and_the_accuracy_pass_counts_batches() -> None:
+    """bench's bar says what it is doing before timing starts (loading, warm-up) and shows
+    progress through each case's accuracy pass, one step per batch."""
+    log: list[str] = []
+    x, y = np.ones((10, 1, 4, 4), np.float32), np.ones(10, int)
+    cases = [BenchCase(model="m", runtime="sleep", precision=p, batch=4, input_shape=(1, 4, 4),
+                       make_runner=lambda: SleepRunner(0, log, "s")) for p in ("fp32", "int8")]
+    events: list[tuple[str, int | None] | int] = []
+    run_group(cases, TimingPlan(warmup=0, iters=3), peak_gmacs=None, rounds=1,
+              eval_data=(x, y), progress=events.append,
+              stage=lambda desc, steps: events.append((desc, steps)))
+    stages = [e for e in events if isinstance(e, tuple)]
+    assert stages == [("loading", 2), ("warm-up", 2), ("timing", 6),
+                      ("accuracy sleep fp32 b4", 3), ("accuracy sleep int8 b4", 3)]
+    for k, (_, steps) in enumerate(stages):  # each stage's steps add up to what it announced
+        start = events.index(stages[k]) + 1
+        end = events.index(stages[k + 1]) if k + 1 < len(stages) else len(events)
+        assert sum(events[start:end]) == steps
+    quiet: list[int] = []  # without `stage`, only the timed calls are counted
+    run_group(cases, TimingPlan(warmup=0, iters=3), peak_gmacs=None, rounds=1,
+              eval_data=(x, y), progress=quiet.append)
+    assert sum(quiet) == 6
 
 
 def test_record_formats_carry_units_and_every_field() -> None:
@@ -192,3 +218,25 @@ def test_fixed_batch_artifact_refuses_other_batches_up_front(tmp_path) -> None: 
     proc = run_cli("bench", str(tmp_path / "lenet.onnx"), "--batch", "1,32", "--iters", "5")
     assert proc.returncode == 2
     assert "fixed batch of 1, not 32: export it with --dynamic-batch" in proc.stderr
+
+
+def test_int8_eff_is_against_the_int8_peak_or_absent() -> None:
+    """Without an int8 peak (the base install has no onnx to measure one), an int8 row shows
+    no eff % rather than a figure against the fp32 peak."""
+    from edgecnn.bench.roofline import Peaks
+    from edgecnn.bench.run import add_roofline
+
+    log: list[str] = []
+    cases = [BenchCase(model="m", runtime="sleep", precision=p, batch=1, input_shape=(1, 4, 4),
+                       macs=1000, make_runner=lambda: SleepRunner(0.001, log, "s"))
+             for p in ("fp32", "int8")]
+    for int8_peak in (None, 2.0):
+        records = run_group(cases, TimingPlan(warmup=0, iters=3), peak_gmacs=1.0, rounds=1)
+        add_roofline(records, [], Peaks(threads=1, fp32_gmacs=1.0, int8_gmacs=int8_peak,
+                                        bandwidth_gbs=1.0), {})
+        fp32, int8 = records
+        assert fp32.efficiency_pct == pytest.approx(100 * fp32.gmacs_per_s / 1.0)
+        assert int8.efficiency_pct == (None if int8_peak is None else
+                                       pytest.approx(100 * int8.gmacs_per_s / int8_peak))
+        table = render(records, "table", {"cpu": "c", "threads": 1, "packages": {}})
+        assert "peak of the row's precision (-: no peak measured" in table

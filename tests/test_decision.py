@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from edgecnn.export.decision import Accuracy, Candidate, Latency, Policy, choose
+from edgecnn.export.decision import Accuracy, Candidate, Latency, Policy, choose, timed_on
 from tests.export_helpers import CostTimer
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -46,6 +46,46 @@ def test_auto_writes_no_int8_file_where_int8_gains_nowhere(speedups: dict) -> No
     assert not d.written and d.chosen is None and not d.worth_deploying
     assert d.reason.startswith("int8 is not faster than fp32 here") and d.deploy == {}
     assert d.line() == f"int8 not written: {d.reason}"
+
+
+def test_deploy_agrees_with_the_verdict_per_runtime() -> None:
+    """Below the 1.1x bar everywhere: "not worth it", and deploy names model.onnx in every
+    runtime (it used to name model.int8.onnx beside "not worth it ... deploy model.onnx");
+    worth it in one runtime only: int8 there, model.onnx in the other, and the reason says so."""
+    d = choose([Candidate("int8", GRAPH, accuracy=passed(0.1),
+                          latency=timed(onnxruntime=0.91, openvino=1.05))], Policy())
+    assert d.written and not d.worth_deploying and "deploy model.onnx" in d.verdict_reason
+    assert d.deploy == {"onnxruntime": "model.onnx", "openvino": "model.onnx"}
+    assert d.slower == ("onnxruntime",)  # beyond the 3% noise band: the "slower" warning
+    d = choose([Candidate("int8", GRAPH, accuracy=passed(0.1),
+                          latency=timed(onnxruntime=1.5, openvino=1.05))], Policy())
+    assert d.worth_deploying
+    assert d.deploy == {"onnxruntime": "model.int8.onnx", "openvino": "model.onnx"}
+    assert "in openvino deploy model.onnx (below 1.1x)" in d.verdict_reason
+    assert d.slower == ()  # 1.05x is not slower: no "slower" warning for OpenVINO
+
+
+def test_the_verdict_says_where_it_was_timed() -> None:
+    """Timed on this machine: said, with a hostname-free record; a recipe for another kind of
+    machine (cpu-arm exported here on x86_64) says the timing is not the target's."""
+    import platform
+    import socket
+
+    here = timed_on("cpu-x86", 2)
+    assert here["threads"] == 2 and here["cpu_model"] and here["arch"] == platform.machine()
+    assert socket.gethostname() not in str(here.values())
+    lat = timed(onnxruntime=1.5)
+    d = choose([Candidate("int8", GRAPH, accuracy=passed(0.1), latency=lat)],
+               Policy(timed_on=here))
+    assert d.verdict()["timed_on"] == here
+    arm = timed_on("cpu-arm", 2)
+    assert arm["is_target"] is (platform.machine() == "aarch64")
+    d = choose([Candidate("int8", GRAPH, accuracy=passed(0.1), latency=lat)],
+               Policy(timed_on=arm))
+    if platform.machine() != "aarch64":
+        assert (f"timed on this {platform.machine()} machine" in d.line()
+                and "not the cpu-arm target: run `edgecnn tune` on the device" in d.line())
+    assert d.verdict()["reason"] == d.verdict_reason and d.verdict()["timed_on"] == arm
 
 
 def test_all_writes_int8_whatever_its_speed() -> None:
@@ -134,6 +174,7 @@ def test_int8_blocks_all_writes_int8_arithmetic_even_when_slower(tmp_path: Path)
     assert section["written"] and section["float_layers"] == []
     assert section["verdict"]["worth_deploying"] is False
     assert set(section["verdict"]["deploy"].values()) == {"model.onnx"}
+    assert section["verdict"]["timed_on"]["threads"] >= 1  # where the verdict was timed
     assert _precision(res.path / "model.onnx") == "fp32"
 
 

@@ -17,9 +17,12 @@ def test_pareto_front_keeps_only_undominated_points() -> None:
 
 def test_trained_sweep_writes_table_plots_and_grows_with_alpha(tmp_path) -> None:  # noqa: ANN001
     out = tmp_path / "sweep"
-    run_cli("sweep", "mobilenet", "--alpha", "0.25,0.5", "--resolution", "32",
-            "--precision", "fp32,int8", "--train", "--data", "digits", "--epochs", "1",
-            "--iters", "10", "--threads", "1", "-o", str(out), check=True)
+    first = run_cli("sweep", "mobilenet", "--alpha", "0.25,0.5", "--resolution", "32",
+                    "--precision", "fp32,int8", "--train", "--data", "digits", "--epochs", "1",
+                    "--iters", "10", "--threads", "1", "-o", str(out), check=True)
+    # each stage of a point's export is said as it starts (a ticker's stage on a terminal)
+    for stage in ("stage: fp32 ONNX", "stage: int8 (calibration"):
+        assert f"mobilenet-a0.25-r32: export: {stage}" in first.stderr, first.stderr
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert {(r["alpha"], r["precision"]) for r in rows} == {
         (a, p) for a in (0.25, 0.5) for p in ("fp32", "int8")}

@@ -76,3 +76,17 @@ def test_wheel_carries_the_app_and_the_kit(tmp_path: Path) -> None:
                  "edgecnn/deploy/nano/trtexec_bench.sh", "edgecnn/deploy/nano/trtexec_report.py",
                  "edgecnn/deploy/arm64/setup_userland.sh", "edgecnn/deploy/arm64/infer.py"):
         assert path in names, path
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_app_exits_1_when_a_file_is_unreadable_like_predict(
+        artifact: Path, tmp_path: Path, as_json: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """As the README says for predict: the good files are classified, each unreadable one is
+    an error line, and the exit status is 1."""
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    flags = ["--json"] if as_json else []
+    assert main(["app", str(artifact), "--images", str(tmp_path), *flags]) == 1
+    assert main(["predict", str(artifact), str(tmp_path), *flags]) == 1
+    err = capsys.readouterr().err
+    assert f"app: error: {tmp_path / 'bad.png'}" in err and "edgecnn: error:" in err

@@ -44,9 +44,36 @@ def test_bars_on_a_terminal_and_quiet_on_request() -> None:
     assert "edgecnn: calibrating" in asked  # the log line itself stays
 
 
-def test_without_tqdm_nothing_breaks() -> None:
+def test_without_tqdm_a_plain_ticker() -> None:
+    """The base install has no tqdm: a one-line ticker still shows each wait, and
+    --no-progress still silences it."""
     no_tqdm = _on_terminal(SCRIPT.format(block="sys.modules['tqdm'] = None", quiet=False))
-    assert "enabled False" in no_tqdm and "Traceback" not in no_tqdm
+    assert "Traceback" not in no_tqdm
+    assert "working: 0/3 step" in no_tqdm and "calibrating [00:0" in no_tqdm
+    asked = _on_terminal(SCRIPT.format(block="sys.modules['tqdm'] = None", quiet=True))
+    assert "working" not in asked and "[00:0" not in asked
+
+
+@pytest.mark.parametrize("block", ["", "sys.modules['tqdm'] = None"])
+def test_warnings_go_above_the_bar(block: str) -> None:
+    """A warning logged while a ticker is up starts on a line of its own, not glued to the
+    ticker's text ("export [00:01]edgecnn: warning: ...")."""
+    code = f"""
+import sys, time, warnings
+{block}
+from edgecnn import progress
+from edgecnn.data import DataWarning
+from edgecnn.cli.main import _show_warning
+warnings.showwarning = _show_warning
+with progress.Ticker("export"):
+    time.sleep(0.7)
+    warnings.warn("unreadable image skipped: x.png", DataWarning)
+    time.sleep(0.7)
+"""
+    shown = _on_terminal(code)
+    line = next(ln for ln in shown.replace("\r", "\n").splitlines()
+                if "unreadable image skipped" in ln)
+    assert line.replace("\x1b[K", "").lstrip().startswith("edgecnn: warning:"), repr(line)
 
 
 def test_not_a_terminal_is_quiet(tmp_path: Path) -> None:
@@ -56,8 +83,36 @@ def test_not_a_terminal_is_quiet(tmp_path: Path) -> None:
     assert "enabled False" in proc.stderr and "working" not in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "export", "sweep", "bench"])
+@pytest.mark.parametrize("command", ["train", "export", "sweep", "bench", "tune"])
 def test_long_commands_take_no_progress(command: str) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert "--no-progress" in sub.choices[command]._option_string_actions
+
+
+@pytest.mark.parametrize("no_tqdm", [False, True])
+def test_bench_on_a_terminal_says_each_stage(tmp_path: Path, no_tqdm: bool) -> None:
+    """bench's progress names what it is doing before the timing (measuring the peak,
+    loading, warm-up: no frozen "0call"), and the accuracy pass per case; the base install
+    (no tqdm) gets the plain ticker; --no-progress silences both."""
+    from tests.runtime_artifacts import export_artifact
+
+    art = export_artifact(tmp_path / "art", name="lenet5").parent
+    block = "sys.modules['tqdm'] = None" if no_tqdm else ""
+    code = f"""
+import sys
+{block}
+from edgecnn.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+    args = ["bench", str(art), "--iters", "20", "--threads", "1", "--data", "digits"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code_, shown = run_on_terminal([sys.executable, "-c", code, *args], env=env, timeout=300)
+    assert code_ == 0, shown
+    stages = ("bench: measuring the machine's peak", f"bench {art.name}: warm-up",
+              f"bench {art.name}: accuracy onnxruntime fp32 b1")
+    for stage in stages:
+        assert stage in shown, (stage, shown[-2000:])
+    _, quiet_run = run_on_terminal([sys.executable, "-c", code, *args, "--no-progress"],
+                                   env=env, timeout=300)
+    assert not any(stage in quiet_run for stage in stages)

@@ -48,11 +48,13 @@ python -m pip install --quiet --upgrade pip
 
 # 4. edgecnn without its torch extra, and without PyPI's CPU-only onnxruntime (aarch64 wheels
 #    there have no CUDA provider): onnxruntime-gpu from NVIDIA's Jetson index instead.
-#    From a checkout: editable; from an installed kit (`edgecnn kit`): $WHEEL, or PyPI's edgecnn.
+#    From a checkout: editable; from an installed kit (`edgecnn kit`): the wheel file in $WHEEL
+#    (edgecnn is not on PyPI: build it in a checkout with `pip wheel --no-deps -w dist .`).
 if [ -f "$REPO/pyproject.toml" ]; then
     python -m pip install --quiet --no-deps -e "$REPO"
 else
-    python -m pip install --quiet --no-deps "${WHEEL:-edgecnn}"
+    [ -f "${WHEEL:-}" ] || die "outside a checkout, set WHEEL to edgecnn's wheel file (edgecnn is not on PyPI; build it in a checkout: pip wheel --no-deps -w dist .)"
+    python -m pip install --quiet --no-deps "$WHEEL"
 fi
 python -m pip install --quiet "numpy<2" "pillow>=10"
 python -m pip uninstall --quiet -y onnxruntime 2>/dev/null || true

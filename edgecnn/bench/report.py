@@ -53,7 +53,8 @@ COLUMN_NOTES = {
                "is in the JSON, rss_mb_peak)",
     "MB file": "MB file: the ONNX file, MB = 10^6 bytes",
     "MACs": "MACs: multiply-adds per image",
-    "eff %": "eff % = achieved MAC/s / measured peak of the precision",
+    "eff %": "eff % = achieved MAC/s at the p50 / measured peak of the row's precision (-: "
+             "no peak measured for that precision, e.g. int8 without the onnx package)",
     "roof %": "roof % = per-layer roofline bound / p50",
     "top-1 %": "top-1 %: held-out accuracy of the file (which file and stage: below)",
     "agree %": "agree %: top-1 agreement with the fp32 file in the same runtime",

@@ -17,6 +17,7 @@ from edgecnn.bench.machine import conditions, load_and_clock, noisy_reasons
 from edgecnn.bench.roofline import Peaks, measure_peaks
 from edgecnn.bench.targets import make_cases, resolve_target, skip_reason
 from edgecnn.errors import EdgeCNNError
+from edgecnn.progress import Bar
 from edgecnn.runtime.loader import not_produced
 from edgecnn.timing.harness import BenchRecord, EvalData, add_speedups, run_group
 from edgecnn.timing.loop import TimingPlan
@@ -45,10 +46,12 @@ class BenchConfig:
 
 
 def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | None = None,
-              progress: Callable[[int, int], None] | None = None
-              ) -> tuple[list[BenchRecord], dict[str, Any]]:
-    """Benchmark every target; returns (records, conditions). Ctrl-C keeps what was done."""
+              progress: Bar | None = None) -> tuple[list[BenchRecord], dict[str, Any]]:
+    """Benchmark every target; returns (records, conditions). Ctrl-C keeps what was done.
+    `progress` (an edgecnn.progress.Bar) says each stage and counts its steps."""
+    bar = progress or Bar(None, "", show=False)
     cond = conditions(config.threads)
+    bar.stage("bench: measuring the machine's peak")
     peaks = measure_peaks(config.threads)
     cond["peak_gmacs"] = peaks.fp32_gmacs
     cond["peaks"] = asdict(peaks)
@@ -62,6 +65,7 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
     verdicts: dict[str, dict[str, Any]] = {}  # model label -> the export's int8 verdict
     with _interrupt_flag() as stopped, tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for name in targets:
+            bar.stage(f"bench: loading {name}")
             target = resolve_target(name, alpha=config.alpha, resolution=config.resolution,
                                     precisions=config.precisions, workdir=Path(tmp))
             verdict = (target.info.get("int8") or {}).get("verdict")
@@ -89,11 +93,13 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
             for group in groups:
                 if stopped():
                     break
-                total = len(group) * (config.plan.iters or config.rounds)
-                tick = (lambda n, t=total: progress(n, t)) if progress else None
+                def stage(desc: str, steps: int | None, label: str = target.label) -> None:
+                    bar.reset(steps or 0)
+                    bar.stage(f"bench {label}: {desc}")
+
                 measured = run_group(group, config.plan, peak_gmacs=cond["peak_gmacs"],
                                      rounds=config.rounds, eval_data=eval_data,
-                                     progress=tick, stop=stopped)
+                                     progress=bar.update, stop=stopped, stage=stage)
                 add_roofline(measured, group, peaks, cond)
                 if config.footprint and not stopped():
                     add_footprint(measured, group, config.threads)
@@ -114,8 +120,13 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
 
 def add_roofline(records: Sequence[BenchRecord], cases: Sequence[Any], peaks: Peaks,
                  cond: dict[str, Any]) -> None:
-    """Each record's per-layer roofline (bench/roofline.py) and its share of the p50; the
-    efficiency of int8 records against the int8 peak; per-kind bounds into `cond`."""
+    """Each record's per-layer roofline (bench/roofline.py) and its share of the p50 (none
+    without the onnx package); the efficiency of int8 records against the int8 peak (none
+    where that was not measured); per-kind bounds into `cond`."""
+    for r in records:  # an int8 row against the int8 peak, or no eff % at all: never
+        if r.precision == "int8":  # against the fp32 peak (the base install has no int8 one)
+            r.efficiency_pct = (100 * r.gmacs_per_s / peaks.int8_gmacs
+                                if peaks.int8_gmacs and r.gmacs_per_s else None)
     try:
         from edgecnn.bench.roofline import layer_bounds
     except ImportError:
@@ -131,8 +142,6 @@ def add_roofline(records: Sequence[BenchRecord], cases: Sequence[Any], peaks: Pe
             return
         r.roofline_ms = bounds["total"]["bound_ms"]
         r.roofline_pct = 100 * r.roofline_ms / r.latency_ms_p50
-        if r.precision == "int8" and peaks.int8_gmacs and r.gmacs_per_s:
-            r.efficiency_pct = 100 * r.gmacs_per_s / peaks.int8_gmacs
         cond.setdefault("roofline", {})[f"{r.model} {r.runtime} {r.precision} b{r.batch}"] = {
             k: {"bound_ms": round(v["bound_ms"], 4), "macs": int(v["macs"]),
                 "bytes": int(v["bytes"])} for k, v in bounds.items()}

@@ -51,17 +51,21 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
     if cfg.train and not cfg.data:
         raise EdgeCNNError("--train needs --data (the data set to train and evaluate on)")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    from edgecnn.progress import Bar
+    from edgecnn.progress import Bar, Ticker
 
     points, cases = {}, []
     grid = [(a, r) for a in cfg.alphas for r in cfg.resolutions]
-    with Bar(len(grid), "sweep", unit="point") as bar:
+    # A ticker, not a bar over the points: a point's export takes minutes in stages (fp32,
+    # calibration, the guard), and the ticker shows the current one with its elapsed time.
+    with Ticker("sweep") as ticker:
+        def say(line: str) -> None:  # each line becomes the ticker's stage
+            (ticker.write if ticker.bar is not None else log)(line)
+
         for i, (alpha, res) in enumerate(grid, 1):
             point = cfg.out / f"{cfg.model}-a{alpha:g}-r{res}"
-            bar.update(0, desc=f"sweep {point.name}")
-            log(f"point {i}/{len(grid)}: {point.name}"
+            say(f"point {i}/{len(grid)}: {point.name}"
                 + (f" (training {cfg.epochs} epochs, then export)" if cfg.train else ""))
-            artifact = _artifact(cfg, alpha, res, point, log)
+            artifact = _artifact(cfg, alpha, res, point, say)
             target = replace(resolve_target(str(artifact), alpha=alpha, resolution=res,
                                             precisions=cfg.bench.precisions),
                              label=point.name)
@@ -69,7 +73,6 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
             cases += make_cases(target, runtimes=cfg.bench.runtimes,
                                 precisions=cfg.bench.precisions, batches=(1,),
                                 threads=cfg.bench.threads, device=cfg.bench.device)[0]
-            bar.update(1)
     log(f"timing {len(cases)} cases interleaved in {cfg.bench.rounds} rounds")
     iters = cfg.bench.plan.iters
     with Bar(len(cases) * iters if iters else None, "timing", unit="call") as bar:
@@ -153,7 +156,8 @@ def _artifact(cfg: SweepConfig, alpha: float, res: int, point: Path,
         source = CheckpointSource(str(run / "best.pt"))
     int8 = Int8Spec(str(cfg.data) if cfg.train else "random") \
         if "int8" in cfg.bench.precisions else None
-    export(ExportSpec(source, int8=int8, output=str(artifact), dynamic_batch=True, force=True))
+    export(ExportSpec(source, int8=int8, output=str(artifact), dynamic_batch=True, force=True),
+           log=lambda line: log(f"{point.name}: export: {line}"))  # each stage, on the ticker
     return artifact
 
 

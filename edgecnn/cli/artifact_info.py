@@ -13,6 +13,35 @@ from typing import Any
 from edgecnn.errors import EdgeCNNError
 
 
+def names_a_path(model: str) -> bool:
+    """`edgecnn info MODEL`: MODEL is a path (an artifact directory or its ONNX file, answered
+    torch-free) rather than a zoo name (profiled with torch)."""
+    return Path(model).exists() or "/" in model or "\\" in model or model.endswith(".onnx")
+
+
+def artifact_dir(model: str) -> Path:
+    """The artifact directory that `model` names: the directory, or the one holding the ONNX
+    file; a missing path or a file outside an artifact says so in one line."""
+    path = Path(model)
+    if not path.exists():
+        raise EdgeCNNError(f"{model}: no such file or directory")
+    if path.is_dir():
+        return path
+    if (path.parent / "export.json").is_file():
+        return path.parent
+    raise EdgeCNNError(f"{model}: not in an edgecnn artifact directory (no export.json beside "
+                       "it); `edgecnn info` reads an artifact directory or a zoo model name "
+                       "(`edgecnn bench FILE` times any ONNX file)")
+
+
+def _value(text: str) -> Any:
+    """A metadata value as the number or list it holds (mean, std, resolution), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def artifact_info(path: Path) -> dict[str, Any]:
     from edgecnn.runtime.onnx_file import read_onnx
     from edgecnn.runtime.tuning import for_this_machine, read_tunings
@@ -37,7 +66,7 @@ def artifact_info(path: Path) -> dict[str, Any]:
         "path": str(path), "model": report.get("model"), "alpha": report.get("alpha"),
         "resolution": report.get("resolution"), "trained": report.get("trained"),
         "target": (report.get("target") or {}).get("name"), "files": files,
-        "preprocessing": {k.removeprefix("edgecnn."): v for k, v in meta.items()
+        "preprocessing": {k.removeprefix("edgecnn."): _value(v) for k, v in meta.items()
                           if k in ("edgecnn.mean", "edgecnn.std", "edgecnn.resolution",
                                    "edgecnn.layout", "edgecnn.pixel_policy")},
         "classes": json.loads(meta["edgecnn.classes"]) if "edgecnn.classes" in meta else None,

@@ -6,10 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecnn.cli.args import (add_preprocess_flags, add_remote_flags, positive_float,
                               positive_int, preprocess_kwargs, remote_kwargs)
 from edgecnn.errors import EdgeCNNError
+
+if TYPE_CHECKING:
+    from edgecnn.progress import Bar
 
 ORDER = 50
 RUNTIME_CHOICES = ("onnxruntime", "openvino", "tensorrt", "fastest", "torch", "torch-eager",
@@ -177,11 +181,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         bar = _progress(args.no_progress)
         try:
-            records, cond = run_bench(args.targets, config,
-                                      progress=bar.update_total if bar else None)
+            records, cond = run_bench(args.targets, config, progress=bar)
         finally:
-            if bar:
-                bar.close()
+            bar.close()
     for line in failures:  # a fleet: the other devices finished
         print(f"edgecnn: error: {line}", file=sys.stderr)
     if not records:
@@ -227,20 +229,10 @@ def _remote(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
     return records, cond, failures
 
 
-def _progress(disabled: bool):  # noqa: ANN202
-    """A bar over the timed calls (edgecnn.progress: off when not on a terminal, with
-    --no-progress, or without tqdm on a device), or None."""
-    from edgecnn.progress import Bar, enabled, quiet
+def _progress(disabled: bool) -> Bar:
+    """A bar over each stage of the bench (edgecnn.progress: off when not on a terminal or
+    with --no-progress; a plain ticker on a device without tqdm)."""
+    from edgecnn.progress import Bar, quiet
 
     quiet(disabled)
-    if not enabled():
-        return None
-    bar = Bar(0, "bench", unit="call")
-
-    def update(n: int, total: int) -> None:
-        if bar.total != total:
-            bar.reset(total=total)
-        bar.update(n)
-
-    bar.update_total = update  # type: ignore[attr-defined]
-    return bar
+    return Bar(None, "bench: starting", unit="step")

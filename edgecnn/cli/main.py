@@ -20,7 +20,6 @@ import signal
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from edgecnn import __version__
 from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
@@ -106,8 +105,11 @@ def _command_modules() -> list:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
-    artifact = args.command == "info" and Path(getattr(args, "model", "")).is_dir()
-    if args.command in TORCH_COMMANDS and not artifact:  # an artifact's info is torch-free
+    from edgecnn.cli.artifact_info import names_a_path
+
+    # info of a path (an artifact, its ONNX file, or a missing path) is torch-free
+    artifact = args.command == "info" and names_a_path(getattr(args, "model", ""))
+    if args.command in TORCH_COMMANDS and not artifact:
         missing = next((m for m in TORCH_SIDE if importlib.util.find_spec(m) is None), None)
         if missing:
             return _torch_side_missing(args.command, missing)
@@ -150,8 +152,10 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     if not category.__module__.startswith("edgecnn"):
         _python_showwarning(message, category, filename, lineno, file, line)
         return
-    for text in str(message).splitlines():
-        print(f"edgecnn: warning: {text}", file=sys.stderr)
+    from edgecnn.progress import write
+
+    for text in str(message).splitlines():  # above any bar on screen, not glued to it
+        write(f"edgecnn: warning: {text}")
 
 
 _python_showwarning = warnings.showwarning

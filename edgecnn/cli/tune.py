@@ -33,6 +33,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="the runtime to tune for; auto: every installed CPU runtime, the "
                    "faster one chosen (default auto)")
     p.add_argument("--json", action="store_true", help="print the device's record as JSON")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress ticker (none either when stderr is not a terminal)")
     add_remote_flags(p, several=False)
     p.set_defaults(func=run_tune)
 
@@ -59,9 +61,19 @@ def run_tune(args: argparse.Namespace) -> int:
                            'which is not installed: pip install "edgecnn[tune]"')
     from edgecnn.tune.run import TuneSpec, tune
 
-    quiet = args.json
-    result = tune(TuneSpec(args.artifact, threads=args.threads, runtime=args.runtime),
-                  log=(lambda line: None) if quiet else (lambda line: print(f"edgecnn: {line}")))
+    from edgecnn.progress import Ticker, quiet
+
+    quiet(args.no_progress)
+
+    def log(line: str) -> None:  # on a terminal, each line becomes the ticker's stage
+        if ticker.bar is not None:
+            ticker.write(f"edgecnn: {line}")
+        elif not args.json:
+            print(f"edgecnn: {line}")
+
+    with Ticker("tune") as ticker:  # the search and timing: seconds to minutes
+        result = tune(TuneSpec(args.artifact, threads=args.threads, runtime=args.runtime),
+                      log=log)
     if args.json:
         print(json.dumps(result.record, indent=2))
         return 0

@@ -92,10 +92,12 @@ def _short_citation(paper: str) -> str:
 def run_info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    if Path(args.model).is_dir():
-        from edgecnn.cli.artifact_info import artifact_info, print_artifact_info
+    from edgecnn.cli.artifact_info import names_a_path
 
-        info = artifact_info(Path(args.model))
+    if names_a_path(args.model):
+        from edgecnn.cli.artifact_info import artifact_dir, artifact_info, print_artifact_info
+
+        info = artifact_info(artifact_dir(args.model))
         if args.json:
             print(json.dumps(info, indent=2))
         else:

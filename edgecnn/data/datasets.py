@@ -49,6 +49,9 @@ _BUILTIN_SEED = 0
 _BUILTIN_VAL_FRACTION = 0.2
 
 
+_WARNED: set[object] = set()  # files (and (root, split)s) already reported as unreadable
+
+
 class DataWarning(UserWarning):
     """Something in the data was left out (unreadable images); the run goes on."""
 
@@ -365,11 +368,16 @@ def _imagefolder(root: Path | None, split: str, config: DataConfig) -> ImageData
     if skipped:
         bad = [pool.files[int(i)] for i in np.flatnonzero(~ok)]
         # One line per file (the user can find and fix each), then the split's summary; the
-        # CLI prints the message as it is, without Python's warning format.
-        lines = [f"unreadable image skipped: {f}" for f in bad]
-        lines.append(f"{root}: skipped {skipped} unreadable image file(s) in the {split} "
-                     f"split (first: {bad[0]})")
-        warnings.warn("\n".join(lines), DataWarning, stacklevel=3)
+        # CLI prints the message as it is, without Python's warning format. Once per process:
+        # an export loads the same split for calibration, the guard and fine-tuning.
+        lines = [f"unreadable image skipped: {f}" for f in bad if str(f) not in _WARNED]
+        summary = (str(root), split)
+        if summary not in _WARNED:
+            lines.append(f"{root}: skipped {skipped} unreadable image file(s) in the {split} "
+                         f"split (first: {bad[0]})")
+        _WARNED.update([*(str(f) for f in bad), summary])
+        if lines:
+            warnings.warn("\n".join(lines), DataWarning, stacklevel=3)
     return ImageDataset(f"imagefolder:{root}", split, images[ok], pool.labels[ok], classes,
                         mean, std, allow_hflip=True, augment="resized_crop", skipped=skipped,
                         files=tuple(f for f, good in zip(pool.files, ok) if good))

@@ -124,7 +124,10 @@ class _Export:
     def build(self, artifact: Any) -> None:
         from edgecnn.export.parity import require_parity
 
+        # A line as each long stage starts: on a terminal it becomes the ticker's stage
+        # (cli/export.py, sweep), so minutes of work are never a silent wait.
         t = time.perf_counter()
+        self.log("stage: loading data")
         self.load_data()
         self.timed("data", t)
         model = self.src.model
@@ -138,7 +141,9 @@ class _Export:
             self.report["top1_fp32"] = self.torch_accuracy(model)
             self.report["accuracy_data"] = self.src.dataset or None
         t = time.perf_counter()
+        self.log("stage: fp32 ONNX (export, simplify, BatchNorm folding)")
         fp32 = self.fp32_proto(model) if self.src.onnx is None else self.fp32_from_onnx()
+        self.log("stage: fp32 parity with torch in each runtime")
         parity = self.parity(model, fp32)
         self.report["parity"] = [asdict(p) | {"ok": p.ok} for p in parity]
         require_parity(parity)
@@ -151,6 +156,7 @@ class _Export:
         files = {"model.onnx": (fp32, "fp32")}
         if self.spec.int8 is not None:
             t = time.perf_counter()
+            self.log("stage: int8 (calibration, quantization, the accuracy guard)")
             int8 = self.int8(model, fp32)
             if int8 is not None:  # no file without int8 arithmetic (export/decision.py)
                 files["model.int8.onnx"] = (int8, "int8")
@@ -340,7 +346,7 @@ class _Export:
         import tempfile
 
         from edgecnn.export import mixed
-        from edgecnn.export.decision import Candidate, Policy, accuracy_pick, choose
+        from edgecnn.export.decision import Candidate, Policy, accuracy_pick, choose, timed_on
         from edgecnn.export.guard import GuardConfig, calib_caches, run_guard
         from edgecnn.export.inputs import CalibrationReader, random_images
         from edgecnn.export.quantize import preprocess, quantize
@@ -383,7 +389,9 @@ class _Export:
                 candidates = list(guard.candidates)
         policy = Policy(blocks=blocks, criterion=self.criterion, max_drop=opts.max_drop,
                         min_agreement=opts.min_agreement, untimed="" if cpu else
-                        "TensorRT target: int8 is timed at engine build, on the device")
+                        "TensorRT target: int8 is timed at engine build, on the device",
+                        timed_on=timed_on(self.target.name, mixed_config.threads)
+                        if cpu else None)
         pick, _ = accuracy_pick(candidates, policy)
         if cpu and pick.is_int8:  # the final graph against fp32, in every CPU runtime
             i = next(i for i, c in enumerate(candidates) if c is pick)
@@ -443,7 +451,7 @@ class _Export:
 
     def int8_warnings(self, decision: Any, steps: int, random: bool) -> None:
         opts, chosen = self.spec.int8, decision.chosen
-        slow = [k for k, v in decision.deploy.items() if v == "model.onnx"]
+        slow = decision.slower
         if slow:
             each = ", ".join(f"{k} ({chosen.latency.speedups[k]:.2f}x)" for k in slow)
             self.warn(f"int8 slower than fp32 in {each}: deploy model.onnx there")

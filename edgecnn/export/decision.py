@@ -29,8 +29,12 @@ The rule, in one place:
      everywhere, is not written, and the reason says why.
   3. The verdict: worth deploying when the file is written, within the accuracy budget, and
      at least `Policy.worth` times faster than fp32 in some runtime. Per runtime, `deploy`
-     names the file to ship there: model.int8.onnx where int8 is not slower beyond noise,
-     model.onnx where it is.
+     names the file to ship there, and agrees with the verdict: model.int8.onnx where the
+     verdict is "worth deploying" and that runtime's speed-up reaches `Policy.worth`,
+     model.onnx everywhere else (the reason names the runtimes that get model.onnx).
+  4. Where it was timed: `Policy.timed_on` (`timed_on()`, this machine) goes into the verdict,
+     and a recipe for another kind of machine (cpu-arm exported on x86_64) says that its
+     speed-ups are this machine's, not the target's, and to run `edgecnn tune` on the device.
 """
 
 from __future__ import annotations
@@ -96,6 +100,35 @@ class Policy:
     noise: float = 1.03  # speed-ups within [1/noise, noise] are not told apart from 1.0
     worth: float = 1.1  # int8 is worth deploying from this speed-up
     untimed: str = ""  # why latency is not measured here (TensorRT targets), if it is not
+    timed_on: dict[str, Any] | None = None  # where the speed-ups were timed: timed_on()
+
+
+# The architecture each recipe's name stands for (one without a match: any)
+_TARGET_ARCH = (("cpu-arm", "aarch64"), ("jetson", "aarch64"), ("cpu-x86", "x86_64"))
+
+
+def timed_on(target: str, threads: int) -> dict[str, Any]:
+    """This machine as the verdict's timings were taken on it (edgecnn.host: CPU model,
+    architecture, ISA flags; no hostname), and whether it is the kind `target` is for."""
+    from edgecnn.host import device
+
+    here = device()
+    arch = next((a for prefix, a in _TARGET_ARCH if target.startswith(prefix)), None)
+    vnni = "vnni" in target and not {"avx512_vnni", "avx_vnni"} & set(here["isa"])
+    return {"cpu_model": here["cpu_model"], "arch": here["arch"], "isa": here["isa"],
+            "cores": here["cores"], "threads": threads, "target": target,
+            "target_arch": arch,
+            "is_target": (arch is None or arch == here["arch"]) and not vnni}
+
+
+def _where(t: dict[str, Any] | None) -> str:
+    """The verdict's note on where it was timed."""
+    if t is None:
+        return ""
+    if t["is_target"]:
+        return f"; timed on this machine ({t['cpu_model']}, {t['threads']} thread(s))"
+    return (f"; timed on this {t['arch']} machine ({t['cpu_model']}), not the {t['target']} "
+            f"target: run `edgecnn tune` on the device")
 
 
 @dataclass(frozen=True)
@@ -108,6 +141,8 @@ class Decision:
     deploy: dict[str, str]  # runtime -> the file to ship there
     verdict_reason: str
     candidates: tuple[Candidate, ...] = ()
+    slower: tuple[str, ...] = ()  # runtimes where int8 is slower than fp32 beyond noise
+    timed_on: dict[str, Any] | None = None  # where the speed-ups were timed (Policy.timed_on)
 
     def verdict(self) -> dict[str, Any]:
         speedups = ({k: round(v, 3) for k, v in self.chosen.latency.speedups.items()}
@@ -118,7 +153,7 @@ class Decision:
                 "speedup": speedups.get(best) if best else None, "runtime": best,
                 "speedups": speedups, "deploy": self.deploy,
                 "top1_change": None if drop is None else round(-drop, 3),
-                "reason": self.verdict_reason}
+                "reason": self.verdict_reason, "timed_on": self.timed_on}
 
     def line(self) -> str:
         """One line for the export's output and `edgecnn bench`."""
@@ -143,10 +178,15 @@ def choose(candidates: list[Candidate] | tuple[Candidate, ...], policy: Policy) 
                                                    speedups.values()):
         return _not_written(cands, pick, accurate,
                             f"int8 is not faster than fp32 here ({each}, noise band "
-                            f"{policy.noise - 1:.0%}): deploy model.onnx")
-    slow = [k for k, v in speedups.items() if v * policy.noise < 1.0]
-    deploy = {k: "model.onnx" if k in slow else "model.int8.onnx" for k in speedups}
+                            f"{policy.noise - 1:.0%}): deploy model.onnx"
+                            + _where(policy.timed_on), policy.timed_on)
+    slow = tuple(k for k, v in speedups.items() if v * policy.noise < 1.0)
     fast = any(v >= policy.worth for v in speedups.values())
+    worth = bool(fast and accurate is not False)
+    # Per runtime what the verdict says: int8 only where it is worth deploying there
+    deploy = {k: "model.int8.onnx" if worth and v >= policy.worth else "model.onnx"
+              for k, v in speedups.items()}
+    fp32_there = [k for k, f in deploy.items() if f == "model.onnx"]
     if not speedups:
         why = policy.untimed or "speed not measured"
     elif not fast:
@@ -159,13 +199,16 @@ def choose(candidates: list[Candidate] | tuple[Candidate, ...], policy: Policy) 
             f", top-1 {-acc.drop:+.2f} points" if acc.drop is not None else
             f", top-1 agreement {acc.agreement:.2f}%" if acc.agreement is not None else
             ", accuracy not measured (random calibration)") + (
-            f"; in {', '.join(slow)} deploy model.onnx" if slow else "")
+            f"; in {', '.join(fp32_there)} deploy model.onnx (below {policy.worth:g}x)"
+            if fp32_there else "")
+    if speedups:
+        why += _where(policy.timed_on)
     chosen_why = {"int8": "every block int8", "placement": "blocks slower in int8 kept float",
                   "qat": "quantization-aware fine-tuning"}.get(
         pick.name.split(":")[0], f"the accuracy guard's {pick.name} step")
     return Decision(True, pick, chosen_why, accurate,
-                    worth_deploying=bool(fast and accurate is not False), deploy=deploy,
-                    verdict_reason=why, candidates=cands)
+                    worth_deploying=worth, deploy=deploy, verdict_reason=why,
+                    candidates=cands, slower=slow, timed_on=policy.timed_on)
 
 
 def accuracy_pick(cands: tuple[Candidate, ...] | list[Candidate], policy: Policy
@@ -196,9 +239,9 @@ def _accuracy_failure(pick: Candidate, policy: Policy) -> str:
 
 
 def _not_written(cands: tuple[Candidate, ...], pick: Candidate, accurate: bool | None,
-                 reason: str) -> Decision:
+                 reason: str, timed: dict[str, Any] | None = None) -> Decision:
     return Decision(False, None, reason, accurate, worth_deploying=False, deploy={},
-                    verdict_reason=reason, candidates=cands)
+                    verdict_reason=reason, candidates=cands, timed_on=timed)
 
 
 # --------------------------------------------------------------------------------------------

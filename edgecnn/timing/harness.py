@@ -105,23 +105,41 @@ EvalData = tuple[np.ndarray, np.ndarray]  # preprocessed images (N, C, H, W) f32
 def run_group(cases: Sequence[BenchCase], plan: TimingPlan, *, peak_gmacs: float | None,
               rounds: int = 5, eval_data: EvalData | None = None,
               progress: Callable[[int], None] | None = None,
-              stop: Callable[[], bool] | None = None) -> list[BenchRecord]:
+              stop: Callable[[], bool] | None = None,
+              stage: Callable[[str, int | None], None] | None = None) -> list[BenchRecord]:
     """Load, warm up and time every case in interleaved rounds; one record per case.
 
     With `eval_data`, each runner also classifies it after timing: top-1 accuracy, and top-1
     agreement with the fp32 case of the same runtime (else the first fp32 case).
+    `stage(description, steps)` is told when each stage starts (loading, warm-up, timing,
+    each case's accuracy pass) and `progress(n)` counts its steps (cases, calls, batches).
     """
     live: list[_Live] = []
     predictions: dict[int, np.ndarray] = {}
+    tell = stage or (lambda desc, steps: None)
+    # Steps outside the timing are counted only for a caller that is told the stages
+    # (a bar sized for the timed calls alone must not overrun).
+    step = progress if stage is not None else None
     try:
+        tell("loading", len(cases))
         for case in cases:
             live.append(_activate(case, plan))
+            if step:
+                step(1)
+        tell("warm-up", len(live))
         for lv in live:
             warm_up(lv.runner.infer, lv.inputs, plan.warmup, lv.case.sync)
+            if step:
+                step(1)
+        tell("timing", len(live) * plan.iters if plan.iters is not None else len(live) * rounds)
         _timed_rounds(live, plan, rounds, progress, stop)
         if eval_data is not None:
             for lv in live:
-                predictions[id(lv)] = top1(lv.runner, eval_data[0], lv.case.batch)
+                if stop and stop():
+                    break
+                tell(f"accuracy {lv.case.runtime} {lv.case.precision} b{lv.case.batch}",
+                     -(-len(eval_data[0]) // lv.case.batch))
+                predictions[id(lv)] = top1(lv.runner, eval_data[0], lv.case.batch, step)
     except KeyboardInterrupt:
         pass  # keep what was measured; the caller writes it
     finally:
@@ -142,8 +160,10 @@ def run_group(cases: Sequence[BenchCase], plan: TimingPlan, *, peak_gmacs: float
     return records
 
 
-def top1(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
-    """Top-1 class of every image, in chunks of the case's batch size (last one padded)."""
+def top1(runner: Runner, images: np.ndarray, batch: int,
+         progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Top-1 class of every image, in chunks of the case's batch size (last one padded);
+    `progress(1)` after each chunk."""
     out = []
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]
@@ -152,6 +172,8 @@ def top1(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
         scores = np.asarray(runner.infer(np.ascontiguousarray(chunk)))
         out.append(scores.reshape(len(chunk), -1).argmax(1)[:n])  # (B, C) or Caffe's (B, C, 1, 1)
+        if progress:
+            progress(1)
     return np.concatenate(out)
 
 
@@ -227,7 +249,8 @@ def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
 def _record(lv: _Live, peak_gmacs: float | None) -> BenchRecord:
     case = lv.case
     stats = LatencyStats.from_seconds(lv.samples)
-    achieved = (case.macs * case.batch / (stats.latency_ms_mean / 1e3) / 1e9
+    # From the p50, like roofline_pct: eff % and roof % of a row describe the same latency.
+    achieved = (case.macs * case.batch / (stats.latency_ms_p50 / 1e3) / 1e9
                 if case.macs else None)
     return BenchRecord(
         model=case.model, runtime=case.runtime, precision=case.precision, batch=case.batch,

@@ -82,6 +82,7 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
         warning = _weight_range_warning(report)
         if warning:
             log(f"warning: {warning}")
+        log("searching a per-block int8 placement (each block's latency int8 and float)")
         placement, search = _search(onnx.load(str(fp32_path), load_external_data=False), int8,
                                     measure, threads, log)
         with _scratch(artifact) as tmp:
@@ -91,6 +92,8 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
                 onnx.save_model(placement, str(files["placement"]))
             files["int8_again"] = int8_path  # the same file twice: the noise band
             for attempt in range(1 + spec.retries):
+                log(f"timing {len(files) - 1} candidate files in {', '.join(runtimes)} "
+                    "(and the int8 file twice: the noise band)")
                 ms = measure.time(files, runtimes)
                 noise = max(abs(ms[("int8", r)] - ms[("int8_again", r)])
                             / min(ms[("int8", r)], ms[("int8_again", r)]) for r in runtimes)
