@@ -358,6 +358,44 @@ def test_a_timeout_is_one_line_and_stops_the_command_on_the_device(
     assert _temporaries(cache) == []
 
 
+def test_ctrl_c_stops_the_command_here_and_on_the_device(sshd, artifact: Path,
+                                                         tmp_path: Path) -> None:
+    """SIGINT to the workstation's `edgecnn bench --remote` (a real process, as a terminal's
+    Ctrl-C reaches it; only edgecnn's process, not its ssh, so edgecnn itself must end the
+    connection) during a 62 s bench on the device: edgecnn's interrupted status and line,
+    the bench's processes on the device gone, nothing written here or in the device's
+    cache (the Jetson record of the interrupted run included)."""
+    _, cache, house, _, _ = sshd
+    output = tmp_path / "out" / "bench.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecnn", "bench", str(artifact), "--remote", "edgedev",
+         "--wheelhouse", str(house), "--duration", "62", "--rounds", "1", "-o", str(output)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        deadline = time.time() + 600  # a first run bootstraps the device's venv first
+        seen: list[int] = []
+        while not seen and proc.poll() is None and time.time() < deadline:
+            seen = _processes_with("bench", "--duration", "62.0")
+            time.sleep(0.1)
+        assert seen, f"the bench never started on the device: {proc.communicate()[1]}"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 130 and out == "" and lines[-1] == "edgecnn: interrupted", err
+    assert "Traceback" not in err and [ln for ln in lines if "error" in ln] == [], err
+    deadline = time.time() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in seen) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in seen if Path(f"/proc/{pid}").exists()]
+    assert not output.exists() and not output.parent.exists()
+    assert _temporaries(cache) == [] and list(cache.glob("remote/runs/*")) == []
+
+
 def _arm64_wheelhouse(into: Path) -> Path:
     """The aarch64 userland of deploy/arm64 (built once, cached under ~/.cache/edgecnn; the
     test fails with setup_userland.sh's one-line reason where it cannot be built), and a

@@ -48,6 +48,16 @@ class Device:
     log: Callable[[str], None] = lambda line: None
     timeout: float = RUN_TIMEOUT_S  # seconds one edgecnn command may run there
     known: set[str] = field(default_factory=set)  # artifacts there already (under the cache)
+    running: set[subprocess.Popen] = field(default_factory=set)  # edgecnn() calls in flight
+    stopped: bool = False  # stop() was called: no command starts any more
+
+    def stop(self) -> None:
+        """End this device's commands from another thread (Ctrl-C reaches only the main
+        thread, and a fleet's commands run in a pool's): each connection closes, so the
+        agent kills the command's process group on the device."""
+        self.stopped = True
+        for proc in list(self.running):
+            proc.kill()
 
     @property
     def name(self) -> str:
@@ -84,6 +94,9 @@ class Device:
                  self.venv_python, "-m", "edgecnn", *argv]
         proc = subprocess.Popen(self.ssh.argv(words), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.running.add(proc)
+        if self.stopped:  # stop() ran while this was starting
+            proc.kill()
         # stdin stays open while the command runs: the agent kills it when stdin closes
         # (communicate() would close it at once), so output is read by threads
         chunks: dict[str, bytes] = {}
@@ -105,6 +118,7 @@ class Device:
             raise
         finally:
             proc.stdin.close()
+            self.running.discard(proc)
         for r in readers:
             r.join()
         out, err = chunks.get("out", b""), chunks.get("err", b"")

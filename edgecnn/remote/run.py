@@ -151,8 +151,16 @@ def remote_bench(dests: Sequence[str], targets: Sequence[str], argv: Sequence[st
         except ValueError:
             return RemoteError(f"{dev.name}: bench did not answer with JSON")
 
-    with ThreadPoolExecutor(max_workers=max(1, len(devices))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(devices)))
+    try:
         results = list(pool.map(one, devices))
+    except BaseException:  # Ctrl-C, here in the main thread: the pool would wait for every
+        for dev in devices:  # bench to end; closing their connections ends them instead
+            if isinstance(dev, Device):
+                dev.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     records: list[Any] = []
     cond: dict[str, Any] = {}
     failures = []
