@@ -74,12 +74,33 @@ def test_every_script_is_shellcheck_clean() -> None:
     assert proc.returncode == 0, proc.stdout
 
 
+def _stand_ins(tmp_path: Path, **bodies: str) -> Path:
+    """A folder of stand-in board tools (shell bodies), to put first on PATH."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, body in bodies.items():
+        (tools / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tools / name).chmod(0o755)
+    return tools
+
+
 def test_cpu_mode_benchmarks_what_each_artifact_holds(artifacts: dict, tmp_path: Path) -> None:
+    """The CPU mode, with stand-ins of the board's tools on PATH (answering as JetPack 6's
+    do): the script's conditions come from edgecnn.remote.jetson, the code `edgecnn bench
+    --remote` runs on a board: the power mode it read, the clocks pinned (MAX_CLOCKS=1) and
+    restored around the whole run, tegrastats sampled during it."""
+    log = tmp_path / "tools.log"
+    tools = _stand_ins(tmp_path, nvpmodel='echo "NV Power Mode: 15W"; echo 0',
+                       jetson_clocks=f'echo "jetson_clocks $*" >> {log}',
+                       tegrastats=f'trap "exit 0" TERM; while :; do echo "{ORIN_NANO}"; '
+                                  'sleep 0.1; done')
+    out = tmp_path / "out"
     proc = _run("bash", RUN_BENCH, "--cpu", artifacts["orin"], artifacts["static"],
                 env={"ITERS": "5", "WARMUP": "1", "POWER_SECONDS": "0.2", "BATCH": "1,4",
-                     "OUT_DIR": str(tmp_path)})
+                     "OUT_DIR": str(out), "MAX_CLOCKS": "1",
+                     "PATH": f"{tools}:{os.environ['PATH']}"})
     assert proc.returncode == 0, proc.stderr
-    (result,) = tmp_path.glob("*.json")
+    (result,) = out.glob("*.json")
     data = json.loads(result.read_text())
     cases = {(r["model"], r["runtime"], r["precision"], r["batch"], r["device"])
              for r in data["records"]}
@@ -89,12 +110,23 @@ def test_cpu_mode_benchmarks_what_each_artifact_holds(artifacts: dict, tmp_path:
     for r in data["records"]:
         assert r["latency_ms_p50"] > 0 and r["throughput_ips"] > 0
     jetson = data["conditions"]["jetson"]
-    assert jetson["l4t"] == "not a Jetson" and jetson["device"] == "cpu"
-    assert len(jetson["power"]) == len(cases)  # one power window per case, no power here
+    assert jetson["device"] == "cpu" and jetson["max_clocks"] == "1"
+    # edgecnn.remote.jetson's record, around the whole run
+    assert jetson["tools"]["nvpmodel"] == str(tools / "nvpmodel")
+    assert jetson["power_mode"] == "NV Power Mode: 15W"
+    assert jetson["clocks"].startswith("pinned to maximum by jetson_clocks")
+    calls = log.read_text().splitlines()
+    assert [c.split()[:2] for c in calls] == [["jetson_clocks", "--store"], ["jetson_clocks"],
+                                              ["jetson_clocks", "--restore"]]
+    assert jetson["power_run"]["rail"] == "VDD_IN" and jetson["power_run"]["samples"] > 0
+    assert "power mode NV Power Mode: 15W" in data["conditions"]["jetson_note"]
+    # and the script's own: one power window per case (no per-case tegrastats in CPU mode)
+    assert len(jetson["power"]) == len(cases)
     assert all(p["power"] is None and p["images"] > 0 for p in jetson["power"])
     md = result.with_suffix(".md").read_text()
     assert "| p50 ms |" in md and "| mJ/image |" in md
-    assert "Power: not measured (CPU mode: no tegrastats)" in md
+    assert "Power per case: not measured (CPU mode: no tegrastats)" in md
+    assert "power mode NV Power Mode: 15W" in md and "7.758 W mean" in md
 
 
 def test_not_a_jetson_is_one_line(artifacts: dict, tmp_path: Path) -> None:
@@ -111,16 +143,15 @@ def test_a_jetson_whose_tool_fails_is_told_apart(artifacts: dict, tmp_path: Path
     """A board (its release file) whose nvpmodel fails, or that lacks tegrastats."""
     release = tmp_path / "nv_tegra_release"
     release.write_text("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic\n")
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    for name, body in (("nvpmodel", "echo 'NVPM ERROR: failed to read PM config' >&2; exit 1"),
-                       ("jetson_clocks", "exit 0"), ("tegrastats", "exit 0")):
-        (tools / name).write_text(f"#!/bin/sh\n{body}\n")
-        (tools / name).chmod(0o755)
+    tools = _stand_ins(tmp_path, nvpmodel="echo 'NVPM ERROR: failed to read PM config' >&2; "
+                       "exit 1", jetson_clocks="exit 0", tegrastats="exit 0")
     env = {"JETSON_RELEASE": str(release), "PATH": f"{tools}:{os.environ['PATH']}",
            "OUT_DIR": str(tmp_path / "out")}
+    # told by edgecnn.remote.jetson --strict, before anything runs
     _one_line_error(_run("bash", RUN_BENCH, artifacts["orin"], env=env), 1,
-                    "nvpmodel failed on this Jetson", "failed to read PM config")
+                    "edgecnn.remote.jetson: nvpmodel failed on this Jetson",
+                    "failed to read PM config")
+    assert not (tmp_path / "out").exists()
     (tools / "tegrastats").unlink()
     _one_line_error(_run("bash", RUN_BENCH, artifacts["orin"], env=env), 1,
                     "tegrastats not found on this Jetson")

@@ -3,16 +3,21 @@
     python deploy/jetson/jetson.py plan ARTIFACT [--precision P,..] [--batch B,..]
     python deploy/jetson/jetson.py power ARTIFACT --runtime R --precision P --batch B
         --device D --seconds S [--tegrastats]                      # one JSON line
-    python deploy/jetson/jetson.py report --bench A.json.. --power P.jsonl --out STEM
-        --set key=value..                                          # STEM.json, STEM.md
+    python deploy/jetson/jetson.py cases PLAN.tsv --device D --runtime R,.. --work DIR
+        --warmup W --iters N --seconds S [--tegrastats]            # DIR/bench-N.json, power
+    python deploy/jetson/jetson.py report --bench A.json.. --power P.jsonl
+        --jetson RECORD.json --out STEM --set key=value..          # STEM.json, STEM.md
 
 `plan` says what an artifact can be benchmarked at: the precisions whose files it holds
 (export.json), and batches above 1 only when its batch dimension is dynamic (read from the
 ONNX file by the runtime's reader). `power` runs a model in a loop for S seconds while
 tegrastats samples the board every 100 ms, and counts only the samples that arrived during
 the loop: mean and max input power (W), energy per image (mJ), max temperatures, and the GPU
-(GR3D) and memory (EMC) clocks seen. `report` writes bench's own JSON (its records
-unchanged, the Jetson conditions and power figures added under "jetson") and markdown.
+(GR3D) and memory (EMC) clocks seen. `cases` runs, for each planned artifact, `edgecnn bench`
+and then one `power` window per case: what run_benchmark.sh runs inside `python -m
+edgecnn.remote.jetson` (the board's conditions around it, as `edgecnn bench --remote` records
+them). `report` writes bench's own JSON (its records unchanged, that record and the power
+figures added under "jetson") and markdown.
 """
 
 from __future__ import annotations
@@ -132,11 +137,41 @@ def power(artifact: Path, runtime: str, precision: str, batch: int, device: str,
     return record
 
 
+# -- cases -----------------------------------------------------------------------------
+
+def cases(plan_file: Path, device: str, runtimes: list[str], bench_args: list[str],
+          seconds: float, sample: bool, work: Path) -> int:
+    """bench per artifact (PLAN.tsv: artifact, precisions, batches), then a power window per
+    case into WORK/power.jsonl; bench's exit status when it fails (its line printed)."""
+    with open(work / "power.jsonl", "a") as out:
+        for n, line in enumerate(plan_file.read_text().splitlines(), 1):
+            artifact, precisions, batches = line.split("\t")
+            print(f"{artifact}: {precisions} at batch {batches} on {device} "
+                  f"({','.join(runtimes)})", file=sys.stderr, flush=True)
+            code = subprocess.run([sys.executable, "-m", "edgecnn", "bench", artifact,
+                                   "--runtime", ",".join(runtimes), "--precision", precisions,
+                                   "--batch", batches, "--device", device, *bench_args,
+                                   "--no-progress", "--format", "json", "-o",
+                                   str(work / f"bench-{n:03d}.json")],
+                                  stdout=subprocess.DEVNULL).returncode
+            if code:
+                return code
+            for runtime in runtimes:
+                for precision in precisions.split(","):
+                    for batch in batches.split(","):
+                        record = power(Path(artifact), runtime, precision, int(batch), device,
+                                       seconds, sample)
+                        out.write(json.dumps(record) + "\n")
+    return 0
+
+
 # -- report ------------------------------------------------------------------------------
 
-def report(bench: list[Path], power_file: Path, conditions: dict[str, str], out: Path) -> None:
+def report(bench: list[Path], power_file: Path, jetson: Path, conditions: dict[str, str],
+           out: Path) -> None:
     from edgecnn.bench.report import render
     from edgecnn.fileio import atomic_write
+    from edgecnn.remote.jetson import note
     from edgecnn.timing.harness import BenchRecord
 
     records: list[dict[str, Any]] = []
@@ -146,7 +181,12 @@ def report(bench: list[Path], power_file: Path, conditions: dict[str, str], out:
         records += data["records"]
         cond = cond or data["conditions"]
     powers = [json.loads(line) for line in power_file.read_text().splitlines() if line]
-    cond["jetson"] = dict(conditions, power=powers)
+    # edgecnn.remote.jetson's record (its "power": the whole run) as `bench --remote` has
+    # it, then the script's own: the board, and "power": one window per case
+    record = json.loads(jetson.read_text())
+    cond["jetson"] = dict(record, power_run=record.pop("power", None), **conditions,
+                          power=powers)
+    cond["jetson_note"] = note({**record, "power": cond["jetson"]["power_run"]})
     atomic_write(out.with_suffix(".json"), json.dumps({"conditions": cond, "records": records},
                                                       indent=2) + "\n")
     table = render([BenchRecord(**r) for r in records], "md", cond)
@@ -165,8 +205,7 @@ def report(bench: list[Path], power_file: Path, conditions: dict[str, str], out:
     how = (f"tegrastats every 100 ms during {j.get('power_seconds')} s of back-to-back calls "
            "per case (input rail; energy per image = mean W x time / images)"
            if any(p["power"] for p in powers) else "not measured (CPU mode: no tegrastats)")
-    facts = (f"> Board: {j.get('board')}; {j.get('l4t')}; power mode: {j.get('nvpmodel')}; "
-             f"jetson_clocks: {j.get('jetson_clocks')}. Power: {how}.")
+    facts = f"> Board: {j.get('board')}; {cond['jetson_note']}. Power per case: {how}."
     atomic_write(out.with_suffix(".md"), table + "\n\n" + "\n".join(rows) + "\n\n" + facts + "\n")
 
 
@@ -184,9 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--batch", type=int, required=True)
     q.add_argument("--seconds", type=float, default=10.0)
     q.add_argument("--tegrastats", action="store_true")
+    q = sub.add_parser("cases")
+    q.add_argument("plan", type=Path)
+    q.add_argument("--device", required=True)
+    q.add_argument("--runtime", required=True)
+    q.add_argument("--work", type=Path, required=True)
+    q.add_argument("--seconds", type=float, default=10.0)
+    q.add_argument("--tegrastats", action="store_true")
+    q.add_argument("--warmup", default="50")
+    q.add_argument("--iters", default="500")
     q = sub.add_parser("report")
     q.add_argument("--bench", type=Path, nargs="+", required=True)
     q.add_argument("--power", type=Path, required=True)
+    q.add_argument("--jetson", type=Path, required=True,
+                   help="python -m edgecnn.remote.jetson's record of the run")
     q.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="conditions: board, l4t, nvpmodel, jetson_clocks, ...")
     q.add_argument("--out", type=Path, required=True)
@@ -203,8 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "power":
             print(json.dumps(power(args.artifact, args.runtime, args.precision, args.batch,
                                    args.device, args.seconds, args.tegrastats)))
+        elif args.cmd == "cases":
+            return cases(args.plan, args.device, args.runtime.split(","),
+                         ["--warmup", args.warmup, "--iters", args.iters], args.seconds,
+                         args.tegrastats, args.work)
         else:
-            report(args.bench, args.power, dict(kv.partition("=")[::2] for kv in args.set),
+            report(args.bench, args.power, args.jetson, dict(kv.partition("=")[::2] for kv in args.set),
                    args.out)
     except (Fail, EdgeCNNError) as exc:
         print(f"jetson.py: {exc}", file=sys.stderr)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark artifacts on a Jetson (JetPack 6) with `edgecnn bench` on the GPU: TensorRT and
 # ONNX Runtime (CUDA), the precisions each artifact holds, batches above 1 only for
-# dynamic-batch artifacts; plus the conditions no tool records by itself: power mode,
-# jetson_clocks, GPU/EMC clocks, and power/temperature from tegrastats during timed calls.
+# dynamic-batch artifacts; plus the conditions no tool records by itself, recorded by the
+# same code as `edgecnn bench ART --remote jetson --device cuda` from a workstation: this runs
+# its benches inside `python -m edgecnn.remote.jetson` (power mode, clocks pinned only with
+# MAX_CLOCKS=1 and restored after, tegrastats during the run), plus a power window per case.
 # See README.md beside this.
 #   bash deploy/jetson/run_benchmark.sh exports/mobilenet-a0.5-r224 [more artifacts...]
 #   bash deploy/jetson/run_benchmark.sh --cpu exports/x     # CPU mode: any Linux machine
@@ -28,79 +30,52 @@ python=${PYTHON:-python3}
 "$python" -c "import edgecnn.runtime" 2>/dev/null || die "edgecnn is not installed for \
 $python: run setup.sh and activate its venv" 2
 work=$(mktemp -d)
-restore=0
-cleanup() {
-    rm -rf "$work"
-    [ "$restore" = 0 ] || sudo -n jetson_clocks --restore "$work.clocks.conf" || true
-    rm -f "$work.clocks.conf"
-}
-trap cleanup EXIT
+trap 'rm -rf "$work"' EXIT
 
-# 1. Which machine. Not a Jetson: only the CPU mode. A Jetson whose tools fail: stop.
+# 1. Which machine. Not a Jetson: only the CPU mode. A Jetson without its tools: stop (one
+#    that fails stops in edgecnn.remote.jetson --strict, before anything runs).
 jetson=0
 [ -f "$RELEASE" ] && jetson=1
 [ "$jetson" = 1 ] || [ "$cpu" = 1 ] || die "not a Jetson (no $RELEASE); --cpu runs the CPU \
 mode (ONNX Runtime on the CPU) on any machine" 2
-tool() {  # run a board tool; its failure on a Jetson is one line and the end
-    local out
-    out=$("$@" 2>&1) || die "$1 failed on this Jetson: $(tail -n 1 <<<"${out:-no output}")"
-    printf '%s' "$out"
-}
+wrap=()
+if [ "${MAX_CLOCKS:-0}" = 1 ]; then wrap+=(--max-clocks); fi
 if [ "$jetson" = 1 ] && [ "$cpu" = 0 ]; then
     board=$(tr -d '\0' 2>/dev/null </proc/device-tree/model || echo jetson)
-    l4t=$(head -n 1 "$RELEASE")
-    command -v nvpmodel >/dev/null || die "nvpmodel not found on this Jetson (JetPack's \
+    for t in nvpmodel tegrastats jetson_clocks; do
+        command -v "$t" >/dev/null || die "$t not found on this Jetson (JetPack's \
 nvidia-l4t-tools)"
-    command -v tegrastats >/dev/null || die "tegrastats not found on this Jetson (JetPack's \
-nvidia-l4t-tools)"
-    command -v jetson_clocks >/dev/null || die "jetson_clocks not found on this Jetson"
-    nvp=$(tool nvpmodel -q | head -n 1)
-    if [ "${MAX_CLOCKS:-0}" = 1 ]; then
-        tool sudo -n jetson_clocks --store "$work.clocks.conf" >/dev/null
-        restore=1
-        tool sudo -n jetson_clocks >/dev/null
-    fi
-    # "--show": clocks locked when the GPU's and EMC's min = max = current frequency.
-    clocks=$(tool sudo -n jetson_clocks --show | grep -E '^(GPU|EMC)' | tr '\n' ';')
+    done
+    wrap+=(--strict)
     device=cuda runtimes=tensorrt,onnxruntime sampler=--tegrastats
-else  # the CPU mode (--cpu), on a Jetson or not: no board tools
-    why="not a Jetson"
-    [ "$jetson" = 0 ] || why="not recorded (--cpu)"
-    board=$(uname -n) l4t=$why nvp=$why clocks=$why
+else  # the CPU mode (--cpu), on a Jetson or not: no per-case tegrastats
+    board=$(uname -n)
     device=cpu runtimes=onnxruntime sampler=
 fi
 
 stem="$OUT_DIR/$(tr -cs 'A-Za-z0-9' '-' <<<"$board" | sed 's/-*$//' \
     | tr '[:upper:]' '[:lower:]')-$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT_DIR"
 
-# 2. Per artifact: what it holds (precisions, static or dynamic batch), then the timed
-#    runs (bench's own interleaved harness), then one power window per case.
-n=0
-: >"$work/power.jsonl"
+# 2. Per artifact, what it holds (precisions, static or dynamic batch): every artifact
+#    checked before anything runs.
 for artifact in "$@"; do
     plan=$("$python" "$HERE/jetson.py" plan "$artifact" --precision "${PRECISION:-}" \
         --batch "$BATCH") || exit 2
     read -r precisions batches <<<"$plan"
-    echo "$artifact: $precisions at batch $batches on $device ($runtimes)" >&2
-    n=$((n + 1))
-    "$python" -m edgecnn bench "$artifact" --runtime "$runtimes" --precision "$precisions" \
-        --batch "$batches" --device "$device" --warmup "$WARMUP" --iters "$ITERS" \
-        --no-progress --format json -o "$work/bench$n.json" >/dev/null
-    for runtime in ${runtimes//,/ }; do
-        for precision in ${precisions//,/ }; do
-            for batch in ${batches//,/ }; do
-                # shellcheck disable=SC2086  # $sampler is one flag or nothing
-                "$python" "$HERE/jetson.py" power "$artifact" --runtime "$runtime" \
-                    --precision "$precision" --batch "$batch" --device "$device" \
-                    --seconds "$POWER_SECONDS" $sampler >>"$work/power.jsonl" || exit 1
-            done
-        done
-    done
+    printf '%s\t%s\t%s\n' "$artifact" "$precisions" "$batches" >>"$work/plan.tsv"
 done
 
-# 3. bench's JSON + markdown, with the conditions.
-"$python" "$HERE/jetson.py" report --bench "$work"/bench*.json --power "$work/power.jsonl" \
-    --out "$stem" --set "board=$board" "l4t=$l4t" "nvpmodel=$nvp" "jetson_clocks=$clocks" \
+# 3. The runs (bench's own interleaved harness per artifact, then one power window per
+#    case), inside edgecnn.remote.jetson: what `edgecnn bench --remote` runs on a board.
+# shellcheck disable=SC2086  # $sampler is one flag or nothing
+"$python" -m edgecnn.remote.jetson --out "$work/jetson.json" "${wrap[@]}" -- \
+    "$python" "$HERE/jetson.py" cases "$work/plan.tsv" --device "$device" \
+    --runtime "$runtimes" --work "$work" --warmup "$WARMUP" --iters "$ITERS" \
+    --seconds "$POWER_SECONDS" $sampler || exit $?
+
+# 4. bench's JSON + markdown, with the conditions.
+mkdir -p "$OUT_DIR"
+"$python" "$HERE/jetson.py" report --bench "$work"/bench-*.json --power "$work/power.jsonl" \
+    --jetson "$work/jetson.json" --out "$stem" --set "board=$board" \
     "max_clocks=${MAX_CLOCKS:-0}" "power_seconds=$POWER_SECONDS" "device=$device" || exit 1
 echo "wrote $stem.json and $stem.md"

@@ -1,6 +1,6 @@
 """A Jetson's conditions around one command on the board: power mode, clocks, power.
 
-    python -m edgecnn.remote.jetson --out RECORD.json [--max-clocks] -- edgecnn bench ...
+    python -m edgecnn.remote.jetson --out RECORD.json [--max-clocks] [--strict] -- COMMAND...
 
 What deploy/jetson/run_benchmark.sh records around its timing, for `edgecnn bench ART
 --remote jetson --device cuda`: the workstation runs the device's bench inside this, on the
@@ -13,6 +13,9 @@ says so, and nothing else changes:
                   as they are, and the record says which
   tegrastats      sampled every 100 ms while the command runs: input power (mean and max),
                   temperatures, GPU and EMC clocks (edgecnn/remote/tegrastats.py)
+deploy/jetson/run_benchmark.sh, for those logged in to the board, runs its benches inside
+this too, with --strict: there the board's tools are expected, and nvpmodel or jetson_clocks
+failing is one line and exit status 1 before the command starts, never a gap in the record.
 The record is written (atomically) whatever the command's exit status, which is this
 program's. Standard library and edgecnn's torch-free modules only.
 """
@@ -32,6 +35,10 @@ from typing import Any
 
 TOOLS = ("nvpmodel", "jetson_clocks", "tegrastats")
 RELEASE = "/etc/nv_tegra_release"
+
+
+class ToolFailed(Exception):
+    """--strict: a board tool failed (one line)."""
 
 
 def _tool(cmd: list[str]) -> tuple[bool, str]:
@@ -74,8 +81,10 @@ class Sampler:
         return [ln for ln in self.lines if ln]
 
 
-def run(command: list[str], *, max_clocks: bool = False) -> tuple[int, dict[str, Any]]:
-    """(the command's exit status, the record) of `command` run with the board's tools."""
+def run(command: list[str], *, max_clocks: bool = False, strict: bool = False
+        ) -> tuple[int, dict[str, Any]]:
+    """(the command's exit status, the record) of `command` run with the board's tools;
+    `strict`: nvpmodel or jetson_clocks failing raises ToolFailed, the command not run."""
     from edgecnn.remote import tegrastats
 
     found = {t: shutil.which(t) for t in TOOLS}
@@ -87,6 +96,8 @@ def run(command: list[str], *, max_clocks: bool = False) -> tuple[int, dict[str,
         record["l4t"] = f"absent (no {RELEASE})"
     if found["nvpmodel"]:
         ok, text = _tool([found["nvpmodel"], "-q"])
+        if not ok and strict:
+            raise ToolFailed(f"nvpmodel failed on this Jetson: {text}")
         record["power_mode"] = text if ok else f"unknown: nvpmodel -q failed: {text}"
     else:
         record["power_mode"] = "not recorded: no nvpmodel on the device"
@@ -98,7 +109,15 @@ def run(command: list[str], *, max_clocks: bool = False) -> tuple[int, dict[str,
     else:
         store = tempfile.mkstemp(prefix="edgecnn-clocks-")[1]
         ok, text = _tool([found["jetson_clocks"], "--store", store])
-        ok = ok and _tool([found["jetson_clocks"]])[0]
+        if ok:
+            ok, text = _tool([found["jetson_clocks"]])
+            if not ok:  # stored, not pinned: back to what was stored
+                _tool([found["jetson_clocks"], "--restore", store])
+        if not ok:
+            os.unlink(store)
+            store = None
+            if strict:
+                raise ToolFailed(f"jetson_clocks failed on this Jetson: {text or 'needs root'}")
         record["clocks"] = ("pinned to maximum by jetson_clocks for the run (--max-clocks), "
                             "restored after" if ok else
                             f"as they were: jetson_clocks failed ({text or 'needs root'})")
@@ -148,12 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the record (JSON)")
     p.add_argument("--max-clocks", action="store_true",
                    help="pin the clocks with jetson_clocks for the command, restore after")
+    p.add_argument("--strict", action="store_true",
+                   help="a Jetson: nvpmodel or jetson_clocks failing is an error (exit 1)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...")
     args = p.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         p.error("give the command after --")
-    code, record = run(command, max_clocks=args.max_clocks)
+    try:
+        code, record = run(command, max_clocks=args.max_clocks, strict=args.strict)
+    except ToolFailed as exc:
+        print(f"{p.prog}: {exc}", file=sys.stderr)
+        return 1
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write(args.out, json.dumps(record, indent=2) + "\n")
     return code
