@@ -89,3 +89,24 @@ def test_precise_bn_option_is_validated() -> None:
     TrainConfig(model="m", data="d", out="o", precise_bn=0).validate()  # off
     with pytest.raises(EdgeCNNError, match="precise_bn must be an integer >= 0"):
         TrainConfig(model="m", data="d", out="o", precise_bn=-1).validate()
+
+
+def tiny_bn_net(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
+    """_net() as an import-path model for `train` (tests.test_train_precise_bn:tiny_bn_net)."""
+    assert in_chans == 1 and num_classes == 10
+    return _net()
+
+
+@pytest.mark.parametrize("images, batches", [(256, 2), (0, 1437 // 128)])
+def test_a_training_run_recomputes_after_each_epoch(tmp_path, images: int,
+                                                    batches: int) -> None:
+    """After the run, the BN layers have counted the recompute's batches (2 of 128 for 256
+    images), not the epoch's training steps (11): the loop called it, with its budget."""
+    from edgecnn.train import train
+
+    result = train(TrainConfig(model="tests.test_train_precise_bn:tiny_bn_net", data="digits",
+                               out=str(tmp_path / "run"), epochs=1, resolution=16,
+                               precise_bn=images, seed=1), log=lambda _line: None)
+    counts = {int(m.num_batches_tracked) for m in batchnorms(result.model)}
+    assert counts == {batches}
+    assert {m.momentum for m in batchnorms(result.model)} == {0.01}
