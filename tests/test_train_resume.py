@@ -25,7 +25,7 @@ from tests.conftest import ROOT, run_cli
 
 ARGS = ("train", "mobilenet", "--alpha", "0.25", "--resolution", "32", "--data", "digits",
         "--epochs", "2", "--batch-size", "128", "--lr", "0.05", "--seed", "7")
-TIMING = ("train_seconds", "train_images_per_s", "eval_seconds")
+TIMING = ("train_seconds", "train_images_per_s", "eval_seconds", "bn_seconds")
 
 
 def _metrics(out: Path) -> list[dict[str, str]]:

@@ -20,7 +20,7 @@ ORDER = 20  # after list/info in `edgecnn --help`
 # command-line option -> TrainConfig field (dest names are the field names)
 _TRAIN_FIELDS = ("alpha", "resolution", "in_chans", "epochs", "batch_size", "optimizer", "lr",
                  "weight_decay", "momentum", "schedule", "warmup_epochs", "label_smoothing",
-                 "augment", "init", "seed", "out", "device", "amp")
+                 "precise_bn", "augment", "init", "seed", "out", "device", "amp")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +48,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="decay after the warm-up (default cosine; step: /10 at 50%% and 75%%)")
     p.add_argument("--warmup-epochs", type=float, help="linear warm-up (default 1)")
     p.add_argument("--label-smoothing", type=float, help="in [0, 1) (default 0)")
+    p.add_argument("--precise-bn", type=int, metavar="IMAGES",
+                   help="after each epoch, recompute BatchNorm's running statistics over this "
+                   "many training images (default 2048; 0: off, keep the running averages)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="the data set's augmentation (default on)")
     p.add_argument("--init", metavar="CKPT",

@@ -6,7 +6,8 @@
     train(TrainConfig(model="lenet5", data="mnist5k", out="runs/lenet5"))  # a full run
 
 Modules, in reading order: config (TrainConfig), optim (parameter groups, warm-up + decay),
-engine (one epoch, one evaluation pass), api (finetune, evaluate_accuracy), distributed
+engine (one epoch, one evaluation pass), precise_bn (BatchNorm statistics recomputed after
+each epoch), api (finetune, evaluate_accuracy), distributed
 (torchrun), loop (a run), with rundir (its files), resume (the stored options win),
 transfer (--init) and determinism (kernels, RNG state); evaluate (`edgecnn eval`), plots.
 """

@@ -44,6 +44,7 @@ from edgecnn.train.engine import (
     train_epoch,
 )
 from edgecnn.train.optim import build_optimizer, build_scheduler
+from edgecnn.train.precise_bn import recompute_bn_stats
 from edgecnn.train.resume import resumed_config
 from edgecnn.train.rundir import make_dir, prepare_out, write_metrics
 from edgecnn.train.transfer import check_init, load_transfer
@@ -184,13 +185,20 @@ class _Run:
                                 progress=f"epoch {epoch}/{cfg.epochs}" if ctx.is_main else None,
                                 estimate=self._oversized_warning() if epoch == 1 else None)
             start = time.perf_counter()
+            if cfg.precise_bn:  # before evaluating: the held-out score is the trained net's
+                recompute_bn_stats(self.model, self.train_set, self.train_tf,
+                                   batch_size=per_rank, seed=cfg.seed, epoch=epoch,
+                                   device=ctx.device, images=cfg.precise_bn, amp=cfg.amp,
+                                   rank=ctx.rank, world_size=ctx.world_size,
+                                   reduce=ctx.all_reduce_sum)
+            bn_seconds, start = time.perf_counter() - start, time.perf_counter()
             val = evaluate_totals(self.model, self.val_shard, self.val_tf, device=ctx.device,
                                   amp=cfg.amp, reduce=ctx.all_reduce_sum).as_dict()
             row = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": stats.loss,
                    "train_acc": stats.acc, "val_loss": val["loss"], "val_acc": val["acc"],
                    "val_top5": val["top5"], "train_seconds": stats.seconds,
                    "train_images_per_s": stats.images_per_s,
-                   "eval_seconds": time.perf_counter() - start}
+                   "eval_seconds": time.perf_counter() - start, "bn_seconds": bn_seconds}
             history.append(row)
             improved = row["val_acc"] > best_acc
             if improved:
@@ -265,7 +273,8 @@ class _Run:
                  f"images, {c.epochs} epochs x {steps} steps of {c.batch_size}; {c.optimizer} "
                  f"lr {c.lr:g} wd {c.weight_decay:g}, {c.schedule} after {c.warmup_epochs:g} "
                  f"warm-up epochs, label smoothing {c.label_smoothing:g}, "
-                 f"{'augmented' if c.augment else 'no augmentation'}, seed {c.seed}; "
+                 + (f"precise BN over {c.precise_bn} images, " if c.precise_bn else "")
+                 + f"{'augmented' if c.augment else 'no augmentation'}, seed {c.seed}; "
                  f"{self.ctx.device}"
                  + (f" x {self.ctx.world_size} processes" if self.ctx.active else ""))
 

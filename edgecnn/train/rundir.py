@@ -24,7 +24,7 @@ from edgecnn.fileio import atomic_write
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "metrics.json", "curves.png")
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5",
-                  "train_seconds", "train_images_per_s", "eval_seconds")
+                  "train_seconds", "train_images_per_s", "eval_seconds", "bn_seconds")
 
 
 def prepare_out(out: Path, resume: bool, force: bool,
