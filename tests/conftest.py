@@ -131,3 +131,13 @@ def run_on_terminal(cmd: list[str], *, cwd: Path | None = None, env: dict | None
     code = proc.wait(timeout=timeout)
     os.close(primary)
     return code, b"".join(chunks).decode(errors="replace")
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child that a test Ctrl-Cs: SIGINT back to its default disposition, as
+    a shell starts a foreground command. An ignored SIGINT is inherited across exec, and a
+    Python started with it ignored never raises KeyboardInterrupt; in the full suite under
+    pytest-xdist both Ctrl-C tests once saw their child ignore SIGINT (passing alone)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, run_main
+from tests.conftest import ROOT, default_sigint, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     out = tmp_path / "long"
     proc = subprocess.Popen([sys.executable, "-m", "edgecnn", "train", "lenet5", "--data",
                              "digits", "--epochs", "200", "--device", "cpu", "-o", str(out)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     try:
         for line in proc.stdout:  # the first finished epoch, then Ctrl-C
             if line.startswith("epoch   1/200"):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, default_sigint
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("remote")]
 
@@ -371,7 +371,7 @@ def test_ctrl_c_stops_the_command_here_and_on_the_device(sshd, artifact: Path,
         [sys.executable, "-m", "edgecnn", "bench", str(artifact), "--remote", "edgedev",
          "--wheelhouse", str(house), "--duration", "62", "--rounds", "1", "-o", str(output)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), preexec_fn=default_sigint)
     try:
         deadline = time.time() + 600  # a first run bootstraps the device's venv first
         seen: list[int] = []

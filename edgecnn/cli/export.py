@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from edgecnn.cli.args import (IMAGEFOLDER_HELP, 
     alpha_arg,
@@ -160,7 +161,7 @@ def run_export(args: argparse.Namespace) -> int:
     # the elapsed time beside the current stage (calibration, the guard: waits of minutes)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext(), \
             Ticker("export") as ticker:
-        result = export(spec, log=lambda line: ticker.write(f"edgecnn: {line}"))
+        result = export(spec, log=lambda line: _log(ticker, line))
     if args.json:
         import json
 
@@ -217,6 +218,15 @@ def _stdout_to_stderr():  # noqa: ANN202
             os.close(saved)
 
     return redirect()
+
+
+def _log(ticker: Any, line: str) -> None:
+    """Export's lines: a "stage: ..." line names the wait on the ticker (a terminal only: in a
+    log file or a test's stderr it would be noise between the results); the rest are printed."""
+    if line.startswith("stage: "):
+        ticker.stage(f"export: {line.removeprefix('stage: ')}")
+    else:
+        ticker.write(f"edgecnn: {line}")
 
 
 def _summary(path, report: dict) -> None:  # noqa: ANN001
