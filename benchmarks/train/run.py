@@ -98,15 +98,22 @@ def _options(args: list[str]) -> dict[str, str]:
     return {a: b for a, b in zip(args, args[1:]) if a.startswith("--")}
 
 
-def train_one(name: str, args: list[str], runs_dir: Path) -> dict:
+def _train(name: str, args: list[str], runs_dir: Path, *extra: str
+           ) -> tuple[Path, str, float, dict]:
+    """One `edgecnn train` run: its directory, the command as shown, wall s, metrics.json."""
     out = runs_dir / name
-    cmd = [sys.executable, "-m", "edgecnn", "train", *args, "--out", str(out), "--force"]
+    cmd = [sys.executable, "-m", "edgecnn", "train", *args, "--out", str(out), "--force",
+           *extra]
     shown = "python -m edgecnn train " + " ".join(args) + f" --out {out.relative_to(ROOT)}"
     print(f"\n$ {shown}", flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     wall = time.perf_counter() - start
-    doc = json.loads((out / "metrics.json").read_text())
+    return out, shown, wall, json.loads((out / "metrics.json").read_text())
+
+
+def train_one(name: str, args: list[str], runs_dir: Path) -> dict:
+    out, shown, wall, doc = _train(name, args, runs_dir)
     rows = doc["epochs"]
     steady = rows[1:] or rows  # epoch 1 pays for warm-up of the allocator and caches
     figures = HERE / "figures"
@@ -126,15 +133,7 @@ def train_one(name: str, args: list[str], runs_dir: Path) -> dict:
 
 def train_family(name: str, args: list[str], runs_dir: Path) -> dict:
     """One edge family's run and the bar it must pass (the last epoch's figures)."""
-    out = runs_dir / name
-    cmd = [sys.executable, "-m", "edgecnn", "train", *args, "--out", str(out), "--force",
-           "--no-progress"]
-    shown = "python -m edgecnn train " + " ".join(args) + f" --out {out.relative_to(ROOT)}"
-    print(f"\n$ {shown}", flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    wall = time.perf_counter() - start
-    doc = json.loads((out / "metrics.json").read_text())
+    out, shown, wall, doc = _train(name, args, runs_dir, "--no-progress")
     last = doc["epochs"][-1]
     gap = last["train_acc"] - last["val_acc"]
     return {"name": name, "command": shown, "epochs": len(doc["epochs"]),
