@@ -404,3 +404,25 @@ def test_chunked_calibration_gives_onnxruntimes_own_ranges(tmp_path: Path,
             got = [float(np.asarray(v).ravel()[0]) for v in ours[name].range_value]
             tol = 0 if method == "minmax" else 0.02 * max(abs(want[0]), abs(want[1]), 1e-6)
             assert got == pytest.approx(want, abs=tol), (method, name)
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_takes_a_last_shorter_batch(tmp_path: Path, method: str,
+                                                          lenet_ckpt: Path) -> None:  # noqa: F811
+    """40 images in batches of 16 end with a batch of 8: ONNX Runtime's histogram
+    calibrators stack one call's batches into one array, which failed on that last batch
+    (a traceback in the guard's second method, seen from the wheel)."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.onnx_io import batch_dynamic
+    from edgecnn.export.quantize import calibrate
+
+    proto, calib, _ = _hostile_lenet(lenet_ckpt)
+    model = tmp_path / "m.onnx"
+    onnx.save(batch_dynamic(proto), str(model))
+    cache = tmp_path / f"{method}.json"
+    calibrate(model, CalibrationReader(calib[:40], 16), method, cache)
+    ranges = load_tensors_data(cache).data
+    assert ranges and all(np.all(np.isfinite(np.asarray(v.range_value, dtype=np.float64)))
+                          for v in ranges.values())

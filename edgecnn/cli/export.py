@@ -53,8 +53,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prune-method", choices=("structured", "unstructured"),
                    help="default structured")
     p.add_argument("--prune-round-to", type=positive_int, metavar="N",
-                   help="structured: the channels each pruned layer keeps are rounded down to "
-                   "a multiple of N, as torch-pruning's round_to (SIMD kernels work in blocks "
+                   help="structured: every pruned layer keeps a multiple of N channels "
+                   "(torch-pruning's round_to: each step's count rounded, so a width can end "
+                   "above or below the unrounded pruning's; SIMD kernels work in blocks "
                    "of 8); the report splits the speedup into what removal and what rounding "
                    "bought. 1: no rounding (default 8)")
     p.add_argument("--finetune-epochs", type=non_negative_int, metavar="E",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import math
 import platform
@@ -185,7 +186,10 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
             part = [b for b in (reader.get_next() for _ in range(chunk)) if b is not None]
             if not part:
                 break
-            calibrator.collect_data(CalibrationReader.of_batches(part))
+            # one shape per call: the histogram calibrators stack a call's batches into one
+            # array, and a last, shorter batch (123 images in batches of 16) cannot stack
+            for _, same in itertools.groupby(part, key=lambda b: next(iter(b.values())).shape):
+                calibrator.collect_data(CalibrationReader.of_batches(list(same)))
         data = calibrator.compute_data()
         for tensor in data.data.values():  # the same ranges from every CPU's kernels
             tensor.lowest, tensor.highest = (snap(tensor.lowest, -1), snap(tensor.highest, 1))
