@@ -108,6 +108,19 @@ class Bar:
                             dynamic_ncols=True, file=sys.stderr)
         _ACTIVE.append(self)
 
+    def _tick(self) -> None:
+        """Redraw twice a second from a daemon thread, so the elapsed time moves while a
+        stage counts no steps (loading, the machine's peak, calibration)."""
+        if self.bar is None or hasattr(self, "_stop"):
+            return
+        self._stop = threading.Event()
+
+        def run(bar: Any, stop: threading.Event) -> None:
+            while not stop.wait(0.5):
+                bar.refresh()
+
+        threading.Thread(target=run, args=(self.bar, self._stop), daemon=True).start()
+
     def update(self, n: int = 1, desc: str | None = None) -> None:
         if self.bar is not None:
             if desc is not None:
@@ -118,6 +131,7 @@ class Bar:
         """Say what is being done now (loading, warm-up, ...), before any step is counted."""
         if self.bar is not None:
             self.bar.set_description_str(desc, refresh=True)
+            self._tick()
 
     def reset(self, total: int) -> None:
         if self.bar is not None:
@@ -135,6 +149,8 @@ class Bar:
             print(line, file=sys.stderr)
 
     def close(self) -> None:
+        if hasattr(self, "_stop"):
+            self._stop.set()
         if self.bar is not None:
             self.bar.close()
             if self in _ACTIVE:
@@ -155,20 +171,11 @@ class Ticker(Bar):
 
     def __init__(self, desc: str) -> None:
         super().__init__(None, desc)
-        self._stop = threading.Event()
         if self.bar is not None:
             self.bar.bar_format = "{desc} [{elapsed}]"
-            threading.Thread(target=self._tick, args=(self.bar,), daemon=True).start()
-
-    def _tick(self, bar: Any) -> None:
-        while not self._stop.wait(0.5):
-            bar.refresh()
+            self._tick()
 
     def write(self, line: str) -> None:
         super().write(line)
         if self.bar is not None:
             self.bar.set_description_str(line.removeprefix("edgecnn: ")[:60], refresh=False)
-
-    def close(self) -> None:
-        self._stop.set()
-        super().close()

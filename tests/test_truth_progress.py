@@ -116,3 +116,38 @@ sys.exit(main(sys.argv[1:]))
     _, quiet_run = run_on_terminal([sys.executable, "-c", code, *args, "--no-progress"],
                                    env=env, timeout=300)
     assert not any(stage in quiet_run for stage in stages)
+
+
+def test_a_stage_keeps_its_elapsed_time_moving_until_the_bar_closes() -> None:
+    """A stage that counts no steps (loading, the machine's peak) is redrawn from a thread:
+    its elapsed time moves (a newcomer saw "measuring the machine's peak [00:00]" frozen for
+    3 s); closing the bar stops the redraws."""
+    import time
+
+    from edgecnn.progress import Bar
+
+    class Drawn:  # the part of tqdm's interface a stage uses, counting redraws
+        def __init__(self) -> None:
+            self.refreshes = 0
+
+        def set_description_str(self, desc: str, refresh: bool = True) -> None:
+            self.desc = desc
+
+        def refresh(self) -> None:
+            self.refreshes += 1
+
+        def close(self) -> None:
+            pass
+
+    bar = Bar(None, "bench", show=False)  # no terminal here: give it a bar by hand
+    bar.bar = drawn = Drawn()
+    bar.stage("measuring the machine's peak")
+    deadline = time.monotonic() + 30
+    while drawn.refreshes < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert drawn.refreshes >= 2 and drawn.desc == "measuring the machine's peak"
+    bar.close()
+    time.sleep(0.6)  # a redraw already under way may land; none after it
+    settled = drawn.refreshes
+    time.sleep(1.2)
+    assert drawn.refreshes == settled
