@@ -32,13 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-BENCH = ["--threads", "2", "--iters", "200", "--rounds", "5", "--format", "json",
-         "--no-progress"]
+BENCH = ["--iters", "200", "--rounds", "5", "--format", "json", "--no-progress"]
 
 
 def _bench(artifact: Path, remote: list[str], env: dict[str, str]) -> dict:
     load = os.getloadavg()[0]
-    cmd = [sys.executable, "-m", "edgecnn", "bench", str(artifact), *BENCH, *remote]
+    cmd = [sys.executable, "-m", "edgecnn", "bench", str(artifact), *BENCH, *remote]  # + threads
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - start
@@ -62,8 +61,10 @@ def _lscpu() -> dict[str, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "remote" / "loopback")
     args = p.parse_args()
+    BENCH[:0] = ["--threads", str(args.threads)]
     from edgecnn.export import ExportSpec, ZooSource, export
     from tests.test_remote import _wheelhouse, loopback_sshd
 
