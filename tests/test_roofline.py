@@ -127,3 +127,34 @@ def test_measured_peaks() -> None:
     assert p.bandwidth_gbs > 0.1
     if p.cache_bytes:  # Linux reports the size of the last-level cache
         assert p.cache_bandwidth_gbs is not None and p.cache_bandwidth_gbs > 0.1
+
+
+def test_peak_timing_stops_at_its_budget() -> None:
+    """A slow or emulated device (qemu's aarch64) must not spend minutes on the peaks: calls
+    of 0.3 s with a 1 s budget are one or two warm-ups and one to three timed calls, never
+    the 3 + 10 asked for, whatever the machine's speed (a sleep is never shorter)."""
+    import time
+
+    from edgecnn.bench.machine import best_time
+
+    calls = []
+
+    def slow() -> None:
+        calls.append(1)
+        time.sleep(0.3)
+
+    best = best_time(slow, repeats=10, warmup=3, budget_s=1.0)
+    assert 2 <= len(calls) <= 4 and best >= 0.3
+
+
+def test_a_wrong_path_fails_before_the_peaks_are_measured(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgecnn.cli.main import main
+
+    def measured(threads: int) -> None:
+        raise AssertionError("peaks measured before the artifact was found")
+
+    monkeypatch.setattr("edgecnn.bench.run.measure_peaks", measured)
+    assert main(["bench", str(tmp_path / "nope")]) == 2
+    assert "no such artifact directory" in capsys.readouterr().err

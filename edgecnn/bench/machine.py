@@ -169,15 +169,24 @@ def peak_gmacs(threads: int | None = None, n: int = 1024, repeats: int = 10) -> 
     return n**3 / best / 1e9
 
 
-def best_time(fn: Any, repeats: int = 10, warmup: int = 3) -> float:
-    """The least wall time of `repeats` calls of `fn`, in s, after `warmup` calls. For peak
-    rates: a 1024^3 product takes 10-30 ms on 2 cores, and the first calls (thread start-up,
-    page faults, weight packing) or a preempted one read up to 2x slow."""
+def best_time(fn: Any, repeats: int = 10, warmup: int = 3, budget_s: float = 2.0) -> float:
+    """The least wall time of up to `repeats` calls of `fn`, in s, after up to `warmup` calls.
+    For peak rates: a 1024^3 product takes 10-30 ms on 2 cores, and the first calls (thread
+    start-up, page faults, weight packing) or a preempted one read up to 2x slow.
+
+    Calls stop once `budget_s` is spent (at least one timed call always runs): on a slow or
+    emulated device (qemu's aarch64 takes seconds per 1024^3 product) a fixed count would
+    take minutes before the benchmark proper, for a figure that only scales the roofline."""
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
+        if time.perf_counter() - start > budget_s / 2:
+            break
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s:
+            break
     return best
