@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from importlib.metadata import packages_distributions, requires
 from pathlib import Path
@@ -125,6 +126,16 @@ def image(scratch: Path) -> Path:
     path = scratch / "photo.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)).save(path)
     return path
+
+
+def test_wheel_carries_the_app_and_the_kit(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in ("edgecnn/app.py", "edgecnn/kit.py", "edgecnn/deploy/__init__.py",
+                 "edgecnn/deploy/app.py", "edgecnn/deploy/README.md",
+                 "edgecnn/deploy/jetson/setup.sh", "edgecnn/deploy/jetson/README.md",
+                 "edgecnn/deploy/nano/trtexec_bench.sh", "edgecnn/deploy/nano/trtexec_report.py",
+                 "edgecnn/deploy/arm64/setup_userland.sh", "edgecnn/deploy/arm64/infer.py"):
+        assert path in names, path
 
 
 def test_torch_side_names_cover_the_torch_extra() -> None:
