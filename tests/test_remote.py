@@ -293,11 +293,20 @@ def test_a_version_that_cannot_be_installed_is_one_line_and_no_venv(
     config, _, house, _, _ = sshd
     partial = tmp_path / "wheelhouse"
     partial.mkdir()
-    for whl in house.glob("*.whl"):
+    for whl in [*house.glob("*.whl"), _pip_wheel()]:
         if not whl.name.startswith("onnxruntime-"):
             shutil.copy(whl, partial / whl.name)
+    # and its Python has no ensurepip, as Debian's without python3-venv: pip runs from the
+    # wheelhouse's pip wheel (sitecustomize hides ensurepip from the agent's find_spec)
+    hide = tmp_path / "no-ensurepip"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['ensurepip'] = None\n")
+    python = tmp_path / "python3-without-venv"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={hide} exec python3 \"$@\"\n")
+    python.chmod(0o755)
     code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "freshdev",
-                          "--wheelhouse", str(partial), "--iters", "5")
+                          "--remote-python", str(python), "--wheelhouse", str(partial),
+                          "--iters", "5")
     errors = [ln for ln in err.splitlines() if "error" in ln]
     assert code == 2 and out == "" and len(errors) == 1, err
     assert errors[0].startswith("edgecnn: error: freshdev: pip could not install edgecnn on "
@@ -396,59 +405,56 @@ def test_ctrl_c_stops_the_command_here_and_on_the_device(sshd, artifact: Path,
     assert _temporaries(cache) == [] and list(cache.glob("remote/runs/*")) == []
 
 
-def _arm64_wheelhouse(into: Path) -> Path:
-    """The aarch64 userland of deploy/arm64 (built once, cached under ~/.cache/edgecnn; the
-    test fails with setup_userland.sh's one-line reason where it cannot be built), and a
-    wheelhouse of its aarch64 wheels plus pip's: its Python has no ensurepip (Debian's
-    python3-venv is not installed), so the bootstrap runs pip from that wheel."""
-    import importlib.metadata as md
-
+def _arm64_userland() -> Path:
+    """deploy/arm64's userland, with this checkout's edgecnn in its site-packages (built once,
+    cached under ~/.cache/edgecnn, refreshed when the code changes; the test fails with
+    setup_userland.sh's one-line reason where it cannot be built)."""
     setup = subprocess.run(["bash", str(ROOT / "deploy" / "arm64" / "setup_userland.sh")],
                            env=dict(os.environ, PYTHON=sys.executable), capture_output=True,
                            text=True, timeout=900)
     if setup.returncode != 0:
         lines = setup.stderr.strip().splitlines() or [f"exit status {setup.returncode}"]
         pytest.fail(f"the arm64 userland could not be built: {lines[-1]}", pytrace=False)
-    root = Path(os.environ.get("EDGECNN_ARM64_ROOT") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn"
-        / "arm64-bookworm")
+    return ROOT / "deploy" / "arm64" / "python.sh"
+
+
+def _pip_wheel() -> Path:
+    """pip's own wheel (downloaded once): what a device's Python without ensurepip (Debian
+    without python3-venv) bootstraps pip from."""
+    import importlib.metadata as md
+
     pip = Path.home() / ".cache" / "edgecnn-tests" / f"pip-{md.version('pip')}"
-    if not pip.is_dir():  # downloaded once
+    if not pip.is_dir():
         tmp = pip.with_name(pip.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                         "--only-binary", ":all:", "-d", str(tmp), f"pip=={md.version('pip')}"],
                        check=True)
         tmp.rename(pip)
-    into.mkdir()
-    wheels = [w for w in Path(f"{root}.wheels").glob("*.whl")
-              if not w.name.startswith("edgecnn-")]  # the device gets this edgecnn's wheel
-    for whl in [*wheels, *pip.glob("*.whl")]:
-        shutil.copy(whl, into / whl.name)
-    return into
+    (wheel,) = pip.glob("pip-*.whl")
+    return wheel
 
 
 def test_a_fleet_of_two_architectures_gives_one_table_and_one_plot(
         sshd, artifact: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
-    """x86-64 (the venv made here) and aarch64 (deploy/arm64's userland under qemu-user,
-    reached through the same sshd: its devices-file `python` is deploy/arm64/python.sh),
-    each with its own wheelhouse, in one run: one merged table naming both machines, and a
-    plot with both devices side by side. Emulated latency is no board's speed: only that
-    both measured is checked."""
+    """x86-64 (a venv edgecnn bootstraps from its wheelhouse, seeing the system's packages as
+    on a Jetson) and aarch64 (deploy/arm64's userland under qemu-user, reached through the
+    same sshd: its devices-file `python` is deploy/arm64/python.sh, whose own edgecnn is
+    this code, so it runs that, with no venv), in one run: one merged table naming both
+    machines, and a plot with both devices side by side. Emulated latency is no board's
+    speed: only that both measured is checked."""
     from edgecnn.bench.plots import fleet_figure
     from edgecnn.bench.report import render
     from edgecnn.timing.harness import BenchRecord
 
-    config, _, house, _, _ = sshd
-    arm_house = _arm64_wheelhouse(tmp_path / "aarch64-wheels")
+    _, cache, house, _, _ = sshd
+    arm_python = _arm64_userland()
     (tmp_path / "config" / "edgecnn").mkdir(parents=True)
     (tmp_path / "config" / "edgecnn" / "devices.yaml").write_text(
         "devices:\n"
         f"  - {{name: x86-box, destination: edgedev, wheelhouse: {json.dumps(str(house))}, "
-        "tags: [fleet]}\n"
-        f"  - {{name: arm-box, destination: armdev, python: "
-        f"{json.dumps(str(ROOT / 'deploy' / 'arm64' / 'python.sh'))}, "
-        f"wheelhouse: {json.dumps(str(arm_house))}, system_site_packages: true, "
+        "system_site_packages: true, tags: [fleet]}\n"
+        f"  - {{name: arm-box, destination: armdev, python: {json.dumps(str(arm_python))}, "
         "tags: [fleet]}\n")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     output = tmp_path / "fleet.json"
@@ -456,16 +462,16 @@ def test_a_fleet_of_two_architectures_gives_one_table_and_one_plot(
                           "3", "--warmup", "1", "--rounds", "1", "--threads", "1", "--format",
                           "json", "-o", str(output))
     assert code == 0, err
-    assert "armdev: installing edgecnn" in err  # the first run there bootstraps
+    assert "armdev: using the device's own edgecnn" in err and "armdev: installing" not in err
     data = json.loads(output.read_text())
     remote = data["conditions"]["remote"]
     assert remote["x86-box"]["arch"] == "x86_64" and remote["arm-box"]["arch"] == "aarch64"
-    # the aarch64 device runs a venv the bootstrap made in its cache, not the userland's
-    arm_python = Path(remote["arm-box"]["python"])
-    assert arm_python.is_relative_to(config.parent / "armdev")
-    # as on a Jetson: a venv that sees the system's packages (its devices-file entry)
+    assert remote["arm-box"]["python"] == str(arm_python)
+    # x86: a venv the bootstrap made in the device's cache, seeing the system's packages
+    x86_python = Path(remote["x86-box"]["python"])
+    assert x86_python.is_relative_to(cache)
     assert "include-system-site-packages = true" in (
-        arm_python.parent.parent / "pyvenv.cfg").read_text()
+        x86_python.parent.parent / "pyvenv.cfg").read_text()
     records = [BenchRecord(**r) for r in data["records"]]
     assert sorted(r.host for r in records) == ["arm-box", "x86-box"]
     assert all(r.latency_ms_p50 > 0 for r in records)

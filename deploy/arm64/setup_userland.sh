@@ -103,7 +103,12 @@ trap 'rm -rf "$build"' EXIT
 if [ -n "${WHEEL:-}" ]; then
     cp "$WHEEL" "$build/" || die "no wheel $WHEEL"
 else
-    "$PYTHON" -m pip wheel --disable-pip-version-check -q --no-deps -w "$build" "$REPO" \
+    # from a copy of the files a wheel is made of: an in-tree build reuses the checkout's
+    # build/, whose stale modules (since deleted from edgecnn/) would ship to the device
+    mkdir "$build/src"
+    tar -C "$REPO" --exclude=__pycache__ -cf - pyproject.toml setup.py README.md edgecnn export \
+        deploy | tar -C "$build/src" -xf - || die "cannot copy edgecnn's sources from $REPO"
+    "$PYTHON" -m pip wheel --disable-pip-version-check -q --no-deps -w "$build" "$build/src" \
         >"$build/wheel.log" 2>&1 || die "cannot build edgecnn's wheel: $(tail -n 1 "$build/wheel.log")"
 fi
 wheel=$(ls "$build"/edgecnn-*.whl)

@@ -6,7 +6,8 @@ Operations (each atomic: a temporary name, then a rename; removed again on failu
   probe [VENV ART...]          the interpreter, host and cache, as JSON; with names under
                                the cache, also which ARTs are there already and, when VENV
                                runs, its edgecnn and device identity (one round trip for a
-                               device that is ready)
+                               device that is ready); always: the hash of the code of the
+                               interpreter's own edgecnn, when it has one (`own`)
   put PATH                     stdin's bytes to PATH
   untar DIR                    stdin's tar to DIR (kept as it is when DIR exists: content-
                                addressed, an unchanged artifact is never sent twice)
@@ -25,10 +26,25 @@ Operations (each atomic: a temporary name, then a rename; removed again on failu
   take PATH                    PATH's bytes to stdout, then PATH removed
 """
 
+import inspect
+
 # What a venv's edgecnn says of itself and of the device (edgecnn.host.device()).
 IDENTITY = ("import json, edgecnn; from edgecnn.host import device; "
             "print(json.dumps({'edgecnn': 'edgecnn ' + edgecnn.__version__, "
             "'device': device()}))")
+
+
+def code_hash(files):  # runs on the device too: Python 3.8, standard library
+    """The hash of an edgecnn package's code ({name: bytes}), the same here
+    (device.code_files) and on the device (own_code in AGENT, which embeds this function):
+    which files count is decided by their names, so a checkout, its wheel and a device's
+    install of that wheel hash alike."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update((name + "\0" + hashlib.sha256(files[name]).hexdigest() + "\n").encode())
+    return h.hexdigest()[:12]
+
 
 AGENT = r'''
 import fcntl, glob, json, os, shutil, signal, socket, subprocess, sys, tarfile, tempfile
@@ -45,11 +61,31 @@ def tmp_near(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path))
 
+@CODE_HASH@
+def own_code():
+    """The interpreter's own edgecnn (found, not imported): its code hash and whether onnx
+    (the tune extra) is there; None without one."""
+    import importlib.util
+    spec = importlib.util.find_spec("edgecnn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = list(spec.submodule_search_locations)[0]
+    files = {}
+    for here, dirs, names in os.walk(root):
+        rel = os.path.relpath(here, root).replace(os.sep, "/")
+        rel = "" if rel == "." else rel + "/"
+        dirs[:] = [d for d in dirs if d != "__pycache__" and rel + d != "deploy"]
+        for name in names:
+            if name.endswith(".py") or (rel.startswith("recipes/") and name.endswith(".yaml")):
+                with open(os.path.join(here, name), "rb") as f:
+                    files["edgecnn/" + rel + name] = f.read()
+    return {"hash": code_hash(files), "onnx": importlib.util.find_spec("onnx") is not None}
+
 op, args = sys.argv[1], sys.argv[2:]
 if op == "probe":
     root = cache()
     out = {"python": list(sys.version_info[:3]), "executable": sys.executable,
-           "hostname": socket.gethostname(), "cache": root}
+           "hostname": socket.gethostname(), "cache": root, "own": own_code()}
     if args:
         out["have"] = [a for a in args[1:] if os.path.isdir(os.path.join(root, a))]
         python = os.path.join(root, args[0], "bin", "python")
@@ -145,4 +181,5 @@ elif op in ("pull", "take"):
 else:
     raise SystemExit("unknown agent operation " + op)
 '''
-AGENT = AGENT.replace("@IDENTITY@", repr(IDENTITY))
+AGENT = AGENT.replace("@IDENTITY@", repr(IDENTITY)).replace(
+    "@CODE_HASH@", inspect.getsource(code_hash))

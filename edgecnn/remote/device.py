@@ -4,7 +4,8 @@
     remote_dir = dev.push_artifact(Path("exports/mnv1"))  # once per content
     out = dev.edgecnn(["bench", remote_dir, "--format", "json"])
 
-Bootstrap: this edgecnn's base wheel (torch-free), built here from the installed package
+A device whose own Python already has this edgecnn (the same code hash: agent.code_hash)
+runs that. Otherwise, bootstrap: this edgecnn's base wheel (torch-free), built here from the installed package
 and pushed, is installed into a venv in the device's cache, named by version and content
 hash, so an unchanged edgecnn is installed once and a changed one never runs stale. Its
 dependencies (numpy, onnxruntime, Pillow; onnx for tune) come from the device's own pip
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.remote.agent import AGENT, IDENTITY
+from edgecnn.remote.agent import AGENT, IDENTITY, code_hash
 from edgecnn.remote.ssh import Destination, RemoteError, Ssh, last_line
 
 MIN_PYTHON = (3, 10)  # pyproject.toml's requires-python
@@ -165,6 +166,15 @@ def connect(dest: str, *, python: str = "python3", wheelhouse: Path | None = Non
                  known=set(probe.get("have", [])))
     dev.venv_python = f"{dev.cache}/{venv}/bin/python"
     info = probe.get("venv")
+    own = probe.get("own") or {}
+    if info is None and own.get("hash") == code_hash(code_files()) and (
+            own.get("onnx") or "tune" not in extras):
+        # the device's Python has this very edgecnn (same code, e.g. a userland or image
+        # built from this checkout's wheel): run it, with its packages, instead of a venv
+        dev.venv_python = python
+        log(f"{dest}: using the device's own edgecnn {__version__} (the same code as here)")
+        info = json.loads(ssh.run([python, "-c", IDENTITY], timeout=120,
+                                  what="identity").stdout)
     if info is None:  # not installed yet (or not runnable): install, then ask it
         _bootstrap(dev, wheel, f"{dev.cache}/{venv}", wheelhouse, extras,
                    system_site_packages)
@@ -195,15 +205,13 @@ def _bootstrap(dev: Device, wheel: tuple[str, bytes], venv: str, wheelhouse: Pat
     dev.log(f"{dev.name}: installed in {time.perf_counter() - start:.1f} s")
 
 
-def build_wheel() -> tuple[str, bytes]:
-    """(file name, bytes) of this edgecnn as a pure-Python wheel, from the installed package
-    (a checkout's editable install too), with the base dependencies and the tune extra."""
-    import importlib.metadata
+def code_files() -> dict[str, bytes]:
+    """This edgecnn's code as the wheel holds it ({name in the wheel: bytes}), from the
+    installed package (a checkout's editable install too): what agent.code_hash sums."""
     from importlib.resources import files
 
     import edgecnn
 
-    version = edgecnn.__version__
     pkg = Path(edgecnn.__file__).parent
     entries: dict[str, bytes] = {}
     for path in sorted(pkg.rglob("*.py")):
@@ -213,6 +221,18 @@ def build_wheel() -> tuple[str, bytes]:
     for item in sorted(recipes.iterdir(), key=lambda p: p.name):
         if item.name.endswith((".yaml", ".py")):
             entries[f"edgecnn/recipes/{item.name}"] = item.read_bytes()
+    return entries
+
+
+def build_wheel() -> tuple[str, bytes]:
+    """(file name, bytes) of this edgecnn as a pure-Python wheel (code_files), with the base
+    dependencies and the tune extra."""
+    import importlib.metadata
+
+    import edgecnn
+
+    version = edgecnn.__version__
+    entries = code_files()
     try:
         requires = importlib.metadata.metadata("edgecnn").get("Requires-Python", ">=3.10")
     except importlib.metadata.PackageNotFoundError:
