@@ -91,6 +91,49 @@ def test_unstructured_pruning_shrinks_the_compressed_artifact(tmp_path: Path) ->
                if len(t.dims) == 4]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.size for w in weights)
     assert zeros >= 0.79
+    # int8 weights are symmetric (zero point 0): every pruned weight is exactly 0 in int8 too
+    quant = onnx.load(str(tmp_path / "sparse" / "model.int8.onnx"))
+    qweights = [onnx.numpy_helper.to_array(t) for t in quant.graph.initializer
+                if len(t.dims) == 4 and t.data_type == onnx.TensorProto.INT8]
+    assert [w.shape for w in qweights] == [w.shape for w in weights]  # same order, renamed
+    assert sum(int(((w == 0) & (q != 0)).sum()) for w, q in zip(weights, qweights)) == 0
+    points = [onnx.numpy_helper.to_array(t) for t in quant.graph.initializer
+              if t.name.endswith("_zero_point") and t.data_type == onnx.TensorProto.INT8]
+    assert points and all((p == 0).all() for p in points)
+
+
+def test_unstructured_pruning_leaves_the_output_layer_whole() -> None:
+    """Regression: one global threshold took 98% of a trained SqueezeNet 1.1's conv10 at
+    0.8 (its weights start at std 0.01 and stay small) and every digit got one class."""
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.export.prune import weight_sparsity
+
+    torch.manual_seed(0)
+    model = create_model("squeezenet1_1", num_classes=10)
+    final = model.classifier[1].weight
+    report = prune(model, PruneSpec(0.8, method="unstructured"), resolution=32, in_chans=3)
+    assert report.sparsity == pytest.approx(0.8, abs=1e-4)  # the share asked, of all weights
+    assert weight_sparsity(model) == pytest.approx(0.8, abs=1e-4)
+    assert int((model.classifier[1].weight == 0).sum()) == 0 and final.abs().max() > 0
+    lenet = create_model("lenet5")  # its 84 x 10 output layer is 1.4% of the weights
+    with pytest.raises(EdgeCNNError, match="output layer keeps"):
+        prune(lenet, PruneSpec(0.99, method="unstructured"), resolution=32, in_chans=1)
+
+
+def test_iterative_pruning_steps_follow_the_cubic_schedule() -> None:
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.export.prune import ratio_steps
+
+    steps = ratio_steps(PruneSpec(0.9, method="unstructured", finetune_epochs=1, steps=4))
+    assert steps == pytest.approx([0.9 * (1 - 0.75 ** 3), 0.9 * (1 - 0.5 ** 3),
+                                   0.9 * (1 - 0.25 ** 3), 0.9])
+    assert ratio_steps(PruneSpec(0.5)) == [0.5]
+    with pytest.raises(EdgeCNNError, match="unstructured"):
+        PruneSpec(0.5, steps=2, finetune_epochs=1)
+    with pytest.raises(EdgeCNNError, match="fine-tuning"):
+        PruneSpec(0.5, method="unstructured", steps=2)
+    with pytest.raises(EdgeCNNError, match="sgd or adamw"):
+        PruneSpec(0.5, finetune_optimizer="adam")  # type: ignore[arg-type]
 
 
 def test_structured_prune_and_finetune_from_checkpoint(tmp_path: Path, capsys,
@@ -117,15 +160,20 @@ def test_structured_prune_and_finetune_from_checkpoint(tmp_path: Path, capsys,
     assert "pruned:" in captured.out
 
 
-def test_unstructured_finetune_keeps_the_zeros(tmp_path: Path,
+@pytest.mark.parametrize("optimizer,steps", [("sgd", 1), ("adamw", 2)])
+def test_unstructured_finetune_keeps_the_zeros(tmp_path: Path, optimizer: str, steps: int,
                                                lenet_ckpt: Path) -> None:  # noqa: F811
     from edgecnn.export import export
 
     res = export(ExportSpec(CheckpointSource(str(lenet_ckpt)),
-                            prune=PruneSpec(0.5, method="unstructured", finetune_epochs=1),
+                            prune=PruneSpec(0.5, method="unstructured", finetune_epochs=1,
+                                            finetune_optimizer=optimizer, steps=steps),
                             output=str(tmp_path / "u")))
     pr = res.report["pruning"]
     assert pr["sparsity"] >= 0.5
+    assert pr["finetune_optimizer"] == optimizer
+    assert pr["finetune_lr"] == pytest.approx({"sgd": 0.01, "adamw": 2e-4}[optimizer])
+    assert [s["ratio"] for s in pr["steps"]] == ([0.5] if steps == 1 else [0.4375, 0.5])
     proto = onnx.load(str(res.path / "model.onnx"))
     weights = [onnx.numpy_helper.to_array(t) for t in proto.graph.initializer
                if len(t.dims) >= 2]
@@ -192,5 +240,21 @@ def test_prune_round_to_without_structured_pruning_is_an_error(
     from edgecnn.cli.main import main
 
     assert main(["export", "lenet5", "--prune-round-to", "4", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--prune-steps", "2"], "--prune-steps needs --prune"),
+    (["--prune", "0.5", "--prune-method", "unstructured", "--finetune-optimizer", "adamw"],
+     "--finetune-optimizer needs --finetune-epochs"),
+    (["--prune", "0.5", "--prune-steps", "2", "--finetune-epochs", "1"],
+     "prune steps apply to unstructured pruning"),
+])
+def test_iterative_and_optimizer_flags_are_checked(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgecnn.cli.main import main
+
+    assert main(["export", "lenet5", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -60,6 +60,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    "bought. 1: no rounding (default 8)")
     p.add_argument("--finetune-epochs", type=non_negative_int, metavar="E",
                    help="fine-tune after pruning on the checkpoint's data set (default 0)")
+    p.add_argument("--prune-steps", type=positive_int, metavar="N",
+                   help="unstructured: reach RATIO in N prune + fine-tune steps (iterative, "
+                   "as Deep Compression; --finetune-epochs each; default 1)")
+    p.add_argument("--finetune-optimizer", choices=("sgd", "adamw"),
+                   help="fine-tuning's optimizer, at a tenth of its from-scratch learning "
+                   "rate: sgd 0.01 (default), adamw 2e-4 (for models trained with AdamW, "
+                   "such as SqueezeNet's recipe)")
     p.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (static QDQ, per-channel weights)")
     p.add_argument("--calib-data", metavar="DATA",
@@ -128,11 +135,16 @@ def spec_from_args(args: argparse.Namespace):  # noqa: ANN201 - ExportSpec, impo
             raise EdgeCNNError(f"{stray[0]} applies to --int8 only")
         int8 = None
     prune_flags = given(method=args.prune_method, finetune_epochs=args.finetune_epochs,
-                        round_to=args.prune_round_to)
+                        round_to=args.prune_round_to,
+                        finetune_optimizer=args.finetune_optimizer, steps=args.prune_steps)
     if args.prune is None and prune_flags:
-        flag = {"method": "--prune-method", "round_to": "--prune-round-to"}.get(
+        flag = {"method": "--prune-method", "round_to": "--prune-round-to",
+                "finetune_optimizer": "--finetune-optimizer",
+                "steps": "--prune-steps"}.get(
             next(iter(prune_flags)), "--finetune-epochs")
         raise EdgeCNNError(f"{flag} needs --prune")
+    if args.finetune_optimizer is not None and not args.finetune_epochs:
+        raise EdgeCNNError("--finetune-optimizer needs --finetune-epochs E (E > 0)")
     if args.prune_round_to is not None and args.prune_method == "unstructured":
         raise EdgeCNNError("--prune-round-to applies to structured pruning (unstructured "
                            "pruning keeps every channel)")
@@ -319,9 +331,12 @@ def top1_stages(report: dict) -> list[tuple[str, float]]:
     final = int8.get("final") or {}
     if pruning:
         out.append(("before pruning", pruning.get("top1_before")))
-        out.append(("after pruning", pruning.get("top1_pruned")))
+        steps = len(pruning.get("steps") or [1])
+        each = f" (step {steps} of {steps})" if steps > 1 else ""
+        out.append((f"after pruning{each}", pruning.get("top1_pruned")))
         if pruning.get("finetune_epochs"):
-            out.append((f"after fine-tuning ({pruning['finetune_epochs']} epochs)",
+            out.append((f"after fine-tuning ({pruning['finetune_epochs']} epochs"
+                        + (f" x {steps} steps)" if steps > 1 else ")"),
                         pruning.get("top1_after")))
     else:
         out.append(("model.onnx", report.get("top1_fp32", final.get("top1_fp32"))))

@@ -218,36 +218,46 @@ class _Export:
         return ours == tuple(str(i) for i in range(len(ours))) or ours == tuple(data_classes)
 
     def prune(self, model: torch.nn.Module) -> torch.nn.Module:
-        from edgecnn.export.prune import alignment, make_permanent, prune
+        from edgecnn.export.prune import alignment, make_permanent, prune, ratio_steps
+        from edgecnn.train.config import OPTIMIZER_DEFAULTS
 
         config = self.spec.prune
         source, model = model, copy.deepcopy(model)  # the source stays the unpruned reference
         acc_before = self.torch_accuracy(model)
-        report = prune(model, config, resolution=self.src.resolution,
-                       in_chans=self.src.in_chans)
+        opt = config.finetune_optimizer
+        lr = OPTIMIZER_DEFAULTS[opt]["lr"] / 10  # finetune's rule: a tenth of from-scratch
+        steps = []
+        for ratio in ratio_steps(config):  # one step, or iterative (unstructured)
+            report = prune(model, replace(config, ratio=ratio), resolution=self.src.resolution,
+                           in_chans=self.src.in_chans)
+            self.log(f"pruned ({config.method}): MACs {report.macs_before:,} -> "
+                     f"{report.macs_after:,}, params {report.params_before:,} -> "
+                     f"{report.params_after:,}, sparsity {report.sparsity:.1%}")
+            acc_pruned = self.torch_accuracy(model)
+            if config.finetune_epochs:
+                from edgecnn.train import finetune
+
+                self.log(f"fine-tuning {config.finetune_epochs} epochs on {self.src.dataset} "
+                         f"({opt}, lr {lr:g})")
+                finetune(model, self.src.dataset, epochs=config.finetune_epochs,
+                         resolution=self.src.resolution, mean=self.src.mean, std=self.src.std,
+                         seed=self.spec.seed, optimizer=opt, lr=lr)
+            make_permanent(model)  # the next step's ranking sees these zeros as the smallest
+            steps.append({"ratio": round(ratio, 4), "top1_pruned": acc_pruned,
+                          "top1_after": self.torch_accuracy(model) if config.finetune_epochs
+                          else acc_pruned})
+        for layer in report.unpruned:
+            self.log(f"not pruned: {layer['layer']} ({layer['reason']})")
         # the same target without rounding: what alignment bought, apart from the removal
         self.unrounded, aligned = alignment(source, config, model,
                                             resolution=self.src.resolution,
                                             in_chans=self.src.in_chans)
-        self.log(f"pruned ({config.method}): MACs {report.macs_before:,} -> "
-                 f"{report.macs_after:,}, params {report.params_before:,} -> "
-                 f"{report.params_after:,}, sparsity {report.sparsity:.1%}")
-        for layer in report.unpruned:
-            self.log(f"not pruned: {layer['layer']} ({layer['reason']})")
-        acc_pruned = self.torch_accuracy(model)
-        if config.finetune_epochs:
-            from edgecnn.train import finetune
-
-            self.log(f"fine-tuning {config.finetune_epochs} epochs on {self.src.dataset}")
-            finetune(model, self.src.dataset, epochs=config.finetune_epochs,
-                     resolution=self.src.resolution, mean=self.src.mean, std=self.src.std,
-                     seed=self.spec.seed)
-        make_permanent(model)
         out = asdict(report)
-        out.update(finetune_epochs=config.finetune_epochs, top1_before=acc_before,
-                   top1_pruned=acc_pruned,
-                   top1_after=self.torch_accuracy(model) if config.finetune_epochs
-                   else acc_pruned, accuracy_data=self.src.dataset or None, alignment=aligned)
+        out.update(finetune_epochs=config.finetune_epochs,
+                   finetune_optimizer=opt if config.finetune_epochs else None,
+                   finetune_lr=lr if config.finetune_epochs else None, top1_before=acc_before,
+                   top1_pruned=steps[-1]["top1_pruned"], top1_after=steps[-1]["top1_after"],
+                   steps=steps, accuracy_data=self.src.dataset or None, alignment=aligned)
         self.report["pruning"] = out
         return model.eval()
 

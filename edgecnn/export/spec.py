@@ -132,6 +132,13 @@ class PruneSpec:
     scope: Literal["uniform", "global"] = "uniform"  # structured: per layer, or ranked globally
     finetune_epochs: int = 0  # after pruning, on the data set the model was trained on
     round_to: int = 8  # channel counts stay multiples of this (structured)
+    # train.finetune's optimizer, at a tenth of its from-scratch learning rate: SGD 0.01, or
+    # AdamW 2e-4 for models trained with AdamW (SGD at 0.01 took an 80%-pruned SqueezeNet 1.1,
+    # which has no BatchNorm, to 17.8%: benchmarks/compress/deep_compression.md)
+    finetune_optimizer: Literal["sgd", "adamw"] = "sgd"
+    # unstructured: reach `ratio` in this many prune + fine-tune steps (export/prune.py
+    # ratio_steps), finetune_epochs each
+    steps: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) \
@@ -144,6 +151,16 @@ class PruneSpec:
             raise EdgeCNNError(f"prune scope must be uniform or global, got {self.scope!r}")
         _optional_int("finetune epochs", self.finetune_epochs, 0)
         _optional_int("round_to", self.round_to, 1)
+        if self.finetune_optimizer not in ("sgd", "adamw"):
+            raise EdgeCNNError(f"finetune optimizer must be sgd or adamw, "
+                               f"got {self.finetune_optimizer!r}")
+        _optional_int("prune steps", self.steps, 1)
+        if self.steps > 1 and self.method != "unstructured":
+            raise EdgeCNNError("prune steps apply to unstructured pruning (structured pruning "
+                               "already removes channels in small steps)")
+        if self.steps > 1 and not self.finetune_epochs:
+            raise EdgeCNNError("prune steps need fine-tuning epochs: without fine-tuning "
+                               "between them, steps prune exactly what one step would")
 
 
 @dataclass(frozen=True)
