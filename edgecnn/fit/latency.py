@@ -298,12 +298,13 @@ def calibrate(table: LatencyTable, measured: dict[str, float], fit: list[str],
 
 
 def measured_points(names_by_size: list[str]) -> tuple[list[str], list[str]]:
-    """Which grid points are timed whole: the smallest, the largest and the middle one fit
-    the overhead; up to three spread between them are held out to check the prediction."""
+    """Which grid points are timed whole: the smallest and the largest (and the middle one,
+    from five points) fit the table; up to three spread between them are held out to check
+    the prediction."""
     n = len(names_by_size)
     if n <= 2:
         return names_by_size[:1], names_by_size[1:]
-    fit_idx = sorted({0, n // 2, n - 1})
+    fit_idx = sorted({0, n - 1} | ({n // 2} if n >= 5 else set()))
     rest = [i for i in range(n) if i not in fit_idx]
     step = max(1, len(rest) // 3)
     held = rest[step // 2::step][:3]

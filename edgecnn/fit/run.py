@@ -246,8 +246,8 @@ def _train(spec: FitSpec, archs: list[FitCandidate], latency: dict[str, float],
         fastest = min(archs, key=lambda c: (latency[c.key], source[c.key] != "measured"))
         raise EdgeCNNError(f"no candidate meets {spec.budget_ms:g} ms: the fastest, "
                            f"{_name(fastest)}, takes {latency[fastest.key]:.3f} ms "
-                           f"({source[fastest.key]}); the smallest grid point pruned by "
-                           "up to 80% cannot reach it either")
+                           f"({source[fastest.key]}), more than {NEAR_FACTOR:g}x the budget: "
+                           "too far to prune toward it")
     log(f"training {len(meet)} candidate(s) within {spec.budget_ms:g} ms and {len(above)} "
         "just above, by successive halving")
     from edgecnn.progress import Bar
