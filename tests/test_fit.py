@@ -239,3 +239,22 @@ def test_another_fits_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EdgeCNNError, match=r"holds another fit .*--force"):
         fit(_spec(tmp_path, executor=NeverInTime()))
     assert json.loads((tmp_path / "fit" / "fit-config.json").read_text()) == {"family": "other"}
+
+
+def test_user_model_by_import_path_with_width_mult(tmp_path: Path) -> None:
+    from torch import nn
+
+    from edgecnn.fit.space import check_family
+    from edgecnn.registry import create_model
+
+    name = "tests.usermodels:scaled_cnn"
+    assert check_family(name) == name
+    convs = [m for m in create_model(name, alpha=0.5, num_classes=10).modules()
+             if isinstance(m, nn.Conv2d)]
+    assert convs[0].out_channels == 8  # width_mult reached the callable
+    with pytest.raises(EdgeCNNError, match=r"the fastest, tests.usermodels:scaled_cnn a0.5 "
+                       r"r16 fp32"):
+        fit(_spec(tmp_path, family=name, alphas=(0.5, 1.0), resolutions=(16,),
+                  budget_ms=0.001, executor=NeverInTime()))
+    with pytest.raises(EdgeCNNError, match="small_cnn has no width multiplier"):
+        check_family("tests.usermodels:small_cnn")
