@@ -19,7 +19,7 @@ import pytest
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.fit.choose import Scored, choose
-from edgecnn.fit.executor import run_job
+from edgecnn.fit.executor import LocalExecutor, run_job
 from edgecnn.fit.latency import build_table, calibrate, measured_points, untrained_graph
 from edgecnn.fit.run import FitSpec, fit
 from edgecnn.fit.search import rung_epochs
@@ -43,7 +43,7 @@ class WeightsMeasure:
         return out
 
 
-class CountingExecutor:
+class CountingExecutor(LocalExecutor):
     """Trains in this process (real training, no child start-up) and counts the jobs;
     `stop_after` raises KeyboardInterrupt at that job, as a kill would end the run."""
 
@@ -58,7 +58,7 @@ class CountingExecutor:
         return run_job(job, log=lambda line: None)
 
 
-class NeverInTime:
+class NeverInTime(LocalExecutor):
     """A job that never finishes within a time limit."""
 
     def train(self, job, *, timeout_s=None):  # noqa: ANN001, ANN201

@@ -5,7 +5,8 @@ crash, a leak or a kill of one candidate is that candidate's alone.
     result = LocalExecutor().train(TrainJob(candidate, "mnist5k", epochs=2, out=run_dir))
 
 A job that outlives its time limit is stopped and reported as such (None), which is how
-`--time-budget` is kept. Latency is never measured here: only on the device.
+`--time-budget` is kept. Latency is never measured here: only on the device. `RayExecutor`
+(edgecnn[ray]) runs a rung's jobs in parallel on a Ray cluster instead.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,8 +61,24 @@ def run_job(job: TrainJob, log: Any = print) -> TrainOutcome:
                         round(time.perf_counter() - t0, 2))
 
 
+OnDone = Callable[[TrainJob, "TrainOutcome | None"], None]
+
+
 class LocalExecutor:
     """Each job in a child process of this Python, one at a time."""
+
+    def run(self, jobs: list[TrainJob], *, deadline: float | None,
+            on_done: OnDone) -> list[TrainOutcome | None]:
+        """Every job in turn, `on_done` told as each ends; None for a job stopped or never
+        started at the deadline (time.monotonic())."""
+        outcomes: list[TrainOutcome | None] = []
+        for job in jobs:
+            left = None if deadline is None else deadline - time.monotonic()
+            outcome = None if left is not None and left <= 0 else \
+                self.train(job, timeout_s=left)
+            on_done(job, outcome)
+            outcomes.append(outcome)
+        return outcomes
 
     def train(self, job: TrainJob, *, timeout_s: float | None = None) -> TrainOutcome | None:
         """The outcome, or None when the job ran out of time (the child is stopped)."""
@@ -88,6 +106,60 @@ class LocalExecutor:
             raise EdgeCNNError(f"training {Path(job.out).name} failed: "
                                f"{last[-1] if last else f'exit {proc.returncode}'}")
         return TrainOutcome(**json.loads(result.read_text(encoding="utf-8")))
+
+
+class RayExecutor:
+    """A rung's jobs as Ray tasks, in parallel across the cluster's CPUs (`pip install
+    "edgecnn[ray]"`): when candidate training outgrows one machine. Each task runs the same
+    `run_job` in a Ray worker process, so the run directories (on storage every node sees)
+    and the results are the local executor's. Latency is never measured on a worker.
+
+    address: None starts a local Ray instance (`num_cpus` of this machine's); "auto" or
+    "ray://host:10001" joins a running cluster."""
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None,
+                 cpus_per_job: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise EdgeCNNError('the Ray executor needs Ray: pip install "edgecnn[ray]"') \
+                from None
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=num_cpus if address is None else None,
+                     include_dashboard=False, log_to_driver=False)
+        root = str(Path(__file__).resolve().parents[2])  # this edgecnn, on every worker
+        self.task = ray.remote(num_cpus=cpus_per_job, max_retries=0)(_ray_job).options(
+            runtime_env={"env_vars": {"PYTHONPATH": root}})
+
+    def run(self, jobs: list[TrainJob], *, deadline: float | None,
+            on_done: OnDone) -> list[TrainOutcome | None]:
+        ray = self.ray
+        refs = {self.task.remote(asdict(job)): i for i, job in enumerate(jobs)}
+        outcomes: list[TrainOutcome | None] = [None] * len(jobs)
+        waiting = list(refs)
+        while waiting:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, waiting = ray.wait(waiting, num_returns=1, timeout=left)
+            if not ready:  # the deadline: the rest are stopped
+                for ref in waiting:
+                    ray.cancel(ref, force=True)
+                for ref in waiting:
+                    on_done(jobs[refs[ref]], None)
+                break
+            i = refs[ready[0]]
+            try:
+                outcomes[i] = TrainOutcome(**ray.get(ready[0]))
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(exc.cause, EdgeCNNError) else exc
+                raise EdgeCNNError(f"training {Path(jobs[i].out).name} failed on Ray: "
+                                   f"{str(cause).splitlines()[-1]}") from None
+            on_done(jobs[i], outcomes[i])
+        return outcomes
+
+
+def _ray_job(job: dict[str, Any]) -> dict[str, Any]:
+    return asdict(run_job(TrainJob(**job), log=lambda line: None))
 
 
 def _child(argv: list[str]) -> int:

@@ -384,8 +384,7 @@ def _ship(row: dict[str, Any], out: Path, threads: int, measure: Any,
 
     artifact = out / "artifact"
     if row.get("artifact"):  # pruned or int8: exported (and tuned) already
-        if (artifact / "export.json").is_file():
-            shutil.rmtree(artifact)
+        shutil.rmtree(artifact, ignore_errors=True)
         shutil.copytree(row["artifact"], artifact)
     elif not (artifact / "export.json").is_file() or json.loads(
             (artifact / "export.json").read_text(encoding="utf-8")).get("checkpoint") \

@@ -5,14 +5,14 @@ source of the pruned candidate, netadapt.py), for a short schedule; each later r
 better half of those that meet the budget (and the best one above it) and trains them on from
 their own weights, until the last rung has given the survivors the full schedule's epochs.
 Every rung's result is saved atomically in DIR/candidates/, so a rerun after a kill skips
-what was finished. A job that would not finish within the time budget is not started; the
-first one that cannot is the one-line error "too short to train one candidate".
+what was finished. A job still running at the time budget's end is stopped (the search keeps
+what finished); when none finished, that is the one-line error "too short to train one
+candidate".
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,30 +47,49 @@ def halve(candidates: list[FitCandidate], *, latency: Callable[[FitCandidate], f
           budget_ms: float, data: str, epochs: int, out: Path, executor: Any,
           deadline: float | None, log: Callable[[str], None] = lambda line: None,
           progress: Callable[[int], None] = lambda n: None) -> dict[str, Trained]:
-    """Train by successive halving; the last result of each candidate trained, by key."""
+    """Train by successive halving; the last result of each candidate trained, by key. A
+    rung's jobs go to the executor together (one at a time locally, in parallel on Ray)."""
     done: dict[str, Trained] = {}
     alive = list(candidates)
     total_epochs = 0
-    per_epoch_s: list[float] = []  # seconds per epoch per MAC-free unit: the jobs so far
     for rung, added in enumerate(rung_epochs(epochs)):
         total_epochs += added
+        jobs: dict[str, tuple[FitCandidate, TrainJob]] = {}
         for c in alive:
             saved = _load(out, c, rung)
-            if saved is None:
-                prev = done.get(c.key)
-                outcome = _train(c, rung, added, prev, data, out, executor, deadline,
-                                 per_epoch_s, bool(done), log)
-                if outcome is None:  # out of time: keep what is trained
-                    return done
-                saved = Trained(c, outcome.top1, outcome.checkpoint, total_epochs, rung)
-                _save(out, saved, outcome.seconds)
-                per_epoch_s.append(outcome.seconds / added)
-                log(f"trained {c.key} to {total_epochs} epoch(s): {saved.top1:.2f}% top-1 "
-                    f"({outcome.seconds:.0f} s)")
-            else:
+            if saved is not None:
                 log(f"{c.key}: rung {rung} done earlier ({saved.top1:.2f}%), skipped")
-            done[c.key] = saved
+                done[c.key] = saved
+                progress(1)
+                continue
+            prev = done.get(c.key)
+            jobs[c.key] = (c, TrainJob(c.family, c.alpha, c.resolution, data, added,
+                                       str(out / "runs" / c.key / f"rung{rung}"),
+                                       init=prev.checkpoint if prev else None))
+            log(f"training {c.key}: rung {rung}, {added} epoch(s)"
+                + (f" on from {prev.epochs}" if prev else ""))
+
+        def finished(job: TrainJob, outcome: TrainOutcome | None, rung: int = rung,
+                     total: int = total_epochs) -> None:
+            if outcome is None:
+                return
+            c = next(c for c, j in jobs.values() if j is job)
+            done[c.key] = Trained(c, outcome.top1, outcome.checkpoint, total, rung)
+            _save(out, done[c.key], outcome.seconds)  # at once: a kill keeps it
+            log(f"trained {c.key} to {total} epoch(s): {outcome.top1:.2f}% top-1 "
+                f"({outcome.seconds:.0f} s)")
             progress(1)
+
+        if jobs:
+            outcomes = executor.run([j for _, j in jobs.values()], deadline=deadline,
+                                    on_done=finished)
+            if any(o is None for o in outcomes):  # out of time: keep what is trained
+                if not done:
+                    raise EdgeCNNError(
+                        "--time-budget is too short to train one candidate: "
+                        f"{next(iter(jobs))} did not finish {added} epoch(s) in time")
+                log("time budget reached: the search stops with what is trained")
+                return done
         alive = _survivors(alive, done, latency, budget_ms)
         if rung + 1 < len(rung_epochs(epochs)) and alive:
             log(f"rung {rung + 1}: {len(alive)} candidate(s) go on: "
@@ -96,28 +115,6 @@ def _survivors(alive: list[FitCandidate], done: dict[str, Trained],
     above = [c for c in by_acc if latency(c) > budget_ms]
     keep = meet[:max(1, (len(meet) + 1) // 2)] if len(meet) > 1 else meet
     return keep + above[:1]
-
-
-def _train(c: FitCandidate, rung: int, added: int, prev: Trained | None, data: str, out: Path,
-           executor: Any, deadline: float | None, per_epoch_s: list[float], any_done: bool,
-           log: Callable[[str], None]) -> TrainOutcome | None:
-    left = deadline - time.monotonic() if deadline is not None else float("inf")
-    estimate = (max(per_epoch_s) * added) if per_epoch_s else None
-    if estimate is not None and estimate > left and any_done:
-        log(f"time budget: {left / 60:.1f} min left, {c.key}'s rung {rung} needs about "
-            f"{estimate / 60:.1f} min; stopping the search")
-        return None
-    log(f"training {c.key}: rung {rung}, {added} epoch(s)"
-        + (f" on from {prev.epochs}" if prev else ""))
-    job = TrainJob(c.family, c.alpha, c.resolution, data, added,
-                   str(out / "runs" / c.key / f"rung{rung}"),
-                   init=prev.checkpoint if prev else None)
-    outcome = executor.train(job, timeout_s=None if deadline is None else max(left, 1.0))
-    if outcome is None and not any_done:
-        raise EdgeCNNError(f"--time-budget is too short to train one candidate: {c.key} did "
-                           f"not finish {added} epoch(s) in the {max(left, 0) / 60:.1f} min "
-                           "left")
-    return outcome
 
 
 def _path(out: Path, c: FitCandidate, rung: int) -> Path:
