@@ -258,3 +258,21 @@ def test_user_model_by_import_path_with_width_mult(tmp_path: Path) -> None:
                   budget_ms=0.001, executor=NeverInTime()))
     with pytest.raises(EdgeCNNError, match="small_cnn has no width multiplier"):
         check_family("tests.usermodels:small_cnn")
+
+
+def test_every_layer_of_a_shufflenet_runs_alone() -> None:
+    """Channel split, shuffle (Reshape, Transpose) and Concat: each one-node graph loads and
+    runs in ONNX Runtime, with the runners' 4-D input."""
+    import onnxruntime as ort
+
+    from edgecnn.fit.latency import split_layers
+
+    proto = untrained_graph("shufflenet_v2", 0.5, 32, 10, 3)
+    parts = split_layers(proto)
+    assert {"Concat", "Transpose", "Gemm"} <= {layer.describe.split()[0] for layer, _ in parts}
+    for _, one in parts:
+        session = ort.InferenceSession(one.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        (inp,) = session.get_inputs()
+        assert len(inp.shape) == 4
+        session.run(None, {inp.name: np.zeros(inp.shape, np.float32)})

@@ -75,6 +75,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="fit directory (default: fits/FAMILY-Xms)")
     p.add_argument("--force", action="store_true",
                    help="replace a DIR that holds another fit")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="train candidates as Ray tasks (pip install \"edgecnn[ray]\"): a "
+                   "local Ray instance on this machine's cores, or the cluster at ADDRESS "
+                   "(auto, ray://host:10001); latency is still measured here")
     p.add_argument("--json", action="store_true", help="print fit.json")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (none either when stderr is not a terminal)")
@@ -95,10 +99,15 @@ def run_fit(args: argparse.Namespace) -> int:
         elif not args.json:
             write(f"edgecnn: {line}")
 
+    executor = None
+    if args.ray is not None:
+        from edgecnn.fit.executor import RayExecutor
+
+        executor = RayExecutor(None if args.ray == "local" else args.ray)
     spec = FitSpec(args.family, data=args.data, budget_ms=args.latency_ms, out=out,
                    threads=args.threads, precisions=args.precision, alphas=args.alphas,
                    resolutions=args.resolutions, epochs=args.epochs,
-                   time_budget_min=args.time_budget, force=args.force)
+                   time_budget_min=args.time_budget, force=args.force, executor=executor)
     with Ticker("fit") as ticker:
         result = fit(spec, log=log, stage=lambda desc: ticker.write(f"edgecnn: {desc}")
                      if ticker.bar is not None else None)

@@ -373,7 +373,7 @@ def _int8_export(row: dict[str, Any], artifact: Path, data: str, threads: int,
         tune(TuneSpec(str(artifact), threads=threads), log=lambda line: log(f"tune: {line}"))
     record = next(iter(read_tunings(artifact).values()))
     return {"ms": record["chosen_ms"], "file": record["file"], "runtime": record["runtime"],
-            "top1": (report.get("int8") or {}).get("top1_int8")}
+            "top1": ((report.get("int8") or {}).get("final") or {}).get("top1_int8")}
 
 
 def _ship(row: dict[str, Any], out: Path, threads: int, measure: Any,
