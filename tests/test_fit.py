@@ -82,6 +82,7 @@ def test_choose_most_accurate_within_budget_and_refusals() -> None:
     d = choose(rows, 1.0)
     assert (d.index, d.bound) == (1, True)
     assert choose(rows, 2.0).index == 2 and not choose(rows, 2.0).bound
+    assert choose(rows, 1.4).bound  # c (1.5 ms) misses it, though b is chosen either way
     # ties on accuracy: the faster one
     assert choose([Scored("x", 0.8, "measured", 90.0), Scored("y", 0.6, "measured", 90.0)],
                   1.0).index == 1
@@ -143,10 +144,12 @@ def test_fit_resumes_after_a_kill_without_retraining(tmp_path: Path) -> None:
     assert chosen["latency_source"] == "measured" and not result.bound
     assert (Path(rec["artifact"]) / "model.onnx").is_file()
     assert (tmp_path / "fit" / "report.md").is_file() and (tmp_path / "fit" / "pareto.png").is_file()
-    # a third run redoes no training and no latency table
-    third = CountingExecutor()
-    fit(FitSpec(**{**spec.__dict__, "executor": third, "measure": WeightsMeasure()}))
-    assert third.jobs == []
+    # a third run, for another budget, redoes no training and no latency table
+    third, measure = CountingExecutor(), WeightsMeasure()
+    rec = fit(FitSpec(**{**spec.__dict__, "executor": third, "measure": measure,
+                         "budget_ms": 40.0})).record
+    assert third.jobs == [] and rec["budget_ms"] == 40.0
+    assert measure.calls == 2  # the trained candidates side by side, the shipped one again
 
 
 def executor_override(spec: FitSpec, executor: object) -> FitSpec:

@@ -121,7 +121,7 @@ def run_fit(args: argparse.Namespace) -> int:
           f"ms measured as it will run (budget {rec['budget_ms']:g} ms, {rec['threads']} "
           f"thread(s)); artifact {rec['artifact']}")
     if not result.bound:
-        print(f"the budget did not bind: every trained candidate runs within "
+        print(f"the budget did not bind: every candidate runs within "
               f"{rec['budget_ms']:g} ms; the most accurate was chosen")
     print(f"wrote {result.path} and {result.path.parent / 'report.md'}")
     return 0

@@ -26,7 +26,7 @@ class Scored:
 @dataclass(frozen=True)
 class FitDecision:
     index: int  # into the candidates given
-    bound: bool  # False: every trained candidate met the budget (it did not bind)
+    bound: bool  # False: every candidate, trained or not, meets the budget (it did not bind)
     reason: str
 
 
@@ -43,12 +43,12 @@ def choose(candidates: Sequence[Scored], budget_ms: float) -> FitDecision:
         raise EdgeCNNError(f"no candidate meets {budget_ms:g} ms: the fastest measured, "
                            f"{fastest.name}, takes {fastest.latency_ms:.3f} ms")
     best = max(meets, key=lambda i: (candidates[i].top1, -candidates[i].latency_ms))
-    bound = len(meets) < len(trained)
+    bound = any(c.latency_ms > budget_ms for c in candidates)
     c = candidates[best]
     reason = (f"{c.name}: {c.top1:.2f}% top-1 at {c.latency_ms:.3f} ms "
               f"({c.latency_source}) within {budget_ms:g} ms")
     if not bound:
-        reason += "; every trained candidate met the budget: it did not bind"
+        reason += "; every candidate meets the budget: it did not bind"
     return FitDecision(best, bound, reason)
 
 

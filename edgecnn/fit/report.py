@@ -59,9 +59,19 @@ def markdown(record: dict[str, Any], plot: str) -> str:
 def table(rows: list[dict[str, Any]], chosen: int, *, markdown: bool = False) -> str:
     body = [["*" if i == chosen else "", r["name"], f"{r['latency_ms']:.3f}",
              r["latency_source"], "-" if r["top1"] is None else f"{r['top1']:.2f}",
-             "yes" if r["meets_budget"] else "no"] for i, r in enumerate(rows)]
-    return format_table(body, ["", "candidate", "ms", "latency", "top-1 %", "meets"],
-                        markdown=markdown)
+             _trained(r), "yes" if r["meets_budget"] else "no"] for i, r in enumerate(rows)]
+    return format_table(body, ["", "candidate", "ms", "latency", "top-1 %", "trained",
+                               "meets"], markdown=markdown)
+
+
+def _trained(row: dict[str, Any]) -> str:
+    """How far a candidate was trained: successive halving stops the poor ones early, so
+    their top-1 is a short schedule's."""
+    if row["top1"] is None:
+        return "-"
+    if row.get("epochs"):
+        return f"{row['epochs']} ep"
+    return "pruned, fine-tuned" if row["prune"] else "exported"
 
 
 def plot_pareto(record: dict[str, Any], path: Path) -> Path:
@@ -98,12 +108,13 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
     log_axis(ax.xaxis)
     ax.margins(0.15)
     ax.set(xlabel="latency, batch 1, measured on this machine (ms, log)",
-           ylabel="held-out top-1 (%)",
+           ylabel="held-out top-1 (%), after its epochs",
            title=f"{record['family']} on {record['data']}: accuracy vs latency")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     place_labels(ax, [(r["latency_ms"], r["top1"]) for r in rows],
                  [f"{r['alpha']:g}/{r['resolution']}" + (f" -{r['prune']:.0%}" if r["prune"]
-                                                         else "") for r in rows])
+                                                         else "")
+                  + (f", {r['epochs']} ep" if r.get("epochs") else "") for r in rows])
     return save_png(fig, path, tight=False)

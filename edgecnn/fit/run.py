@@ -13,7 +13,8 @@
    run, fit.json and report.md written (report.py).
 
 Each phase's results are files in DIR written atomically; a rerun reads them back instead of
-redoing the work. DIR/fit-config.json holds what the fit was asked; a different fit in the
+redoing the work. DIR/fit-config.json holds what the fit was asked (but the budget: a fit for
+another budget in the same DIR reuses the table and the training); a different fit in the
 same DIR is refused unless `force`.
 """
 
@@ -51,8 +52,10 @@ class FitSpec:
     executor: Any = field(default=None, compare=False)  # executor.LocalExecutor by default
 
     def config(self) -> dict[str, Any]:
-        """What makes two fits the same fit (DIR/fit-config.json)."""
-        return {"family": self.family, "data": self.data, "budget_ms": self.budget_ms,
+        """What makes two fits share their measurements and training (DIR/fit-config.json).
+        Not the budget: the latency table and each candidate's training do not depend on
+        it, so another budget in the same DIR reuses them (only the pruning is redone)."""
+        return {"family": self.family, "data": self.data,
                 "threads": self.threads, "precisions": list(self.precisions),
                 "alphas": list(self.alphas), "resolutions": list(self.resolutions),
                 "epochs": self.epochs}
@@ -270,7 +273,8 @@ def _prune(spec: FitSpec, trained: dict[str, Any], latency: dict[str, float], me
         return None
     best = max(near, key=lambda t: t.top1)
     return prune_toward(best, spec.budget_ms, measure=measure,
-                        finetune_epochs=max(1, spec.epochs // 4), out=out / "netadapt", log=log)
+                        finetune_epochs=max(1, spec.epochs // 4),
+                        out=out / "netadapt" / f"{spec.budget_ms:g}ms", log=log)
 
 
 def _name(c: FitCandidate) -> str:
