@@ -54,8 +54,15 @@ class CountingExecutor(LocalExecutor):
     def train(self, job, *, timeout_s=None):  # noqa: ANN001, ANN201
         if self.stop_after is not None and len(self.jobs) == self.stop_after:
             raise KeyboardInterrupt
+        import torch
+
         self.jobs.append(Path(job.out).parent.name)
-        return run_job(job, log=lambda line: None)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one core per job, as a Ray task gets: the other is busy
+        try:
+            return run_job(job, log=lambda line: None)
+        finally:
+            torch.set_num_threads(threads)
 
 
 class NeverInTime(LocalExecutor):
