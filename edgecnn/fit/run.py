@@ -336,7 +336,9 @@ INT8_FINALISTS = 3  # int8 exports (calibration, the accuracy guard, tune) are m
 def _int8_rows(spec: FitSpec, rows: list[dict[str, Any]], out: Path, threads: int,
                log: Callable[[str], None]) -> list[dict[str, Any]]:
     """The most accurate trained fp32 candidates within twice the budget, exported with int8
-    and tuned here: latency as tune measured the file it chose, top-1 the int8 file's."""
+    and tuned here: latency as tune measured the file it chose (no row where tune keeps
+    float), top-1 the int8 file's by the accuracy guard (a per-block placement's float
+    blocks only drop int8 rounding: tune's record says so)."""
     pool = sorted((r for r in rows if r["top1"] is not None
                    and r["latency_ms"] <= NEAR_FACTOR * spec.budget_ms),
                   key=lambda r: -r["top1"])[:INT8_FINALISTS]
@@ -376,6 +378,10 @@ def _int8_export(row: dict[str, Any], artifact: Path, data: str, threads: int,
     if not read_tunings(artifact):
         tune(TuneSpec(str(artifact), threads=threads), log=lambda line: log(f"tune: {line}"))
     record = next(iter(read_tunings(artifact).values()))
+    if record["candidate"] == "float":  # as it will run here, it is the fp32 candidate
+        log(f"int8 of {row['name']}: tune keeps it in float on this machine "
+            f"({record['reason']}); no int8 candidate")
+        return None
     return {"ms": record["chosen_ms"], "file": record["file"], "runtime": record["runtime"],
             "top1": ((report.get("int8") or {}).get("final") or {}).get("top1_int8")}
 
