@@ -131,7 +131,8 @@ def test_table_predicts_held_out_points_from_layers(tmp_path: Path) -> None:
 # --- the whole fit --------------------------------------------------------------------------
 
 def test_fit_resumes_after_a_kill_without_retraining(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, alphas=(0.25, 0.5))
+    # 0.25 (about 2 ms by weights) meets 5 ms, 0.5 (about 8 ms) narrowly misses it: pruned
+    spec = _spec(tmp_path, alphas=(0.25, 0.5), budget_ms=5.0)
     with pytest.raises(KeyboardInterrupt):
         fit(executor_override(spec, CountingExecutor(stop_after=1)))
     first = sorted(p.name for p in (tmp_path / "fit" / "candidates").iterdir())
@@ -147,8 +148,16 @@ def test_fit_resumes_after_a_kill_without_retraining(tmp_path: Path) -> None:
         assert set(row) >= {"alpha", "resolution", "prune", "precision", "latency_ms",
                             "latency_source", "top1", "meets_budget"}
     chosen = rec["candidates"][rec["chosen"]]
-    assert chosen["top1"] == max(r["top1"] for r in rec["candidates"] if r["top1"] is not None)
-    assert chosen["latency_source"] == "measured" and not result.bound
+    meeting = [r for r in rec["candidates"] if r["top1"] is not None and r["meets_budget"]]
+    assert chosen["top1"] == max(r["top1"] for r in meeting)
+    assert chosen["latency_source"] == "measured" and result.bound
+    pruned = [r for r in rec["candidates"] if r["prune"]]
+    assert len(pruned) == 1 and pruned[0]["alpha"] == 0.5 and pruned[0]["meets_budget"]
+    assert pruned[0]["latency_ms"] <= 5.0 * 0.95 and pruned[0]["top1"] is not None
+    search = json.loads((tmp_path / "fit" / "netadapt" / "5ms" / "result.json").read_text())
+    # the smallest ratio timed that meets the budget with its margin, not a larger one
+    ok = sorted(float(r) for r, ms in search["search_ms"].items() if ms <= 5.0 * 0.95)
+    assert pruned[0]["prune"] == ok[0]
     assert (Path(rec["artifact"]) / "model.onnx").is_file()
     assert (tmp_path / "fit" / "report.md").is_file() and (tmp_path / "fit" / "pareto.png").is_file()
     # a third run, for another budget, redoes no training and no latency table
