@@ -288,9 +288,9 @@ def _rows(spec: FitSpec, archs: list[FitCandidate], trained: dict[str, Any],
           ) -> list[dict[str, Any]]:
     """fit.json's candidate rows: the grid (fp32), the pruned one, and int8 variants of the
     trained ones; every trained one timed whole here, side by side."""
-    from edgecnn.fit.latency import untrained_graph
-
     import onnx
+
+    from edgecnn.fit.latency import untrained_graph
 
     files = {}
     for key, t in trained.items():
@@ -320,7 +320,8 @@ def _rows(spec: FitSpec, archs: list[FitCandidate], trained: dict[str, Any],
                          artifact=pruned["artifact"], pruned_from=pruned["source"]))
     if "int8" in spec.precisions:
         rows += _int8_rows(spec, rows, out, threads, log)
-    return rows
+    # --precision int8 alone: the fp32 rows were the int8 ones' sources, not candidates
+    return [r for r in rows if r["precision"] in spec.precisions]
 
 
 def _row(c: FitCandidate, ms: float, source: str, top1: float | None, budget: float,
