@@ -51,8 +51,9 @@ def markdown(record: dict[str, Any], plot: str) -> str:
                                 check["held_out"].items()],
                                ["point", "measured ms", "predicted ms", "error"],
                                markdown=True), ""]
-    lines += ["Time per phase: " + ", ".join(f"{k} {v:.0f} s"
-                                             for k, v in record["phases_s"].items())]
+    lines += ["Time per phase in this run (what an earlier run in this DIR finished is "
+              "reused, in about no time): " + ", ".join(f"{k} {v:.0f} s"
+                                                       for k, v in record["phases_s"].items())]
     return "\n".join(lines)
 
 
