@@ -103,8 +103,9 @@ class LocalExecutor:
             raise
         if proc.returncode != 0 or not result.is_file():
             last = [line for line in (err or "").splitlines() if line.strip()]
-            raise EdgeCNNError(f"training {Path(job.out).name} failed: "
-                               f"{last[-1] if last else f'exit {proc.returncode}'}")
+            why = last[-1].removeprefix("edgecnn: error: ") if last \
+                else f"exit status {proc.returncode}"
+            raise EdgeCNNError(f"training {Path(job.out).parent.name} failed: {why}")
         return TrainOutcome(**json.loads(result.read_text(encoding="utf-8")))
 
 
