@@ -295,3 +295,12 @@ def test_every_layer_of_a_shufflenet_runs_alone() -> None:
         (inp,) = session.get_inputs()
         assert len(inp.shape) == 4
         session.run(None, {inp.name: np.zeros(inp.shape, np.float32)})
+
+
+def test_a_candidates_failure_in_its_process_is_one_line(tmp_path: Path) -> None:
+    from edgecnn.fit.executor import TrainJob
+
+    job = TrainJob("mobilenet", 0.25, 8, "digits", 1, str(tmp_path / "cand" / "rung0"))
+    with pytest.raises(EdgeCNNError, match=r"^training cand failed: mobilenet needs a "
+                       r"resolution of at least 32, got 8$"):
+        LocalExecutor().train(job)
