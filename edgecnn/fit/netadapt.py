@@ -41,8 +41,9 @@ def prune_toward(source: Trained, budget_ms: float, *, measure: FitMeasure,
     target = budget_ms * (1 - MARGIN)
     timed = _time_ratios(source, RATIOS, measure, out / "search", log)
     ratio = _smallest_meeting(timed, target)
-    below = max((r for r in timed if r < (ratio or 1.0)), default=None)
-    if ratio is not None and below is not None and ratio - below > 0.05:  # refine once
+    # refine once, between the largest ratio that misses (0: unpruned) and the one that meets
+    below = max((r for r in timed if r < (ratio or 1.0)), default=0.0)
+    if ratio is not None and ratio - below > 0.05:
         timed.update(_time_ratios(source, _between(below, ratio), measure, out / "search", log))
         ratio = _smallest_meeting(timed, target)
     if ratio is None:
