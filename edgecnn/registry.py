@@ -142,6 +142,9 @@ def _import_spec(path: str) -> ModelSpec:
         params = {}
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
     takes_in_chans = "in_chans" in params or takes_kwargs
+    # A width multiplier by either usual name (MobileNet's alpha, torchvision's width_mult):
+    # the model then has alpha like a zoo family with one (`edgecnn fit`, `--alpha`).
+    width = next((p for p in ("alpha", "width_mult") if p in params), None)
     if "num_classes" not in params and not takes_kwargs:
         raise EdgeCNNError(f"model {path}: the callable must take num_classes")
 
@@ -153,6 +156,8 @@ def _import_spec(path: str) -> ModelSpec:
         return model
 
     def build(*, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+        if width is not None and "alpha" in kwargs:
+            kwargs[width] = kwargs.pop("alpha")
         if takes_in_chans:
             kwargs["in_chans"] = in_chans
         model = make(num_classes=num_classes, **kwargs)
@@ -169,7 +174,8 @@ def _import_spec(path: str) -> ModelSpec:
     else:  # the channels are the model's own: read them from one build
         default_chans = _first_conv_channels(make(num_classes=2)) or 3
     return ModelSpec(name=path, family="import path", builder=build,
-                     paper=f"user model {path}", min_resolution=1, in_chans=default_chans)
+                     paper=f"user model {path}", min_resolution=1, in_chans=default_chans,
+                     has_alpha=width is not None)
 
 
 def _first_conv_channels(model: nn.Module) -> int | None:

@@ -58,8 +58,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # --remote: OpenSSH's client and a small agent on the device; records come back as the
     # timing harness's own
     "remote": (*BASE, "__init__", "runtime", "timing"),
+    # `edgecnn fit`: trains (train), exports and prunes (export), times (timing), tunes
+    # (tune) and plots with bench's Pareto front
+    "fit": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
+            "timing", "bench", "tune"),
     "cli": (*BASE, *ZOO, "__init__", "data", "checkpoint", "train", "export", "runtime",
-            "timing", "bench", "pipeline", "tune", "remote", "app", "kit"),
+            "timing", "bench", "pipeline", "tune", "remote", "app", "kit", "fit"),
     "__main__": ("cli",),
 }
 # Modules an area may import beyond LAYERS, each for a reason.

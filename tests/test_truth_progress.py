@@ -83,7 +83,7 @@ def test_not_a_terminal_is_quiet(tmp_path: Path) -> None:
     assert "enabled False" in proc.stderr and "working" not in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "export", "sweep", "bench", "tune"])
+@pytest.mark.parametrize("command", ["train", "export", "sweep", "bench", "tune", "fit"])
 def test_long_commands_take_no_progress(command: str) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")

@@ -243,7 +243,8 @@ def test_runtime_predicts_without_importing_torch(install: str, request: pytest.
 
 BASE_REFUSES = [("list",), ("info", "mobilenet"), ("train", "lenet5", "--data", "digits"),
                 ("eval", "best.pt"), ("export", *MOBILENET), ("sweep", "mobilenet"),
-                ("pipeline",), ("bench", "mobilenet"), ("bench", "ARTIFACT", "--runtime", "torch")]
+                ("pipeline",), ("bench", "mobilenet"), ("bench", "ARTIFACT", "--runtime", "torch"),
+                ("fit", "mobilenet", "--data", "digits", "--latency-ms", "1")]
 
 
 def test_every_torch_command_is_tried_in_the_base_install() -> None:

@@ -37,3 +37,8 @@ def gray_cnn(num_classes: int) -> nn.Module:
 
 def not_a_module(num_classes: int) -> str:
     return "a string"
+
+
+def scaled_cnn(num_classes: int, in_chans: int = 3, width_mult: float = 1.0) -> nn.Module:
+    """A width multiplier by torchvision's name (`edgecnn fit` on a user model)."""
+    return SmallCNN(num_classes, in_chans=in_chans, width=max(4, round(16 * width_mult)))

@@ -28,7 +28,7 @@ from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
 # two in step), and the commands that cannot run without it.
 TORCH_SIDE = ("torch", "onnx", "onnxscript", "onnxslim", "torch_pruning", "matplotlib", "tqdm",
               "yaml", "zstandard", "mlxtend", "sklearn")
-TORCH_COMMANDS = ("list", "info", "train", "eval", "export", "sweep", "pipeline")
+TORCH_COMMANDS = ("list", "info", "train", "eval", "export", "sweep", "pipeline", "fit")
 
 
 class DefaultsFormatter(argparse.HelpFormatter):

@@ -1,0 +1,414 @@
+"""One fit, phase by phase, resumable:
+
+    result = fit(FitSpec("mobilenet", data="mnist5k", budget_ms=0.5, out="fits/m"), log=print)
+
+1. latency: the grid's graphs (initialized weights: latency does not depend on them), the
+   per-layer table, a few whole models measured to fit and check it (latency.py);
+2. train: successive halving over the candidates that meet the budget and the nearest ones
+   above it (search.py, in the executor's processes);
+3. prune: the most accurate near miss pruned toward the budget (netadapt.py);
+4. choose: every trained candidate timed whole, side by side, then `choose`; int8 candidates
+   are exported with int8 and tuned here first, their latency tune's measurement;
+5. ship: the chosen one exported into DIR/artifact (tuned when int8), timed again as it will
+   run, fit.json and report.md written (report.py).
+
+Each phase's results are files in DIR written atomically; a rerun reads them back instead of
+redoing the work. DIR/fit-config.json holds what the fit was asked (but the budget: a fit for
+another budget in the same DIR reuses the table and the training); a different fit in the
+same DIR is refused unless `force`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.fit.space import DEFAULT_ALPHAS, DEFAULT_RESOLUTIONS, FitCandidate
+
+NEAR_ABOVE = 2  # grid points just above the budget trained too: the pruning's sources
+NEAR_FACTOR = 2.0  # "narrowly misses": within twice the budget
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    family: str  # zoo name or import path taking alpha (or width_mult) and num_classes
+    data: str
+    budget_ms: float
+    out: str
+    threads: int | None = None  # None: every core
+    precisions: tuple[str, ...] = ("fp32",)
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS
+    epochs: int = 8  # the full schedule a finalist gets
+    time_budget_min: float | None = None
+    force: bool = False
+    measure: Any = field(default=None, compare=False)  # latency.FitMeasure; None: here
+    executor: Any = field(default=None, compare=False)  # executor.LocalExecutor by default
+
+    def config(self) -> dict[str, Any]:
+        """What makes two fits share their measurements and training (DIR/fit-config.json).
+        Not the budget: the latency table and each candidate's training do not depend on
+        it, so another budget in the same DIR reuses them (only the pruning is redone)."""
+        return {"family": self.family, "data": self.data,
+                "threads": self.threads, "precisions": list(self.precisions),
+                "alphas": list(self.alphas), "resolutions": list(self.resolutions),
+                "epochs": self.epochs}
+
+
+@dataclass
+class FitResult:
+    record: dict[str, Any]  # what fit.json holds
+    path: Path  # fit.json
+    bound: bool
+
+
+def fit(spec: FitSpec, *, log: Callable[[str], None] = lambda line: None,
+        stage: Callable[[str], None] = lambda desc: None) -> FitResult:
+    from edgecnn.fit import report
+    from edgecnn.fit.choose import as_scored, choose
+    from edgecnn.fit.executor import LocalExecutor
+    from edgecnn.fit.latency import MeasuredHere
+    from edgecnn.fit.space import check_family, grid
+    from edgecnn.tune.run import _threads
+
+    started = time.monotonic()
+    _check_numbers(spec)
+    threads = _threads(spec.threads)
+    family = check_family(spec.family)
+    archs = grid(family, spec.alphas, spec.resolutions, ("fp32",))
+    grid(family, spec.alphas, spec.resolutions, spec.precisions)  # checks the precisions
+    classes, in_chans = _data(spec.data, family)
+    out = _prepare(Path(spec.out), spec)
+    measure = spec.measure or MeasuredHere(threads)
+    executor = spec.executor or LocalExecutor()
+    deadline = started + spec.time_budget_min * 60 if spec.time_budget_min else None
+    phases: dict[str, float] = {}
+
+    t = time.monotonic()
+    stage("latency: the per-layer table")
+    table, measured = _latency(archs, classes, in_chans, measure, out, log)
+    latency = {c.key: measured.get(c.key, table.predict(c.key)) for c in archs}
+    source = {c.key: "measured" if c.key in measured else "predicted" for c in archs}
+    phases["latency"] = time.monotonic() - t
+
+    t = time.monotonic()
+    trained = _train(spec, archs, latency, source, out, executor, deadline, log, stage)
+    phases["train"] = time.monotonic() - t
+
+    t = time.monotonic()
+    stage("prune: the best near miss toward the budget")
+    pruned = _prune(spec, trained, latency, measure, out, log)
+    phases["prune"] = time.monotonic() - t
+
+    t = time.monotonic()
+    stage("choose: every trained candidate timed whole")
+    rows = _rows(spec, archs, trained, pruned, latency, source, measure, out, threads, log)
+    phases["choose"] = time.monotonic() - t
+
+    t = time.monotonic()
+    stage("ship: export, tune, time as it will run")
+    decision, artifact = None, None
+    for _ in range(3):  # a chosen one that misses when timed as it will run: the next one
+        decision = choose(as_scored(rows), spec.budget_ms)
+        artifact, ms = _ship(rows[decision.index], out, threads, measure, log)
+        row = rows[decision.index]
+        row.update(latency_ms=round(ms, 4), latency_source="measured",
+                   meets_budget=ms <= spec.budget_ms, shipped=True)
+        if row["meets_budget"]:
+            break
+        log(f"{row['name']} takes {ms:.3f} ms as it will run: over the budget; choosing again")
+    else:
+        raise EdgeCNNError(f"three chosen candidates missed {spec.budget_ms:g} ms when timed "
+                           "as they will run: the machine is too busy to fit a budget")
+    phases["ship"] = time.monotonic() - t
+    record = {"budget_ms": spec.budget_ms, "threads": threads, "device": _device(),
+              "candidates": rows, "chosen": decision.index, "artifact": str(artifact),
+              "family": family, "data": spec.data, "bound": decision.bound,
+              "reason": decision.reason, "latency_table": table.check,
+              "phases_s": {k: round(v, 1) for k, v in phases.items()}}
+    path = report.write(out, record, log=log)
+    return FitResult(record, path, decision.bound)
+
+
+# --- checks and the directory ---------------------------------------------------------------
+
+def _check_numbers(spec: FitSpec) -> None:
+    import math
+
+    b = spec.budget_ms
+    if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:
+        raise EdgeCNNError(f"--latency-ms must be a positive number of milliseconds, got {b!r}")
+    if spec.time_budget_min is not None and not spec.time_budget_min > 0:
+        raise EdgeCNNError(f"--time-budget must be a positive number of minutes, got "
+                           f"{spec.time_budget_min!r}")
+    if isinstance(spec.epochs, bool) or not isinstance(spec.epochs, int) or spec.epochs < 1:
+        raise EdgeCNNError(f"--epochs must be an integer >= 1, got {spec.epochs!r}")
+    if not spec.alphas or not spec.resolutions:
+        raise EdgeCNNError("--alphas and --resolutions need at least one value each")
+
+
+def _data(data: str, family: str) -> tuple[int, int]:
+    """The data's class count (two at least: one class is nothing to classify) and the
+    model's input channels."""
+    from edgecnn.data import load_dataset
+    from edgecnn.registry import get_spec
+
+    ds = load_dataset(data, split="train")
+    if ds.num_classes < 2:
+        raise EdgeCNNError(f"{data} has {ds.num_classes} class: a classifier needs two or more")
+    return ds.num_classes, get_spec(family).in_chans
+
+
+def _prepare(out: Path, spec: FitSpec) -> Path:
+    from edgecnn.fileio import atomic_write
+
+    config = out / "fit-config.json"
+    if config.is_file():
+        held = json.loads(config.read_text(encoding="utf-8"))
+        if held != spec.config():
+            if not spec.force:
+                diff = sorted(k for k in spec.config() if held.get(k) != spec.config()[k])
+                raise EdgeCNNError(f"{out} holds another fit ({', '.join(diff)} differ): "
+                                   "use another -o DIR, or --force to replace it")
+            shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()):
+        if not spec.force:
+            raise EdgeCNNError(f"{out} exists and holds no fit: use another -o DIR, or "
+                               "--force to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(config, json.dumps(spec.config(), indent=2))
+    return out
+
+
+def _device() -> dict[str, Any]:
+    from edgecnn.host import device
+
+    return device()
+
+
+# --- phases ---------------------------------------------------------------------------------
+
+def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: Any, out: Path,
+             log: Callable[[str], None]) -> tuple[Any, dict[str, float]]:
+    import onnx
+
+    from edgecnn.fileio import atomic_write
+    from edgecnn.fit.latency import (
+        LatencyTable,
+        build_table,
+        calibrate,
+        measured_points,
+        untrained_graph,
+    )
+
+    saved = out / "latency" / "table.json"
+    if saved.is_file():
+        data = json.loads(saved.read_text(encoding="utf-8"))
+        log("latency table: measured earlier, reused")
+        return LatencyTable.from_dict(data["table"]), data["measured"]
+    log(f"exporting the {len(archs)} grid points' graphs")
+    graphs = {c.key: untrained_graph(c.family, c.alpha, c.resolution, classes, in_chans)
+              for c in archs}
+    table = build_table(graphs, measure, out / "latency" / "layers", log)
+    names = sorted(graphs, key=table.layer_sum)
+    fit_pts, held = measured_points(names)
+    files = {}
+    for name in fit_pts + held:
+        files[name] = out / "latency" / "graphs" / f"{name}.onnx"
+        files[name].parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(graphs[name], str(files[name]))
+    log(f"timing {len(files)} grid points whole: {len(fit_pts)} fit the table, {len(held)} "
+        "check it")
+    measured = measure.time(files)
+    calibrate(table, measured, fit_pts, held)
+    err = table.check["max_abs_error_pct"]
+    log("latency table: " + (f"held-out error up to {err:.1f}%" if err is not None
+                             else "no held-out point (grid too small)"))
+    atomic_write(saved, json.dumps({"table": table.to_dict(), "measured": measured}, indent=2))
+    shutil.rmtree(out / "latency" / "layers", ignore_errors=True)  # the one-node graphs
+    return table, measured
+
+
+def _train(spec: FitSpec, archs: list[FitCandidate], latency: dict[str, float],
+           source: dict[str, str], out: Path, executor: Any, deadline: float,
+           log: Callable[[str], None], stage: Callable[[str], None]) -> dict[str, Any]:
+    from edgecnn.fit.search import halve, planned_jobs
+
+    meet = [c for c in archs if latency[c.key] <= spec.budget_ms]
+    above = sorted((c for c in archs if spec.budget_ms < latency[c.key]
+                    <= NEAR_FACTOR * spec.budget_ms), key=lambda c: latency[c.key])
+    above = above[:NEAR_ABOVE]
+    if not meet and not above:  # nothing to train, nothing to prune: said before any training
+        fastest = min(archs, key=lambda c: (latency[c.key], source[c.key] != "measured"))
+        raise EdgeCNNError(f"no candidate meets {spec.budget_ms:g} ms: the fastest, "
+                           f"{_name(fastest)}, takes {latency[fastest.key]:.3f} ms "
+                           f"({source[fastest.key]}), more than {NEAR_FACTOR:g}x the budget: "
+                           "too far to prune toward it")
+    log(f"training {len(meet)} candidate(s) within {spec.budget_ms:g} ms and {len(above)} "
+        "just above, by successive halving")
+    from edgecnn.progress import Bar
+
+    with Bar(planned_jobs(len(meet), len(above), spec.epochs), "train", unit="job") as bar:
+        stage(f"train: {len(meet) + len(above)} candidates")
+        return halve(meet + above, latency=lambda c: latency[c.key], budget_ms=spec.budget_ms,
+                     data=spec.data, epochs=spec.epochs, out=out, executor=executor,
+                     deadline=deadline, log=log, progress=bar.update)
+
+
+def _prune(spec: FitSpec, trained: dict[str, Any], latency: dict[str, float], measure: Any,
+           out: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
+    from edgecnn.fit.netadapt import prune_toward
+
+    near = [t for t in trained.values()
+            if spec.budget_ms < latency[t.candidate.key] <= NEAR_FACTOR * spec.budget_ms]
+    if not near:
+        log("pruning: no trained candidate narrowly misses the budget")
+        return None
+    best = max(near, key=lambda t: t.top1)
+    return prune_toward(best, spec.budget_ms, measure=measure,
+                        finetune_epochs=max(1, spec.epochs // 4),
+                        out=out / "netadapt" / f"{spec.budget_ms:g}ms", log=log)
+
+
+def _name(c: FitCandidate) -> str:
+    return (f"{c.family} a{c.alpha:g} r{c.resolution}"
+            + (f" pruned {c.prune:.0%}" if c.prune else "") + f" {c.precision}")
+
+
+def _rows(spec: FitSpec, archs: list[FitCandidate], trained: dict[str, Any],
+          pruned: dict[str, Any] | None, latency: dict[str, float], source: dict[str, str],
+          measure: Any, out: Path, threads: int, log: Callable[[str], None]
+          ) -> list[dict[str, Any]]:
+    """fit.json's candidate rows: the grid (fp32), the pruned one, and int8 variants of the
+    trained ones; every trained one timed whole here, side by side."""
+    import onnx
+
+    from edgecnn.fit.latency import untrained_graph
+
+    files = {}
+    for key, t in trained.items():
+        path = out / "latency" / "graphs" / f"{key}.onnx"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            c = t.candidate
+            classes, in_chans = _data(spec.data, c.family)
+            onnx.save_model(untrained_graph(c.family, c.alpha, c.resolution, classes,
+                                            in_chans), str(path))
+        files[key] = path
+    if pruned is not None:
+        files["pruned"] = Path(pruned["artifact"]) / "model.onnx"
+    log(f"timing the {len(files)} trained candidate(s) whole, side by side")
+    timed = measure.time(files) if files else {}
+    rows = []
+    for c in archs:
+        t = trained.get(c.key)
+        ms = timed.get(c.key, latency[c.key])
+        rows.append(_row(c, ms, "measured" if c.key in timed else source[c.key],
+                         t.top1 if t else None, spec.budget_ms,
+                         checkpoint=t.checkpoint if t else None,
+                         epochs=t.epochs if t else 0))
+    if pruned is not None:
+        c = FitCandidate(**pruned["candidate"])
+        rows.append(_row(c, timed["pruned"], "measured", pruned["top1"], spec.budget_ms,
+                         artifact=pruned["artifact"], pruned_from=pruned["source"]))
+    if "int8" in spec.precisions:
+        rows += _int8_rows(spec, rows, out, threads, log)
+    # --precision int8 alone: the fp32 rows were the int8 ones' sources, not candidates
+    return [r for r in rows if r["precision"] in spec.precisions]
+
+
+def _row(c: FitCandidate, ms: float, source: str, top1: float | None, budget: float,
+         **extra: Any) -> dict[str, Any]:
+    return {"name": _name(c), "family": c.family, "alpha": c.alpha, "resolution": c.resolution,
+            "prune": c.prune, "precision": c.precision, "latency_ms": round(ms, 4),
+            "latency_source": source, "top1": top1, "meets_budget": ms <= budget, **extra}
+
+
+INT8_FINALISTS = 3  # int8 exports (calibration, the accuracy guard, tune) are minutes each
+
+
+def _int8_rows(spec: FitSpec, rows: list[dict[str, Any]], out: Path, threads: int,
+               log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The most accurate trained fp32 candidates within twice the budget, exported with int8
+    and tuned here: latency as tune measured the file it chose (no row where tune keeps
+    float), top-1 the int8 file's by the accuracy guard (a per-block placement's float
+    blocks only drop int8 rounding: tune's record says so)."""
+    pool = sorted((r for r in rows if r["top1"] is not None
+                   and r["latency_ms"] <= NEAR_FACTOR * spec.budget_ms),
+                  key=lambda r: -r["top1"])[:INT8_FINALISTS]
+    found = []
+    for r in pool:
+        c = FitCandidate(r["family"], r["alpha"], r["resolution"], r["prune"], "int8")
+        artifact = out / "exports" / c.key
+        record = _int8_export(r, artifact, spec.data, threads, log)
+        if record is None:
+            continue
+        found.append(_row(c, record["ms"], "measured", record["top1"], spec.budget_ms,
+                          artifact=str(artifact), tuned=record["file"],
+                          runtime=record["runtime"]))
+    return found
+
+
+def _int8_export(row: dict[str, Any], artifact: Path, data: str, threads: int,
+                 log: Callable[[str], None]) -> dict[str, Any] | None:
+    from edgecnn.export.api import export
+    from edgecnn.export.spec import CheckpointSource, ExportSpec, Int8Spec
+    from edgecnn.runtime.tuning import read_tunings
+    from edgecnn.tune.run import TuneSpec, tune
+
+    done = artifact / "export.json"
+    if not done.is_file():
+        if row.get("checkpoint") is None:  # the pruned one: its export is the source
+            log(f"int8 of {row['name']}: pruned models are shipped in fp32 here")
+            return None
+        log(f"exporting {row['name']} with int8 (calibration, the accuracy guard)")
+        export(ExportSpec(CheckpointSource(row["checkpoint"]), int8=Int8Spec(data),
+                          output=str(artifact), force=True),
+               log=lambda line: log(f"export: {line}"))
+    report = json.loads(done.read_text(encoding="utf-8"))
+    if not (artifact / "model.int8.onnx").is_file():
+        log(f"{row['name']}: no int8 file ({(report.get('int8') or {}).get('reason')})")
+        return None
+    if not read_tunings(artifact):
+        tune(TuneSpec(str(artifact), threads=threads), log=lambda line: log(f"tune: {line}"))
+    record = next(iter(read_tunings(artifact).values()))
+    if record["candidate"] == "float":  # as it will run here, it is the fp32 candidate
+        log(f"int8 of {row['name']}: tune keeps it in float on this machine "
+            f"({record['reason']}); no int8 candidate")
+        return None
+    return {"ms": record["chosen_ms"], "file": record["file"], "runtime": record["runtime"],
+            "top1": ((report.get("int8") or {}).get("final") or {}).get("top1_int8")}
+
+
+def _ship(row: dict[str, Any], out: Path, threads: int, measure: Any,
+          log: Callable[[str], None]) -> tuple[Path, float]:
+    """DIR/artifact from the chosen row, and its latency timed as it will run."""
+    from edgecnn.export.api import export
+    from edgecnn.export.spec import CheckpointSource, ExportSpec
+
+    artifact = out / "artifact"
+    if row.get("artifact"):  # pruned or int8: exported (and tuned) already
+        shutil.rmtree(artifact, ignore_errors=True)
+        shutil.copytree(row["artifact"], artifact)
+    elif not (artifact / "export.json").is_file() or json.loads(
+            (artifact / "export.json").read_text(encoding="utf-8")).get("checkpoint") \
+            != row["checkpoint"]:
+        log(f"exporting {row['name']} into {artifact}")
+        export(ExportSpec(CheckpointSource(row["checkpoint"]), output=str(artifact),
+                          force=True), log=lambda line: log(f"export: {line}"))
+    file = artifact / (row.get("tuned") or "model.onnx")
+    if row.get("runtime") and hasattr(measure, "runtime"):  # the runtime tune chose
+        measure = replace(measure, runtime=row["runtime"])
+    log(f"timing {artifact.name}/{file.name} as it will run ({threads} thread(s))")
+    ms = measure.time({"shipped": file})["shipped"]
+    return artifact, ms
+
+
+__all__ = ["FitResult", "FitSpec", "fit"]
