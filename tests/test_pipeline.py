@@ -136,3 +136,33 @@ def test_pipeline_killed_in_every_stage_resumes_finishes_then_skips_it_all(
     # 5. once more: every stage up to date, nothing redone
     again = run_cli("pipeline", str(recipe), "--out", str(out), check=True)
     assert all(f"{stage}: up to date" in again.stderr for stage in ("train", "export", "bench"))
+
+
+def _bench(fp32_ms: float, int8_ms: float) -> dict:
+    return {"conditions": {"threads": 2}, "records": [
+        {"runtime": "onnxruntime", "precision": "fp32", "latency_ms_p50": fp32_ms},
+        {"runtime": "onnxruntime", "precision": "int8", "latency_ms_p50": int8_ms},
+        {"runtime": "openvino", "precision": "int8", "latency_ms_p50": 0.01}]}
+
+
+def test_the_summary_says_what_pruning_and_int8_bought_in_a_sentence_each() -> None:
+    """From the benchmark's own ONNX Runtime rows (not OpenVINO's, not the export's timing),
+    at the bench's thread count: what a first-time user reads under the table."""
+    from edgecnn.pipeline.recipe import Recipe
+    from edgecnn.pipeline.report import verdicts
+
+    pruned = {"pruning": {"top1_before": 98.0, "top1_after": 96.9, "macs_before": 3_000_000,
+                          "macs_after": 1_500_000}, "int8": {"written": True}}
+    slow = verdicts(_bench(0.143, 0.144), pruned, Recipe())
+    assert slow[0] == ("Pruning removed 50% of the multiply-adds and cost 1.10 points of "
+                       "held-out top-1 (98.00% -> 96.90%), more than the 1 point it may.")
+    assert slow[1].startswith("int8 does not pay in ONNX Runtime at 2 threads on this CPU: "
+                              "0.99x the speed of fp32") and "deploy model.onnx" in slow[1]
+    kept = {**pruned, "pruning": {**pruned["pruning"], "top1_after": 97.5}}
+    fast = verdicts(_bench(0.300, 0.150), kept, Recipe())
+    assert fast[0].endswith("cost 0.50 points of held-out top-1 (98.00% -> 97.50%).")
+    assert fast[1] == ("int8 runs 2.00x as fast as fp32 in ONNX Runtime at 2 threads on this "
+                       "CPU (0.150 vs 0.300 ms).")
+    gone = verdicts(_bench(0.3, 0.15), {"int8": {"written": False, "reason": "no block ran "
+                                                 "faster in int8"}}, Recipe())
+    assert gone == ["int8 not produced: no block ran faster in int8."]

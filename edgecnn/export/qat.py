@@ -91,6 +91,7 @@ def qat_finetune(model: nn.Module, scheme: Int8Scheme, *, data: str, epochs: int
 
     with fake_quantized(model, scheme):
         # A small learning rate: the weights are good, they only need to settle on the grid.
+        # no precise BN: its passes in training mode would move the fake quantizers' ranges
         finetune(model, data, epochs=epochs, resolution=resolution, lr=lr, seed=seed,
-                 mean=mean, std=std)
+                 mean=mean, std=std, precise_bn=0)
     return model.eval()

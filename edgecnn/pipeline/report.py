@@ -42,15 +42,12 @@ def write_report(recipe: Recipe, out: Path, bench: dict[str, Any], artifact: Pat
     export_report = json.loads((artifact / "export.json").read_text(encoding="utf-8"))
     rows = summary_rows(bench, export_report)
     table = format_table(rows, HEADERS) + "\n\n" + columns_note(bench)
-    int8 = export_report.get("int8") or {}
-    if int8.get("written") is False:  # one plain sentence instead of a row
-        table += f"\n\nint8 not produced: {int8.get('reason')}."
-    elif (int8.get("verdict") or {}).get("reason"):
-        table += f"\n\nint8 verdict: {int8['verdict']['reason']}."
+    said = verdicts(bench, export_report, recipe)
+    table += "\n\n" + "\n".join(said)
     plots = _plots(bench, out)
     lines = [
         f"# edgecnn pipeline: {recipe.model} alpha {recipe.alpha:g} at {recipe.resolution} px "
-        f"on {recipe.data}", "",
+        f"on {recipe.data}", "", *[f"- {line}" for line in said], "",
         format_table(rows, HEADERS, markdown=True), "",
         "> " + columns_note(bench), "",
         describe_conditions(bench["conditions"], markdown=True, bench_columns=False), "",
@@ -64,6 +61,43 @@ def write_report(recipe: Recipe, out: Path, bench: dict[str, Any], artifact: Pat
     summary = {"table": table, "rows": rows, "timings_s": timings}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+PRUNE_BUDGET = 1.0  # top-1 points pruning may cost before the summary says it cost too much
+INT8_PAYS = 1.1  # int8 must be this much faster than fp32 to be worth its accuracy risk
+
+
+def verdicts(bench: dict[str, Any], export_report: dict[str, Any], recipe: Recipe
+             ) -> list[str]:
+    """What pruning and int8 bought, one plain sentence each, from the benchmark's own rows
+    (ONNX Runtime, the recipe's threads): the summary a first-time user reads."""
+    said = []
+    pruning = export_report.get("pruning") or {}
+    before, after = pruning.get("top1_before"), pruning.get("top1_after")
+    if before is not None and after is not None and pruning.get("macs_before"):
+        cut = 1 - pruning["macs_after"] / pruning["macs_before"]
+        lost = before - after
+        said.append(f"Pruning removed {cut:.0%} of the multiply-adds and "
+                    + (f"cost {lost:.2f} points of held-out top-1 ({before:.2f}% -> {after:.2f}%)"
+                       if lost > 0 else f"cost no held-out top-1 ({before:.2f}% -> {after:.2f}%)")
+                    + (f", more than the {PRUNE_BUDGET:g} point it may." if lost > PRUNE_BUDGET
+                       else "."))
+    int8 = export_report.get("int8") or {}
+    if int8.get("written") is False:
+        said.append(f"int8 not produced: {int8.get('reason')}.")
+        return said
+    ms = {r["precision"]: r["latency_ms_p50"] for r in bench["records"]
+          if r["runtime"] == "onnxruntime" and r.get("latency_ms_p50")}
+    if "fp32" in ms and "int8" in ms:
+        ratio = ms["fp32"] / ms["int8"]
+        threads = bench["conditions"].get("threads")
+        where = f"in ONNX Runtime at {threads} thread{'s' if threads != 1 else ''} on this CPU"
+        said.append(
+            f"int8 runs {ratio:.2f}x as fast as fp32 {where} ({ms['int8']:.3f} vs "
+            f"{ms['fp32']:.3f} ms)." if ratio >= INT8_PAYS else
+            f"int8 does not pay {where}: {ratio:.2f}x the speed of fp32 ({ms['int8']:.3f} vs "
+            f"{ms['fp32']:.3f} ms, under {INT8_PAYS:g}x), so deploy model.onnx here.")
+    return said
 
 
 def columns_note(bench: dict[str, Any]) -> str:

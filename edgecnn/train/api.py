@@ -17,7 +17,7 @@ from torch import nn
 
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgeCNNError
-from edgecnn.train.config import OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULES
+from edgecnn.train.config import OPTIMIZER_DEFAULTS, OPTIMIZERS, PRECISE_BN_IMAGES, SCHEDULES
 from edgecnn.train.engine import (
     EvalTotals,
     check_classes,
@@ -28,6 +28,7 @@ from edgecnn.train.engine import (
     train_epoch,
 )
 from edgecnn.train.optim import build_optimizer, build_scheduler
+from edgecnn.train.precise_bn import recompute_bn_stats
 
 
 def finetune(
@@ -50,6 +51,7 @@ def finetune(
     std: tuple[float, ...] | None = None,
     amp: bool = True,
     progress: bool = False,
+    precise_bn: int = PRECISE_BN_IMAGES,
 ) -> nn.Module:
     """Train `model` in place on the train split of `data` and return it in eval mode.
 
@@ -57,7 +59,9 @@ def finetune(
     Nesterov momentum at a tenth of the from-scratch learning rate, cosine to zero, no
     warm-up (the weights are already good). `mean`/`std` (model channels, e.g. from the
     checkpoint) keep the normalization the model was trained with; None uses the data
-    set's. Seeded: the same call on the same device gives the same weights.
+    set's. Seeded: the same call on the same device gives the same weights. `precise_bn`:
+    training images BatchNorm's running statistics are recomputed over at the end, with the
+    final weights, as `edgecnn train` does after each epoch (train/precise_bn.py); 0: not.
     """
     _check_finetune_args(epochs, resolution, lr, batch_size, seed, optimizer, schedule,
                          weight_decay, momentum, warmup_epochs, label_smoothing)
@@ -81,6 +85,9 @@ def finetune(
                         epoch=epoch, device=device, label_smoothing=label_smoothing, amp=amp,
                         scaler=scaler, progress=f"finetune {epoch}/{epochs}" if progress
                         else None)
+        if precise_bn:
+            recompute_bn_stats(model, dataset, transform, batch_size=batch_size, seed=seed,
+                               epoch=epochs, device=device, images=precise_bn, amp=amp)
     return model.eval()
 
 
