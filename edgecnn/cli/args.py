@@ -38,6 +38,27 @@ def non_negative_float(text: str) -> float:
     return _checked(text, float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 
 
+def csv_of(choices: tuple[str, ...] | None, kind: Callable[[str], object] = str):  # noqa: ANN201
+    """'a,b' -> ('a', 'b'), each checked: a bad item is one argparse error line."""
+    def parse(text: str) -> tuple:
+        items = tuple(t.strip() for t in text.split(",") if t.strip())
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty list {text!r}")
+        if choices is not None:
+            bad = [t for t in items if t not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(
+                    f"{bad[0]!r} is not one of {', '.join(choices)}")
+            return items
+        return tuple(kind(t) for t in items)
+    return parse
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    return tuple(positive_int(t) for t in text.split(",") if t.strip()) or (
+        positive_int(text),)
+
+
 def open_ratio(text: str) -> float:
     """A share strictly between 0 and 1 (a prune ratio)."""
     return _checked(text, float, lambda v: math.isfinite(v) and 0 < v < 1,

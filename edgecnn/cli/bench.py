@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgecnn.cli.args import (add_preprocess_flags, add_remote_flags, positive_float,
-                              positive_int, preprocess_kwargs, remote_kwargs)
+from edgecnn.cli.args import (add_preprocess_flags, add_remote_flags, csv_of, positive_float,
+                              positive_int, positive_ints, preprocess_kwargs, remote_kwargs)
 from edgecnn.errors import EdgeCNNError
 
 if TYPE_CHECKING:
@@ -19,27 +19,6 @@ ORDER = 50
 RUNTIME_CHOICES = ("onnxruntime", "openvino", "tensorrt", "fastest", "torch", "torch-eager",
                    "torch-compile", "torch-cudagraphs")
 PRECISION_CHOICES = ("fp32", "fp16", "int8")
-
-
-def csv_of(choices: tuple[str, ...] | None, kind: type = str):  # noqa: ANN201
-    """'a,b' -> ('a', 'b'), each checked: a bad item is one argparse error line."""
-    def parse(text: str) -> tuple:
-        items = tuple(t.strip() for t in text.split(",") if t.strip())
-        if not items:
-            raise argparse.ArgumentTypeError(f"empty list {text!r}")
-        if choices is not None:
-            bad = [t for t in items if t not in choices]
-            if bad:
-                raise argparse.ArgumentTypeError(
-                    f"{bad[0]!r} is not one of {', '.join(choices)}")
-            return items
-        return tuple(kind(t) for t in items)
-    return parse
-
-
-def positive_ints(text: str) -> tuple[int, ...]:
-    return tuple(positive_int(t) for t in text.split(",") if t.strip()) or (
-        positive_int(text),)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:

@@ -8,35 +8,9 @@ import argparse
 import json
 import os
 
-from edgecnn.cli.args import positive_float, positive_int
+from edgecnn.cli.args import csv_of, positive_float, positive_int, positive_ints
 
 ORDER = 38  # after train, before export in `edgecnn --help`
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got "
-                                         f"{text!r}") from None
-    if not values or any(not v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    return values
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got "
-                                         f"{text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -61,11 +35,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help=f"intra-op threads the model will run with (default: every core, "
                    f"{os.cpu_count()} here)")
-    p.add_argument("--precision", type=_words, default=("fp32",), metavar="LIST",
+    p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",), metavar="LIST",
                    help="precisions to consider, comma-separated: fp32, int8")
-    p.add_argument("--alphas", type=_floats, default=DEFAULT_ALPHAS, metavar="LIST",
+    p.add_argument("--alphas", type=csv_of(None, positive_float), default=DEFAULT_ALPHAS,
+                   metavar="LIST",
                    help="width multipliers of the grid")
-    p.add_argument("--resolutions", type=_ints, default=DEFAULT_RESOLUTIONS, metavar="LIST",
+    p.add_argument("--resolutions", type=positive_ints, default=DEFAULT_RESOLUTIONS,
+                   metavar="LIST",
                    help="input resolutions of the grid")
     p.add_argument("--epochs", type=positive_int, default=8,
                    help="the full schedule, which successive halving gives its finalists")
@@ -78,7 +54,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="train candidates as Ray tasks (pip install \"edgecnn[ray]\"): a "
                    "local Ray instance on this machine's cores, or the cluster at ADDRESS "
-                   "(auto, ray://host:10001); latency is still measured here")
+                   "(auto, ray://host:10001); latency is still measured here (default: off, local "
+                   "processes one at a time)")
     p.add_argument("--json", action="store_true", help="print fit.json")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (none either when stderr is not a terminal)")
