@@ -56,7 +56,7 @@ class CountingExecutor(LocalExecutor):
             raise KeyboardInterrupt
         import torch
 
-        self.jobs.append(Path(job.out).parent.name)
+        self.jobs.append(Path(job.out).name)  # runs/KEY: one run per candidate
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # one core per job, as a Ray task gets: the other is busy
         try:
@@ -304,3 +304,24 @@ def test_a_candidates_failure_in_its_process_is_one_line(tmp_path: Path) -> None
     with pytest.raises(EdgeCNNError, match=r"^training cand failed: mobilenet needs a "
                        r"resolution of at least 32, got 8$"):
         LocalExecutor().train(job)
+
+
+def test_a_rung_goes_on_along_one_schedule(tmp_path: Path) -> None:
+    """Rung 1 resumes rung 0's run: its learning rates are those of one 3-epoch schedule,
+    as a run never split would have them (not a second schedule restarting at the full
+    rate), and the weights are the same."""
+    import torch
+
+    from edgecnn.fit.executor import TrainJob
+
+    split = TrainJob("mobilenet", 0.25, 32, "digits", 3, str(tmp_path / "split"), stop_after=1)
+    CountingExecutor().train(split)
+    CountingExecutor().train(TrainJob(**{**split.__dict__, "stop_after": 3}))
+    whole = TrainJob("mobilenet", 0.25, 32, "digits", 3, str(tmp_path / "whole"))
+    CountingExecutor().train(whole)
+    lrs = [[e["lr"] for e in json.loads((tmp_path / d / "metrics.json").read_text())["epochs"]]
+           for d in ("split", "whole")]
+    assert len(lrs[0]) == 3 and lrs[0] == lrs[1] and lrs[0][0] > lrs[0][1] > lrs[0][2]
+    a, b = (torch.load(tmp_path / d / "last.pt", weights_only=False)["state_dict"]
+            for d in ("split", "whole"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

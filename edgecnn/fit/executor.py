@@ -32,7 +32,7 @@ class TrainJob:
     data: str
     epochs: int
     out: str  # the run directory (best.pt, last.pt)
-    init: str | None = None  # continue from this checkpoint (a successive-halving rung)
+    stop_after: int | None = None  # a successive-halving rung: the schedule's first epochs
     seed: int = 0
 
 
@@ -49,14 +49,13 @@ def run_job(job: TrainJob, log: Any = print) -> TrainOutcome:
 
     t0 = time.perf_counter()
     out = Path(job.out)
-    resume = (out / "last.pt").is_file()  # a killed rung continues where it stopped
+    # A later rung (or a killed one) goes on from last.pt along the same schedule: one
+    # cosine over `epochs`, not a fresh one per rung restarting at the full learning rate.
+    resume = (out / "last.pt").is_file()
     config = TrainConfig(model=job.family, data=job.data, out=job.out, alpha=job.alpha,
-                         resolution=job.resolution, epochs=job.epochs, init=job.init,
-                         seed=job.seed,
-                         # a rung continues trained weights: no warm-up from a tiny lr
-                         warmup_epochs=0.0 if job.init else 1.0)
+                         resolution=job.resolution, epochs=job.epochs, seed=job.seed)
     result = train(config, resume=resume, force=not resume and out.exists(),
-                   explicit=set() if resume else None, log=log)
+                   explicit=set() if resume else None, log=log, stop_after=job.stop_after)
     return TrainOutcome(round(100 * result.best_val_acc, 3), str(out / "best.pt"),
                         round(time.perf_counter() - t0, 2))
 

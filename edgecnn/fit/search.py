@@ -1,9 +1,10 @@
 """Accuracy where it matters: successive halving over the candidates that can meet the budget.
 
 Rung 0 trains every candidate that meets the budget, and the nearest ones above it (the
-source of the pruned candidate, netadapt.py), for a short schedule; each later rung keeps the
-better half of those that meet the budget (and the best one above it) and trains them on from
-their own weights, until the last rung has given the survivors the full schedule's epochs.
+source of the pruned candidate, netadapt.py), for the first epochs of the full schedule; each
+later rung keeps the better half of those that meet the budget (and the best one above it)
+and resumes their runs along that same schedule (one warm-up, one cosine: a rung is not a
+fresh schedule restarting at the full learning rate), until the survivors have had all of it.
 Every rung's result is saved atomically in DIR/candidates/, so a rerun after a kill skips
 what was finished. A job still running at the time budget's end is stopped (the search keeps
 what finished); when none finished, that is the one-line error "too short to train one
@@ -63,11 +64,10 @@ def halve(candidates: list[FitCandidate], *, latency: Callable[[FitCandidate], f
                 progress(1)
                 continue
             prev = done.get(c.key)
-            jobs[c.key] = (c, TrainJob(c.family, c.alpha, c.resolution, data, added,
-                                       str(out / "runs" / c.key / f"rung{rung}"),
-                                       init=prev.checkpoint if prev else None))
+            jobs[c.key] = (c, TrainJob(c.family, c.alpha, c.resolution, data, epochs,
+                                       str(out / "runs" / c.key), stop_after=total_epochs))
             log(f"training {c.key}: rung {rung}, {added} epoch(s)"
-                + (f" on from {prev.epochs}" if prev else ""))
+                + (f" on from {prev.epochs}" if prev else "") + f" of a {epochs}-epoch schedule")
 
         def finished(job: TrainJob, outcome: TrainOutcome | None, rung: int = rung,
                      total: int = total_epochs) -> None:

@@ -66,9 +66,12 @@ def train(
     force: bool = False,
     explicit: set[str] | None = None,
     log: Callable[[str], None] = print,
+    stop_after: int | None = None,
 ) -> RunResult:
     """Run (or resume) `config`. `explicit`: the options the user set, checked against the
-    run being resumed (None: every option that is not None)."""
+    run being resumed (None: every option that is not None). `stop_after`: end after that
+    epoch, the schedule still `config.epochs` long, so that a resume goes on along the same
+    schedule (edgecnn fit's successive halving gives survivors more of one schedule)."""
     config.validate()
     if resume and force:
         raise EdgeCNNError("--resume continues a run and --force replaces it: pick one")
@@ -87,7 +90,7 @@ def train(
             state = shared_outcome(ctx, prepare_out, Path(config.out), resume, force, say)
             if state is not None:
                 config, init = resumed_config(config, state, explicit), None
-            return _Run(config, ctx, data, init, state, say).run()
+            return _Run(config, ctx, data, init, state, say).run(stop_after)
         except BaseException:
             if created and ctx.is_main:  # a run that failed before writing anything (a full
                 with contextlib.suppress(OSError):  # disk, say) leaves no empty directory
@@ -149,7 +152,7 @@ class _Run:
                                    f"({str(exc).splitlines()[0][:120]})") from None
         return model
 
-    def run(self) -> RunResult:
+    def run(self, stop_after: int | None = None) -> RunResult:
         cfg, ctx = self.config, self.ctx
         net = ctx.wrap(self.model)
         per_rank = cfg.batch_size // ctx.world_size
@@ -176,7 +179,7 @@ class _Run:
             make_dir(self.out)
         self._describe(steps)
 
-        for epoch in range(len(history) + 1, cfg.epochs + 1):
+        for epoch in range(len(history) + 1, min(cfg.epochs, stop_after or cfg.epochs) + 1):
             stats = train_epoch(net, self.train_set, self.train_tf, optimizer, scheduler,
                                 batch_size=per_rank, seed=cfg.seed, epoch=epoch,
                                 device=ctx.device, label_smoothing=cfg.label_smoothing,
