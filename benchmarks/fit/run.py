@@ -2,6 +2,7 @@
 
     python benchmarks/fit/run.py                       # MobileNet v1 on mnist5k (hours on 2 cores)
     python benchmarks/fit/run.py --quick               # a smoke run: digits, 2x2 grid, 2 epochs
+    python benchmarks/fit/run.py --small               # mnist5k, 3x2 grid, 4 epochs (~20 min)
 
 1. The reference: every grid point (alpha x resolution) trained with the full schedule
    (`--epochs`), each in its own process as fit trains (edgecnn/fit/executor.py), and its fp32
@@ -12,8 +13,8 @@
    wall time recorded), then its artifact timed independently (a fresh group: it must meet
    its budget), and its top-1 against the most accurate reference point that meets the
    budget (goal: within 0.5 points; time per budget <= 15 min on 2 cores).
-Writes benchmarks/fit/results.{json,md} (--quick: results-quick.*), with the command, the
-CPU, its flags, the versions and the date.
+Writes benchmarks/fit/results.{json,md} (--quick, --small: results-quick.*, results-small.*),
+with the command, the CPU, its flags, the versions and the date.
 """
 
 from __future__ import annotations
@@ -36,19 +37,23 @@ sys.path.insert(0, str(ROOT))  # this checkout's edgecnn, not an installed one
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--small", action="store_true")
     p.add_argument("--family", default="mobilenet")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-fit"))
     args = p.parse_args()
+    mode = "quick" if args.quick else "small" if args.small else "full"
     if args.quick:
         data, alphas, res, epochs = "digits", (0.25, 0.5), (32, 48), 2
+    elif args.small:
+        data, alphas, res, epochs = "mnist5k", (0.25, 0.5, 1.0), (32, 48), 4
     else:
         data, alphas, res, epochs = "mnist5k", (0.25, 0.5, 0.75, 1.0), (32, 48, 64), 8
     from edgecnn.fit.latency import MeasuredHere
     from edgecnn.tune.run import _threads
 
     threads = _threads(args.threads)
-    out = Path(args.out) / ("quick" if args.quick else "full")
+    out = Path(args.out) / mode
     ref = reference(args.family, data, alphas, res, epochs, threads, out / "reference")
     lat = sorted(r["latency_ms"] for r in ref)
     q = statistics.quantiles(lat, n=4, method="inclusive")
@@ -82,7 +87,7 @@ def main() -> int:
                      "latency_table_error_pct": rec["latency_table"].get("max_abs_error_pct"),
                      "phases_s": rec["phases_s"], "wall_s": round(wall, 1),
                      "command": " ".join(cmd[1:])})
-    write(out, ref, rows, args.quick, threads, data, epochs)
+    write(out, ref, rows, mode, threads, data, epochs)
     return 0
 
 
@@ -116,7 +121,7 @@ def reference(family: str, data: str, alphas: tuple[float, ...], res: tuple[int,
     return rows
 
 
-def write(out: Path, ref: list[dict[str, Any]], rows: list[dict[str, Any]], quick: bool,
+def write(out: Path, ref: list[dict[str, Any]], rows: list[dict[str, Any]], mode: str,
           threads: int, data: str, epochs: int) -> None:
     import onnxruntime
     import torch
@@ -129,11 +134,12 @@ def write(out: Path, ref: list[dict[str, Any]], rows: list[dict[str, Any]], quic
             "threads": threads, "data": data, "epochs": epochs,
             "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                          "python": sys.version.split()[0]},
-            "command": "python benchmarks/fit/run.py" + (" --quick" if quick else "")}
-    name = "results-quick" if quick else "results"
+            "command": "python benchmarks/fit/run.py" + ("" if mode == "full" else f" --{mode}")}
+    name = "results" if mode == "full" else f"results-{mode}"
     (HERE / f"{name}.json").write_text(json.dumps({"meta": meta, "reference": ref,
                                                    "budgets": rows}, indent=2) + "\n")
-    lines = [f"# edgecnn fit: benchmark{' (smoke run, --quick)' if quick else ''}", "",
+    title = {"quick": " (smoke run, --quick)", "small": " (mnist5k, a smaller grid, --small)"}
+    lines = [f"# edgecnn fit: benchmark{title.get(mode, '')}", "",
              f"`{meta['command']}`, {meta['date']}; {meta['cpu']} ({', '.join(meta['flags'])}),"
              f" {threads} thread(s); torch {meta['versions']['torch']}, ONNX Runtime "
              f"{meta['versions']['onnxruntime']}; {data}, {epochs} epochs.", "",
