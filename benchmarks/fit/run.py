@@ -50,9 +50,9 @@ def main() -> int:
     else:
         data, alphas, res, epochs = "mnist5k", (0.25, 0.5, 0.75, 1.0), (32, 48, 64), 8
     from edgecnn.fit.latency import MeasuredHere
-    from edgecnn.tune.run import _threads
+    from edgecnn.tune.run import check_threads
 
-    threads = _threads(args.threads)
+    threads = check_threads(args.threads)
     out = Path(args.out) / mode
     ref = reference(args.family, data, alphas, res, epochs, threads, out / "reference")
     lat = sorted(r["latency_ms"] for r in ref)

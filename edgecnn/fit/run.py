@@ -75,11 +75,11 @@ def fit(spec: FitSpec, *, log: Callable[[str], None] = lambda line: None,
     from edgecnn.fit.executor import LocalExecutor
     from edgecnn.fit.latency import MeasuredHere
     from edgecnn.fit.space import check_family, grid
-    from edgecnn.tune.run import _threads
+    from edgecnn.tune.run import check_threads
 
     started = time.monotonic()
     _check_numbers(spec)
-    threads = _threads(spec.threads)
+    threads = check_threads(spec.threads)
     family = check_family(spec.family)
     archs = grid(family, spec.alphas, spec.resolutions, ("fp32",))
     grid(family, spec.alphas, spec.resolutions, spec.precisions)  # checks the precisions

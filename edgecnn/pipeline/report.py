@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.bench.report import describe_conditions
+from edgecnn.export.decision import Policy
 from edgecnn.fileio import atomic_write
 from edgecnn.pipeline.recipe import Recipe
 from edgecnn.tables import format_table
@@ -64,7 +65,7 @@ def write_report(recipe: Recipe, out: Path, bench: dict[str, Any], artifact: Pat
 
 
 PRUNE_BUDGET = 1.0  # top-1 points pruning may cost before the summary says it cost too much
-INT8_PAYS = 1.1  # int8 must be this much faster than fp32 to be worth its accuracy risk
+INT8_PAYS = Policy.worth  # the export verdict's own bar (export/decision.py)
 
 
 def verdicts(bench: dict[str, Any], export_report: dict[str, Any], recipe: Recipe

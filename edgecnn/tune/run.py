@@ -68,7 +68,7 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
 
     artifact = Path(spec.artifact)
     report = _check_artifact(artifact)
-    threads = _threads(spec.threads)
+    threads = check_threads(spec.threads)
     runtimes = _runtimes(spec.runtime)
     shape = _input_shape(report)
     measure = spec.measure or MeasuredOnThisMachine(shape, threads)
@@ -168,7 +168,8 @@ def _weight_range_warning(report: dict[str, Any]) -> str | None:
     return None
 
 
-def _threads(threads: int | None) -> int:
+def check_threads(threads: int | None) -> int:
+    """The thread count a model will run with: None is every core; 1..cores, else one line."""
     cores = os.cpu_count() or 1
     if threads is None:
         return cores
