@@ -181,35 +181,10 @@ def run_export(args: argparse.Namespace) -> int:
         print(json.dumps({"path": str(result.path), **result.report}, indent=2, default=str))
         return 0
     _summary(result.path, result.report)
-    warning = alignment_warning(result.report, args.round_channels)
-    if warning:
-        print(f"edgecnn: warning: {warning}", file=sys.stderr)
+    aligned = result.report.get("channel_alignment")
+    if aligned:
+        print(f"edgecnn: warning: {aligned['warning']}", file=sys.stderr)
     return 0
-
-
-def alignment_warning(report: dict, round_channels: int | None) -> str | None:
-    """The exported widths' cost when they are not multiples of 8: the pruned widths after
-    pruning, else the zoo model's at the exported alpha and resolution."""
-    from edgecnn.profile import MISALIGNED_COST, channel_alignment, profile_model, round_kwargs
-    from edgecnn.registry import get_spec
-
-    pruning = report.get("pruning") or {}
-    if pruning.get("channels"):
-        odd = sorted({after for _, after in pruning["channels"].values() if after % 8})
-        return None if not odd else (
-            f"pruning left {len(odd)} channel counts that are not multiples of 8 "
-            f"({'/'.join(map(str, odd[:8]))}); {MISALIGNED_COST}. --prune-round-to 8 (the "
-            f"default) rounds them")
-    try:
-        get_spec(str(report.get("model")))
-    except Exception:  # noqa: BLE001  (an ONNX file or a user's module: no zoo widths)
-        return None
-    prof = profile_model(report["model"], alpha=report["alpha"],
-                         resolution=report["resolution"], num_classes=report.get("num_classes"),
-                         in_chans=report.get("in_chans"), per_layer=True,
-                         **round_kwargs(report["model"], round_channels))
-    aligned = channel_alignment(prof)
-    return aligned["warning"] if aligned else None
 
 
 def _stdout_to_stderr():  # noqa: ANN202

@@ -122,6 +122,7 @@ class _Export:
 
     # ----------------------------------------------------------------------------------------
     def build(self, artifact: Any) -> None:
+        from edgecnn.export.foreign import onnx_layers
         from edgecnn.export.parity import require_parity
 
         # A line as each long stage starts: on a terminal it becomes the ticker's stage
@@ -149,7 +150,9 @@ class _Export:
         require_parity(parity)
         self.timed("fp32", t)
         self.report["ir_version"] = fp32.ir_version
-        self.report["params"], self.report["macs"] = self.counts(model)
+        layers = onnx_layers(fp32)  # (name, op, shape, MACs) of each Conv/Gemm/MatMul
+        self.report["params"], self.report["macs"] = self.counts(model, layers)
+        self.report["channel_alignment"] = self.alignment(layers)
         if unpruned is not None and self.spec.prune.method == "structured":
             self.latency(unpruned, fp32, None if self.unrounded is None
                          else self.fp32_proto(self.unrounded))
@@ -304,25 +307,48 @@ class _Export:
             results.append(check_parity(model, proto, self.real, self.real_name, consumers))
         return results
 
-    def counts(self, model: torch.nn.Module) -> tuple[dict, dict]:
-        from edgecnn.export.prune import count_macs
+    def counts(self, model: torch.nn.Module, layers: list) -> tuple[dict, dict]:
+        """Parameters of the model; MACs of the fp32 graph as written (`layers`, from
+        foreign.onnx_layers: edgecnn.profile's convention without a torch pass, whose first
+        use in a process costs a second)."""
+        import numpy as np
 
-        if self.src.onnx is not None:  # no torch graph: the ONNX file's initializers and MACs
-            import numpy as np
-
-            from edgecnn.export.foreign import onnx_macs
-
+        macs = sum(layer[3] for layer in layers)
+        if self.src.onnx is not None:  # no torch graph: the ONNX file's initializers
             params = int(sum(np.prod(t.dims) for t in self.src.onnx.graph.initializer))
-            macs = onnx_macs(self.src.onnx)
             return {"before": params, "after": params}, {"before": macs, "after": macs}
-        x = torch.zeros(1, self.src.in_chans, self.src.resolution, self.src.resolution)
         params = sum(p.numel() for p in model.parameters())
-        macs = count_macs(model, x)
         pr = self.report.get("pruning")
         if pr:
             return ({"before": pr["params_before"], "after": params},
                     {"before": pr["macs_before"], "after": macs})
         return {"before": params, "after": params}, {"before": macs, "after": macs}
+
+    def alignment(self, layers: list) -> dict[str, Any] | None:
+        """Widths that are not multiples of 8, and what they cost (the CLI prints the line):
+        the pruned widths after structured pruning, else a zoo model's widths at its alpha
+        as the graph holds them; None when they align or the model is not the zoo's."""
+        from edgecnn.profile import MISALIGNED_COST, LayerProfile, Profile, channel_alignment
+        from edgecnn.registry import get_spec
+
+        channels = (self.report.get("pruning") or {}).get("channels")
+        if channels:
+            odd = sorted({after for _, after in channels.values() if after % 8})
+            return None if not odd else {"widths": odd, "warning": (
+                f"pruning left {len(odd)} channel counts that are not multiples of 8 "
+                f"({'/'.join(map(str, odd[:8]))}); {MISALIGNED_COST}. --prune-round-to 8 "
+                "(the default) rounds them")}
+        if self.src.kind != "zoo":  # a checkpoint of a zoo model counts too
+            try:
+                get_spec(self.src.name)
+            except EdgeCNNError:
+                return None
+        rows = [LayerProfile(name, "Conv2d" if op == "Conv" else "Linear", shape, 0, macs)
+                for name, op, shape, macs in layers]
+        return channel_alignment(Profile(
+            model=self.src.name, alpha=self.src.alpha, resolution=self.src.resolution,
+            num_classes=len(self.src.classes), in_chans=self.src.in_chans, params=0,
+            macs=sum(r.macs for r in rows), layers=rows))
 
     def latency(self, unpruned: onnx.ModelProto, pruned: onnx.ModelProto,
                 unrounded: onnx.ModelProto | None) -> None:

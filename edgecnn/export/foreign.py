@@ -314,24 +314,50 @@ class OnnxReference(nn.Module):
 
 
 def onnx_macs(proto: onnx.ModelProto) -> int:
-    """Multiply-adds of Conv, Gemm and MatMul nodes at batch 1, from inferred shapes."""
-    inferred = onnx.shape_inference.infer_shapes(proto)
+    """Multiply-adds of Conv, Gemm and MatMul nodes at batch 1, from inferred shapes: the
+    papers' convention, as edgecnn.profile counts a torch module (BN, activations, pooling
+    and additions not counted), without a torch forward pass."""
+    return sum(layer[3] for layer in onnx_layers(proto))
+
+
+def onnx_layers(proto: onnx.ModelProto) -> list[tuple[str, str, tuple[int, ...], int]]:
+    """(node name, op type, output shape, multiply-adds at batch 1) of each Conv, Gemm and
+    MatMul node whose output shape inference can tell."""
+    inferred = onnx.shape_inference.infer_shapes(_weightless(proto))
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in (*inferred.graph.value_info, *inferred.graph.input,
                         *inferred.graph.output)}
     weights = {t.name: list(t.dims) for t in proto.graph.initializer}
-    total = 0
+    layers = []
     for node in proto.graph.node:
         out = shapes.get(node.output[0])
         if not out or any(d <= 0 for d in out[1:]):
             continue
         per_out = int(np.prod(out[1:]))
+        macs = None
         if node.op_type == "Conv" and node.input[1] in weights:
-            w = weights[node.input[1]]
-            total += per_out * int(np.prod(w[1:]))
+            macs = per_out * int(np.prod(weights[node.input[1]][1:]))
         elif node.op_type in ("Gemm", "MatMul"):
             a = shapes.get(node.input[0]) or weights.get(node.input[0])
             if a:
                 trans = next((at.i for at in node.attribute if at.name == "transA"), 0)
-                total += per_out * int(a[-2] if trans else a[-1])
-    return total
+                macs = per_out * int(a[-2] if trans else a[-1])
+        if macs is not None:
+            layers.append((node.name, node.op_type, (1, *out[1:]), macs))
+    return layers
+
+
+def _weightless(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with its large initializers turned into typed inputs of the same shape:
+    shape inference needs their dims, not their bytes (VGG's 0.5 GB of weights cost seconds
+    to serialize for it). Small ones (a Reshape's target shape) keep their values."""
+    big = [t for t in proto.graph.initializer if int(np.prod(t.dims)) > 64]
+    names = {t.name for t in big}
+    declared = {v.name for v in proto.graph.input}  # IR 3: initializers are inputs too
+    graph = onnx.helper.make_graph(
+        proto.graph.node, proto.graph.name,
+        [*proto.graph.input, *(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+                               for t in big if t.name not in declared)],
+        proto.graph.output, [t for t in proto.graph.initializer if t.name not in names])
+    return onnx.helper.make_model(graph, opset_imports=proto.opset_import,
+                                  ir_version=proto.ir_version)
