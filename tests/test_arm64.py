@@ -28,10 +28,12 @@ pytestmark = pytest.mark.slow
 RES = 32
 RECIPES = ("cpu-arm", "jetson-orin")  # the trained model is exported with both
 FAMILY_RECIPE = "cpu-arm"  # the families with one: the kernels under test are the same
-# The zoo's edge families with BatchNorm statistics from real digits (name, alpha); the
-# trained model (MobileNet v1) is the one int8 top-1 agreement is measured on.
-FAMILIES = [("mobilenet_v2", 0.25), ("mobilenet_v3_small", 0.5), ("shufflenet_v2_x0_5", 1.0),
-            ("squeezenet1_1", 1.0), ("squeezenext23", 1.0)]
+# Zoo models with BatchNorm statistics from real digits (name, alpha), one per kind of
+# kernel the trained MobileNet v1 (3x3 depthwise + 1x1, ReLU) does not run: hard-swish,
+# squeeze-excitation and 5x5 depthwise; channel split, shuffle and concat; SqueezeNext's 1x3
+# and 3x1 convolutions and additions. The trained model is the one int8 top-1 agreement is
+# measured on.
+FAMILIES = [("mobilenet_v3_small", 0.5), ("shufflenet_v2_x0_5", 1.0), ("squeezenext23", 1.0)]
 TRAINED = ("mobilenet", 0.25)
 SETUP = ROOT / "deploy" / "arm64" / "setup_userland.sh"
 PYTHON_ARM = ROOT / "deploy" / "arm64" / "python.sh"

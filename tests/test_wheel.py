@@ -5,8 +5,9 @@ a fresh virtual environment in a scratch directory (pip's cache serves the depen
 - the base install, `pip install edgecnn` (numpy, ONNX Runtime, Pillow): it predicts and
   benchmarks an artifact, and every torch-side command says in one line what to install;
 - the torch extra: torch 2.13.0 through constraints.txt first, then `edgecnn[torch,openvino]`:
-  it exports with the packaged target recipes and runs the pipeline (a quick recipe, and the
-  packaged default recipe up to its first stage).
+  it exports with the packaged target recipes (int8 from a user's checkpoint, calibrated on
+  digits) and starts the pipeline on its packaged default recipe (up to its first stage; the
+  whole pipeline runs, killed in every stage, in tests/test_pipeline.py).
 The device kit (deploy/, installed as edgecnn.deploy) is in the wheel: the base install's
 `edgecnn kit` finds its scripts in site-packages, and `edgecnn app` scores a folder there.
 Every command runs from a scratch directory, so nothing can come from the checkout.
@@ -35,7 +36,6 @@ from tests.conftest import ROOT
 
 # One worker builds and installs (make test runs `-n 2 --dist loadgroup`).
 pytestmark = pytest.mark.xdist_group("wheel")
-QUICK_RECIPE = Path(__file__).with_name("pipeline_quick.yaml")
 MOBILENET = ("mobilenet", "--alpha", "0.25", "--resolution", "32")
 INSTALL = ("-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
            "-c", str(ROOT / "constraints.txt"))
@@ -327,14 +327,6 @@ def test_torch_extra_benchmarks_the_artifact(torch_venv: Path, artifact: Path,
 
 
 @pytest.mark.slow
-def test_torch_extra_runs_the_pipeline(torch_venv: Path, work: Path) -> None:
-    shutil.copy(QUICK_RECIPE, work / "quick.yaml")
-    proc = run_in(torch_venv, "edgecnn", "pipeline", "quick.yaml", cwd=work, timeout=600)
-    assert "ONNX Runtime int8" in proc.stdout
-    assert (work / "runs" / "pipeline-quick" / "report.md").is_file()
-
-
-@pytest.mark.slow
 def test_pipeline_without_argument_runs_the_packaged_default(torch_venv: Path,
                                                              work: Path) -> None:
     """Started from an empty directory, it reads the packaged recipe (stopped at training)."""
@@ -405,19 +397,21 @@ def _top1(predictions: object) -> str:
 @pytest.mark.slow
 def test_import_path_model_trains_prunes_and_predicts(torch_venv: Path, base_venv: Path,
                                                       image: Path, work: Path) -> None:
-    """`mynets:tiny_cnn` from the user's directory: train, export --prune 0.5 from the
-    checkpoint alone, predict in the base install. (int8 from a checkpoint, calibrated on
-    digits, runs from the wheel in test_torch_extra_runs_the_pipeline's export stage; the
-    same journey with --int8 runs in the checkout in tests/test_export_foreign.py.)"""
+    """`mynets:tiny_cnn` from the user's directory: train, export --prune 0.5 with int8
+    calibrated on digits from the checkpoint alone, predict in the base install (the same
+    journey runs in the checkout in tests/test_export_foreign.py)."""
     (work / "mynets.py").write_text(USER_NET)
     run_in(torch_venv, "edgecnn", "train", "mynets:tiny_cnn", "--data", "digits",
            "--resolution", "16", "--epochs", "1", "--out", "run", cwd=work, pythonpath=work)
-    run_in(torch_venv, "edgecnn", "export", "run/best.pt", "--prune", "0.5", "-o", "mine",
-           cwd=work, pythonpath=work)
+    run_in(torch_venv, "edgecnn", "export", "run/best.pt", "--prune", "0.5", "--int8",
+           "--calib-data", "digits", "-o", "mine", cwd=work, pythonpath=work)
     report = json.loads((work / "mine" / "export.json").read_text())
     assert report["options"]["source"]["kind"] == "CheckpointSource"
     assert report["macs"]["after"] <= 0.5 * report["macs"]["before"]  # pruned: the user's
     # own module through torch-pruning's dependency graph, from the installed packages
+    assert report["int8"]["written"] and report["data"]["held_out_images"] > 0
+    layers = report["int8"]["layers"]  # int8 arithmetic, from the wheel's quantizer
+    assert any(layer["precision"] == "int8" for layer in layers), layers
     proc = run_in(base_venv, "edgecnn", "predict", "mine", str(image), "--json", cwd=work)
     assert "photo.jpg" in proc.stdout
     moved = run_in(torch_venv, "edgecnn", "export", "run/best.pt", "-o", "again", cwd=work,
