@@ -83,9 +83,9 @@ def main() -> int:
             rows.append(f"| {name} | {count} | {runtime} | {bn_ms:.1f} | {ma_ms:.1f} | "
                         f"{ma_ms / bn_ms:.3f} | {float(np.abs(a - b).max()):.1e} |")
             print(rows[-1], flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in
-                Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")),
-               "?")
+    from edgecnn.host import cpu_model
+
+    cpu = cpu_model()
     import onnxruntime
     import openvino
 

@@ -52,9 +52,9 @@ def main() -> int:
                     f"{rel(got['ort'], f64)} | {rel(got['ov'], f64)} | {rel(got['ort'], f32)} "
                     f"| {rel(got['ov'], f32)} |")
         print(rows[-1], flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in
-                Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")),
-               "?")
+    from edgecnn.host import cpu_model
+
+    cpu = cpu_model()
     text = ["# " + " ".join(__doc__.split("\n\n")[0].split()), "",
             " ".join(__doc__.split("\n\n", 2)[2].split()), "",
             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, one "

@@ -86,6 +86,12 @@ IMAGEFOLDER_HELP = (
     "(seed 0): the same files on every run")
 
 
+def add_no_progress(parser: argparse.ArgumentParser, what: str = "progress bar") -> None:
+    """--no-progress, for every command that shows progress on a terminal."""
+    parser.add_argument("--no-progress", action="store_true",
+                        help=f"no {what} (none either when stderr is not a terminal)")
+
+
 def add_preprocess_flags(parser: argparse.ArgumentParser, *, resolution: bool = True) -> None:
     """--mean/--std/--resolution/--labels for ONNX files without edgecnn metadata; turn them
     into `load()` keywords with `preprocess_kwargs(args)`. The runtime holds the one

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgecnn.cli.args import (add_preprocess_flags, add_remote_flags, csv_of, positive_float,
-                              positive_int, positive_ints, preprocess_kwargs, remote_kwargs)
+from edgecnn.cli.args import (add_no_progress, add_preprocess_flags, add_remote_flags, csv_of,
+                              positive_float, positive_int, positive_ints, preprocess_kwargs,
+                              remote_kwargs)
 from edgecnn.errors import EdgeCNNError
 
 if TYPE_CHECKING:
@@ -54,8 +55,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="print JSON (the same as --format json)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write to this file (default: stdout only)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (none either when stderr is not a terminal)")
+    add_no_progress(p)
     add_remote_flags(p, several=True)
     p.set_defaults(func=run)
 
@@ -82,8 +82,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--round-channels", type=positive_int, default=None, metavar="N",
                    help="MobileNet v1: round every width to a multiple of N (8: torchvision's "
                    "_make_divisible) instead of the paper's truncation (default: the paper's)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars (none either when stderr is not a terminal)")
+    add_no_progress(p, "progress bars")
     p.set_defaults(func=run_sweep_cmd)
 
 

@@ -10,7 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from edgecnn.cli.args import (IMAGEFOLDER_HELP, 
+from edgecnn.cli.args import (IMAGEFOLDER_HELP,
+    add_no_progress,
     alpha_arg,
     non_negative_float,
     non_negative_int,
@@ -102,9 +103,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="zoo MobileNet v1: round every width to a multiple of N (8: "
                    "torchvision's _make_divisible) instead of the paper's truncation (default: "
                    "the paper's)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no elapsed-time line beside the current stage (none either when "
-                   "stderr is not a terminal)")
+    add_no_progress(p, "elapsed-time line beside the current stage")
     p.add_argument("--json", action="store_true",
                    help="print export.json's report instead of the summary")
     p.set_defaults(func=run_export)

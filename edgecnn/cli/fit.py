@@ -8,7 +8,8 @@ import argparse
 import json
 import os
 
-from edgecnn.cli.args import csv_of, positive_float, positive_int, positive_ints
+from edgecnn.cli.args import (add_no_progress, csv_of, positive_float, positive_int,
+                              positive_ints)
 
 ORDER = 38  # after train, before export in `edgecnn --help`
 
@@ -57,8 +58,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    "(auto, ray://host:10001); latency is still measured here (default: off, local "
                    "processes one at a time)")
     p.add_argument("--json", action="store_true", help="print fit.json")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (none either when stderr is not a terminal)")
+    add_no_progress(p)
     p.set_defaults(func=run_fit)
 
 

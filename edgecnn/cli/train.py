@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Any
 
-from edgecnn.cli.args import IMAGEFOLDER_HELP, alpha_arg
+from edgecnn.cli.args import IMAGEFOLDER_HELP, add_no_progress, alpha_arg
 
 ORDER = 20  # after list/info in `edgecnn --help`
 
@@ -68,9 +68,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object at the end (the epoch lines go to stderr)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar within each epoch (none either when stderr is not "
-                   "a terminal)")
+    add_no_progress(p, "progress bar within each epoch")
     p.set_defaults(func=run_train)
 
     p = subparsers.add_parser(

@@ -11,7 +11,7 @@ import importlib.util
 import json
 import os
 
-from edgecnn.cli.args import add_remote_flags, positive_int, remote_kwargs
+from edgecnn.cli.args import add_no_progress, add_remote_flags, positive_int, remote_kwargs
 
 ORDER = 45  # after predict, before bench in `edgecnn --help`
 
@@ -33,8 +33,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="the runtime to tune for; auto: every installed CPU runtime, the "
                    "faster one chosen (default auto)")
     p.add_argument("--json", action="store_true", help="print the device's record as JSON")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress ticker (none either when stderr is not a terminal)")
+    add_no_progress(p, "progress ticker")
     add_remote_flags(p, several=False)
     p.set_defaults(func=run_tune)
 

@@ -20,7 +20,7 @@ every Fire channel count (conv1 keeps its width), and alpha = 1 is the exact net
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
@@ -177,16 +177,13 @@ def _init_weights(model: SqueezeNet) -> None:
     paper=PAPER,
 )
 def squeezenet(*, alpha: float = 1.0, num_classes: int = 1000, in_chans: int = 3,
-               base_e: int = 128, incr_e: int = 128, freq: int = 2, pct_3x3: float = 0.5,
-               sr: float = 0.125, bypass: str = "none", dropout: float = 0.5) -> SqueezeNet:
+               **kwargs: Any) -> SqueezeNet:
     """SqueezeNet 1.0 [Iandola et al., arXiv:1602.07360, 2016]: 1,248,424 params, 818.9M MACs.
 
-    base_e, incr_e, freq, pct_3x3, sr: the Section 5 metaparameters; bypass: "none",
-    "simple" or "complex" (Section 6).
+    kwargs: SqueezeNet's options, the Section 5 metaparameters base_e, incr_e, freq, pct_3x3
+    and sr, bypass "none", "simple" or "complex" (Section 6), and dropout.
     """
-    return SqueezeNet("1_0", alpha=alpha, num_classes=num_classes, in_chans=in_chans,
-                      base_e=base_e, incr_e=incr_e, freq=freq, pct_3x3=pct_3x3, sr=sr,
-                      bypass=bypass, dropout=dropout)
+    return SqueezeNet("1_0", alpha=alpha, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 @register_model(
@@ -198,13 +195,10 @@ def squeezenet(*, alpha: float = 1.0, num_classes: int = 1000, in_chans: int = 3
     paper=PAPER,
 )
 def squeezenet1_1(*, alpha: float = 1.0, num_classes: int = 1000, in_chans: int = 3,
-                  base_e: int = 128, incr_e: int = 128, freq: int = 2, pct_3x3: float = 0.5,
-                  sr: float = 0.125, bypass: str = "none", dropout: float = 0.5) -> SqueezeNet:
+                  **kwargs: Any) -> SqueezeNet:
     """SqueezeNet 1.1 [Iandola et al., arXiv:1602.07360, 2016; github.com/forresti/SqueezeNet].
 
     1,235,496 params, 349.2M MACs at 224 px: the 1.0 Fire modules behind a 3x3 conv1 of 64
     channels, with earlier pooling. Same options as `squeezenet`.
     """
-    return SqueezeNet("1_1", alpha=alpha, num_classes=num_classes, in_chans=in_chans,
-                      base_e=base_e, incr_e=incr_e, freq=freq, pct_3x3=pct_3x3, sr=sr,
-                      bypass=bypass, dropout=dropout)
+    return SqueezeNet("1_1", alpha=alpha, num_classes=num_classes, in_chans=in_chans, **kwargs)
