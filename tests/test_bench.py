@@ -42,9 +42,13 @@ class SleepRunner(Runner):
 
     name = "sleep"
 
-    def __init__(self, seconds: float, log: list[str], tag: str) -> None:
+    def __init__(self, seconds: float, log: list[str], tag: str, spins: bool = False) -> None:
         super().__init__(TensorSpec("input", "float32", (None, 1, 4, 4)), "cpu")
-        self.seconds, self.log, self.tag = seconds, log, tag
+        self.seconds, self.log, self.tag, self.spins = seconds, log, tag, spins
+
+    @property
+    def spins_after_run(self) -> bool:  # as ONNX Runtime's workers do, when asked
+        return self.spins
 
     def activate_impl(self) -> None: ...
 
@@ -59,15 +63,22 @@ class SleepRunner(Runner):
         return logits
 
 
-def test_runs_are_interleaved_in_blocks_and_latency_is_measured() -> None:
+def test_runs_are_interleaved_in_blocks_and_latency_is_measured(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     log: list[str] = []
+    # "slow" spins after a run (as ONNX Runtime's workers do), "fast" does not
     cases = [BenchCase(model="m", runtime=tag, precision="fp32", batch=2, input_shape=(1, 4, 4),
-                       macs=1000, make_runner=lambda s=s, t=tag: SleepRunner(s, log, t))
-             for tag, s in (("fast", 0.002), ("slow", 0.006))]
+                       macs=1000, make_runner=lambda s=s, t=tag, p=spins: SleepRunner(s, log, t, p))
+             for tag, s, spins in (("fast", 0.002, False), ("slow", 0.006, True))]
     plan = TimingPlan(warmup=2, iters=20, buffers=3, settle_s=0.05, block_warmup=3)
-    start = time.perf_counter()
+    pauses: list[str] = []  # the tag that ran just before each settling pause
+    sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: (pauses.append(log[-1]) if s == plan.settle_s
+                                                  else None, sleep(s))[-1])
     records = run_group(cases, plan, peak_gmacs=1.0, rounds=4)
-    assert time.perf_counter() - start >= 8 * 0.05  # a settling pause before each block
+    # a pause after each block of the spinning runner (and after its first call, the last
+    # of the loading), none after the other's: rounds fast,slow | slow,fast | fast,slow | ...
+    assert pauses == ["slow"] * 5
     fast, slow = records
     assert fast.iters == slow.iters == 20
     # sleep() never returns early: the minimum is at least the sleep; the median is close

@@ -7,12 +7,14 @@ line gives more or none, 1 fine-tuning epoch, 20 timed calls, and 32 px for a zo
 exported or benchmarked at its default 224 px)
 so the suite stays fast. `edgecnn ...` lines run in process through `edgecnn.cli.main.main`,
 the function the console command calls (tests/test_bad_inputs.py runs the console command
-itself); `torchrun` and `python deploy/app.py` lines run as the programs they are.
+itself); `python deploy/app.py` lines run as the program they are.
 
 The tour is two chains, run as two tests (two workers can take them): the lines that make
 or read runs/mnv1 and exports/mnv1*, in order, and the lines that stand alone. Lines parsed
 but not run here, each proven elsewhere:
 - the 16-point sweep: tests/test_sweep.py runs a smaller grid;
+- the torchrun line: tests/test_train_ddp.py runs `python -m torch.distributed.run
+  --nproc_per_node 2 -m edgecnn train lenet5` and checks it against one process;
 - `edgecnn fit`: tests/test_fit.py runs it from the CLI with a budget every machine meets;
 - the TensorRT-target export: tests/test_export*.py check TensorRT graphs offline, and
   tests/test_wheel.py exports for TensorRT with int8 from the installed wheel;
@@ -43,7 +45,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 # edgecnn fit: its outcome depends on the machine's speed against the README's budget;
 # tests/test_fit.py runs it end to end with a budget every candidate meets
 NOT_RUN_HERE = ("edgecnn sweep", "--target tensorrt", "make ", "bypath", "--remote",
-                "edgecnn fit")
+                "edgecnn fit", "torchrun")
 SHORTER = ((r"--epochs \d+", "--epochs 1"), (r"--finetune-epochs \d+", "--finetune-epochs 1"))
 CHAINS = ("mnv1", "standalone")
 
@@ -102,11 +104,11 @@ def test_the_tour_is_its_chains() -> None:
     start = README.index("## Training")
     tour_lines = [line for line in bash_lines() if README.index(line) >= start]
     left_out = [line for line in tour_lines if any(s in line for s in NOT_RUN_HERE)]
-    # sweep, TensorRT export, the two bypath lines, the four --remote lines, fit
-    assert len(left_out) == 9, left_out
+    # sweep, TensorRT export, the two bypath lines, the four --remote lines, fit, torchrun
+    assert len(left_out) == 10, left_out
     assert sorted(sum((tour(c) for c in CHAINS), [])) == sorted(
         line for line in tour_lines if line not in left_out)
-    assert len(tour("mnv1")) >= 9 and len(tour("standalone")) >= 4
+    assert len(tour("mnv1")) >= 9 and len(tour("standalone")) >= 3
 
 
 @pytest.mark.parametrize("chain", CHAINS)
@@ -125,10 +127,7 @@ def test_readme_tour_runs(chain: str, tmp_path: Path, monkeypatch: pytest.Monkey
             code, _, err = run_main(words[1:], capfd)
             assert code == 0, f"README line failed: {line}\n{err[-2000:]}"
             continue
-        if words[0] == "torchrun":
-            cmd = [sys.executable, "-m", "torch.distributed.run", *words[1:]]
-        else:  # python deploy/app.py ...
-            cmd = [sys.executable, str(ROOT / words[1]), *words[2:]]
+        cmd = [sys.executable, str(ROOT / words[1]), *words[2:]]  # python deploy/app.py ...
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, f"README line failed: {line}\n{proc.stderr[-2000:]}"
@@ -137,4 +136,3 @@ def test_readme_tour_runs(chain: str, tmp_path: Path, monkeypatch: pytest.Monkey
         assert (tmp_path / "exports" / "mnv1" / "export.json").is_file()
     else:
         assert (tmp_path / "bench.md").read_text().startswith("| model")
-        assert (tmp_path / "runs" / "ddp" / "best.pt").is_file()

@@ -96,6 +96,10 @@ class OrtRunner(OnnxRunner):
     options_type = OrtOptions
     options: OrtOptions
 
+    @property
+    def spins_after_run(self) -> bool:
+        return self.options.spinning and self.options.threads != 1  # 0: one per core
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         opts = self.options

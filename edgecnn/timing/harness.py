@@ -4,8 +4,9 @@ A group is what one table compares: the same model at one batch size, across run
 precisions. All its runners are loaded first (cold start measured for each), then timed in
 rounds: every round gives each runner one block of calls in turn. Blocks, not single calls,
 because ONNX Runtime's worker threads spin after a run and would steal the next runner's
-cores (and a short pause before each block, TimingPlan.settle_s, lets them go idle); rounds,
-so that a machine that drifts (thermal, a neighbour) drifts for every side.
+cores (a short pause after such a runner's block, TimingPlan.settle_s, lets them go idle:
+Runner.spins_after_run); rounds, so that a machine that drifts (thermal, a neighbour)
+drifts for every side.
 Ctrl-C stops the loop; what was measured so far is still summarized.
 """
 
@@ -201,10 +202,14 @@ def _activate(case: BenchCase, plan: TimingPlan) -> _Live:
 
 def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
                   progress: Callable[[int], None] | None, stop: Callable[[], bool] | None) -> None:
-    def settle(lv: _Live) -> None:  # the previous runner's threads go idle first
+    last = [live[-1]]  # whose block (or first call, after loading) ran last
+
+    def settle(lv: _Live) -> None:  # the previous runner's spinning threads go idle first
         if len(live) > 1:
-            time.sleep(plan.settle_s)
+            if last[0].runner.spins_after_run:
+                time.sleep(plan.settle_s)
             warm_up(lv.runner.infer, lv.inputs, plan.block_warmup, lv.case.sync)
+        last[0] = lv
 
     def order(round_: int) -> list[_Live]:
         # Each round starts one case later, so that every case follows every other equally

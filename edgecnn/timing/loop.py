@@ -22,7 +22,8 @@ class TimingPlan:
     iters: int | None = 200  # timed calls; or ...
     duration_s: float | None = None  # ... time for this long (iters must then be None)
     buffers: int = 4  # distinct inputs rotated, so no run reads a cache-hot copy of the last
-    # When runners alternate, a pause before each one's block: ONNX Runtime's idle workers
+    # When runners alternate, a pause after a block of a runner whose workers spin
+    # (Runner.spins_after_run: ONNX Runtime with more than one thread): its idle workers
     # keep spinning 50-100 ms after a run, and while they do, the next runner has one core
     # less. Measured (2-core Xeon, ORT 1.31, MobileNet 0.5, fp32 vs int8 alternating blocks):
     # 2.00 / 1.49 ms without a pause, 1.36 / 0.89 ms with 0.1 s, 1.38 / 0.94 ms each alone.
