@@ -33,7 +33,7 @@ from torch import nn
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.fileio import file_sha256
-from edgecnn.export.onnx_io import INPUT_NAME, OUTPUT_NAME
+from edgecnn.export.onnx_io import INPUT_NAME, OUTPUT_NAME, weightless
 from edgecnn.export.source import Source
 from edgecnn.export.spec import OnnxSource, check_mean_std
 from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
@@ -323,7 +323,7 @@ def onnx_macs(proto: onnx.ModelProto) -> int:
 def onnx_layers(proto: onnx.ModelProto) -> list[tuple[str, str, tuple[int, ...], int]]:
     """(node name, op type, output shape, multiply-adds at batch 1) of each Conv, Gemm and
     MatMul node whose output shape inference can tell."""
-    inferred = onnx.shape_inference.infer_shapes(_weightless(proto))
+    inferred = onnx.shape_inference.infer_shapes(weightless(proto))
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in (*inferred.graph.value_info, *inferred.graph.input,
                         *inferred.graph.output)}
@@ -346,18 +346,3 @@ def onnx_layers(proto: onnx.ModelProto) -> list[tuple[str, str, tuple[int, ...],
             layers.append((node.name, node.op_type, (1, *out[1:]), macs))
     return layers
 
-
-def _weightless(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The graph with its large initializers turned into typed inputs of the same shape:
-    shape inference needs their dims, not their bytes (VGG's 0.5 GB of weights cost seconds
-    to serialize for it). Small ones (a Reshape's target shape) keep their values."""
-    big = [t for t in proto.graph.initializer if int(np.prod(t.dims)) > 64]
-    names = {t.name for t in big}
-    declared = {v.name for v in proto.graph.input}  # IR 3: initializers are inputs too
-    graph = onnx.helper.make_graph(
-        proto.graph.node, proto.graph.name,
-        [*proto.graph.input, *(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
-                               for t in big if t.name not in declared)],
-        proto.graph.output, [t for t in proto.graph.initializer if t.name not in names])
-    return onnx.helper.make_model(graph, opset_imports=proto.opset_import,
-                                  ir_version=proto.ir_version)
