@@ -85,6 +85,7 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
 
                 cond.setdefault("accuracy_of", {})[target.label] = {
                     "data": f"{config.data} val, first {len(eval_data[1])} images",
+                    "batch": max((g[0].batch for g in groups), default=None),
                     "files": {p: describe_stage(f) for p, f in target.files.items()
                               if p in precisions}}
             if peaks is None and groups:  # after the first target loads: a wrong path
@@ -92,6 +93,10 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                 peaks = measure_peaks(config.threads)
                 cond["peak_gmacs"] = peaks.fp32_gmacs
                 cond["peaks"] = asdict(peaks)
+            # Top-1 is a property of the file in a runtime, not of the batch it is timed at:
+            # scored once, in the group of the largest batch (fewest calls), for every row.
+            scored = max(groups, key=lambda g: g[0].batch, default=None)
+            measured_here: list[BenchRecord] = []
             for group in groups:
                 if stopped():
                     break
@@ -100,12 +105,15 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                     bar.stage(f"bench {label}: {desc}")
 
                 measured = run_group(group, config.plan, peak_gmacs=cond["peak_gmacs"],
-                                     rounds=config.rounds, eval_data=eval_data,
+                                     rounds=config.rounds,
+                                     eval_data=eval_data if group is scored else None,
                                      progress=bar.update, stop=stopped, stage=stage)
                 add_roofline(measured, group, peaks, cond)
                 if config.footprint and not stopped():
                     add_footprint(measured, group, config.threads)
-                records += measured
+                measured_here += measured
+            share_accuracy(measured_here)
+            records += measured_here
             if stopped():
                 cond["interrupted"] = True
                 break
@@ -118,6 +126,18 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
     if verdicts:
         cond["int8_verdicts"] = int8_verdicts(records, verdicts)
     return records, cond
+
+
+def share_accuracy(records: Sequence[BenchRecord]) -> None:
+    """Each row's top-1 and agreement from the row of the same model, runtime and precision
+    that was scored (at another batch size)."""
+    scored = {(r.model, r.runtime, r.precision): r for r in records
+              if r.accuracy_top1_pct is not None}
+    for r in records:
+        src = scored.get((r.model, r.runtime, r.precision))
+        if src is not None and r.accuracy_top1_pct is None:
+            r.accuracy_top1_pct, r.agreement_top1_pct = (src.accuracy_top1_pct,
+                                                         src.agreement_top1_pct)
 
 
 def add_roofline(records: Sequence[BenchRecord], cases: Sequence[Any], peaks: Peaks,
