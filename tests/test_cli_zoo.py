@@ -1,4 +1,6 @@
-"""`edgecnn list` and `edgecnn info` as a user runs them: real subprocesses."""
+"""`edgecnn list` and `edgecnn info` through `edgecnn.cli.main.main`, the function the
+console command calls, in this process (tests/test_bad_inputs.py runs the console command
+itself, and every command's bad input in a subprocess too)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,17 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+Capture = pytest.CaptureFixture[str]
+
+from tests.conftest import run_main
 
 
-def test_list_json_covers_the_registry_with_reference_figures() -> None:
+def test_list_json_covers_the_registry_with_reference_figures(capfd: Capture) -> None:
     import edgecnn
 
-    proc = run_cli("list", "--json", check=True)
-    records = {r["name"]: r for r in json.loads(proc.stdout)}
+    code, out, err = run_main(["list", "--json"], capfd)
+    assert code == 0, err
+    records = {r["name"]: r for r in json.loads(out)}
     assert set(records) == set(edgecnn.list_models())
     # spot figures a user would check against the papers / torchvision
     assert records["mobilenet"]["params"] == 4_231_976
@@ -23,18 +28,20 @@ def test_list_json_covers_the_registry_with_reference_figures() -> None:
     assert all(r["paper"] for r in records.values())
 
 
-def test_list_table_filters_by_pattern() -> None:
-    proc = run_cli("list", "squeeze*", check=True)
-    lines = proc.stdout.splitlines()
+def test_list_table_filters_by_pattern(capfd: Capture) -> None:
+    code, out, err = run_main(["list", "squeeze*"], capfd)
+    assert code == 0, err
+    lines = out.splitlines()
     assert lines[0].split()[:2] == ["model", "family"]
     names = [line.split()[0] for line in lines[2:-1]]
     assert names and all(n.startswith("squeeze") for n in names)
 
 
-def test_info_json_has_the_promised_fields() -> None:
-    proc = run_cli("info", "mobilenet", "--alpha", "0.5", "--resolution", "160",
-                   "--num-classes", "10", "--json", check=True)
-    info = json.loads(proc.stdout)
+def test_info_json_has_the_promised_fields(capfd: Capture) -> None:
+    code, out, err = run_main(["info", "mobilenet", "--alpha", "0.5", "--resolution", "160",
+                               "--num-classes", "10", "--json"], capfd)
+    assert code == 0, err
+    info = json.loads(out)
     assert {k: info[k] for k in ("model", "alpha", "resolution", "num_classes")} == {
         "model": "mobilenet", "alpha": 0.5, "resolution": 160, "num_classes": 10}
     assert isinstance(info["params"], int) and isinstance(info["macs"], int)
@@ -43,10 +50,11 @@ def test_info_json_has_the_promised_fields() -> None:
     assert sum(layer["params"] for layer in info["layers"]) == info["params"]
 
 
-def test_info_table_lists_layers_with_output_shapes() -> None:
-    proc = run_cli("info", "lenet5", check=True)
-    assert "Conv2d" in proc.stdout and "6x28x28" in proc.stdout
-    assert "params=61,706" in proc.stdout
+def test_info_table_lists_layers_with_output_shapes(capfd: Capture) -> None:
+    code, out, err = run_main(["info", "lenet5"], capfd)
+    assert code == 0, err
+    assert "Conv2d" in out and "6x28x28" in out
+    assert "params=61,706" in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -59,9 +67,10 @@ def test_info_table_lists_layers_with_output_shapes() -> None:
     (("info", "mobilenet", "--resolution", "0"), "expected a positive integer"),
     (("nosuchcommand",), "invalid choice"),
 ])
-def test_user_errors_are_one_line_exit_2(args: tuple[str, ...], message: str) -> None:
-    proc = run_cli(*args)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert message in proc.stderr
-    assert proc.stdout == ""
+def test_user_errors_are_one_line_exit_2(args: tuple[str, ...], message: str,
+                                        capfd: Capture) -> None:
+    code, out, err = run_main(list(args), capfd)
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert message in err
+    assert out == ""
