@@ -83,6 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
 SLOWEST_FIRST = ("tests/test_arm64.py::test_the_runtime_on_aarch64_under_emulation",
                  "tests/test_readme.py::test_readme_tour_runs[mnv1]",
                  "tests/test_pipeline.py::test_pipeline_killed_in_every_stage",
+                 "tests/test_zoo_export_cli.py::test_cli_export_matches_pytorch[vgg11_bn",
                  "tests/test_readme.py::test_readme_tour_runs[standalone]")
 
 

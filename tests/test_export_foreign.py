@@ -5,7 +5,6 @@ that the torch-free runtime reads and that computes what the original computes."
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from edgecnn.export.source import init_bn_stats
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 from tests.export_helpers import cli
 from tests.usermodels import SmallCNN
 
@@ -196,35 +195,6 @@ def test_foreign_file_fp16_int8_dynamic_batch_for_tensorrt(wild: dict, tmp_path:
                                    providers=["CPUExecutionProvider"])
     x = np.zeros((3, 3, RES, RES), np.float32)
     assert session.run(None, {"input": x})[0].shape == (3, 10)
-
-
-def test_user_model_by_import_path_train_prune_int8_predict(tmp_path: Path) -> None:
-    """The journey of a model defined in the user's own file, entirely from the CLI."""
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = tmp_path / "run"
-    run_cli("train", "tests.usermodels:small_cnn", "--data", "digits", "--epochs", "2",
-            "--resolution", str(RES), "--batch-size", "64", "--out", str(run), env=env,
-            cwd=tmp_path, check=True)
-    ckpt = torch.load(run / "best.pt", weights_only=True)
-    assert ckpt["model"]["name"] == "tests.usermodels:small_cnn"
-    art = tmp_path / "art"
-    proc = run_cli("export", str(run / "best.pt"), "--prune", "0.5", "--finetune-epochs", "1",
-                   "--int8", "--calib-data", "digits", "--calib-samples", "64", "-o", str(art),
-                   env=env, cwd=tmp_path, check=True)
-    report = json.loads((art / "export.json").read_text())
-    assert report["macs"]["after"] <= 0.5 * report["macs"]["before"]
-    assert report["pruning"]["top1_after"] is not None
-    unpruned = {u["layer"]: u["reason"] for u in report["pruning"]["unpruned"]}
-    assert "head" in unpruned and "output layer" in unpruned["head"]
-    assert "not pruned: head" in proc.stdout  # reported in the summary, not only the file
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digit = load_digits().images[0]  # a zero
-    image = tmp_path / "zero.png"
-    Image.fromarray((digit * 255 / 16).astype(np.uint8)).resize((32, 32)).save(image)
-    pred = run_cli("predict", str(art), str(image), cwd=tmp_path, check=True)  # torch-free
-    assert pred.stdout.strip()
 
 
 def test_module_source_python_api(tmp_path: Path) -> None:

@@ -19,9 +19,8 @@ but not run here, each proven elsewhere:
 - the TensorRT-target export: tests/test_export*.py check TensorRT graphs offline, and
   tests/test_wheel.py exports for TensorRT with int8 from the installed wheel;
 - the model given by import path (runs/bypath, trained, then pruned and int8-exported from
-  its checkpoint): tests/test_export_foreign.py::test_user_model_by_import_path_train_prune_
-  int8_predict runs that journey from the CLI, and tests/test_wheel.py::test_import_path_
-  model_trains_prunes_and_predicts from the installed wheel with the user's own module.
+  its checkpoint): tests/test_wheel.py::test_import_path_model_trains_prunes_and_predicts
+  runs that journey from the installed wheel with the user's own module.
 """
 
 from __future__ import annotations

@@ -397,18 +397,23 @@ def _top1(predictions: object) -> str:
 @pytest.mark.slow
 def test_import_path_model_trains_prunes_and_predicts(torch_venv: Path, base_venv: Path,
                                                       image: Path, work: Path) -> None:
-    """`mynets:tiny_cnn` from the user's directory: train, export --prune 0.5 with int8
-    calibrated on digits from the checkpoint alone, predict in the base install (the same
-    journey runs in the checkout in tests/test_export_foreign.py)."""
+    """`mynets:tiny_cnn` from the user's directory: train, export --prune 0.5 with a
+    fine-tuning epoch and int8 calibrated on digits from the checkpoint alone, predict in the
+    base install."""
     (work / "mynets.py").write_text(USER_NET)
     run_in(torch_venv, "edgecnn", "train", "mynets:tiny_cnn", "--data", "digits",
            "--resolution", "16", "--epochs", "1", "--out", "run", cwd=work, pythonpath=work)
-    run_in(torch_venv, "edgecnn", "export", "run/best.pt", "--prune", "0.5", "--int8",
-           "--calib-data", "digits", "-o", "mine", cwd=work, pythonpath=work)
+    export = run_in(torch_venv, "edgecnn", "export", "run/best.pt", "--prune", "0.5",
+                    "--finetune-epochs", "1", "--int8", "--calib-data", "digits", "-o", "mine",
+                    cwd=work, pythonpath=work)
     report = json.loads((work / "mine" / "export.json").read_text())
     assert report["options"]["source"]["kind"] == "CheckpointSource"
     assert report["macs"]["after"] <= 0.5 * report["macs"]["before"]  # pruned: the user's
     # own module through torch-pruning's dependency graph, from the installed packages
+    assert report["pruning"]["top1_after"] is not None  # fine-tuned on the run's data set
+    unpruned = {u["layer"]: u["reason"] for u in report["pruning"]["unpruned"]}
+    assert "output layer" in unpruned.get("8", ""), unpruned  # the Linear keeps its classes
+    assert "not pruned: 8" in export.stdout  # in the summary, not only in the file
     assert report["int8"]["written"] and report["data"]["held_out_images"] > 0
     layers = report["int8"]["layers"]  # int8 arithmetic, from the wheel's quantizer
     assert any(layer["precision"] == "int8" for layer in layers), layers
