@@ -157,6 +157,11 @@ def test_no_int8_file_when_int8_pays_nowhere_and_model_onnx_untouched(
     assert any(w.startswith("int8 not written: ") for w in res.warnings)
     with pytest.raises(EdgeCNNError, match="int8 not produced: "):
         load(res.path, precision="int8")
+    # bench asked for int8 alone: a line saying why, and nothing measured (no traceback)
+    from edgecnn.bench.run import BenchConfig, run_bench
+
+    records, cond = run_bench([str(res.path)], BenchConfig(precisions=("int8",)))
+    assert records == [] and any("int8 not produced" in why for why in cond["not_measured"])
 
 
 def test_int8_blocks_all_writes_int8_arithmetic_even_when_slower(tmp_path: Path) -> None:

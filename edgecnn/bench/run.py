@@ -79,13 +79,13 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
             groups = make_cases(target, runtimes=config.runtimes, precisions=precisions,
                                 batches=config.batches, threads=config.threads,
                                 device=config.device)
+            groups = [g for g in groups if g]  # a precision skipped on every runtime: none
             eval_data = eval_data_for(config, target.input_shape, target.files)
             if eval_data is not None:  # which file and export stage each top-1 belongs to
                 from edgecnn.runtime.stage import describe_stage
 
                 cond.setdefault("accuracy_of", {})[target.label] = {
                     "data": f"{config.data} val, first {len(eval_data[1])} images",
-                    "batch": max((g[0].batch for g in groups), default=None),
                     "files": {p: describe_stage(f) for p, f in target.files.items()
                               if p in precisions}}
             if peaks is None and groups:  # after the first target loads: a wrong path
@@ -94,25 +94,30 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
                 cond["peak_gmacs"] = peaks.fp32_gmacs
                 cond["peaks"] = asdict(peaks)
             # Top-1 is a property of the file in a runtime, not of the batch it is timed at:
-            # scored once, in the group of the largest batch (fewest calls), for every row.
-            scored = max(groups, key=lambda g: g[0].batch, default=None)
-            measured_here: list[BenchRecord] = []
-            for group in groups:
+            # scored once, in the group of the largest batch (fewest calls), which runs first
+            # (a Ctrl-C after it leaves no row without top-1); the rows keep the asked order.
+            order = sorted(range(len(groups)), key=lambda i: -groups[i][0].batch)
+            measured_by: dict[int, list[BenchRecord]] = {}
+            for i in order:
                 if stopped():
                     break
+                group = groups[i]
+
                 def stage(desc: str, steps: int | None, label: str = target.label) -> None:
                     bar.reset(steps or 0)
                     bar.stage(f"bench {label}: {desc}")
 
                 measured = run_group(group, config.plan, peak_gmacs=cond["peak_gmacs"],
                                      rounds=config.rounds,
-                                     eval_data=eval_data if group is scored else None,
+                                     eval_data=eval_data if i == order[0] else None,
                                      progress=bar.update, stop=stopped, stage=stage)
                 add_roofline(measured, group, peaks, cond)
                 if config.footprint and not stopped():
                     add_footprint(measured, group, config.threads)
-                measured_here += measured
-            share_accuracy(measured_here)
+                measured_by[i] = measured
+            measured_here = [r for i in sorted(measured_by) for r in measured_by[i]]
+            if share_accuracy(measured_here) and len(groups) > 1:
+                cond["accuracy_of"][target.label]["batch"] = groups[order[0]][0].batch
             records += measured_here
             if stopped():
                 cond["interrupted"] = True
@@ -128,9 +133,9 @@ def run_bench(targets: Sequence[str], config: BenchConfig, *, workdir: Path | No
     return records, cond
 
 
-def share_accuracy(records: Sequence[BenchRecord]) -> None:
+def share_accuracy(records: Sequence[BenchRecord]) -> bool:
     """Each row's top-1 and agreement from the row of the same model, runtime and precision
-    that was scored (at another batch size)."""
+    that was scored (at another batch size); whether any row was scored."""
     scored = {(r.model, r.runtime, r.precision): r for r in records
               if r.accuracy_top1_pct is not None}
     for r in records:
@@ -138,6 +143,7 @@ def share_accuracy(records: Sequence[BenchRecord]) -> None:
         if src is not None and r.accuracy_top1_pct is None:
             r.accuracy_top1_pct, r.agreement_top1_pct = (src.accuracy_top1_pct,
                                                          src.agreement_top1_pct)
+    return bool(scored)
 
 
 def add_roofline(records: Sequence[BenchRecord], cases: Sequence[Any], peaks: Peaks,

@@ -338,10 +338,12 @@ class _Export:
                 f"pruning left {len(odd)} channel counts that are not multiples of 8 "
                 f"({'/'.join(map(str, odd[:8]))}); {MISALIGNED_COST}. --prune-round-to 8 "
                 "(the default) rounds them")}
-        if self.src.kind != "zoo":  # a checkpoint of a zoo model counts too
+        if self.src.alpha == 1.0 or self.src.kind == "module":
+            return None  # the paper's widths, or a module that is no zoo family's
+        if self.src.kind != "zoo":  # a checkpoint or ONNX file of a zoo model, an import path
             try:
                 get_spec(self.src.name)
-            except EdgeCNNError:
+            except Exception:  # noqa: BLE001  (a user's builder failing: no warning, no error)
                 return None
         rows = [LayerProfile(name, "Conv2d" if op == "Conv" else "Linear", shape, 0, macs)
                 for name, op, shape, macs in layers]

@@ -313,17 +313,12 @@ class OnnxReference(nn.Module):
         return self  # a session is not copied; the reference is read-only
 
 
-def onnx_macs(proto: onnx.ModelProto) -> int:
-    """Multiply-adds of Conv, Gemm and MatMul nodes at batch 1, from inferred shapes: the
-    papers' convention, as edgecnn.profile counts a torch module (BN, activations, pooling
-    and additions not counted), without a torch forward pass."""
-    return sum(layer[3] for layer in onnx_layers(proto))
-
-
 def onnx_layers(proto: onnx.ModelProto) -> list[tuple[str, str, tuple[int, ...], int]]:
     """(node name, op type, output shape, multiply-adds at batch 1) of each Conv, Gemm and
-    MatMul node whose output shape inference can tell."""
-    inferred = onnx.shape_inference.infer_shapes(weightless(proto))
+    MatMul node whose output shape inference can tell: the papers' convention, as
+    edgecnn.profile counts a torch module (BN, activations, pooling and additions not
+    counted), without a torch forward pass."""
+    inferred = onnx.shape_inference.infer_shapes(weightless(proto), data_prop=True)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in (*inferred.graph.value_info, *inferred.graph.input,
                         *inferred.graph.output)}

@@ -172,7 +172,7 @@ def weightless(proto: onnx.ModelProto) -> onnx.ModelProto:
         [*proto.graph.input, *(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
                                for t in big if t.name not in declared)],
         proto.graph.output, [t for t in proto.graph.initializer if t.name not in names],
-        value_info=proto.graph.value_info)
+        value_info=proto.graph.value_info, sparse_initializer=proto.graph.sparse_initializer)
     model = onnx.helper.make_model(graph, opset_imports=proto.opset_import,
                                    ir_version=proto.ir_version)
     model.functions.extend(proto.functions)

@@ -202,6 +202,8 @@ def _activate(case: BenchCase, plan: TimingPlan) -> _Live:
 
 def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
                   progress: Callable[[int], None] | None, stop: Callable[[], bool] | None) -> None:
+    if not live:
+        return
     last = [live[-1]]  # whose block (or first call, after loading) ran last
 
     def settle(lv: _Live) -> None:  # the previous runner's spinning threads go idle first
