@@ -96,6 +96,10 @@ def distributed(device_name: str = "auto") -> Iterator[DistContext]:
     dist.init_process_group(backend, rank=rank, world_size=world)
     try:
         yield DistContext(rank, world, local, device)
+        # every rank past its last collective before the group goes: a rank that tore it
+        # down early once left the other to abort at exit (gloo, "terminate called without
+        # an active exception"). Not after a failure: the other rank may be gone.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
