@@ -73,8 +73,13 @@ def test_runs_are_interleaved_in_blocks_and_latency_is_measured(
     plan = TimingPlan(warmup=2, iters=20, buffers=3, settle_s=0.05, block_warmup=3)
     pauses: list[str] = []  # the tag that ran just before each settling pause
     sleep = time.sleep
-    monkeypatch.setattr(time, "sleep", lambda s: (pauses.append(log[-1]) if s == plan.settle_s
-                                                  else None, sleep(s))[-1])
+
+    def recording_sleep(seconds: float) -> None:
+        if seconds == plan.settle_s:
+            pauses.append(log[-1])
+        sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", recording_sleep)
     records = run_group(cases, plan, peak_gmacs=1.0, rounds=4)
     # a pause after each block of the spinning runner (and after its first call, the last
     # of the loading), none after the other's: rounds fast,slow | slow,fast | fast,slow | ...

@@ -148,8 +148,8 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
         lines.append(f"roofline {label}: " + ", ".join(
             f"{k} {v['bound_ms']:.3f} ms" for k, v in kinds.items() if v["bound_ms"]))
     for label, acc in c.get("accuracy_of", {}).items():
+        # "batch": set by run_bench when several batches were asked and a row was scored
         at = f", scored at batch {acc['batch']} for every batch" if acc.get("batch") else ""
-        # (set only when several batches were asked and a row was scored)
         lines.append(f"top-1 % of {label} on {acc['data']}{at}: "
                      + "; ".join(f"{p} = {stage}" for p, stage in acc["files"].items()))
     for label, line in c.get("tuning", {}).items():

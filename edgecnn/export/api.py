@@ -122,7 +122,7 @@ class _Export:
 
     # ----------------------------------------------------------------------------------------
     def build(self, artifact: Any) -> None:
-        from edgecnn.export.foreign import onnx_layers
+        from edgecnn.export.onnx_io import onnx_layers
         from edgecnn.export.parity import require_parity
 
         # A line as each long stage starts: on a terminal it becomes the ticker's stage
@@ -309,7 +309,7 @@ class _Export:
 
     def counts(self, model: torch.nn.Module, layers: list) -> tuple[dict, dict]:
         """Parameters of the model; MACs of the fp32 graph as written (`layers`, from
-        foreign.onnx_layers: edgecnn.profile's convention without a torch pass, whose first
+        onnx_io.onnx_layers: edgecnn.profile's convention without a torch pass, whose first
         use in a process costs a second)."""
         import numpy as np
 

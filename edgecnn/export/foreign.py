@@ -33,7 +33,7 @@ from torch import nn
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.fileio import file_sha256
-from edgecnn.export.onnx_io import INPUT_NAME, OUTPUT_NAME, weightless
+from edgecnn.export.onnx_io import INPUT_NAME, OUTPUT_NAME
 from edgecnn.export.source import Source
 from edgecnn.export.spec import OnnxSource, check_mean_std
 from edgecnn.runtime.onnx_file import OnnxInfo, read_onnx
@@ -311,33 +311,3 @@ class OnnxReference(nn.Module):
 
     def __deepcopy__(self, memo: dict) -> OnnxReference:
         return self  # a session is not copied; the reference is read-only
-
-
-def onnx_layers(proto: onnx.ModelProto) -> list[tuple[str, str, tuple[int, ...], int]]:
-    """(node name, op type, output shape, multiply-adds at batch 1) of each Conv, Gemm and
-    MatMul node whose output shape inference can tell: the papers' convention, as
-    edgecnn.profile counts a torch module (BN, activations, pooling and additions not
-    counted), without a torch forward pass."""
-    inferred = onnx.shape_inference.infer_shapes(weightless(proto), data_prop=True)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in (*inferred.graph.value_info, *inferred.graph.input,
-                        *inferred.graph.output)}
-    weights = {t.name: list(t.dims) for t in proto.graph.initializer}
-    layers = []
-    for node in proto.graph.node:
-        out = shapes.get(node.output[0])
-        if not out or any(d <= 0 for d in out[1:]):
-            continue
-        per_out = int(np.prod(out[1:]))
-        macs = None
-        if node.op_type == "Conv" and node.input[1] in weights:
-            macs = per_out * int(np.prod(weights[node.input[1]][1:]))
-        elif node.op_type in ("Gemm", "MatMul"):
-            a = shapes.get(node.input[0]) or weights.get(node.input[0])
-            if a:
-                trans = next((at.i for at in node.attribute if at.name == "transA"), 0)
-                macs = per_out * int(a[-2] if trans else a[-1])
-        if macs is not None:
-            layers.append((node.name, node.op_type, (1, *out[1:]), macs))
-    return layers
-
