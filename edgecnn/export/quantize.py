@@ -170,19 +170,35 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
               chunk: int = 32) -> None:
     """Activation ranges of every tensor, written to ONNX Runtime's calibration cache.
 
-    ONNX Runtime's own loop keeps every intermediate tensor of every image for the histogram
-    methods (256 images of MobileNet at 224 px: gigabytes); fed `chunk` batches at a time, its
-    calibrators fold each chunk into their histograms (or min/max) and free the tensors.
+    ONNX Runtime's calibrators add reductions (min/max) or outputs (histograms) for every
+    tensor to a copy of the graph. Two changes to how that copy runs, neither to what it
+    computes:
+    - min/max is reduced per channel in the graph (the calibrator's `per_channel`) and over
+      the channels here: ONNX Runtime's ReduceMin over a whole tensor runs on one thread,
+      per channel on all. The session is our own, with the graph optimized, where the
+      calibrator's disables every optimization. MobileNet v1 0.5x at 224, batches of 16,
+      2-vCPU AMD EPYC (Zen 3), ONNX Runtime 1.31: 9.9 ms per image -> 6.9 ms; the snapped
+      ranges came out identical.
+    - the histogram methods keep every intermediate tensor of every image (256 images of
+      MobileNet at 224 px: gigabytes); fed `chunk` batches at a time, they fold each chunk
+      into their histograms and free the tensors. min/max keeps a few numbers per batch.
     """
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
-    options = {"percentile": 99.999, "num_bins": 2048} if method == "percentile" else {}
+    from edgecnn.export.parity import ort_session
+
+    minmax = method == "minmax"
+    options = {"per_channel": True} if minmax else \
+        {"percentile": 99.999, "num_bins": 2048} if method == "percentile" else {}
     with tempfile.TemporaryDirectory() as tmp:
-        calibrator = create_calibrator(model_path, None,
-                                       augmented_model_path=str(Path(tmp, "augmented.onnx")),
+        augmented = Path(tmp, "augmented.onnx")
+        calibrator = create_calibrator(model_path, None, augmented_model_path=str(augmented),
                                        calibrate_method=_method(method), extra_options=options)
+        calibrator.infer_session = ort_session(augmented, threads=0, spinning=False)
         reader.rewind()
-        while True:
+        if minmax:  # one call: a few numbers per tensor and batch are kept (and the
+            calibrator.collect_data(reader)  # merge of two calls fails on per-channel arrays)
+        while not minmax:
             part = [b for b in (reader.get_next() for _ in range(chunk)) if b is not None]
             if not part:
                 break
@@ -191,8 +207,12 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
             for _, same in itertools.groupby(part, key=lambda b: next(iter(b.values())).shape):
                 calibrator.collect_data(CalibrationReader.of_batches(list(same)))
         data = calibrator.compute_data()
-        for tensor in data.data.values():  # the same ranges from every CPU's kernels
-            tensor.lowest, tensor.highest = (snap(tensor.lowest, -1), snap(tensor.highest, 1))
+        for tensor in data.data.values():
+            low, high = tensor.lowest, tensor.highest
+            if minmax:  # per channel -> per tensor, in the calibrator's per-tensor shape (1,)
+                low, high = np.min(low).reshape(1), np.max(high).reshape(1)
+            # the same ranges from every CPU's kernels
+            tensor.lowest, tensor.highest = snap(low, -1), snap(high, 1)
         save_tensors_data(data, str(cache))
         del calibrator
 
