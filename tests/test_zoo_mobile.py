@@ -101,6 +101,23 @@ def test_mobilenet_v2_alpha_matches_tf_slim(alpha: float) -> None:
         assert int(macs / 1e6) == ref, (alpha, resolution, macs)  # truncated, as the table
 
 
+def test_counting_leaves_a_real_model_as_it_was() -> None:
+    """count_module passes BatchNorm through for the meta pass (profile.py): the caller's
+    model, on the CPU with statistics, computes what it did before, in the mode it was in."""
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v2", alpha=0.25, num_classes=10)
+    model.train()(torch.randn(4, 3, 32, 32))  # running statistics away from their defaults
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        model.train()
+        count_module(model, 32)
+        assert model.training
+        assert all("forward" not in vars(m) for m in model.modules())
+        assert torch.equal(model.eval()(x), before)
+
+
 def test_mobilenet_v2_paper_table_4() -> None:
     # Paper: 3.4M params and 300M MAdds at alpha 1 (its 1.4 row, 6.9M / 585M, disagrees
     # with the authors' own release, 6.06M / 582M, tested above).
