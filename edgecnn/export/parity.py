@@ -229,7 +229,7 @@ def references(model: nn.Module, x: np.ndarray, seed: int = 0
     return expected, exact, injected, True
 
 
-def check_parity(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray, inputs: str,
+def check_parity(model: nn.Module, proto: Graph, x: np.ndarray, inputs: str,
                  consumers: tuple[OrtRunner, OvRunner] | None = None) -> ParityResult:
     """ORT and OpenVINO logits over the batch `x` (image by image) judged against the
     float64 run of `model` (module doc); `consumers`: `parity_runners(proto)` when already
