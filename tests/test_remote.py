@@ -328,6 +328,20 @@ def _processes_with(*words: str) -> list[int]:
     return found
 
 
+def _bench_process(duration: str) -> list[int]:
+    """The device's `python -m edgecnn bench ... --duration D` (not the agent around it,
+    whose command line holds the same words after its own `-c`)."""
+    found = []
+    for pid in _processes_with("-m", "edgecnn", "bench", "--duration", duration):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-c" not in argv:
+            found.append(pid)
+    return found
+
+
 def test_a_timeout_is_one_line_and_stops_the_command_on_the_device(
         sshd, artifact: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """--remote-timeout against a real run: a 61 s bench stopped after 10 s. The bench's
@@ -350,6 +364,7 @@ def test_a_timeout_is_one_line_and_stops_the_command_on_the_device(
     try:
         code, out, err = _cli(capsys, "bench", str(artifact), "--remote", "edgedev",
                               "--wheelhouse", str(house), "--duration", "61", "--rounds", "1",
+                              "--threads", "1",  # the device is this machine: one core
                               "--remote-timeout", "10", "-o", str(output))
     finally:
         done.set()
@@ -544,15 +559,19 @@ def test_the_connection_dropping_mid_run_is_one_line(sshd, artifact: Path) -> No
     remote = dev.push_artifact(artifact)
     errors: list[str] = []
 
-    def long_bench() -> None:
+    def long_bench() -> None:  # on one core: the device is this machine
         try:
-            dev.edgecnn(["bench", remote, "--duration", "60", "--rounds", "1"])
+            dev.edgecnn(["bench", remote, "--duration", "60", "--rounds", "1", "--threads", "1"])
         except RemoteError as exc:
             errors.append(str(exc))
 
     thread = threading.Thread(target=long_bench)
     thread.start()
-    time.sleep(8)  # the bench is running on the device
+    deadline = time.monotonic() + 60
+    while not _bench_process("60"):  # the bench itself, not only the agent, runs there
+        assert thread.is_alive() and time.monotonic() < deadline, errors
+        time.sleep(0.1)
+    time.sleep(1)  # mid-run
     children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
                               text=True).stdout.split()
     for pid in [server.pid, *map(int, children)]:
