@@ -13,6 +13,7 @@ import pytest
 from edgecnn.bench.report import render
 from edgecnn.errors import EdgeCNNError
 from edgecnn.runtime.base import Runner, TensorSpec
+from edgecnn.timing import harness
 from edgecnn.timing.harness import BenchCase, run_group
 from edgecnn.timing.loop import TimingPlan
 from edgecnn.timing.stats import LatencyStats
@@ -72,14 +73,14 @@ def test_runs_are_interleaved_in_blocks_and_latency_is_measured(
              for tag, s, spins in (("fast", 0.002, False), ("slow", 0.006, True))]
     plan = TimingPlan(warmup=2, iters=20, buffers=3, settle_s=0.05, block_warmup=3)
     pauses: list[str] = []  # the tag that ran just before each settling pause
-    sleep = time.sleep
+    wait = harness.wait_until_idle
 
-    def recording_sleep(seconds: float) -> None:
-        if seconds == plan.settle_s:
-            pauses.append(log[-1])
-        sleep(seconds)
+    def recording_wait(limit_s: float) -> float:
+        assert limit_s == plan.settle_s
+        pauses.append(log[-1])
+        return wait(limit_s)
 
-    monkeypatch.setattr(time, "sleep", recording_sleep)
+    monkeypatch.setattr(harness, "wait_until_idle", recording_wait)
     records = run_group(cases, plan, peak_gmacs=1.0, rounds=4)
     # a pause after each block of the spinning runner (and after its first call, the last
     # of the loading), none after the other's: rounds fast,slow | slow,fast | fast,slow | ...
@@ -98,6 +99,28 @@ def test_runs_are_interleaved_in_blocks_and_latency_is_measured(
     assert fast.efficiency_pct == pytest.approx(100 * fast.gmacs_per_s / 1.0)
     # from the p50, like the roofline's share: one statistic for both columns
     assert fast.gmacs_per_s == pytest.approx(1000 * 2 / (fast.latency_ms_p50 / 1e3) / 1e9)
+
+
+def test_the_settling_pause_ends_when_the_process_is_idle() -> None:
+    """The pause after a spinning runner's block lasts until this process stops using CPU,
+    at most its limit: short when idle, the whole limit while a thread keeps a core busy
+    (as ONNX Runtime's spinning workers do)."""
+    import threading
+
+    assert harness.wait_until_idle(5.0) < 5.0  # idle: one look or a few
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        assert harness.wait_until_idle(0.1) >= 0.1
+    finally:
+        stop.set()
+        spinner.join()
 
 
 def test_accuracy_and_agreement_on_labelled_data() -> None:

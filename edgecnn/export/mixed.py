@@ -210,6 +210,7 @@ def profile_blocks(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict[st
     the tensors it reads or writes (the exporter's tensor names carry the module path).
     `blocks`: module prefix -> block (see graph_blocks)."""
     from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
+    from edgecnn.timing.harness import wait_until_idle
     from edgecnn.timing.loop import TimingPlan
 
     rounds, warmup, settle = 4, 3, TimingPlan().settle_s
@@ -226,7 +227,7 @@ def profile_blocks(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict[st
                 runners.append(runner)
             for _ in range(rounds):
                 for runner in runners:
-                    time.sleep(settle)  # the other session's workers stop spinning
+                    wait_until_idle(settle)  # the other session's workers stop spinning
                     for _ in range(warmup + per_round):
                         runner.infer(x)
             results = []
