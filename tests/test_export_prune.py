@@ -15,7 +15,7 @@ from torch import nn
 from edgecnn.export.prune import count_macs, prune
 from edgecnn.export.spec import CheckpointSource, ExportSpec, Int8Spec, PruneSpec, ZooSource
 from edgecnn.registry import create_model
-from tests.export_helpers import lenet_ckpt, mobilenet_ckpt  # noqa: F401  (fixtures)
+from tests.export_helpers import CostTimer, lenet_ckpt, mobilenet_ckpt  # noqa: F401
 
 pytest.importorskip("onnxruntime")
 
@@ -74,7 +74,8 @@ def test_unstructured_pruning_shrinks_the_compressed_artifact(tmp_path: Path) ->
     source = ZooSource("squeezenet1_1", resolution=32, num_classes=10)
     dense = export(ExportSpec(source, output=str(tmp_path / "dense"))).report
     sparse = export(ExportSpec(source, prune=PruneSpec(0.8, method="unstructured"),
-                               int8=Int8Spec("random", calib_samples=4),
+                               int8=Int8Spec("random", calib_samples=4,  # costs counted
+                                             timer=CostTimer(0.5)),
                                output=str(tmp_path / "sparse"))).report
     pr = sparse["pruning"]
     assert pr["sparsity"] == pytest.approx(0.8, abs=0.01)

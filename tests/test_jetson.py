@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.export_helpers import CostTimer
 
 DEPLOY = ROOT / "deploy"
 RUN_BENCH = DEPLOY / "jetson" / "run_benchmark.sh"
@@ -53,7 +54,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     source = ZooSource("mobilenet", alpha=0.25, resolution=32, num_classes=10)
     return {
         "orin": export(ExportSpec(source, target="jetson-orin",
-                                  int8=Int8Spec("random", calib_samples=8), dynamic_batch=True,
+                                  int8=Int8Spec("random", calib_samples=8,  # costs counted
+                                                timer=CostTimer(0.5)), dynamic_batch=True,
                                   output=str(root / "orin"), force=True)).path,
         "static": export(ExportSpec(source, output=str(root / "static"), force=True)).path,
         "nano": export(ExportSpec(source, target="jetson-nano", output=str(root / "nano"),
