@@ -406,6 +406,42 @@ def test_chunked_calibration_gives_onnxruntimes_own_ranges(tmp_path: Path,
             assert got == pytest.approx(want, abs=tol), (method, name)
 
 
+def test_minmax_calibration_of_a_graph_with_a_scalar_tensor(tmp_path: Path) -> None:
+    """calibrate() reduces min/max per channel for speed; a tensor without a channel axis
+    (here a scalar: the mean of the whole input) makes it reduce whole instead, and the
+    ranges are ONNX Runtime's own (snapped)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
+
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.quantize import calibrate, snap
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3))
+                                .astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),  # rank 0
+         helper.make_node("Mul", ["input", "mean"], ["scaled"]),
+         helper.make_node("Conv", ["scaled", "w"], ["output"], pads=[1, 1, 1, 1])],
+        "scalar", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, 4, 8, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "scalar.onnx"
+    onnx.save(model, str(path))
+    x = np.random.default_rng(1).standard_normal((20, 3, 8, 8)).astype(np.float32) + 0.5
+    calibrate(path, CalibrationReader(x, 8), "minmax", tmp_path / "ours.json")
+    ours = load_tensors_data(tmp_path / "ours.json").data
+    own = create_calibrator(path, None, augmented_model_path=str(tmp_path / "aug.onnx"))
+    own.collect_data(CalibrationReader(x, 8))
+    theirs = own.compute_data().data
+    assert "mean" in theirs and set(ours) == set(theirs)
+    for name, value in theirs.items():
+        want = [float(np.asarray(snap(v, d)).ravel()[0])
+                for v, d in zip(value.range_value, (-1, 1))]
+        assert [float(np.asarray(v).ravel()[0]) for v in ours[name].range_value] == \
+            pytest.approx(want, rel=1e-6), name
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_histogram_calibration_takes_a_last_shorter_batch(tmp_path: Path, method: str,
                                                           lenet_ckpt: Path) -> None:  # noqa: F811

@@ -29,6 +29,7 @@ import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -171,34 +172,45 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
     """Activation ranges of every tensor, written to ONNX Runtime's calibration cache.
 
     ONNX Runtime's calibrators add reductions (min/max) or outputs (histograms) for every
-    tensor to a copy of the graph. Two changes to how that copy runs, neither to what it
-    computes:
-    - min/max is reduced per channel in the graph (the calibrator's `per_channel`) and over
-      the channels here: ONNX Runtime's ReduceMin over a whole tensor runs on one thread,
-      per channel on all. The session is our own, with the graph optimized, where the
-      calibrator's disables every optimization. MobileNet v1 0.5x at 224, batches of 16,
-      2-vCPU AMD EPYC (Zen 3), ONNX Runtime 1.31: 9.9 ms per image -> 6.9 ms; the snapped
-      ranges came out identical.
-    - the histogram methods keep every intermediate tensor of every image (256 images of
-      MobileNet at 224 px: gigabytes); fed `chunk` batches at a time, they fold each chunk
-      into their histograms and free the tensors. min/max keeps a few numbers per batch.
+    tensor to a copy of the graph.
+    - min/max: two changes to how that copy runs, none to what it computes. It reduces per
+      channel in the graph (the calibrator's `per_channel`) and over the channels here:
+      ONNX Runtime's ReduceMin over a whole tensor runs on one thread, per channel on all.
+      It runs in our session, with the graph optimized, where the calibrator's disables
+      every optimization. MobileNet v1 0.5x at 224, batches of 16, 2-vCPU AMD EPYC (Zen 3),
+      ONNX Runtime 1.31: 9.9 ms per image -> 6.9 ms; the snapped ranges came out identical.
+      A graph with a tensor whose channel axis is unknown (a scalar, an unknown shape) is
+      reduced whole, as before.
+    - the histogram methods, as ONNX Runtime runs them, keep every intermediate tensor of
+      every image (256 images of MobileNet at 224 px: gigabytes); fed `chunk` batches at a
+      time, they fold each chunk into their histograms and free the tensors.
     """
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.calibrate import (
+        MinMaxCalibrater,
+        create_calibrator,
+        save_tensors_data,
+    )
 
     from edgecnn.export.parity import ort_session
 
-    minmax = method == "minmax"
-    options = {"per_channel": True} if minmax else \
-        {"percentile": 99.999, "num_bins": 2048} if method == "percentile" else {}
     with tempfile.TemporaryDirectory() as tmp:
         augmented = Path(tmp, "augmented.onnx")
-        calibrator = create_calibrator(model_path, None, augmented_model_path=str(augmented),
-                                       calibrate_method=_method(method), extra_options=options)
-        calibrator.infer_session = ort_session(augmented, threads=0, spinning=False)
         reader.rewind()
-        if minmax:  # one call: a few numbers per tensor and batch are kept (and the
-            calibrator.collect_data(reader)  # merge of two calls fails on per-channel arrays)
-        while not minmax:
+        if method == "minmax":
+            calibrator = MinMaxCalibrater(model_path, None, augmented_model_path=str(augmented))
+            calibrator.per_channel = _channel_axes_known(calibrator)
+            calibrator.augment_graph()
+            calibrator.infer_session = ort_session(augmented, threads=0, spinning=False)
+            # one call: a few numbers per tensor and batch are kept (and the calibrator's
+            # merge of two calls fails on per-channel arrays)
+            calibrator.collect_data(reader)
+        else:
+            options = {"percentile": 99.999, "num_bins": 2048} if method == "percentile" else {}
+            calibrator = create_calibrator(model_path, None,
+                                           augmented_model_path=str(augmented),
+                                           calibrate_method=_method(method),
+                                           extra_options=options)
+        while method != "minmax":
             part = [b for b in (reader.get_next() for _ in range(chunk)) if b is not None]
             if not part:
                 break
@@ -209,12 +221,27 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
         data = calibrator.compute_data()
         for tensor in data.data.values():
             low, high = tensor.lowest, tensor.highest
-            if minmax:  # per channel -> per tensor, in the calibrator's per-tensor shape (1,)
-                low, high = np.min(low).reshape(1), np.max(high).reshape(1)
+            if method == "minmax":  # per channel -> per tensor, in its per-tensor shape (1,)
+                low, high = np.nanmin(low).reshape(1), np.nanmax(high).reshape(1)
             # the same ranges from every CPU's kernels
             tensor.lowest, tensor.highest = snap(low, -1), snap(high, 1)
         save_tensors_data(data, str(cache))
         del calibrator
+
+
+def _channel_axes_known(calibrator: Any) -> bool:
+    """Whether every tensor the calibrator will reduce has a channel axis of a fixed size
+    (rank 1 or more, axis 1 static when there is one): per-channel reductions need it, and
+    one whose size followed the batch could not be stacked across a shorter last batch."""
+    tensors, infos = calibrator.select_tensors_to_calibrate(calibrator.model)
+    for name in tensors:
+        info = infos.get(name)
+        if info is None or not info.type.tensor_type.HasField("shape"):
+            return False
+        dims = info.type.tensor_type.shape.dim
+        if not dims or (len(dims) > 1 and dims[1].dim_value <= 0):
+            return False
+    return True
 
 
 SNAP_BITS = 6
