@@ -278,8 +278,7 @@ def compare_latency(protos: dict[str, Graph], resolution: int, in_chans: int, *,
                        input_shape=shape,
                        make_runner=lambda m=_source(proto): OrtRunner(m, "cpu", options))
              for key, proto in protos.items()]
-    # One intra-op thread has no spinning workers to let settle: no pause between blocks.
-    plan = TimingPlan(warmup=3, iters=blocks * runs, settle_s=0.0 if threads == 1 else 0.1)
+    plan = TimingPlan(warmup=3, iters=blocks * runs)  # pauses only after spinning runners
     records = run_group(cases, plan, peak_gmacs=None, rounds=blocks)
     if len(records) != len(cases):
         raise EdgeCNNError("latency comparison interrupted")

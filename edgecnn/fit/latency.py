@@ -63,9 +63,7 @@ class MeasuredHere:
             shape = tuple(int(d.dim_value) for d in dims[1:])
             cases.append(BenchCase(name, self.runtime, "fp32", 1, input_shape=shape,
                                    make_runner=lambda p=path: cls(p, "cpu", opts)))
-        # One intra-op thread has no spinning workers to let settle (export/parity.py).
-        plan = TimingPlan(warmup=3, iters=self.iters,
-                          settle_s=0.0 if self.threads == 1 else 0.1)
+        plan = TimingPlan(warmup=3, iters=self.iters)  # pauses only after spinning runners
         records = run_group(cases, plan, peak_gmacs=None, rounds=self.rounds)
         if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
             raise KeyboardInterrupt

@@ -12,6 +12,8 @@ Ctrl-C stops the loop; what was measured so far is still summarized.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -201,18 +203,43 @@ def _activate(case: BenchCase, plan: TimingPlan) -> _Live:
 
 
 def wait_until_idle(limit_s: float, step_s: float = 0.01) -> float:
-    """Sleep until this process used under a fifth of a core over `step_s` (the spinning
-    workers of the runner that ran last have parked), at most `limit_s`; the seconds waited.
-    Measured (2-vCPU AMD EPYC, ONNX Runtime 1.31, 2 threads, after 20 runs): one core busy
-    for 45-60 ms, then none; CPU time is charged in 4 ms ticks there, hence 10 ms steps."""
+    """Sleep until this process is idle, at most `limit_s`; the seconds waited. Idle: under a
+    fifth of a core of CPU time over `step_s`, and (where /proc tells) no other thread of
+    the process running or runnable, so that a spinning worker the scheduler has paused on a
+    busy machine is not taken for a parked one. Measured (2-vCPU AMD EPYC, ONNX Runtime 1.31,
+    2 threads, after 20 runs): one core busy for 45-60 ms, then none; CPU time is charged in
+    4 ms ticks there, hence 10 ms steps."""
+    if limit_s <= 0:
+        return 0.0
     start = time.perf_counter()
     cpu = time.process_time()
     while True:
         time.sleep(step_s)
         now, waited = time.process_time(), time.perf_counter() - start
-        if now - cpu < 0.2 * step_s or waited >= limit_s:
+        if (now - cpu < 0.2 * step_s and not _other_thread_runnable()) or waited >= limit_s:
             return waited
         cpu = now
+
+
+def _other_thread_runnable() -> bool:
+    """Whether a thread of this process other than the caller is running or waiting for a
+    core (state R in /proc/self/task/*/stat); False where /proc is not there."""
+    me = str(threading.get_native_id())
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for tid in tasks:
+        if tid == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if stat[stat.rindex(")") + 2:].startswith("R"):
+            return True
+    return False
 
 
 def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
