@@ -118,6 +118,15 @@ def test_counting_leaves_a_real_model_as_it_was() -> None:
         assert torch.equal(model.eval()(x), before)
 
 
+def test_counting_still_checks_batchnorm_widths() -> None:
+    """A BatchNorm left with the wrong width (a pruning bug) fails the count, as a real
+    BatchNorm would, and the model is left as it was."""
+    bad = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(6))
+    with pytest.raises(RuntimeError, match="BatchNorm2d"):
+        count_module(bad, 16, in_chans=3)
+    assert "forward" not in vars(bad[1]) and bad.training
+
+
 def test_mobilenet_v2_paper_table_4() -> None:
     # Paper: 3.4M params and 300M MAdds at alpha 1 (its 1.4 row, 6.9M / 585M, disagrees
     # with the authors' own release, 6.06M / 582M, tested above).
