@@ -27,8 +27,9 @@ class TimingPlan:
     # keep spinning 50-100 ms after a run, and while they do, the next runner has one core
     # less. Measured (2-core Xeon, ORT 1.31, MobileNet 0.5, fp32 vs int8 alternating blocks):
     # 2.00 / 1.49 ms without a pause, 1.36 / 0.89 ms with 0.1 s, 1.38 / 0.94 ms each alone.
-    # The pause ends once the process is idle (harness.wait_until_idle); this is its limit.
-    settle_s: float = 0.25
+    # The pause ends once the process is idle (harness.wait_until_idle), 45-60 ms here;
+    # this is its limit, reached on a busy machine, where the spinning workers get less CPU.
+    settle_s: float = 0.1
     block_warmup: int = 3  # untimed calls after the pause: the parked workers wake up
 
 
