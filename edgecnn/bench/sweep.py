@@ -40,8 +40,8 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict
     """Export every point first, then time all of them together like bench does: one
     interleaved group (every point, runtime and precision gets a block per round; a settle
     pause after each block of a runner whose workers spin), so a machine that drifts or a
-    neighbour that wakes up taxes every point alike and the points of one sweep compare. Accuracy (trained sweeps) is a separate,
-    untimed pass per point."""
+    neighbour that wakes up taxes every point alike and the points of one sweep compare.
+    Accuracy (trained sweeps) is a separate, untimed pass per point."""
     from edgecnn.bench.machine import conditions
     from edgecnn.bench.run import eval_data_for
     from edgecnn.bench.targets import make_cases, resolve_target

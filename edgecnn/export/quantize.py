@@ -210,14 +210,12 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
                                            augmented_model_path=str(augmented),
                                            calibrate_method=_method(method),
                                            extra_options=options)
-        while method != "minmax":
-            part = [b for b in (reader.get_next() for _ in range(chunk)) if b is not None]
-            if not part:
-                break
-            # one shape per call: the histogram calibrators stack a call's batches into one
-            # array, and a last, shorter batch (123 images in batches of 16) cannot stack
-            for _, same in itertools.groupby(part, key=lambda b: next(iter(b.values())).shape):
-                calibrator.collect_data(CalibrationReader.of_batches(list(same)))
+            while part := [b for b in (reader.get_next() for _ in range(chunk)) if b is not None]:
+                # one shape per call: the histogram calibrators stack a call's batches into
+                # one array, and a last, shorter batch (123 images in batches of 16) cannot
+                for _, same in itertools.groupby(part,
+                                                 key=lambda b: next(iter(b.values())).shape):
+                    calibrator.collect_data(CalibrationReader.of_batches(list(same)))
         data = calibrator.compute_data()
         for tensor in data.data.values():
             low, high = tensor.lowest, tensor.highest
