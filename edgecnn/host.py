@@ -3,6 +3,7 @@ layer (the torch-free runtime included): what a cache key or a benchmark's recor
 
     cpu_model()    'AMD EPYC', 'Intel(R) Xeon(R) Processor' (Linux: /proc/cpuinfo)
     cpu_flags()    {'avx2', 'avx512_vnni', ...}; empty where unknown
+    int8_saturates()   True on x86-64 without VNNI: its u8 x s8 kernels clip 8-bit weights
     cache_root()   $EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn
     last_level_cache_bytes()   33554432 for a 32 MiB L3 (Linux sysfs); None where unknown
     board()        'NVIDIA Jetson Orin Nano ...', 'Raspberry Pi 5 Model B'; None where unknown
@@ -42,6 +43,18 @@ def cpu_model() -> str:
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (Linux x86 'flags', Arm 'Features'); empty when unknown."""
     return set((_cpuinfo("flags") or _cpuinfo("Features") or "").split())
+
+
+def int8_saturates(arch: str | None = None, flags: set[str] | None = None) -> bool:
+    """Whether this CPU's (or the one named by `arch` and `flags`) int8 convolution kernels
+    can clip with 8-bit weights. x86-64 without VNNI multiplies u8 x s8 with VPMADDUBSW
+    (AVX2, AVX-512BW), which adds two products into a saturating int16: 255 * 127 * 2 =
+    64,770 > 32,767. VNNI (VPDPBUSD), AMX and Arm's dot products accumulate in int32. 7-bit
+    weights never clip (export/quantize.weight_range)."""
+    arch = platform.machine() if arch is None else arch
+    flags = cpu_flags() if flags is None else flags
+    return arch.lower() in ("x86_64", "amd64") and not flags & {"avx512_vnni", "avx_vnni",
+                                                                   "amx_int8"}
 
 
 def cache_root() -> Path:

@@ -347,6 +347,18 @@ def test_weight_range_follows_the_recipe_not_the_cpu(lenet_ckpt: Path) -> None: 
     assert "recipe" in weight_range(scheme)[1]
 
 
+def test_which_cpus_clip_8_bit_weights() -> None:
+    """The guard scores int8 as Q/DQ ops where the exporting CPU's fused kernels would clip
+    the recipe's 8-bit weights (tests/test_arm64.py checks its figure against aarch64)."""
+    from edgecnn.host import int8_saturates
+
+    assert int8_saturates("x86_64", {"sse4_2", "avx2", "fma"})  # Zen 3, Haswell..Ice Lake
+    assert int8_saturates("x86_64", {"avx2", "avx512f", "avx512bw"})  # Skylake-X: no VNNI
+    assert not int8_saturates("x86_64", {"avx2", "avx512bw", "avx512_vnni"})  # Zen 4
+    assert not int8_saturates("x86_64", {"avx2", "avx_vnni"})  # Alder Lake
+    assert not int8_saturates("aarch64", {"asimd", "asimddp"})
+
+
 def test_guard_puts_float_blocks_back_in_int8_when_they_cost_accuracy(
         tmp_path: Path, lenet_ckpt: Path) -> None:  # noqa: F811
     """The first candidate (float blocks kept for speed) loses accuracy: the guard's next

@@ -264,9 +264,11 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         final, guard = int8["final"], int8["guard"]
         step = guard["steps"][guard["chosen"]]
         floats = len(int8["float_layers"])
+        simulated = guard.get("int8_arithmetic") == "simulated"  # export/guard.py
         print(f"  top-1 fp32 {final['top1_fp32']:.2f}%  int8 {final['top1_int8']:.2f}%  "
               f"agreement {final['agreement']:.2f}%  ({step['step']}, {step['method']}"
-              f"{', %d float layers' % floats if floats else ''})")
+              f"{', %d float layers' % floats if floats else ''}"
+              f"{'; int8 scored as Q/DQ ops' if simulated else ''})")
 
 
 def alignment_lines(report: dict) -> list[str]:

@@ -86,21 +86,23 @@ def _source(model: Graph) -> bytes | str | os.PathLike[str]:
 
 
 def ort_runner(model: Graph, threads: int = 1, *, spinning: bool = True,
-               quiet: bool = False) -> OrtRunner:
+               quiet: bool = False, qdq_fusion: bool = True) -> OrtRunner:
     """An active ONNX Runtime CPU runner: the runtime's own, as a device app gets it.
     `threads` 0 is ONNX Runtime's default (one per physical core); `spinning` False parks
     idle workers at once (work sharing busy cores); `quiet` silences ONNX Runtime's own
-    error log (probes that may fail)."""
-    runner = OrtRunner(_source(model), "cpu",
-                       OrtOptions(threads=threads, spinning=spinning, quiet=quiet))
+    error log (probes that may fail); `qdq_fusion` False runs Q/DQ pairs as their own ops
+    (exact int8 arithmetic where this CPU's fused kernels clip: OrtOptions.qdq_fusion)."""
+    runner = OrtRunner(_source(model), "cpu", OrtOptions(threads=threads, spinning=spinning,
+                                                         quiet=quiet, qdq_fusion=qdq_fusion))
     runner.activate()
     return runner
 
 
-def ort_session(model: Graph, threads: int = 1, *, spinning: bool = True) -> Any:
+def ort_session(model: Graph, threads: int = 1, *, spinning: bool = True,
+                qdq_fusion: bool = True) -> Any:
     """The InferenceSession inside `ort_runner`, for code that needs ONNX Runtime's own API
     (several outputs, `get_inputs`): the quantizer's and the guard's evaluation."""
-    return ort_runner(model, threads, spinning=spinning).session
+    return ort_runner(model, threads, spinning=spinning, qdq_fusion=qdq_fusion).session
 
 
 def openvino_runner(model: Graph, threads: int = 1) -> OvRunner:

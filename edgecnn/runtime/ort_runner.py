@@ -47,6 +47,10 @@ class OrtOptions(RunnerOptions):
     # Graph rewrites (constant folding, Conv+BN+ReLU fusion...); "all" is what deployment
     # wants, "disable" is for checking a rewrite is not what changed a result.
     graph_optimization: str = "all"
+    # False: Q/DQ pairs run as their own ops around float kernels (session.disable_quant_qdq),
+    # int8 arithmetic computed exactly as a CPU that accumulates in int32 does (Arm, VNNI),
+    # where this CPU's fused int8 kernels would clip (edgecnn.host.int8_saturates).
+    qdq_fusion: bool = True
     # None: on for GPU providers, off on the CPU (where it only adds bookkeeping).
     io_binding: bool | None = None
     # Worker threads spin after a run to cut the next run's latency; a device app sharing
@@ -76,6 +80,7 @@ class OrtOptions(RunnerOptions):
                    choices=OPT_LEVELS)
         check_type(owner, "io_binding", self.io_binding, (bool, type(None)))
         check_type(owner, "spinning", self.spinning, bool)
+        check_type(owner, "qdq_fusion", self.qdq_fusion, bool)
         check_type(owner, "trt_fp16", self.trt_fp16, bool)
         check_type(owner, "trt_cache_dir", self.trt_cache_dir, (str, type(None)))
         check_type(owner, "quiet", self.quiet, bool)
@@ -139,6 +144,8 @@ class OrtRunner(OnnxRunner):
         }[self.options.graph_optimization]
         if not self.options.spinning:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not self.options.qdq_fusion:
+            so.add_session_config_entry("session.disable_quant_qdq", "1")
         if self.options.profile_prefix is not None:
             so.enable_profiling = True
             so.profile_file_prefix = self.options.profile_prefix

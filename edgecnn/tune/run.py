@@ -156,12 +156,10 @@ def _check_artifact(artifact: Path) -> dict[str, Any]:
 def _weight_range_warning(report: dict[str, Any]) -> str | None:
     """8-bit weights on an x86 CPU without VNNI: its AVX2 u8 x s8 kernel's int16 sums
     saturate (quantize.weight_range): the artifact's recipe was for another CPU."""
-    from edgecnn.host import cpu_flags, device
+    from edgecnn.host import int8_saturates
 
     scheme = (report.get("target") or {}).get("int8_scheme") or {}
-    x86 = device()["arch"].lower() in ("x86_64", "amd64")
-    vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    if scheme.get("weight_range") == "full" and x86 and not vnni:
+    if scheme.get("weight_range") == "full" and int8_saturates():
         return (f"the int8 file has 8-bit weights (target {report['target'].get('name')}), "
                 "and this x86 CPU has no VNNI: its int8 kernels saturate; export for cpu-x86 "
                 "(7-bit weights) for this device")
