@@ -39,6 +39,10 @@ def markdown(record: dict[str, Any], plot: str) -> str:
              f"`{record['artifact']}`." + ("" if record["bound"] else
                                           " The budget did not bind."),
              "",
+             f"Why: {record['reason']}.",
+             "",
+             _noise_line(record.get("noise") or {}),
+             "",
              f"![accuracy against latency]({plot})",
              "",
              table(record["candidates"], record["chosen"], markdown=True),
@@ -55,6 +59,16 @@ def markdown(record: dict[str, Any], plot: str) -> str:
               "reused, in about no time): " + ", ".join(f"{k} {v:.0f} s"
                                                        for k, v in record["phases_s"].items())]
     return "\n".join(lines)
+
+
+def _noise_line(noise: dict[str, Any]) -> str:
+    if not noise.get("timed_twice"):
+        return "Noise band: not measured (no candidate was timed whole)."
+    return (f"Noise band: {noise['band']:.1%} ({noise['timed_twice']} timed twice in the same "
+            "run); a candidate meets the budget with that much to spare"
+            + ("." if noise["conclusive"] else
+               "; wider than 5% after two retries: the machine was busy, the result is "
+               "inconclusive"))
 
 
 def table(rows: list[dict[str, Any]], chosen: int, *, markdown: bool = False) -> str:

@@ -33,6 +33,9 @@ from edgecnn.fit.space import DEFAULT_ALPHAS, DEFAULT_RESOLUTIONS, FitCandidate
 
 NEAR_ABOVE = 2  # grid points just above the budget trained too: the pruning's sources
 NEAR_FACTOR = 2.0  # "narrowly misses": within twice the budget
+MAX_NOISE = 0.05  # as tune's: a wider band (the same file timed twice apart) is timed again
+RETRIES = 2
+AGAIN = "timed-again"  # the key of the candidate file timed a second time in the same group
 
 
 @dataclass(frozen=True)
@@ -108,14 +111,15 @@ def fit(spec: FitSpec, *, log: Callable[[str], None] = lambda line: None,
 
     t = time.monotonic()
     stage("choose: every trained candidate timed whole")
-    rows = _rows(spec, archs, trained, pruned, latency, source, measure, out, threads, log)
+    rows, noise = _rows(spec, archs, trained, pruned, latency, source, measure, out, threads,
+                        log)
     phases["choose"] = time.monotonic() - t
 
     t = time.monotonic()
     stage("ship: export, tune, time as it will run")
     decision, artifact = None, None
     for _ in range(3):  # a chosen one that misses when timed as it will run: the next one
-        decision = choose(as_scored(rows), spec.budget_ms)
+        decision = choose(as_scored(rows), spec.budget_ms, noise["band"])
         artifact, ms = _ship(rows[decision.index], out, threads, measure, log)
         row = rows[decision.index]
         row.update(latency_ms=round(ms, 4), latency_source="measured",
@@ -130,7 +134,7 @@ def fit(spec: FitSpec, *, log: Callable[[str], None] = lambda line: None,
     record = {"budget_ms": spec.budget_ms, "threads": threads, "device": _device(),
               "candidates": rows, "chosen": decision.index, "artifact": str(artifact),
               "family": family, "data": spec.data, "bound": decision.bound,
-              "reason": decision.reason, "latency_table": table.check,
+              "reason": decision.reason, "noise": noise, "latency_table": table.check,
               "phases_s": {k: round(v, 1) for k, v in phases.items()}}
     path = report.write(out, record, log=log)
     return FitResult(record, path, decision.bound)
@@ -285,9 +289,10 @@ def _name(c: FitCandidate) -> str:
 def _rows(spec: FitSpec, archs: list[FitCandidate], trained: dict[str, Any],
           pruned: dict[str, Any] | None, latency: dict[str, float], source: dict[str, str],
           measure: Any, out: Path, threads: int, log: Callable[[str], None]
-          ) -> list[dict[str, Any]]:
+          ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """fit.json's candidate rows: the grid (fp32), the pruned one, and int8 variants of the
-    trained ones; every trained one timed whole here, side by side."""
+    trained ones; every trained one timed whole here, side by side; and the noise band
+    they were timed with (`_time_with_band`)."""
     import onnx
 
     from edgecnn.fit.latency import untrained_graph
@@ -304,8 +309,7 @@ def _rows(spec: FitSpec, archs: list[FitCandidate], trained: dict[str, Any],
         files[key] = path
     if pruned is not None:
         files["pruned"] = Path(pruned["artifact"]) / "model.onnx"
-    log(f"timing the {len(files)} trained candidate(s) whole, side by side")
-    timed = measure.time(files) if files else {}
+    timed, noise = _time_with_band(files, latency, spec.budget_ms, measure, log)
     rows = []
     for c in archs:
         t = trained.get(c.key)
@@ -321,7 +325,34 @@ def _rows(spec: FitSpec, archs: list[FitCandidate], trained: dict[str, Any],
     if "int8" in spec.precisions:
         rows += _int8_rows(spec, rows, out, threads, log)
     # --precision int8 alone: the fp32 rows were the int8 ones' sources, not candidates
-    return [r for r in rows if r["precision"] in spec.precisions]
+    return [r for r in rows if r["precision"] in spec.precisions], noise
+
+
+def _time_with_band(files: dict[str, Path], latency: dict[str, float], budget_ms: float,
+                    measure: Any, log: Callable[[str], None]
+                    ) -> tuple[dict[str, float], dict[str, Any]]:
+    """The files timed whole, side by side, with the one whose latency is nearest the budget
+    (where the verdict is closest) timed twice: how far apart those two are is the noise
+    band, which `choose` keeps as a margin. A band over MAX_NOISE is timed again, up to
+    RETRIES times, and then recorded as inconclusive: the decision still keeps the band it
+    measured as its margin, however wide, so a busy machine makes fit cautious (or refuse
+    in one line), never lucky."""
+    if not files:
+        return {}, {"band": 0.0, "timed_twice": None, "conclusive": False}
+    near = min(files, key=lambda k: abs(latency.get(k, budget_ms) - budget_ms))
+    for attempt in range(1 + RETRIES):
+        log(f"timing the {len(files)} trained candidate(s) whole, side by side (and {near} "
+            "twice: the noise band)")
+        ms = measure.time({**files, AGAIN: files[near]})
+        again = ms.pop(AGAIN)
+        band = abs(ms[near] - again) / min(ms[near], again)
+        if band <= MAX_NOISE:
+            break
+        log(f"the same file timed {band:.1%} apart: the machine is busy; timing again "
+            f"({attempt + 1} of {RETRIES})" if attempt < RETRIES else
+            f"the same file timed {band:.1%} apart after {RETRIES} retries: inconclusive; "
+            "that band is the choice's margin")
+    return ms, {"band": round(band, 4), "timed_twice": near, "conclusive": band <= MAX_NOISE}
 
 
 def _row(c: FitCandidate, ms: float, source: str, top1: float | None, budget: float,
