@@ -175,6 +175,38 @@ def test_table_predicts_held_out_points_from_layers(tmp_path: Path) -> None:
 
 # --- the whole fit --------------------------------------------------------------------------
 
+def test_int8_latency_is_fp32s_prediction_times_the_measured_ratio() -> None:
+    """Fit points timed whole in both precisions give int8's ratio; between them it is
+    interpolated on the weight count (log scale), beyond them the nearest one's."""
+    import math
+
+    from edgecnn.fit.latency import LatencyTable, calibrate, calibrate_int8
+
+    table = LatencyTable({"a": 1.0, "b": 3.0}, {"a": "A", "b": "B"},
+                         {"s": ["a"], "m": ["a", "a"], "l": ["a", "b"], "xl": ["b", "b"]}, 0.0,
+                         params={"s": 100, "m": 200, "l": 400, "xl": 800})
+    fp32 = {"s": 1.0, "m": 2.0, "l": 4.0}  # scale 1, overhead 0: predict = layer sum
+    calibrate(table, fp32, ["s", "l"], ["m"])
+    int8 = {"s": 0.9, "l": 2.0, "m": 1.3}  # ratios 0.9 at 100 weights, 0.5 at 400
+    calibrate_int8(table, fp32, int8, ["s", "l"], ["m"])
+    at_m = 0.9 + (0.5 - 0.9) * math.log(2) / math.log(4)  # halfway in log: 0.7
+    assert math.isclose(table.predict_int8("m"), 2.0 * at_m)
+    assert math.isclose(table.predict_int8("xl"), 6.0 * 0.5)  # beyond the largest
+    held = table.check["int8"]["held_out"]["m"]
+    assert held["measured_ms"] == 1.3 and held["error_pct"] == round(100 * (1.4 - 1.3) / 1.3, 2)
+    back = LatencyTable.from_dict(table.to_dict())
+    assert math.isclose(back.predict_int8("m"), table.predict_int8("m"))
+
+
+def test_int8_is_exported_in_the_measuring_devices_scheme() -> None:
+    from edgecnn.fit.latency import int8_target
+
+    assert int8_target({"arch": "aarch64", "isa": ["asimd", "asimddp"]}) == "cpu-arm"
+    assert int8_target({"arch": "x86_64", "isa": ["avx2", "fma"]}) == "cpu-x86"
+    assert int8_target({"arch": "x86_64", "isa": ["avx2", "avx512_vnni"]}) == "cpu-x86-vnni"
+    assert int8_target({"arch": "riscv64", "isa": []}) == "cpu-x86"  # 7-bit: safe anywhere
+
+
 def test_fit_resumes_after_a_kill_without_retraining(tmp_path: Path) -> None:
     # 0.25 (about 2 ms by weights) meets 5 ms, 0.5 (about 8 ms) narrowly misses it: pruned
     spec = _spec(tmp_path, alphas=(0.25, 0.5), budget_ms=5.0)
@@ -303,6 +335,26 @@ def test_another_fits_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EdgeCNNError, match=r"holds another fit .*--force"):
         fit(_spec(tmp_path, executor=NeverInTime()))
     assert json.loads((tmp_path / "fit" / "fit-config.json").read_text()) == {"family": "other"}
+
+
+class DeviceMeasure(WeightsMeasure):
+    """A device's measure (as remote/measure.py's): its own cores and identity."""
+
+    threads = 3  # more than this 2-core test machine has: the device's to allow
+
+    def identity(self) -> dict:
+        return {"cpu_model": "Cortex-A76", "arch": "aarch64", "cores": 4, "isa": ["asimddp"],
+                "board": "Raspberry Pi 5 Model B", "remote": "pi5"}
+
+
+def test_a_device_measures_with_its_own_threads_and_keeps_its_own_table(
+        tmp_path: Path) -> None:
+    """A fit measured on a device takes its threads as the device allows them, and its DIR
+    (whose latency table is that device's) is not reused by a fit measured elsewhere."""
+    with pytest.raises(EdgeCNNError, match="no candidate meets 0.001 ms"):
+        fit(_spec(tmp_path, budget_ms=0.001, threads=None, measure=DeviceMeasure()))
+    with pytest.raises(EdgeCNNError, match=r"holds another fit \(device differ\)"):
+        fit(_spec(tmp_path, budget_ms=0.001, threads=None, measure=WeightsMeasure()))
 
 
 def test_user_model_by_import_path_with_width_mult(tmp_path: Path) -> None:

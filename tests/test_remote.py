@@ -220,6 +220,37 @@ def test_bench_tune_and_predict_on_the_device(sshd, artifact: Path, tmp_path: Pa
     assert str(image) in out and json.loads(out)
 
 
+def test_fit_measures_latency_on_the_device(sshd, tmp_path: Path,
+                                            capsys) -> None:  # noqa: ANN001
+    """`edgecnn fit --remote`: every latency fit takes (the per-layer table, the grid timed
+    whole, the candidates side by side, the shipped file) comes from the device's own bench;
+    training and export stay here; fit.json names the device."""
+    _, cache, house, _, _ = sshd
+    fit_dir = tmp_path / "fit"
+    args = ["fit", "mobilenet", "--data", "digits", "--latency-ms", "50", "--alphas", "0.25",
+            "--resolutions", "32", "--epochs", "1", "--wheelhouse", str(house)]
+    code, out, err = _cli(capsys, *args, "--remote", "edgedev", "--threads", "1", "-o",
+                          str(fit_dir), "--json", "--no-progress")
+    assert code == 0, err
+    rec = json.loads(out)
+    assert rec["device"]["remote"] == "edgedev"
+    assert rec["device"]["hostname"] == socket.gethostname() and rec["threads"] == 1
+    chosen = rec["candidates"][rec["chosen"]]
+    assert chosen["latency_source"] == "measured" and chosen["latency_ms"] > 0
+    assert rec["noise"]["timed_twice"] is not None
+    # what was timed went to the device as numbered files, and bench timed them there
+    assert any(cache.glob("remote/artifacts/*/*/f00000.onnx"))
+    # the threads are the device's to allow; an unreachable device is one line, no DIR
+    code, out, err = _cli(capsys, *args, "--remote", "edgedev", "--threads", "999", "-o",
+                          str(tmp_path / "never"))
+    assert code == 2 and "--threads must be 1.." in err and "edgedev's cores" in err, err
+    code, out, err = _cli(capsys, *args, "--remote", "closedport", "-o",
+                          str(tmp_path / "never"))
+    assert code == 2 and [ln for ln in err.splitlines() if "error" in ln] == [
+        "edgecnn: error: closedport: host unreachable"], err
+    assert not (tmp_path / "never").exists()
+
+
 @pytest.mark.parametrize(("host", "words"), [
     ("closedport", "host unreachable"),
     ("wrongkey", "authentication refused"),

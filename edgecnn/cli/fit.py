@@ -8,8 +8,8 @@ import argparse
 import json
 import os
 
-from edgecnn.cli.args import (add_no_progress, csv_of, positive_float, positive_int,
-                              positive_ints)
+from edgecnn.cli.args import (add_no_progress, add_remote_flags, csv_of, positive_float,
+                              positive_int, positive_ints, remote_kwargs)
 
 ORDER = 38  # after train, before export in `edgecnn --help`
 
@@ -19,8 +19,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "fit", help="choose alpha, resolution, pruning and precision to fit a latency budget "
-        "on this machine",
-        description="Measures the family's alpha x resolution grid on this machine (a "
+        "on this machine or a device (--remote)",
+        description="Measures the family's alpha x resolution grid on this machine or on a "
+        "device reached by SSH (--remote; training stays here) (a "
         "per-layer latency table, checked on held-out grid points), trains the candidates "
         "that can meet the budget by successive halving, prunes the best near miss toward "
         "the budget by measured latency, and ships the most accurate one that meets it, "
@@ -32,10 +33,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="training and held-out data: mnist5k, "
                    "digits, imagefolder:PATH, ...")
     p.add_argument("--latency-ms", type=positive_float, required=True, metavar="X",
-                   help="the budget: batch-1 latency on this machine, in milliseconds")
+                   help="the budget: batch-1 latency on the device that measures (this "
+                   "machine, or --remote), in milliseconds")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                   help=f"intra-op threads the model will run with (default: every core, "
-                   f"{os.cpu_count()} here)")
+                   help=f"intra-op threads the model will run with (default: every core of "
+                   f"the device; {os.cpu_count()} here)")
     p.add_argument("--precision", type=csv_of(("fp32", "int8")), default=("fp32",), metavar="LIST",
                    help="precisions to consider, comma-separated: fp32, int8")
     p.add_argument("--alphas", type=csv_of(None, positive_float), default=DEFAULT_ALPHAS,
@@ -58,6 +60,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    "(auto, ray://host:10001); latency is still measured here (default: off, local "
                    "processes one at a time)")
     p.add_argument("--json", action="store_true", help="print fit.json")
+    add_remote_flags(p, several=False)
     add_no_progress(p)
     p.set_defaults(func=run_fit)
 
@@ -81,11 +84,18 @@ def run_fit(args: argparse.Namespace) -> int:
         from edgecnn.fit.executor import RayExecutor
 
         executor = RayExecutor(None if args.ray == "local" else args.ray)
-    spec = FitSpec(args.family, data=args.data, budget_ms=args.latency_ms, out=out,
-                   threads=args.threads, precisions=args.precision, alphas=args.alphas,
-                   resolutions=args.resolutions, epochs=args.epochs,
-                   time_budget_min=args.time_budget, force=args.force, executor=executor)
     with Ticker("fit") as ticker:
+        measure = None
+        if args.remote:  # latency on the device; training, export and the guard here
+            from edgecnn.remote.measure import RemoteMeasure
+
+            measure = RemoteMeasure.connect(args.remote, args.threads, log=log,
+                                            **remote_kwargs(args))
+        spec = FitSpec(args.family, data=args.data, budget_ms=args.latency_ms, out=out,
+                       threads=args.threads, precisions=args.precision, alphas=args.alphas,
+                       resolutions=args.resolutions, epochs=args.epochs,
+                       time_budget_min=args.time_budget, force=args.force, executor=executor,
+                       measure=measure)
         result = fit(spec, log=log, stage=lambda desc: ticker.write(f"edgecnn: {desc}")
                      if ticker.bar is not None else None)
     rec = result.record

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.fit.space import DEFAULT_ALPHAS, DEFAULT_RESOLUTIONS, FitCandidate
+from edgecnn.fit.space import (DEFAULT_ALPHAS, DEFAULT_RESOLUTIONS, NEAR_FACTOR,
+                               FitCandidate, candidate_row)
 
 NEAR_ABOVE = 2  # grid points just above the budget trained too: the pruning's sources
-NEAR_FACTOR = 2.0  # "narrowly misses": within twice the budget
 MAX_NOISE = 0.05  # as tune's: a wider band (the same file timed twice apart) is timed again
 RETRIES = 2
 AGAIN = "timed-again"  # the key of the candidate file timed a second time in the same group
@@ -58,7 +58,11 @@ class FitSpec:
         """What makes two fits share their measurements and training (DIR/fit-config.json).
         Not the budget: the latency table and each candidate's training do not depend on
         it, so another budget in the same DIR reuses them (only the pruning is redone)."""
-        return {"family": self.family, "data": self.data,
+        from edgecnn.host import device, device_key
+
+        # the latency table is the device's: another device (--remote) measures its own
+        where = getattr(self.measure, "identity", device)()
+        return {"family": self.family, "data": self.data, "device": device_key(where),
                 "threads": self.threads, "precisions": list(self.precisions),
                 "alphas": list(self.alphas), "resolutions": list(self.resolutions),
                 "epochs": self.epochs}
@@ -76,13 +80,15 @@ def fit(spec: FitSpec, *, log: Callable[[str], None] = lambda line: None,
     from edgecnn.fit import report
     from edgecnn.fit.choose import as_scored, choose
     from edgecnn.fit.executor import LocalExecutor
-    from edgecnn.fit.latency import MeasuredHere
+    from edgecnn.fit.int8 import Int8Latency
+    from edgecnn.fit.latency import MeasuredHere, int8_target
     from edgecnn.fit.space import check_family, grid
     from edgecnn.tune.run import check_threads
 
     started = time.monotonic()
     _check_numbers(spec)
-    threads = check_threads(spec.threads)
+    # a device's measure (remote/measure.py) resolved the threads against its own cores
+    threads = getattr(spec.measure, "threads", None) or check_threads(spec.threads)
     family = check_family(spec.family)
     archs = grid(family, spec.alphas, spec.resolutions, ("fp32",))
     grid(family, spec.alphas, spec.resolutions, spec.precisions)  # checks the precisions
@@ -93,15 +99,26 @@ def fit(spec: FitSpec, *, log: Callable[[str], None] = lambda line: None,
     deadline = started + spec.time_budget_min * 60 if spec.time_budget_min else None
     phases: dict[str, float] = {}
 
+    identity = getattr(measure, "identity", _device)()  # the device that measures
+    target = int8_target(identity) if "int8" in spec.precisions else None
+
     t = time.monotonic()
     stage("latency: the per-layer table")
-    table, measured = _latency(archs, classes, in_chans, measure, out, log)
+    table, measured, measured8 = _latency(archs, classes, in_chans, measure, out, target, log)
     latency = {c.key: measured.get(c.key, table.predict(c.key)) for c in archs}
     source = {c.key: "measured" if c.key in measured else "predicted" for c in archs}
+    int8 = Int8Latency(target, {c.key: measured8.get(c.key, table.predict_int8(c.key))
+                                for c in archs} if target else {},
+                       {c.key: "measured" if c.key in measured8 else "predicted"
+                        for c in archs})
     phases["latency"] = time.monotonic() - t
 
     t = time.monotonic()
-    trained = _train(spec, archs, latency, source, out, executor, deadline, log, stage)
+    # a network is trained when it can meet the budget in a precision asked for
+    best = {c.key: min(([latency[c.key]] if "fp32" in spec.precisions else [])
+                       + ([int8.ms[c.key]] if target else [])) for c in archs}
+    best_source = {k: source[k] if best[k] == latency[k] else int8.source[k] for k in best}
+    trained = _train(spec, archs, best, best_source, out, executor, deadline, log, stage)
     phases["train"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -111,8 +128,8 @@ def fit(spec: FitSpec, *, log: Callable[[str], None] = lambda line: None,
 
     t = time.monotonic()
     stage("choose: every trained candidate timed whole")
-    rows, noise = _rows(spec, archs, trained, pruned, latency, source, measure, out, threads,
-                        log)
+    rows, noise = _rows(spec, archs, trained, pruned, latency, source, int8, measure, out,
+                        threads, log)
     phases["choose"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -131,7 +148,7 @@ def fit(spec: FitSpec, *, log: Callable[[str], None] = lambda line: None,
         raise EdgeCNNError(f"three chosen candidates missed {spec.budget_ms:g} ms when timed "
                            "as they will run: the machine is too busy to fit a budget")
     phases["ship"] = time.monotonic() - t
-    record = {"budget_ms": spec.budget_ms, "threads": threads, "device": _device(),
+    record = {"budget_ms": spec.budget_ms, "threads": threads, "device": identity,
               "candidates": rows, "chosen": decision.index, "artifact": str(artifact),
               "family": family, "data": spec.data, "bound": decision.bound,
               "reason": decision.reason, "noise": noise, "latency_table": table.check,
@@ -200,14 +217,19 @@ def _device() -> dict[str, Any]:
 # --- phases ---------------------------------------------------------------------------------
 
 def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: Any, out: Path,
-             log: Callable[[str], None]) -> tuple[Any, dict[str, float]]:
+             target: str | None, log: Callable[[str], None]
+             ) -> tuple[Any, dict[str, float], dict[str, float]]:
+    """(the table, fp32 ms of the points timed whole, their int8 ms when `target`)."""
     import onnx
 
     from edgecnn.fileio import atomic_write
     from edgecnn.fit.latency import (
         LatencyTable,
+        best_of,
         build_table,
         calibrate,
+        calibrate_int8,
+        int8_graph,
         measured_points,
         untrained_graph,
     )
@@ -216,7 +238,8 @@ def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: An
     if saved.is_file():
         data = json.loads(saved.read_text(encoding="utf-8"))
         log("latency table: measured earlier, reused")
-        return LatencyTable.from_dict(data["table"]), data["measured"]
+        return (LatencyTable.from_dict(data["table"]), data["measured"],
+                data.get("measured_int8", {}))
     log(f"exporting the {len(archs)} grid points' graphs")
     graphs = {c.key: untrained_graph(c.family, c.alpha, c.resolution, classes, in_chans)
               for c in archs}
@@ -230,14 +253,27 @@ def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: An
         onnx.save_model(graphs[name], str(files[name]))
     log(f"timing {len(files)} grid points whole: {len(fit_pts)} fit the table, {len(held)} "
         "check it")
-    measured = measure.time(files)
+    measured = best_of(measure, files)
     calibrate(table, measured, fit_pts, held)
     err = table.check["max_abs_error_pct"]
     log("latency table: " + (f"held-out error up to {err:.1f}%" if err is not None
                              else "no held-out point (grid too small)"))
-    atomic_write(saved, json.dumps({"table": table.to_dict(), "measured": measured}, indent=2))
+    measured8: dict[str, float] = {}
+    if target is not None:  # the same points in int8, whole: int8's ratio to fp32
+        log(f"timing the same {len(files)} grid points in int8 ({target}'s scheme, every "
+            "block)")
+        files8 = {name: path.with_suffix(".int8.onnx") for name, path in files.items()}
+        for name, path in files8.items():
+            onnx.save_model(int8_graph(graphs[name], target), str(path))
+        measured8 = best_of(measure, files8)
+        calibrate_int8(table, measured, measured8, fit_pts, held)
+        err8 = table.check["int8"]["max_abs_error_pct"]
+        if err8 is not None:
+            log(f"latency table, int8: held-out error up to {err8:.1f}%")
+    atomic_write(saved, json.dumps({"table": table.to_dict(), "measured": measured,
+                                    "measured_int8": measured8}, indent=2))
     shutil.rmtree(out / "latency" / "layers", ignore_errors=True)  # the one-node graphs
-    return table, measured
+    return table, measured, measured8
 
 
 def _train(spec: FitSpec, archs: list[FitCandidate], latency: dict[str, float],
@@ -252,7 +288,7 @@ def _train(spec: FitSpec, archs: list[FitCandidate], latency: dict[str, float],
     if not meet and not above:  # nothing to train, nothing to prune: said before any training
         fastest = min(archs, key=lambda c: (latency[c.key], source[c.key] != "measured"))
         raise EdgeCNNError(f"no candidate meets {spec.budget_ms:g} ms: the fastest, "
-                           f"{_name(fastest)}, takes {latency[fastest.key]:.3f} ms "
+                           f"{fastest.name}, takes {latency[fastest.key]:.3f} ms "
                            f"({source[fastest.key]}), more than {NEAR_FACTOR:g}x the budget: "
                            "too far to prune toward it")
     log(f"training {len(meet)} candidate(s) within {spec.budget_ms:g} ms and {len(above)} "
@@ -281,20 +317,16 @@ def _prune(spec: FitSpec, trained: dict[str, Any], latency: dict[str, float], me
                         out=out / "netadapt" / f"{spec.budget_ms:g}ms", log=log)
 
 
-def _name(c: FitCandidate) -> str:
-    return (f"{c.family} a{c.alpha:g} r{c.resolution}"
-            + (f" pruned {c.prune:.0%}" if c.prune else "") + f" {c.precision}")
-
-
 def _rows(spec: FitSpec, archs: list[FitCandidate], trained: dict[str, Any],
           pruned: dict[str, Any] | None, latency: dict[str, float], source: dict[str, str],
-          measure: Any, out: Path, threads: int, log: Callable[[str], None]
-          ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """fit.json's candidate rows: the grid (fp32), the pruned one, and int8 variants of the
-    trained ones; every trained one timed whole here, side by side; and the noise band
-    they were timed with (`_time_with_band`)."""
+          int8: Any, measure: Any, out: Path, threads: int,
+          log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """fit.json's candidate rows: the grid (fp32, and int8 when asked), the pruned one, and
+    int8 exports of the best trained ones; every trained one timed whole here, side by
+    side; and the noise band they were timed with (`_time_with_band`)."""
     import onnx
 
+    from edgecnn.fit.int8 import int8_rows
     from edgecnn.fit.latency import untrained_graph
 
     files = {}
@@ -314,16 +346,22 @@ def _rows(spec: FitSpec, archs: list[FitCandidate], trained: dict[str, Any],
     for c in archs:
         t = trained.get(c.key)
         ms = timed.get(c.key, latency[c.key])
-        rows.append(_row(c, ms, "measured" if c.key in timed else source[c.key],
-                         t.top1 if t else None, spec.budget_ms,
-                         checkpoint=t.checkpoint if t else None,
-                         epochs=t.epochs if t else 0))
+        rows.append(candidate_row(c, ms, "measured" if c.key in timed else source[c.key],
+                                  t.top1 if t else None, spec.budget_ms,
+                                  checkpoint=t.checkpoint if t else None,
+                                  epochs=t.epochs if t else 0))
     if pruned is not None:
         c = FitCandidate(**pruned["candidate"])
-        rows.append(_row(c, timed["pruned"], "measured", pruned["top1"], spec.budget_ms,
-                         artifact=pruned["artifact"], pruned_from=pruned["source"]))
-    if "int8" in spec.precisions:
-        rows += _int8_rows(spec, rows, out, threads, log)
+        rows.append(candidate_row(c, timed["pruned"], "measured", pruned["top1"],
+                                  spec.budget_ms, artifact=pruned["artifact"],
+                                  pruned_from=pruned["source"]))
+    if int8.target is not None:
+        exported = int8_rows(spec, rows, out, threads, measure, int8, log)
+        done = {(r["alpha"], r["resolution"]) for r in exported}
+        rows += exported + [  # the grid in int8: latency only (not exported, no top-1)
+            candidate_row(replace(c, precision="int8"), int8.ms[c.key], int8.source[c.key],
+                          None, spec.budget_ms)
+            for c in archs if (c.alpha, c.resolution) not in done]
     # --precision int8 alone: the fp32 rows were the int8 ones' sources, not candidates
     return [r for r in rows if r["precision"] in spec.precisions], noise
 
@@ -339,7 +377,8 @@ def _time_with_band(files: dict[str, Path], latency: dict[str, float], budget_ms
     in one line), never lucky."""
     if not files:
         return {}, {"band": 0.0, "timed_twice": None, "conclusive": False}
-    near = min(files, key=lambda k: abs(latency.get(k, budget_ms) - budget_ms))
+    known = [k for k in files if k in latency] or list(files)  # the pruned one: not yet
+    near = min(known, key=lambda k: abs(latency.get(k, budget_ms) - budget_ms))
     for attempt in range(1 + RETRIES):
         log(f"timing the {len(files)} trained candidate(s) whole, side by side (and {near} "
             "twice: the noise band)")
@@ -353,69 +392,6 @@ def _time_with_band(files: dict[str, Path], latency: dict[str, float], budget_ms
             f"the same file timed {band:.1%} apart after {RETRIES} retries: inconclusive; "
             "that band is the choice's margin")
     return ms, {"band": round(band, 4), "timed_twice": near, "conclusive": band <= MAX_NOISE}
-
-
-def _row(c: FitCandidate, ms: float, source: str, top1: float | None, budget: float,
-         **extra: Any) -> dict[str, Any]:
-    return {"name": _name(c), "family": c.family, "alpha": c.alpha, "resolution": c.resolution,
-            "prune": c.prune, "precision": c.precision, "latency_ms": round(ms, 4),
-            "latency_source": source, "top1": top1, "meets_budget": ms <= budget, **extra}
-
-
-INT8_FINALISTS = 3  # int8 exports (calibration, the accuracy guard, tune) are minutes each
-
-
-def _int8_rows(spec: FitSpec, rows: list[dict[str, Any]], out: Path, threads: int,
-               log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """The most accurate trained fp32 candidates within twice the budget, exported with int8
-    and tuned here: latency as tune measured the file it chose (no row where tune keeps
-    float), top-1 the int8 file's by the accuracy guard (a per-block placement's float
-    blocks only drop int8 rounding: tune's record says so)."""
-    pool = sorted((r for r in rows if r["top1"] is not None
-                   and r["latency_ms"] <= NEAR_FACTOR * spec.budget_ms),
-                  key=lambda r: -r["top1"])[:INT8_FINALISTS]
-    found = []
-    for r in pool:
-        c = FitCandidate(r["family"], r["alpha"], r["resolution"], r["prune"], "int8")
-        artifact = out / "exports" / c.key
-        record = _int8_export(r, artifact, spec.data, threads, log)
-        if record is None:
-            continue
-        found.append(_row(c, record["ms"], "measured", record["top1"], spec.budget_ms,
-                          artifact=str(artifact), tuned=record["file"],
-                          runtime=record["runtime"]))
-    return found
-
-
-def _int8_export(row: dict[str, Any], artifact: Path, data: str, threads: int,
-                 log: Callable[[str], None]) -> dict[str, Any] | None:
-    from edgecnn.export.api import export
-    from edgecnn.export.spec import CheckpointSource, ExportSpec, Int8Spec
-    from edgecnn.runtime.tuning import read_tunings
-    from edgecnn.tune.run import TuneSpec, tune
-
-    done = artifact / "export.json"
-    if not done.is_file():
-        if row.get("checkpoint") is None:  # the pruned one: its export is the source
-            log(f"int8 of {row['name']}: pruned models are shipped in fp32 here")
-            return None
-        log(f"exporting {row['name']} with int8 (calibration, the accuracy guard)")
-        export(ExportSpec(CheckpointSource(row["checkpoint"]), int8=Int8Spec(data),
-                          output=str(artifact), force=True),
-               log=lambda line: log(f"export: {line}"))
-    report = json.loads(done.read_text(encoding="utf-8"))
-    if not (artifact / "model.int8.onnx").is_file():
-        log(f"{row['name']}: no int8 file ({(report.get('int8') or {}).get('reason')})")
-        return None
-    if not read_tunings(artifact):
-        tune(TuneSpec(str(artifact), threads=threads), log=lambda line: log(f"tune: {line}"))
-    record = next(iter(read_tunings(artifact).values()))
-    if record["candidate"] == "float":  # as it will run here, it is the fp32 candidate
-        log(f"int8 of {row['name']}: tune keeps it in float on this machine "
-            f"({record['reason']}); no int8 candidate")
-        return None
-    return {"ms": record["chosen_ms"], "file": record["file"], "runtime": record["runtime"],
-            "top1": ((report.get("int8") or {}).get("final") or {}).get("top1_int8")}
 
 
 def _ship(row: dict[str, Any], out: Path, threads: int, measure: Any,

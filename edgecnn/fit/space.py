@@ -17,6 +17,7 @@ PRECISIONS = ("fp32", "int8")
 # 28 and 8 px), the paper's 128-224 cost minutes per epoch on two cores.
 DEFAULT_ALPHAS = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_RESOLUTIONS = (32, 48, 64)
+NEAR_FACTOR = 2.0  # "narrowly misses" the budget: within twice it
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,22 @@ class FitCandidate:
         """The trained network this candidate is (precision is an export choice)."""
         return FitCandidate(self.family, self.alpha, self.resolution, self.prune)
 
+    @property
+    def name(self) -> str:
+        """As tables show it: mobilenet a0.5 r32 pruned 30% fp32."""
+        return (f"{self.family} a{self.alpha:g} r{self.resolution}"
+                + (f" pruned {self.prune:.0%}" if self.prune else "") + f" {self.precision}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def candidate_row(c: FitCandidate, ms: float, source: str, top1: float | None,
+                  budget: float, **extra: Any) -> dict[str, Any]:
+    """fit.json's row for a candidate: its latency (measured | predicted) and top-1."""
+    return {"name": c.name, "family": c.family, "alpha": c.alpha, "resolution": c.resolution,
+            "prune": c.prune, "precision": c.precision, "latency_ms": round(ms, 4),
+            "latency_source": source, "top1": top1, "meets_budget": ms <= budget, **extra}
 
 
 def alpha_families() -> list[str]:
