@@ -103,8 +103,9 @@ def test_the_tour_is_its_chains() -> None:
     start = README.index("## Training")
     tour_lines = [line for line in bash_lines() if README.index(line) >= start]
     left_out = [line for line in tour_lines if any(s in line for s in NOT_RUN_HERE)]
-    # sweep, TensorRT export, the two bypath lines, the four --remote lines, fit, torchrun
-    assert len(left_out) == 10, left_out
+    # sweep, TensorRT export, the two bypath lines, the four --remote lines (bench, tune,
+    # predict, fit: tests/test_remote.py), fit, torchrun
+    assert len(left_out) == 11, left_out
     assert sorted(sum((tour(c) for c in CHAINS), [])) == sorted(
         line for line in tour_lines if line not in left_out)
     assert len(tour("mnv1")) >= 9 and len(tour("standalone")) >= 3
