@@ -340,7 +340,7 @@ def test_another_fits_directory_is_refused(tmp_path: Path) -> None:
 class DeviceMeasure(WeightsMeasure):
     """A device's measure (as remote/measure.py's): its own cores and identity."""
 
-    threads = 3  # more than this 2-core test machine has: the device's to allow
+    threads = 512  # more cores than a test machine has: the device's to allow
 
     def identity(self) -> dict:
         return {"cpu_model": "Cortex-A76", "arch": "aarch64", "cores": 4, "isa": ["asimddp"],
@@ -351,10 +351,60 @@ def test_a_device_measures_with_its_own_threads_and_keeps_its_own_table(
         tmp_path: Path) -> None:
     """A fit measured on a device takes its threads as the device allows them, and its DIR
     (whose latency table is that device's) is not reused by a fit measured elsewhere."""
-    with pytest.raises(EdgeCNNError, match="no candidate meets 0.001 ms"):
-        fit(_spec(tmp_path, budget_ms=0.001, threads=None, measure=DeviceMeasure()))
-    with pytest.raises(EdgeCNNError, match=r"holds another fit \(device differ\)"):
+    with pytest.raises(EdgeCNNError, match="no candidate meets 0.001 ms"):  # not --threads
+        fit(_spec(tmp_path, budget_ms=0.001, threads=512, measure=DeviceMeasure()))
+    with pytest.raises(EdgeCNNError, match="--threads must be 1"):  # this machine's check
+        fit(_spec(tmp_path, budget_ms=0.001, threads=512, measure=WeightsMeasure()))
+    with pytest.raises(EdgeCNNError, match=r"holds another fit \(device, threads differ\)"):
         fit(_spec(tmp_path, budget_ms=0.001, threads=None, measure=WeightsMeasure()))
+
+
+class Int8Measure(WeightsMeasure):
+    """WeightsMeasure, int8 graphs (Q/DQ) at 0.6x their weights' fp32 time; tune's decision
+    made on fixed timings (every block int8 0.6 ms, float 1.0, the placement 0.7)."""
+
+    def time(self, files: dict[str, Path]) -> dict[str, float]:
+        self.calls += 1
+        out = {}
+        for name, path in files.items():
+            proto = onnx.load(str(path))
+            weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer
+                          if len(t.dims) in (2, 4))
+            int8 = any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
+            out[name] = (0.6 if int8 else 1.0) * (0.01 + weights / 1e5)
+        return out
+
+    def tune(self, artifact: Path, log) -> None:  # noqa: ANN001
+        from edgecnn.tune.run import TuneSpec, tune
+        from tests.test_tune import Fixed
+
+        tune(TuneSpec(str(artifact), threads=1, runtime="onnxruntime",
+                      measure=Fixed({"int8": 0.6, "float": 1.0, "placement": 0.7})), log=log)
+
+
+def test_int8_candidates_are_measured_exported_tuned_and_chosen(tmp_path: Path) -> None:
+    """--precision fp32,int8: the grid's int8 latency is measured, the trained network is
+    exported with int8 in this machine's recipe and tuned, and its row competes; int8 alone
+    has only int8 rows and prunes nothing."""
+    from edgecnn.fit.latency import int8_target
+    from edgecnn.host import device
+
+    spec = _spec(tmp_path, precisions=("fp32", "int8"), executor=CountingExecutor(),
+                 measure=Int8Measure())
+    rec = fit(spec).record
+    int8 = [r for r in rec["candidates"] if r["precision"] == "int8"]
+    assert len(int8) == 1 and int8[0]["top1"] is not None and int8[0]["runtime"]
+    assert int8[0]["latency_source"] == "measured" and int8[0]["tuned"] == "model.int8.onnx"
+    assert "int8" in rec["latency_table"]  # the measured point, in int8 too
+    report = json.loads((Path(int8[0]["artifact"]) / "export.json").read_text())
+    assert report["target"]["name"] == int8_target(device())
+    best = max((r for r in rec["candidates"] if r["top1"] is not None),
+               key=lambda r: (r["top1"], -r["latency_ms"]))
+    assert rec["candidates"][rec["chosen"]]["name"] == best["name"]
+    only = fit(_spec(tmp_path, out=str(tmp_path / "only"), precisions=("int8",),
+                     executor=CountingExecutor(), measure=Int8Measure())).record
+    assert {r["precision"] for r in only["candidates"]} == {"int8"}
+    assert not (tmp_path / "only" / "netadapt").exists()
 
 
 def test_user_model_by_import_path_with_width_mult(tmp_path: Path) -> None:

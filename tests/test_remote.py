@@ -220,7 +220,7 @@ def test_bench_tune_and_predict_on_the_device(sshd, artifact: Path, tmp_path: Pa
     assert str(image) in out and json.loads(out)
 
 
-def test_fit_measures_latency_on_the_device(sshd, tmp_path: Path,
+def test_fit_measures_latency_on_the_device(sshd, artifact: Path, tmp_path: Path,
                                             capsys) -> None:  # noqa: ANN001
     """`edgecnn fit --remote`: every latency fit takes (the per-layer table, the grid timed
     whole, the candidates side by side, the shipped file) comes from the device's own bench;
@@ -238,8 +238,14 @@ def test_fit_measures_latency_on_the_device(sshd, tmp_path: Path,
     chosen = rec["candidates"][rec["chosen"]]
     assert chosen["latency_source"] == "measured" and chosen["latency_ms"] > 0
     assert rec["noise"]["timed_twice"] is not None
-    # what was timed went to the device as numbered files, and bench timed them there
-    assert any(cache.glob("remote/artifacts/*/*/f00000.onnx"))
+    # what was timed went to the device as numbered files, and was timed there
+    assert any(cache.glob("remote/artifacts/*/fit/f00000.onnx"))
+    # an int8 file (an int8 candidate's, as shipped) times there as any other
+    from edgecnn.remote.measure import RemoteMeasure
+
+    measure = RemoteMeasure.connect("edgedev", 1, wheelhouse=house)
+    ms = measure.time({"int8": artifact / "model.int8.onnx", "fp32": artifact / "model.onnx"})
+    assert set(ms) == {"int8", "fp32"} and min(ms.values()) > 0
     # the threads are the device's to allow; an unreachable device is one line, no DIR
     code, out, err = _cli(capsys, *args, "--remote", "edgedev", "--threads", "999", "-o",
                           str(tmp_path / "never"))

@@ -1,6 +1,6 @@
 """`edgecnn fit FAMILY --data DATA --latency-ms X`: the most accurate model of a family that
-runs within X ms on this machine, trained on the user's data, exported and tuned
-(edgecnn/fit/run.py)."""
+runs within X ms on this machine or a device (--remote), trained on the user's data,
+exported and tuned (edgecnn/fit/run.py)."""
 
 from __future__ import annotations
 
@@ -57,8 +57,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="train candidates as Ray tasks (pip install \"edgecnn[ray]\"): a "
                    "local Ray instance on this machine's cores, or the cluster at ADDRESS "
-                   "(auto, ray://host:10001); latency is still measured here (default: off, local "
-                   "processes one at a time)")
+                   "(auto, ray://host:10001); latency is still measured on this machine or the "
+                   "--remote device, never on a worker (default: off, local processes one at "
+                   "a time)")
     p.add_argument("--json", action="store_true", help="print fit.json")
     add_remote_flags(p, several=False)
     add_no_progress(p)
@@ -87,7 +88,10 @@ def run_fit(args: argparse.Namespace) -> int:
     with Ticker("fit") as ticker:
         measure = None
         if args.remote:  # latency on the device; training, export and the guard here
+            from edgecnn.fit.space import check_family
             from edgecnn.remote.measure import RemoteMeasure
+
+            check_family(args.family)  # a typo is one line now, not after the bootstrap
 
             measure = RemoteMeasure.connect(args.remote, args.threads, log=log,
                                             **remote_kwargs(args))

@@ -110,11 +110,11 @@ _TARGET_ARCH = (("cpu-arm", "aarch64"), ("jetson", "aarch64"), ("cpu-x86", "x86_
 def timed_on(target: str, threads: int) -> dict[str, Any]:
     """This machine as the verdict's timings were taken on it (edgecnn.host: CPU model,
     architecture, ISA flags; no hostname), and whether it is the kind `target` is for."""
-    from edgecnn.host import device
+    from edgecnn.host import device, int8_saturates
 
     here = device()
     arch = next((a for prefix, a in _TARGET_ARCH if target.startswith(prefix)), None)
-    vnni = "vnni" in target and not {"avx512_vnni", "avx_vnni"} & set(here["isa"])
+    vnni = "vnni" in target and int8_saturates(here["arch"], set(here["isa"]))
     return {"cpu_model": here["cpu_model"], "arch": here["arch"], "isa": here["isa"],
             "cores": here["cores"], "threads": threads, "target": target,
             "target_arch": arch,

@@ -33,14 +33,14 @@ def int8_rows(spec: Any, rows: list[dict[str, Any]], out: Path, threads: int,
               measure: Any, int8: Int8Latency, log: Callable[[str], None]
               ) -> list[dict[str, Any]]:
     """The most accurate trained fp32 candidates within twice the budget, exported with int8
-    and tuned here: latency as tune measured the file it chose (no row where tune keeps
+    and tuned where fit measures: latency as tune measured the file it chose (no row where tune keeps
     float), top-1 the int8 file's by the accuracy guard (a per-block placement's float
     blocks only drop int8 rounding: tune's record says so)."""
     def int8_ms(r: dict[str, Any]) -> float:  # the grid's int8 latency; a pruned one: fp32
         key = FitCandidate(r["family"], r["alpha"], r["resolution"], r["prune"]).key
         return int8.ms.get(key, r["latency_ms"])
 
-    pool = sorted((r for r in rows if r["top1"] is not None
+    pool = sorted((r for r in rows if r["top1"] is not None and r.get("checkpoint")
                    and int8_ms(r) <= NEAR_FACTOR * spec.budget_ms),
                   key=lambda r: -r["top1"])[:INT8_FINALISTS]
     found = []
@@ -82,7 +82,7 @@ def int8_export(row: dict[str, Any], artifact: Path, data: str, target: str, thr
         tuner(artifact, lambda line: log(f"tune: {line}"))
     record = next(iter(read_tunings(artifact).values()))
     if record["candidate"] == "float":  # as it will run here, it is the fp32 candidate
-        log(f"int8 of {row['name']}: tune keeps it in float on this machine "
+        log(f"int8 of {row['name']}: tune keeps it in float on the device "
             f"({record['reason']}); no int8 candidate")
         return None
     return {"ms": record["chosen_ms"], "file": record["file"], "runtime": record["runtime"],

@@ -53,26 +53,10 @@ class MeasuredHere:
     rounds: int = 4
 
     def time(self, files: dict[str, Path]) -> dict[str, float]:
-        import onnx
+        from edgecnn.timing.files import time_files
 
-        from edgecnn.runtime.loader import runner_class
-        from edgecnn.timing.harness import BenchCase, run_group
-        from edgecnn.timing.loop import TimingPlan
-
-        cls = runner_class(self.runtime)
-        opts = cls.options_type.from_kwargs(self.runtime, {"threads": self.threads})
-        cases = []
-        for name, path in files.items():
-            dims = onnx.load(str(path), load_external_data=False).graph.input[0] \
-                .type.tensor_type.shape.dim
-            shape = tuple(int(d.dim_value) for d in dims[1:])
-            cases.append(BenchCase(name, self.runtime, "fp32", 1, input_shape=shape,
-                                   make_runner=lambda p=path: cls(p, "cpu", opts)))
-        plan = TimingPlan(warmup=3, iters=self.iters)  # pauses only after spinning runners
-        records = run_group(cases, plan, peak_gmacs=None, rounds=self.rounds)
-        if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
-            raise KeyboardInterrupt
-        return {r.model: r.latency_ms_p50 for r in records}
+        return time_files(files, self.runtime, self.threads, iters=self.iters,
+                          rounds=self.rounds)
 
     def tune(self, artifact: Path, log: Callable[[str], None]) -> None:
         """`edgecnn tune` on this machine, at these threads."""

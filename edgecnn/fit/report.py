@@ -122,7 +122,8 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
     ax.set_xscale("log")
     log_axis(ax.xaxis)
     ax.margins(0.15)
-    ax.set(xlabel="latency, batch 1, measured on this machine (ms, log)",
+    where = "the device" if record["device"].get("remote") else "this machine"
+    ax.set(xlabel=f"latency, batch 1, measured on {where} (ms, log)",
            ylabel="held-out top-1 (%), after its epochs",
            title=f"{record['family']} on {record['data']}: accuracy vs latency")
     ax.grid(True, which="both", alpha=0.3)

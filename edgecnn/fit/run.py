@@ -3,12 +3,13 @@
     result = fit(FitSpec("mobilenet", data="mnist5k", budget_ms=0.5, out="fits/m"), log=print)
 
 1. latency: the grid's graphs (initialized weights: latency does not depend on them), the
-   per-layer table, a few whole models measured to fit and check it (latency.py);
+   per-layer table, a few whole models measured to fit and check it (latency.py), on this
+   machine or a device (remote/measure.py, passed in as `measure`);
 2. train: successive halving over the candidates that meet the budget and the nearest ones
    above it (search.py, in the executor's processes);
 3. prune: the most accurate near miss pruned toward the budget (netadapt.py);
 4. choose: every trained candidate timed whole, side by side, then `choose`; int8 candidates
-   are exported with int8 and tuned here first, their latency tune's measurement;
+   are exported with int8 and tuned where fit measures, their latency tune's measurement;
 5. ship: the chosen one exported into DIR/artifact (tuned when int8), timed again as it will
    run, fit.json and report.md written (report.py).
 
@@ -192,6 +193,10 @@ def _prepare(out: Path, spec: FitSpec) -> Path:
     config = out / "fit-config.json"
     if config.is_file():
         held = json.loads(config.read_text(encoding="utf-8"))
+        if "device" not in held:  # written before fits named their device: this machine's
+            from edgecnn.host import device, device_key
+
+            held["device"] = device_key(device())
         if held != spec.config():
             if not spec.force:
                 diff = sorted(k for k in spec.config() if held.get(k) != spec.config()[k])
@@ -306,6 +311,9 @@ def _prune(spec: FitSpec, trained: dict[str, Any], latency: dict[str, float], me
            out: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
     from edgecnn.fit.netadapt import prune_toward
 
+    if "fp32" not in spec.precisions:  # a pruned model ships in fp32: not a candidate here
+        log("pruning: skipped (pruned models ship in fp32, and --precision has no fp32)")
+        return None
     near = [t for t in trained.values()
             if spec.budget_ms < latency[t.candidate.key] <= NEAR_FACTOR * spec.budget_ms]
     if not near:
@@ -370,8 +378,9 @@ def _time_with_band(files: dict[str, Path], latency: dict[str, float], budget_ms
                     measure: Any, log: Callable[[str], None]
                     ) -> tuple[dict[str, float], dict[str, Any]]:
     """The files timed whole, side by side, with the one whose latency is nearest the budget
-    (where the verdict is closest) timed twice: how far apart those two are is the noise
-    band, which `choose` keeps as a margin. Each file's time is its faster of two groups
+    (where the verdict is closest) timed twice: how far apart those two are (each the
+    faster of its two groups) is the noise band, which `choose` keeps as a margin. Each
+    file's time is its faster of two groups
     (latency.best_of): in one group of the mnist5k benchmark at 1 thread, MobileNet 0.5x at
     48 px took 0.392 ms against 0.26-0.28 ms in every other group, and lost its place. A
     band over MAX_NOISE is timed again, up to RETRIES times, and then recorded as

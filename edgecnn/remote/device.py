@@ -85,14 +85,15 @@ class Device:
         return remote
 
     def edgecnn(self, argv: list[str], *, timeout: float | None = None,
-                wrap: list[str] = ()) -> bytes:
-        """`edgecnn ARGV` (inside `wrap`, a command that runs the rest) on the device under
-        its lock; stdout. Ctrl-C here, or `timeout`
+                wrap: list[str] = (), module: str = "edgecnn") -> bytes:
+        """`edgecnn ARGV` (inside `wrap`, a command that runs the rest; `module`: another
+        of edgecnn's modules run as a program) on the device under its lock; stdout. Ctrl-C
+        here, or `timeout`
         (default: the device's), ends it there: closing the connection makes the agent kill
         the command's process group."""
         timeout = self.timeout if timeout is None else timeout
         words = [self.python, "-c", AGENT, "run", f"{self.cache}/device.lock", *wrap,
-                 self.venv_python, "-m", "edgecnn", *argv]
+                 self.venv_python, "-m", module, *argv]
         proc = subprocess.Popen(self.ssh.argv(words), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.running.add(proc)

@@ -4,9 +4,9 @@
     ms = measure.time({"a": Path("a.onnx"), "b": Path("b.onnx")})   # p50 ms, side by side
 
 The same measurement as on this machine (fit/latency.py MeasuredHere), run there: the files
-are pushed in one directory (content-addressed, once) and timed by the device's own
-`edgecnn bench`, one group of interleaved rounds through the one timing harness, at the
-deployment's threads. Everything fit times goes through it: the per-layer table, the grid
+are pushed in one directory (content-addressed: the same files are sent once) and timed by
+the device's own edgecnn (`python -m edgecnn.timing.files`), one group of interleaved rounds
+through the one timing harness, at the deployment's threads. Everything fit times goes through it: the per-layer table, the grid
 points timed whole, the pruning's steps, the candidates side by side and the shipped file;
 an int8 candidate is tuned there too (`edgecnn tune --remote`). Only numbers come back.
 """
@@ -64,27 +64,29 @@ class RemoteMeasure:
         return {**self.device.identity, "remote": self.dest}
 
     def time(self, files: dict[str, Path]) -> dict[str, float]:
-        """p50 ms at batch 1 of each file, timed side by side on the device."""
+        """p50 ms at batch 1 of each file, timed side by side on the device: the same
+        module as on this machine (edgecnn/timing/files.py), one group there."""
         with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "fit"  # a fixed name: the same files are sent only once
+            folder.mkdir()
             names = {}
             for i, (key, path) in enumerate(files.items()):  # numbered: any key is safe
-                name = f"f{i:05d}"
-                shutil.copyfile(path, Path(tmp) / f"{name}.onnx")
+                name = f"f{i:05d}.onnx"
+                shutil.copyfile(path, folder / name)
                 names[name] = key
-            remote = self.device.push_artifact(Path(tmp))
+            remote = self.device.push_artifact(folder)
         out = self.device.edgecnn(
-            ["bench", *[f"{remote}/{n}.onnx" for n in names], "--runtime", self.runtime,
-             "--threads", str(self.threads), "--warmup", "3", "--iters", str(self.iters),
-             "--rounds", str(self.rounds), "--format", "json", "--no-progress"])
+            [*[f"{remote}/{n}" for n in names], "--runtime", self.runtime, "--threads",
+             str(self.threads), "--iters", str(self.iters), "--rounds", str(self.rounds)],
+            module="edgecnn.timing.files")
         try:
-            records = json.loads(out)["records"]
-        except (ValueError, KeyError):
-            raise EdgeCNNError(f"{self.device.name}: bench did not answer with JSON") from None
-        got = {names[r["model"]]: float(r["latency_ms_p50"]) for r in records
-               if r["model"] in names}
+            ms = json.loads(out)
+        except ValueError:
+            raise EdgeCNNError(f"{self.device.name}: the timing did not answer with "
+                               "JSON") from None
+        got = {names[Path(f).name]: float(v) for f, v in ms.items() if Path(f).name in names}
         if len(got) < len(files):
-            raise EdgeCNNError(f"{self.device.name}: bench timed {len(got)} of {len(files)} "
-                               "files")
+            raise EdgeCNNError(f"{self.device.name}: {len(got)} of {len(files)} files timed")
         return got
 
     def tune(self, artifact: Path, log: Callable[[str], None]) -> None:

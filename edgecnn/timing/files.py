@@ -1,0 +1,67 @@
+"""ONNX files timed side by side: each file's p50 at batch 1, in one group of interleaved,
+rotated rounds through the harness, at a runtime and thread count. What `edgecnn fit`
+measures with, on this machine (fit/latency.py MeasuredHere) and on a device over SSH
+(remote/measure.py runs this module there, on the device's own install):
+
+    ms = time_files({"a": Path("a.onnx"), "b": Path("b.onnx")}, "onnxruntime", threads=2)
+    python -m edgecnn.timing.files --threads 2 a.onnx b.onnx     # {"a.onnx": 0.41, ...}
+
+Torch-free, and onnx-free: input shapes come from the runtime's own ONNX reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgecnn.errors import EdgeCNNError
+
+
+def time_files(files: dict[str, Path], runtime: str, threads: int, *, iters: int = 40,
+               rounds: int = 4) -> dict[str, float]:
+    """p50 ms of each file (one 4-D input each) by its key, all in one group."""
+    from edgecnn.runtime.loader import runner_class
+    from edgecnn.runtime.onnx_file import read_onnx
+    from edgecnn.timing.harness import BenchCase, run_group
+    from edgecnn.timing.loop import TimingPlan
+
+    cls = runner_class(runtime)
+    opts = cls.options_type.from_kwargs(runtime, {"threads": threads})
+    cases = []
+    for name, path in files.items():
+        shape = read_onnx(path).inputs[0].shape
+        if not shape or len(shape) != 4 or any(d is None for d in shape[1:]):
+            raise EdgeCNNError(f"{path}: timing needs one input of a fixed (N, C, H, W) shape")
+        cases.append(BenchCase(name, runtime, "fp32", 1,
+                               input_shape=tuple(int(d) for d in shape[1:]),  # type: ignore[arg-type]
+                               make_runner=lambda p=path: cls(p, "cpu", opts)))
+    plan = TimingPlan(warmup=3, iters=iters)  # pauses only after spinning runners
+    records = run_group(cases, plan, peak_gmacs=None, rounds=rounds)
+    if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
+        raise KeyboardInterrupt
+    return {r.model: r.latency_ms_p50 for r in records}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edgecnn.timing.files",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", help="ONNX files")
+    p.add_argument("--runtime", default="onnxruntime")
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--iters", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=4)
+    args = p.parse_args(argv)
+    try:
+        ms = time_files({f: Path(f) for f in args.files}, args.runtime, args.threads,
+                        iters=args.iters, rounds=args.rounds)
+    except EdgeCNNError as exc:
+        print(f"edgecnn: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(ms))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
