@@ -33,9 +33,9 @@ def int8_rows(spec: Any, rows: list[dict[str, Any]], out: Path, threads: int,
               measure: Any, int8: Int8Latency, log: Callable[[str], None]
               ) -> list[dict[str, Any]]:
     """The most accurate trained fp32 candidates within twice the budget, exported with int8
-    and tuned where fit measures: latency as tune measured the file it chose (no row where tune keeps
-    float), top-1 the int8 file's by the accuracy guard (a per-block placement's float
-    blocks only drop int8 rounding: tune's record says so)."""
+    and tuned where fit measures: latency as tune measured the file it chose (no row where
+    tune keeps float), top-1 the int8 file's by the accuracy guard (a per-block placement's
+    float blocks only drop int8 rounding: tune's record says so)."""
     def int8_ms(r: dict[str, Any]) -> float:  # the grid's int8 latency; a pruned one: fp32
         key = FitCandidate(r["family"], r["alpha"], r["resolution"], r["prune"]).key
         return int8.ms.get(key, r["latency_ms"])

@@ -6,9 +6,10 @@
 The same measurement as on this machine (fit/latency.py MeasuredHere), run there: the files
 are pushed in one directory (content-addressed: the same files are sent once) and timed by
 the device's own edgecnn (`python -m edgecnn.timing.files`), one group of interleaved rounds
-through the one timing harness, at the deployment's threads. Everything fit times goes through it: the per-layer table, the grid
-points timed whole, the pruning's steps, the candidates side by side and the shipped file;
-an int8 candidate is tuned there too (`edgecnn tune --remote`). Only numbers come back.
+through the one timing harness, at the deployment's threads. Everything fit times goes
+through it: the per-layer table, the grid points timed whole, the pruning's steps, the
+candidates side by side and the shipped file; an int8 candidate is tuned there too (`edgecnn
+tune --remote`). Only numbers come back.
 """
 
 from __future__ import annotations

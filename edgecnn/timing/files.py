@@ -34,8 +34,8 @@ def time_files(files: dict[str, Path], runtime: str, threads: int, *, iters: int
         shape = read_onnx(path).inputs[0].shape
         if not shape or len(shape) != 4 or any(d is None for d in shape[1:]):
             raise EdgeCNNError(f"{path}: timing needs one input of a fixed (N, C, H, W) shape")
-        cases.append(BenchCase(name, runtime, "fp32", 1,
-                               input_shape=tuple(int(d) for d in shape[1:]),  # type: ignore[arg-type]
+        chw = (int(shape[1]), int(shape[2]), int(shape[3]))  # type: ignore[arg-type]
+        cases.append(BenchCase(name, runtime, "fp32", 1, input_shape=chw,
                                make_runner=lambda p=path: cls(p, "cpu", opts)))
     plan = TimingPlan(warmup=3, iters=iters)  # pauses only after spinning runners
     records = run_group(cases, plan, peak_gmacs=None, rounds=rounds)
