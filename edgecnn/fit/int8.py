@@ -36,10 +36,10 @@ def int8_rows(spec: Any, rows: list[dict[str, Any]], out: Path, threads: int,
     and tuned where fit measures: latency as tune measured the file it chose (no row where
     tune keeps float), top-1 the int8 file's by the accuracy guard (a per-block placement's
     float blocks only drop int8 rounding: tune's record says so)."""
-    def int8_ms(r: dict[str, Any]) -> float:  # the grid's int8 latency; a pruned one: fp32
-        key = FitCandidate(r["family"], r["alpha"], r["resolution"], r["prune"]).key
-        return int8.ms.get(key, r["latency_ms"])
+    def int8_ms(r: dict[str, Any]) -> float:  # the grid point's int8 latency
+        return int8.ms[FitCandidate(r["family"], r["alpha"], r["resolution"]).key]
 
+    # trained grid points (a pruned one ships in fp32: it has no checkpoint to export)
     pool = sorted((r for r in rows if r["top1"] is not None and r.get("checkpoint")
                    and int8_ms(r) <= NEAR_FACTOR * spec.budget_ms),
                   key=lambda r: -r["top1"])[:INT8_FINALISTS]
@@ -65,9 +65,6 @@ def int8_export(row: dict[str, Any], artifact: Path, data: str, target: str, thr
 
     done = artifact / "export.json"
     if not done.is_file():
-        if row.get("checkpoint") is None:  # the pruned one: its export is the source
-            log(f"int8 of {row['name']}: pruned models are shipped in fp32 here")
-            return None
         log(f"exporting {row['name']} with int8 for {target} (calibration, the accuracy "
             "guard)")
         export(ExportSpec(CheckpointSource(row["checkpoint"]), int8=Int8Spec(data),

@@ -71,8 +71,12 @@ def best_of(measure: FitMeasure, files: dict[str, Path], passes: int = 2) -> dic
     one fit's per-layer sums came out 1.3-2x its other fits' for the same graphs, and the
     table's held-out error 84% (benchmarks/fit/results-small.md). The fastest of two groups
     is the usual guard (Python's timeit keeps the minimum for the same reason)."""
-    runs = [measure.time(files) for _ in range(passes)]
-    return {k: min(r[k] for r in runs) for k in runs[0]}
+    return fastest([measure.time(files) for _ in range(passes)])
+
+
+def fastest(groups: list[dict[str, float]]) -> dict[str, float]:
+    """Each key's smallest time over several groups' results."""
+    return {k: min(g[k] for g in groups) for k in groups[0]}
 
 
 # --- graphs ----------------------------------------------------------------------------------

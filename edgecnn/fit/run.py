@@ -386,6 +386,8 @@ def _time_with_band(files: dict[str, Path], latency: dict[str, float], budget_ms
     band over MAX_NOISE is timed again, up to RETRIES times, and then recorded as
     inconclusive: the decision still keeps the band it measured as its margin, however
     wide, so a busy machine makes fit cautious (or refuse in one line), never lucky."""
+    from edgecnn.fit.latency import fastest
+
     if not files:
         return {}, {"band": 0.0, "timed_twice": None, "conclusive": False}
     known = [k for k in files if k in latency] or list(files)  # the pruned one: not yet
@@ -395,7 +397,8 @@ def _time_with_band(files: dict[str, Path], latency: dict[str, float], budget_ms
             "twice: the noise band)")
         groups = [measure.time({**files, AGAIN: files[near]}) for _ in range(2)]
         band = max(abs(g[near] - g[AGAIN]) / min(g[near], g[AGAIN]) for g in groups)
-        ms = {k: min(g[k] for g in groups) for k in files}  # as latency.best_of
+        ms = fastest(groups)  # as latency.best_of
+        ms.pop(AGAIN)
         if band <= MAX_NOISE:
             break
         log(f"the same file timed {band:.1%} apart: the machine is busy; timing again "
