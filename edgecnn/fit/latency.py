@@ -3,9 +3,12 @@
 Once-for-All's idea (Cai et al. 2020), measured rather than estimated: every distinct layer
 configuration of the grid's graphs (op, attributes, input and weight shapes: in/out channels,
 kernel, stride, groups, spatial size) is cut out as a one-node ONNX graph and timed once,
-through the one timing harness, at the deployment's threads and runtime. A candidate is
-predicted as the sum of its layers plus a fixed per-inference overhead, fitted on a few fully
-measured grid points; other measured grid points, held out of the fit, report the error.
+through the one timing harness, at the deployment's threads and runtime. So is every
+distinct pair of a layer and the layer it feeds: alone, each layer pays a call and its
+runtime's layout conversions at the graph's edges, which the whole model pays once
+(`split_edges`). A candidate is predicted from the sum of its layers less what its edges
+save, scaled and offset by a line fitted on a few fully measured grid points; other
+measured grid points, held out of the fit, report the error.
 
 Every layer's time is taken net of an empty graph's (an Identity): each one-node session pays
 the runtime's per-call cost, which a whole model pays once, and the fitted overhead holds
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.timing.files import ITERS, ROUNDS
 
 EMPTY = "empty"  # the Identity graph's key in a table
 FUSED_ACTIVATIONS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "LeakyRelu")
@@ -49,8 +53,8 @@ class MeasuredHere:
 
     threads: int
     runtime: str = "onnxruntime"
-    iters: int = 40
-    rounds: int = 4
+    iters: int = ITERS
+    rounds: int = ROUNDS
 
     def time(self, files: dict[str, Path]) -> dict[str, float]:
         from edgecnn.timing.files import time_files
@@ -112,28 +116,51 @@ class Layer:
     describe: str  # "Conv 32x16x16 w(64, 32, 1, 1) group=1 stride=1,1 ..."
 
 
-def split_layers(proto: Any) -> list[tuple[Layer, Any]]:
-    """Each compute node of `proto` as (layer, one-node graph). The node's first activation
-    input is the graph's input (reshaped from (1, n, 1, 1) where it is not 4-D: the runners
-    take images); weights are the node's own, other activation inputs (a residual Add's
-    second operand) random constants of their shape."""
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper, shape_inference
+@dataclass(frozen=True)
+class Edge:
+    """A layer feeding the next: what the whole model saves there is timed, see
+    `split_edges`."""
 
-    inferred = shape_inference.infer_shapes(proto)
-    g = inferred.graph
+    key: str  # hash of `describe`
+    describe: str  # "<producer key> -> <consumer key> (input 0)"
+    producer: str  # layer keys
+    consumer: str
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One layer of a graph: its compute node, the activation fused into it, the Constant
+    nodes they read."""
+
+    layer: Layer
+    nodes: tuple[Any, ...]
+    acts: tuple[str, ...]  # activation inputs; the first is a one-node graph's input
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    units: list[_Unit]
+    shapes: dict[str, tuple[int, ...]]
+    inits: dict[str, Any]
+    proto: Any
+
+
+def _parse(proto: Any) -> _Parsed:
+    """`proto`'s compute nodes as layers, in graph order."""
+    from onnx import helper, shape_inference
+
+    g = shape_inference.infer_shapes(proto).graph
     shapes = {v.name: tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim)
               for v in [*g.input, *g.value_info, *g.output]}
     inits = {t.name: t for t in g.initializer}
-    constants = {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    rng = np.random.default_rng(0)
+    constants = {o: n for n in g.node if n.op_type == "Constant" for o in n.output}
     consumers: dict[str, list[Any]] = {}
     for node in g.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
     fused: set[int] = set()
-    out = []
+    units = []
     for node in g.node:
         acts = [i for i in node.input if i and i not in inits and i not in constants]
         if node.op_type == "Constant" or not acts or acts[0] not in shapes or id(node) in fused:
@@ -156,38 +183,91 @@ def split_layers(proto: Any) -> list[tuple[Layer, Any]]:
                     f" {a.name}={helper.get_attribute_value(a)}" for a in act.attribute)
                    if act is not None else ""))
         layer = Layer(hashlib.sha256(text.encode()).hexdigest()[:16], text)
-        nodes, inputs = [], []
-        if len(first) == 4:
-            inputs.append(helper.make_tensor_value_info(acts[0], onnx.TensorProto.FLOAT, first))
-        else:  # (1, n, 1, 1) -> the node's shape
-            flat = f"{acts[0]}__flat"
-            inputs.append(helper.make_tensor_value_info(
-                flat, onnx.TensorProto.FLOAT, (1, int(np.prod(first)), 1, 1)))
-            shape_name = f"{acts[0]}__shape"
-            nodes.append(helper.make_node("Reshape", [flat, shape_name], [acts[0]]))
-            extra = [numpy_helper.from_array(np.array(first, np.int64), shape_name)]
-        tensors = [inits[i] for i in node.input if i in inits] + (
-            extra if len(first) != 4 else [])
-        for name in acts[1:]:
-            if name == acts[0]:
-                continue
-            tensors.append(numpy_helper.from_array(
-                rng.standard_normal(shapes.get(name, first)).astype(np.float32), name))
-        for n in g.node:  # constants the node reads (Reshape's shape, Pad's pads)
-            if n.op_type == "Constant" and set(n.output) & set(node.input):
-                nodes.append(n)
-        nodes.append(node)
-        last = node
-        if act is not None:
-            tensors += [inits[i] for i in act.input if i in inits]  # Clip's min and max
-            nodes.append(act)
-            last = act
-        outputs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None)
-                   for o in last.output if o]
-        graph = helper.make_graph(nodes, f"layer_{layer.key}", inputs, outputs, tensors)
-        one = helper.make_model(graph, opset_imports=list(proto.opset_import))
-        one.ir_version = proto.ir_version
-        out.append((layer, one))
+        own = [node, *([act] if act is not None else [])]
+        read = dict.fromkeys(i for n in own for i in n.input if i in constants)
+        nodes = (*(constants[i] for i in read), *own)  # Reshape's shape, Clip's bounds
+        last = act if act is not None else node
+        units.append(_Unit(layer, nodes, tuple(acts), tuple(o for o in last.output if o)))
+    return _Parsed(units, shapes, inits, proto)
+
+
+def _subgraph(parsed: _Parsed, units: list[_Unit], name: str) -> Any:
+    """`units` (one, or a producer and its consumer) as a graph of their own. The first
+    unit's first activation input is the graph's input (reshaped from (1, n, 1, 1) where it
+    is not 4-D: the runners take images); weights are the nodes' own; activations from
+    outside the graph (a residual Add's other operand) are random constants of their shape;
+    the last unit's outputs are the graph's."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    x = units[0].acts[0]
+    first = parsed.shapes[x]
+    nodes: list[Any] = []
+    tensors: list[Any] = []
+    if len(first) == 4:
+        inputs = [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, first)]
+    else:  # (1, n, 1, 1) -> the node's shape
+        flat, shape_name = f"{x}__flat", f"{x}__shape"
+        inputs = [helper.make_tensor_value_info(
+            flat, onnx.TensorProto.FLOAT, (1, int(np.prod(first)), 1, 1))]
+        nodes.append(helper.make_node("Reshape", [flat, shape_name], [x]))
+        tensors.append(numpy_helper.from_array(np.array(first, np.int64), shape_name))
+    made = {x}
+    for unit in units:
+        for node in unit.nodes:
+            for i in node.input:
+                if i in parsed.inits and i not in made:
+                    tensors.append(parsed.inits[i])
+                    made.add(i)
+            made.update(node.output)
+        for a in unit.acts:
+            if a not in made:
+                tensors.append(numpy_helper.from_array(
+                    rng.standard_normal(parsed.shapes.get(a, first)).astype(np.float32), a))
+                made.add(a)
+        nodes.extend(unit.nodes)
+    outputs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None)
+               for o in units[-1].outputs]
+    graph = helper.make_graph(nodes, name, inputs, outputs, tensors)
+    model = helper.make_model(graph, opset_imports=list(parsed.proto.opset_import))
+    model.ir_version = parsed.proto.ir_version
+    return model
+
+
+def split_layers(proto: Any) -> list[tuple[Layer, Any]]:
+    """Each compute node of `proto` (with the activation fused into it) as (layer, one-node
+    graph)."""
+    parsed = _parse(proto)
+    return [(u.layer, _subgraph(parsed, [u], f"layer_{u.layer.key}")) for u in parsed.units]
+
+
+def split_edges(proto: Any) -> list[tuple[Edge, Any]]:
+    """Each layer feeding another as (edge, two-node graph). Timed alone, both layers pay
+    what the whole model pays once: a call into the runtime, and the conversion of their
+    input and output between the graph's layout and the runtime's own (ONNX Runtime's
+    NCHWc blocks on x86; OpenVINO's blocked formats), which grows with the tensor. Timed
+    as a pair, the edge between them pays neither, so producer + consumer - pair is what
+    the model saves at that edge. MobileNet v1's 12-point grid on the 2-core EPYC, 1
+    thread, four tables (100 calls a file): the layers' sums were 1.15-1.93x the whole
+    models, and the line fitted through three points missed the other nine by up to
+    6.6-10.0%; from the same timings, less each edge's saving, the sums were 0.95-1.06x
+    and the line within 2.9-5.6%."""
+    parsed = _parse(proto)
+    made_by = {o: u for u in parsed.units for o in u.outputs}
+    out = []
+    for consumer in parsed.units:
+        producers: set[int] = set()
+        for index, a in enumerate(consumer.acts):
+            producer = made_by.get(a)
+            if producer is None or id(producer) in producers:
+                continue  # the graph input, or a second operand from the same layer
+            producers.add(id(producer))
+            text = f"{producer.layer.key} -> {consumer.layer.key} (input {index})"
+            edge = Edge(hashlib.sha256(text.encode()).hexdigest()[:16], text,
+                        producer.layer.key, consumer.layer.key)
+            out.append((edge, _subgraph(parsed, [producer, consumer], f"edge_{edge.key}")))
     return out
 
 
@@ -209,21 +289,27 @@ def empty_graph(ir_version: int, opset_imports: Any) -> Any:
 
 @dataclass
 class LatencyTable:
-    """Net ms per distinct layer, and which layers each graph is made of."""
+    """Net ms per distinct layer and what each edge between two layers saves; which layers
+    and edges each graph is made of."""
 
     layers_ms: dict[str, float]  # layer key -> ms net of the empty call
-    describe: dict[str, str]
+    describe: dict[str, str]  # layer or edge key -> what it is
     graphs: dict[str, list[str]]  # graph name -> its layer keys, in order
     empty_ms: float
-    overhead_ms: float = 0.0  # fitted: predict = scale x sum of layers + overhead
+    overhead_ms: float = 0.0  # fitted: predict = scale x layer_sum + overhead
     scale: float = 1.0
     check: dict[str, Any] = field(default_factory=dict)  # the held-out error, reported
     params: dict[str, int] = field(default_factory=dict)  # graph name -> weight elements
     # int8: (weight elements, int8 ms / fp32 ms) of the fit points timed whole in both
     int8_ratios: list[tuple[float, float]] = field(default_factory=list)
+    # edge key -> ms saved there: producer + consumer - the pair, net of the empty call
+    edges_ms: dict[str, float] = field(default_factory=dict)
+    graph_edges: dict[str, list[str]] = field(default_factory=dict)  # graph -> edge keys
 
     def layer_sum(self, graph: str) -> float:
-        return sum(self.layers_ms[k] for k in self.graphs[graph])
+        """The graph's layers, each timed alone, less what its edges save."""
+        return (sum(self.layers_ms[k] for k in self.graphs[graph])
+                - sum(self.edges_ms[k] for k in self.graph_edges.get(graph, ())))
 
     def predict(self, graph: str) -> float:
         return self.scale * self.layer_sum(graph) + self.overhead_ms
@@ -255,56 +341,72 @@ class LatencyTable:
                 "check": self.check, "params": self.params, "int8_ratios": self.int8_ratios,
                 "layers": {k: {"ms": v, "layer": self.describe[k]}
                            for k, v in self.layers_ms.items()},
-                "graphs": self.graphs}
+                "graphs": self.graphs,
+                "edges": {k: {"ms": v, "edge": self.describe[k]}
+                          for k, v in self.edges_ms.items()},
+                "graph_edges": self.graph_edges}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LatencyTable:
+        edges = data.get("edges", {})  # none in tables written before edges were timed
         return cls({k: v["ms"] for k, v in data["layers"].items()},
-                   {k: v["layer"] for k, v in data["layers"].items()}, data["graphs"],
+                   {**{k: v["layer"] for k, v in data["layers"].items()},
+                    **{k: v["edge"] for k, v in edges.items()}}, data["graphs"],
                    data["empty_ms"], data["overhead_ms"], data["scale"], data["check"],
-                   data.get("params", {}), [tuple(p) for p in data.get("int8_ratios", [])])
+                   data.get("params", {}), [tuple(p) for p in data.get("int8_ratios", [])],
+                   {k: v["ms"] for k, v in edges.items()}, data.get("graph_edges", {}))
 
 
 def build_table(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
                 log: Callable[[str], None] = lambda line: None) -> LatencyTable:
-    """Time every distinct layer of `graphs` (name -> ONNX proto) once, side by side."""
+    """Time every distinct layer of `graphs` (name -> ONNX proto) once, and every distinct
+    pair of a layer and the one it feeds, side by side."""
     import onnx
 
-    layers: dict[str, Any] = {}
+    one_node: dict[str, Any] = {}
+    pairs: dict[str, tuple[Any, str, str]] = {}  # edge key -> (graph, producer, consumer)
     describe: dict[str, str] = {}
     members: dict[str, list[str]] = {}
+    edges_of: dict[str, list[str]] = {}
     for name, proto in graphs.items():
         parts = split_layers(proto)
         members[name] = [layer.key for layer, _ in parts]
         for layer, one in parts:
-            layers.setdefault(layer.key, one)
+            one_node.setdefault(layer.key, one)
             describe[layer.key] = layer.describe
+        edges = split_edges(proto)
+        edges_of[name] = [edge.key for edge, _ in edges]
+        for edge, two in edges:
+            pairs.setdefault(edge.key, (two, edge.producer, edge.consumer))
+            describe[edge.key] = edge.describe
     some = next(iter(graphs.values()))
     files = {EMPTY: scratch / "empty.onnx"}
     scratch.mkdir(parents=True, exist_ok=True)
     onnx.save_model(empty_graph(some.ir_version, some.opset_import), str(files[EMPTY]))
-    for key, one in layers.items():
+    for key, one in [*one_node.items(), *((k, v[0]) for k, v in pairs.items())]:
         files[key] = scratch / f"{key}.onnx"
         onnx.save_model(one, str(files[key]))
     total = sum(len(v) for v in members.values())
-    log(f"timing {len(layers)} distinct layers ({total} in {len(graphs)} graphs) and an empty "
-        "graph, one node each, in two groups (each layer's faster time)")
+    log(f"timing {len(one_node)} distinct layers ({total} in {len(graphs)} graphs), "
+        f"{len(pairs)} pairs of a layer and the next, and an empty graph, in two groups "
+        "(each one's faster time)")
     ms = best_of(measure, files)
     empty = ms.pop(EMPTY)
     params = {name: sum(math.prod(t.dims) for t in proto.graph.initializer)
               for name, proto in graphs.items()}
+    saved = {k: ms[p] + ms[c] - ms[k] - empty for k, (_, p, c) in pairs.items()}
     # A layer faster than the empty call is noise around zero, not negative time.
-    return LatencyTable({k: max(0.0, v - empty) for k, v in ms.items()}, describe, members,
-                        empty, params=params)
+    return LatencyTable({k: max(0.0, ms[k] - empty) for k in one_node}, describe, members,
+                        empty, params=params, edges_ms=saved, graph_edges=edges_of)
 
 
 def calibrate(table: LatencyTable, measured: dict[str, float], fit: list[str],
               held_out: list[str]) -> None:
     """Scale and overhead from the fit points, the error on the held-out ones (the issue's
     goal: within 10%). With three or more fit points, a least-squares line: layers timed
-    alone run with their weights hot in cache and pay a dispatch a fused model shares, which
-    scale with the model rather than stay fixed (MobileNet v1 on an EPYC, 1 thread: the
-    layer sums overshot 0.25x/32 by 75% and undershot 1.0x/64 by 18%). With fewer, the
+    alone run with their weights hot in cache, which a whole model streams (MobileNet v1
+    1.0x at 64 px on the EPYC, 1 thread: its table sum, edges taken off, about 0.93x the
+    whole), and the one call a whole model pays sits in the offset. With fewer, the
     overhead alone (median of measured minus layer sum)."""
     if not fit:
         raise EdgeCNNError("the latency table needs at least one measured grid point")

@@ -277,7 +277,7 @@ def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: An
             log(f"latency table, int8: held-out error up to {err8:.1f}%")
     atomic_write(saved, json.dumps({"table": table.to_dict(), "measured": measured,
                                     "measured_int8": measured8}, indent=2))
-    shutil.rmtree(out / "latency" / "layers", ignore_errors=True)  # the one-node graphs
+    shutil.rmtree(out / "latency" / "layers", ignore_errors=True)  # the cut-out graphs
     return table, measured, measured8
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from edgecnn.errors import EdgeCNNError
 from edgecnn.remote.device import Device, connect
 from edgecnn.remote.run import remote_tune, resolve
+from edgecnn.timing.files import ITERS, ROUNDS
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class RemoteMeasure:
     device: Device
     threads: int
     runtime: str = "onnxruntime"
-    iters: int = 40  # as MeasuredHere: timed calls per file, over `rounds` rounds
-    rounds: int = 4
+    iters: int = ITERS  # as MeasuredHere: timed calls per file, over `rounds` rounds
+    rounds: int = ROUNDS
     connect_kwargs: tuple[tuple[str, Any], ...] = ()  # for tune's own connection
 
     @classmethod
