@@ -134,7 +134,8 @@ def write(out: Path, ref: list[dict[str, Any]], rows: list[dict[str, Any]], mode
             "threads": threads, "data": data, "epochs": epochs,
             "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                          "python": sys.version.split()[0]},
-            "command": "python benchmarks/fit/run.py" + ("" if mode == "full" else f" --{mode}")}
+            "command": "python benchmarks/fit/run.py" + ("" if mode == "full" else f" --{mode}")
+            + f" --threads {threads}"}
     name = "results" if mode == "full" else f"results-{mode}"
     (HERE / f"{name}.json").write_text(json.dumps({"meta": meta, "reference": ref,
                                                    "budgets": rows}, indent=2) + "\n")

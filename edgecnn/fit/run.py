@@ -36,6 +36,7 @@ from edgecnn.fit.space import (DEFAULT_ALPHAS, DEFAULT_RESOLUTIONS, NEAR_FACTOR,
 NEAR_ABOVE = 2  # grid points just above the budget trained too: the pruning's sources
 MAX_NOISE = 0.05  # as tune's: a wider band (the same file timed twice apart) is timed again
 RETRIES = 2
+TABLE_GOAL_PCT = 10.0  # the table's held-out error over this: the whole points timed again
 AGAIN = "timed-again"  # the key of the candidate file timed a second time in the same group
 
 
@@ -234,6 +235,7 @@ def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: An
         build_table,
         calibrate,
         calibrate_int8,
+        fastest,
         int8_graph,
         measured_points,
         untrained_graph,
@@ -261,6 +263,16 @@ def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: An
     measured = best_of(measure, files)
     calibrate(table, measured, fit_pts, held)
     err = table.check["max_abs_error_pct"]
+    if err is not None and err > TABLE_GOAL_PCT:
+        # One slow group on one fit point tilts the line (the benchmark's p50 fit, 1 thread:
+        # 0.5x/64 at 0.401 ms, 0.368-0.370 ms in the two other fits, and 14% held out):
+        # time the points again and keep each one's fastest, as best_of does.
+        log(f"latency table: held-out error {err:.1f}%, over {TABLE_GOAL_PCT:g}%: timing the "
+            f"{len(files)} points whole again")
+        measured = fastest([measured, best_of(measure, files)])
+        calibrate(table, measured, fit_pts, held)
+        table.check["timed_again"] = True
+        err = table.check["max_abs_error_pct"]
     log("latency table: " + (f"held-out error up to {err:.1f}%" if err is not None
                              else "no held-out point (grid too small)"))
     measured8: dict[str, float] = {}

@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class RemoteMeasure:
     iters: int = ITERS  # as MeasuredHere: timed calls per file, over `rounds` rounds
     rounds: int = ROUNDS
     connect_kwargs: tuple[tuple[str, Any], ...] = ()  # for tune's own connection
+    parked: bool = False  # as MeasuredHere's
 
     @classmethod
     def connect(cls, dest: str, threads: int | None, *,
@@ -79,7 +80,8 @@ class RemoteMeasure:
             remote = self.device.push_artifact(folder)
         out = self.device.edgecnn(
             [*[f"{remote}/{n}" for n in names], "--runtime", self.runtime, "--threads",
-             str(self.threads), "--iters", str(self.iters), "--rounds", str(self.rounds)],
+             str(self.threads), "--iters", str(self.iters), "--rounds", str(self.rounds),
+             *(["--parked"] if self.parked else [])],
             module="edgecnn.timing.files")
         try:
             ms = json.loads(out)
@@ -90,6 +92,9 @@ class RemoteMeasure:
         if len(got) < len(files):
             raise EdgeCNNError(f"{self.device.name}: {len(got)} of {len(files)} files timed")
         return got
+
+    def for_layers(self) -> RemoteMeasure:
+        return replace(self, parked=True)
 
     def tune(self, artifact: Path, log: Callable[[str], None]) -> None:
         """`edgecnn tune` on the device, at these threads; its record comes back into the

@@ -56,6 +56,9 @@ class OrtOptions(RunnerOptions):
     # Worker threads spin after a run to cut the next run's latency; a device app sharing
     # its cores with a camera loop should turn that off.
     spinning: bool = True
+    # True: they spin within a run but stop as it returns (session.force_spinning_stop), so
+    # the next session timed needs no pause for them: how fit times cut-out layers.
+    park_after_run: bool = False
     # TensorRT provider only: fp16 kernels and where its engines and timing cache go.
     trt_fp16: bool = False
     trt_cache_dir: str | None = None
@@ -80,6 +83,7 @@ class OrtOptions(RunnerOptions):
                    choices=OPT_LEVELS)
         check_type(owner, "io_binding", self.io_binding, (bool, type(None)))
         check_type(owner, "spinning", self.spinning, bool)
+        check_type(owner, "park_after_run", self.park_after_run, bool)
         check_type(owner, "qdq_fusion", self.qdq_fusion, bool)
         check_type(owner, "trt_fp16", self.trt_fp16, bool)
         check_type(owner, "trt_cache_dir", self.trt_cache_dir, (str, type(None)))
@@ -103,7 +107,8 @@ class OrtRunner(OnnxRunner):
 
     @property
     def spins_after_run(self) -> bool:
-        return self.options.spinning and self.options.threads != 1  # 0: one per core
+        return (self.options.spinning and not self.options.park_after_run
+                and self.options.threads != 1)  # 0: one per core
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -144,6 +149,8 @@ class OrtRunner(OnnxRunner):
         }[self.options.graph_optimization]
         if not self.options.spinning:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.options.park_after_run:
+            so.add_session_config_entry("session.force_spinning_stop", "1")
         if not self.options.qdq_fusion:
             so.add_session_config_entry("session.disable_quant_qdq", "1")
         if self.options.profile_prefix is not None:

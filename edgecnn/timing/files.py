@@ -26,15 +26,22 @@ ROUNDS = 8
 
 
 def time_files(files: dict[str, Path], runtime: str, threads: int, *, iters: int = ITERS,
-               rounds: int = ROUNDS) -> dict[str, float]:
-    """p50 ms of each file (one 4-D input each) by its key, all in one group."""
+               rounds: int = ROUNDS, parked: bool = False) -> dict[str, float]:
+    """p50 ms of each file (one 4-D input each) by its key, all in one group. `parked`:
+    worker threads stop spinning as each run returns (ONNX Runtime; OpenVINO's never spin),
+    so no pause is needed between one file's block and the next (see fit/latency.py)."""
+    import dataclasses
+
     from edgecnn.runtime.loader import runner_class
     from edgecnn.runtime.onnx_file import read_onnx
     from edgecnn.timing.harness import BenchCase, run_group
     from edgecnn.timing.loop import TimingPlan
 
     cls = runner_class(runtime)
-    opts = cls.options_type.from_kwargs(runtime, {"threads": threads})
+    kwargs: dict[str, object] = {"threads": threads}
+    if parked and "park_after_run" in {f.name for f in dataclasses.fields(cls.options_type)}:
+        kwargs["park_after_run"] = True
+    opts = cls.options_type.from_kwargs(runtime, kwargs)
     cases = []
     for name, path in files.items():
         shape = read_onnx(path).inputs[0].shape
@@ -58,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--iters", type=int, default=ITERS)
     p.add_argument("--rounds", type=int, default=ROUNDS)
+    p.add_argument("--parked", action="store_true",
+                   help="worker threads stop spinning as each run returns")
     args = p.parse_args(argv)
     try:
         ms = time_files({f: Path(f) for f in args.files}, args.runtime, args.threads,
-                        iters=args.iters, rounds=args.rounds)
+                        iters=args.iters, rounds=args.rounds, parked=args.parked)
     except EdgeCNNError as exc:
         print(f"edgecnn: error: {exc}", file=sys.stderr)
         return 2
