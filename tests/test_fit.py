@@ -266,8 +266,12 @@ def test_the_table_times_its_layers_with_workers_parked(tmp_path: Path) -> None:
     assert Recording.seen == [True, True]
     assert MeasuredHere(2).for_layers() == MeasuredHere(2, parked=True)
     path = tmp_path / "layers" / "empty.onnx"
-    assert not OrtRunner(path, "cpu", OrtOptions(threads=2, park_after_run=True)).spins_after_run
+    parked = OrtRunner(path, "cpu", OrtOptions(threads=2, park_after_run=True))
+    assert not parked.spins_after_run
     assert OrtRunner(path, "cpu", OrtOptions(threads=2)).spins_after_run
+    parked.activate()
+    config = parked.session.get_session_options().get_session_config_entry
+    assert config("session.force_spinning_stop") == "1"
     ms = time_files({"e": path}, "onnxruntime", 2, iters=4, rounds=2, parked=True)
     assert ms["e"] > 0
 
@@ -280,6 +284,9 @@ def test_a_table_written_before_edges_were_timed_still_loads() -> None:
     table = LatencyTable.from_dict(old)
     assert table.predict("g") == pytest.approx(1.1)
     assert LatencyTable.from_dict(table.to_dict()).predict("g") == pytest.approx(1.1)
+    table.edges_ms, table.graph_edges = {"e": 0.2}, {"g": ["e"]}
+    table.describe["e"] = "Conv k -> Conv k (activation input 0)"
+    assert LatencyTable.from_dict(table.to_dict()).predict("g") == pytest.approx(0.9)
 
 
 # --- the whole fit --------------------------------------------------------------------------
@@ -541,7 +548,7 @@ def test_every_layer_and_pair_of_a_shufflenet_runs_alone() -> None:
     input."""
     import onnxruntime as ort
 
-    from edgecnn.fit.latency import split_edges, split_layers
+    from edgecnn.fit.cut import split_edges, split_layers
 
     proto = untrained_graph("shufflenet_v2", 0.5, 32, 10, 3)
     parts = split_layers(proto)
@@ -556,6 +563,28 @@ def test_every_layer_and_pair_of_a_shufflenet_runs_alone() -> None:
         (inp,) = session.get_inputs()
         assert len(inp.shape) == 4
         session.run(None, {inp.name: np.zeros(inp.shape, np.float32)})
+
+
+def test_a_constant_both_layers_of_a_pair_read_goes_in_once() -> None:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecnn.fit.cut import split_edges
+
+    shape = numpy_helper.from_array(np.array([1, 2, 4, 2], np.int64), "s")
+    g = helper.make_graph(
+        [helper.make_node("Constant", [], ["shape"], value=shape),
+         helper.make_node("Reshape", ["x", "shape"], ["y"]),
+         helper.make_node("Reshape", ["y", "shape"], ["z"])], "two_reshapes",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 4, 2, 2))],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, (1, 2, 4, 2))])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    (edge, pair), = split_edges(proto)
+    assert [n.op_type for n in pair.graph.node] == ["Constant", "Reshape", "Reshape"]
+    session = ort.InferenceSession(pair.SerializeToString(), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": np.zeros((1, 4, 2, 2), np.float32)})
+    assert out.shape == (1, 2, 4, 2)
 
 
 def test_a_candidates_failure_in_its_process_is_one_line(tmp_path: Path) -> None:

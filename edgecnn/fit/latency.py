@@ -2,15 +2,15 @@
 
 Once-for-All's idea (Cai et al. 2020), measured rather than estimated: every distinct layer
 configuration of the grid's graphs (op, attributes, input and weight shapes: in/out channels,
-kernel, stride, groups, spatial size) is cut out as a one-node ONNX graph and timed once,
-through the one timing harness, at the deployment's threads and runtime. So is every
-distinct pair of a layer and the layer it feeds: alone, each layer pays a call and its
-runtime's layout conversions at the graph's edges, which the whole model pays once
-(`split_edges`). A candidate is predicted from the sum of its layers less what its edges
+kernel, stride, groups, spatial size) is cut out as an ONNX graph of its own (cut.py) and
+timed once, through the one timing harness, at the deployment's threads and runtime. So is
+every distinct pair of a layer and the layer it feeds: alone, each layer pays its runtime's
+layout conversions at the graph's edges, which the whole model pays once
+(`cut.split_edges`). A candidate is predicted from the sum of its layers less what its edges
 save, scaled and offset by a line fitted on a few fully measured grid points; other
 measured grid points, held out of the fit, report the error.
 
-Every layer's time is taken net of an empty graph's (an Identity): each one-node session pays
+Every layer's time is taken net of an empty graph's (an Identity): each cut-out session pays
 the runtime's per-call cost, which a whole model pays once, and the fitted overhead holds
 that once.
 
@@ -20,7 +20,6 @@ speed of the machine running the tests.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import statistics
 from collections.abc import Callable
@@ -29,10 +28,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.fit.cut import empty_graph, split_edges, split_layers
 from edgecnn.timing.files import ITERS, ROUNDS
 
 EMPTY = "empty"  # the Identity graph's key in a table
-FUSED_ACTIVATIONS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "LeakyRelu")
 
 
 class FitMeasure(Protocol):
@@ -123,181 +122,6 @@ def untrained_graph(family: str, alpha: float, resolution: int, num_classes: int
     return model_graph(model.eval(), resolution, in_chans)
 
 
-@dataclass(frozen=True)
-class Layer:
-    key: str  # hash of the configuration
-    describe: str  # "Conv 32x16x16 w(64, 32, 1, 1) group=1 stride=1,1 ..."
-
-
-@dataclass(frozen=True)
-class Edge:
-    """A layer feeding the next: what the whole model saves there is timed, see
-    `split_edges`."""
-
-    key: str  # hash of `describe`
-    describe: str  # "<producer key> -> <consumer key> (input 0)"
-    producer: str  # layer keys
-    consumer: str
-
-
-@dataclass(frozen=True)
-class _Unit:
-    """One layer of a graph: its compute node, the activation fused into it, the Constant
-    nodes they read."""
-
-    layer: Layer
-    nodes: tuple[Any, ...]
-    acts: tuple[str, ...]  # activation inputs; the first is a one-node graph's input
-    outputs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    units: list[_Unit]
-    shapes: dict[str, tuple[int, ...]]
-    inits: dict[str, Any]
-    proto: Any
-
-
-def _parse(proto: Any) -> _Parsed:
-    """`proto`'s compute nodes as layers, in graph order."""
-    from onnx import helper, shape_inference
-
-    g = shape_inference.infer_shapes(proto).graph
-    shapes = {v.name: tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim)
-              for v in [*g.input, *g.value_info, *g.output]}
-    inits = {t.name: t for t in g.initializer}
-    constants = {o: n for n in g.node if n.op_type == "Constant" for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in g.node:
-        for i in node.input:
-            consumers.setdefault(i, []).append(node)
-    fused: set[int] = set()
-    units = []
-    for node in g.node:
-        acts = [i for i in node.input if i and i not in inits and i not in constants]
-        if node.op_type == "Constant" or not acts or acts[0] not in shapes or id(node) in fused:
-            continue
-        # An activation right after a conv is one kernel in the runtimes (ORT's FusedConv):
-        # timed apart, it would pay a call of its own that the whole model never pays.
-        follow = consumers.get(node.output[0], []) if len(node.output) == 1 else []
-        act = follow[0] if (len(follow) == 1 and follow[0].op_type in FUSED_ACTIVATIONS
-                            and node.op_type in ("Conv", "Gemm", "MatMul")) else None
-        if act is not None:
-            fused.add(id(act))
-        first = shapes[acts[0]]
-        attrs = sorted((a.name, str(helper.get_attribute_value(a))) for a in node.attribute)
-        weights = [(i, tuple(inits[i].dims)) for i in node.input if i in inits]
-        text = (f"{node.op_type} in{list(first)} "
-                + " ".join(f"{k}={v}" for k, v in attrs)
-                + "".join(f" w{list(s)}" for _, s in weights)
-                + "".join(f" x{list(shapes.get(i, ()))}" for i in acts[1:])
-                + (f" +{act.op_type}" + "".join(
-                    f" {a.name}={helper.get_attribute_value(a)}" for a in act.attribute)
-                   if act is not None else ""))
-        layer = Layer(hashlib.sha256(text.encode()).hexdigest()[:16], text)
-        own = [node, *([act] if act is not None else [])]
-        read = dict.fromkeys(i for n in own for i in n.input if i in constants)
-        nodes = (*(constants[i] for i in read), *own)  # Reshape's shape, Clip's bounds
-        last = act if act is not None else node
-        units.append(_Unit(layer, nodes, tuple(acts), tuple(o for o in last.output if o)))
-    return _Parsed(units, shapes, inits, proto)
-
-
-def _subgraph(parsed: _Parsed, units: list[_Unit], name: str) -> Any:
-    """`units` (one, or a producer and its consumer) as a graph of their own. The first
-    unit's first activation input is the graph's input (reshaped from (1, n, 1, 1) where it
-    is not 4-D: the runners take images); weights are the nodes' own; activations from
-    outside the graph (a residual Add's other operand) are random constants of their shape;
-    the last unit's outputs are the graph's."""
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    x = units[0].acts[0]
-    first = parsed.shapes[x]
-    nodes: list[Any] = []
-    tensors: list[Any] = []
-    if len(first) == 4:
-        inputs = [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, first)]
-    else:  # (1, n, 1, 1) -> the node's shape
-        flat, shape_name = f"{x}__flat", f"{x}__shape"
-        inputs = [helper.make_tensor_value_info(
-            flat, onnx.TensorProto.FLOAT, (1, int(np.prod(first)), 1, 1))]
-        nodes.append(helper.make_node("Reshape", [flat, shape_name], [x]))
-        tensors.append(numpy_helper.from_array(np.array(first, np.int64), shape_name))
-    made = {x}
-    for unit in units:
-        for node in unit.nodes:
-            for i in node.input:
-                if i in parsed.inits and i not in made:
-                    tensors.append(parsed.inits[i])
-                    made.add(i)
-            made.update(node.output)
-        for a in unit.acts:
-            if a not in made:
-                tensors.append(numpy_helper.from_array(
-                    rng.standard_normal(parsed.shapes.get(a, first)).astype(np.float32), a))
-                made.add(a)
-        nodes.extend(unit.nodes)
-    outputs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None)
-               for o in units[-1].outputs]
-    graph = helper.make_graph(nodes, name, inputs, outputs, tensors)
-    model = helper.make_model(graph, opset_imports=list(parsed.proto.opset_import))
-    model.ir_version = parsed.proto.ir_version
-    return model
-
-
-def split_layers(proto: Any) -> list[tuple[Layer, Any]]:
-    """Each compute node of `proto` (with the activation fused into it) as (layer, one-node
-    graph)."""
-    parsed = _parse(proto)
-    return [(u.layer, _subgraph(parsed, [u], f"layer_{u.layer.key}")) for u in parsed.units]
-
-
-def split_edges(proto: Any) -> list[tuple[Edge, Any]]:
-    """Each layer feeding another as (edge, two-node graph). Timed alone, both layers pay
-    what the whole model pays once: a call into the runtime, and the conversion of their
-    input and output between the graph's layout and the runtime's own (ONNX Runtime's
-    NCHWc blocks on x86; OpenVINO's blocked formats), which grows with the tensor. Timed
-    as a pair, the edge between them pays neither, so producer + consumer - pair is what
-    the model saves at that edge. MobileNet v1's 12-point grid on the 2-core EPYC, 1
-    thread, four tables (100 calls a file): the layers' sums were 1.15-1.93x the whole
-    models, and the line fitted through three points missed the other nine by up to
-    6.6-10.0%; from the same timings, less each edge's saving, the sums were 0.95-1.06x
-    and the line within 2.9-5.6%."""
-    parsed = _parse(proto)
-    made_by = {o: u for u in parsed.units for o in u.outputs}
-    out = []
-    for consumer in parsed.units:
-        producers: set[int] = set()
-        for index, a in enumerate(consumer.acts):
-            producer = made_by.get(a)
-            if producer is None or id(producer) in producers:
-                continue  # the graph input, or a second operand from the same layer
-            producers.add(id(producer))
-            text = f"{producer.layer.key} -> {consumer.layer.key} (input {index})"
-            edge = Edge(hashlib.sha256(text.encode()).hexdigest()[:16], text,
-                        producer.layer.key, consumer.layer.key)
-            out.append((edge, _subgraph(parsed, [producer, consumer], f"edge_{edge.key}")))
-    return out
-
-
-def empty_graph(ir_version: int, opset_imports: Any) -> Any:
-    """An Identity on a small image: the runtime's cost of one call that computes nothing."""
-    import onnx
-    from onnx import helper
-
-    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (1, 1, 8, 8))
-    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, (1, 1, 8, 8))
-    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])],
-                                                "empty", [x], [y]),
-                              opset_imports=list(opset_imports))
-    model.ir_version = ir_version
-    return model
-
-
 # --- the table and the predictor --------------------------------------------------------------
 
 @dataclass
@@ -377,7 +201,7 @@ def build_table(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
     import onnx
 
     one_node: dict[str, Any] = {}
-    pairs: dict[str, tuple[Any, str, str]] = {}  # edge key -> (graph, producer, consumer)
+    pairs: dict[str, tuple[Any, str, str]] = {}  # edge -> (ONNX proto, producer, consumer)
     describe: dict[str, str] = {}
     members: dict[str, list[str]] = {}
     edges_of: dict[str, list[str]] = {}
@@ -408,10 +232,11 @@ def build_table(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
     empty = ms.pop(EMPTY)
     params = {name: sum(math.prod(t.dims) for t in proto.graph.initializer)
               for name, proto in graphs.items()}
-    saved = {k: ms[p] + ms[c] - ms[k] - empty for k, (_, p, c) in pairs.items()}
     # A layer faster than the empty call is noise around zero, not negative time.
-    return LatencyTable({k: max(0.0, ms[k] - empty) for k in one_node}, describe, members,
-                        empty, params=params, edges_ms=saved, graph_edges=edges_of)
+    net = {k: max(0.0, ms[k] - empty) for k in one_node}
+    saved = {k: net[p] + net[c] - (ms[k] - empty) for k, (_, p, c) in pairs.items()}
+    return LatencyTable(net, describe, members, empty, params=params, edges_ms=saved,
+                        graph_edges=edges_of)
 
 
 def calibrate(table: LatencyTable, measured: dict[str, float], fit: list[str],
