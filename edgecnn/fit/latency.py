@@ -70,7 +70,7 @@ class MeasuredHere:
         v1 grid points at 2 threads on the 2-core EPYC, 4 s parked. Waking the parked
         workers is a cost per call, which every cut-out graph pays alike, as it pays the
         call: the pairs and the fitted offset take it off with the call's. (At 2 threads on
-        that VM the check could not tell: the same whole files timed up to 45% apart from
+        that VM the check could not tell: the same whole files timed up to 46% apart from
         one table to the next, and the held-out error was 14-21% in three tables.)"""
         return replace(self, parked=True)
 
