@@ -30,6 +30,15 @@ class BoundaryMeasure(WeightsMeasure):
         return out
 
 
+def _timed_whole(graphs: dict, measure: WeightsMeasure, folder: Path) -> dict[str, float]:
+    """Each graph saved and timed whole by `measure`."""
+    files = {}
+    for name, proto in graphs.items():
+        files[name] = folder / f"{name}.onnx"
+        onnx.save_model(proto, str(files[name]))
+    return measure.time(files)
+
+
 # --- the latency table ----------------------------------------------------------------------
 
 def test_table_predicts_held_out_points_from_layers(tmp_path: Path) -> None:
@@ -37,11 +46,7 @@ def test_table_predicts_held_out_points_from_layers(tmp_path: Path) -> None:
     measure = WeightsMeasure()
     table = build_table(graphs, measure, tmp_path / "layers")
     assert table.empty_ms == pytest.approx(0.01)
-    files = {}
-    for name, proto in graphs.items():
-        files[name] = tmp_path / f"{name}.onnx"
-        onnx.save_model(proto, str(files[name]))
-    whole = measure.time(files)
+    whole = _timed_whole(graphs, measure, tmp_path)
     fit_pts, held = measured_points(sorted(graphs, key=table.layer_sum))
     assert fit_pts and held and not set(fit_pts) & set(held)
     calibrate(table, whole, fit_pts[:1], held + fit_pts[1:])
@@ -65,11 +70,7 @@ def test_the_table_takes_off_what_the_whole_model_pays_once_per_edge(tmp_path: P
     table = build_table(graphs, measure, tmp_path / "layers")
     assert table.edges_ms and all(len(table.graph_edges[g]) == len(table.graphs[g]) - 1
                                   for g in graphs)  # a chain: one edge fewer than layers
-    files = {}
-    for name, proto in graphs.items():
-        files[name] = tmp_path / f"{name}.onnx"
-        onnx.save_model(proto, str(files[name]))
-    whole = measure.time(files)
+    whole = _timed_whole(graphs, measure, tmp_path)
     fit_pts, held = measured_points(sorted(graphs, key=table.layer_sum))
     calibrate(table, whole, fit_pts, held)
     assert table.check["max_abs_error_pct"] < 0.5
