@@ -188,12 +188,11 @@ def test_every_layer_and_pair_of_a_shufflenet_runs_alone() -> None:
     input."""
     import onnxruntime as ort
 
-    from edgecnn.fit.cut import split_edges, split_layers
+    from edgecnn.fit.cut import split
 
     proto = untrained_graph("shufflenet_v2", 0.5, 32, 10, 3)
-    parts = split_layers(proto)
+    parts, pairs = split(proto)
     assert {"Concat", "Transpose", "Gemm"} <= {layer.describe.split()[0] for layer, _ in parts}
-    pairs = split_edges(proto)
     keys = {layer.key for layer, _ in parts}
     assert len(pairs) >= len(parts) - 1
     assert all({e.producer, e.consumer} <= keys for e, _ in pairs)
@@ -209,7 +208,7 @@ def test_a_constant_both_layers_of_a_pair_read_goes_in_once() -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgecnn.fit.cut import split_edges
+    from edgecnn.fit.cut import split
 
     shape = numpy_helper.from_array(np.array([1, 2, 4, 2], np.int64), "s")
     g = helper.make_graph(
@@ -220,7 +219,7 @@ def test_a_constant_both_layers_of_a_pair_read_goes_in_once() -> None:
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, (1, 2, 4, 2))])
     proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = 8
-    (edge, pair), = split_edges(proto)
+    (edge, pair), = split(proto)[1]
     assert [n.op_type for n in pair.graph.node] == ["Constant", "Reshape", "Reshape"]
     session = ort.InferenceSession(pair.SerializeToString(), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"x": np.zeros((1, 4, 2, 2), np.float32)})

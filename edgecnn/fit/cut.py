@@ -25,7 +25,7 @@ class Layer:
 @dataclass(frozen=True)
 class Edge:
     """A layer feeding the next: what the whole model saves there is timed, see
-    `split_edges`."""
+    `_edges`."""
 
     key: str  # hash of `describe`
     describe: str  # "Conv <producer key> -> Conv <consumer key> (activation input 0)"
@@ -146,14 +146,16 @@ def _subgraph(parsed: _Parsed, units: list[_Unit], name: str) -> Any:
     return model
 
 
-def split_layers(proto: Any) -> list[tuple[Layer, Any]]:
-    """Each compute node of `proto` (with the activation fused into it) as (layer, its own
-    graph)."""
+def split(proto: Any) -> tuple[list[tuple[Layer, Any]], list[tuple[Edge, Any]]]:
+    """`proto` parsed once, cut two ways: each compute node (with the activation fused into
+    it) as (layer, its own graph), and each layer feeding another as (edge, the pair's
+    graph; see `_edges`)."""
     parsed = _parse(proto)
-    return [(u.layer, _subgraph(parsed, [u], f"layer_{u.layer.key}")) for u in parsed.units]
+    layers = [(u.layer, _subgraph(parsed, [u], f"layer_{u.layer.key}")) for u in parsed.units]
+    return layers, _edges(parsed)
 
 
-def split_edges(proto: Any) -> list[tuple[Edge, Any]]:
+def _edges(parsed: _Parsed) -> list[tuple[Edge, Any]]:
     """Each layer feeding another as (edge, the pair's graph). Timed alone, each layer pays
     what the whole model pays once or not at all: a call into the runtime, and the
     conversion of its input and output between the graph's layout and the runtime's own
@@ -176,7 +178,6 @@ def split_edges(proto: Any) -> list[tuple[Edge, Any]]:
     5.6-11.0% / 15.1-16.9%, ShuffleNet v2 6.3-8.1% / 15.8-17.4%, SqueezeNet 1.1 12.9-13.4%
     (7.9-12.5% in three more tables, 28% in a fourth) / 9.5-11.9%, MobileNet v3 small
     8.5-10.6% / 6.4-11.8%."""
-    parsed = _parse(proto)
     made_by = {o: u for u in parsed.units for o in u.outputs}
     out = []
     for consumer in parsed.units:

@@ -6,7 +6,7 @@ kernel, stride, groups, spatial size) is cut out as an ONNX graph of its own (cu
 timed once, through the one timing harness, at the deployment's threads and runtime. So is
 every distinct pair of a layer and the layer it feeds: alone, each layer pays its runtime's
 layout conversions at the graph's edges, which the whole model pays once
-(`cut.split_edges`). A candidate is predicted from the sum of its layers less what its edges
+(`cut._edges`). A candidate is predicted from the sum of its layers less what its edges
 save, scaled and offset by a line fitted on a few fully measured grid points; other
 measured grid points, held out of the fit, report the error.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.fit.cut import empty_graph, split_edges, split_layers
+from edgecnn.fit.cut import empty_graph, split
 from edgecnn.timing.files import ITERS, ROUNDS
 
 EMPTY = "empty"  # the Identity graph's key in a table
@@ -206,12 +206,11 @@ def build_table(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
     members: dict[str, list[str]] = {}
     edges_of: dict[str, list[str]] = {}
     for name, proto in graphs.items():
-        parts = split_layers(proto)
+        parts, edges = split(proto)
         members[name] = [layer.key for layer, _ in parts]
         for layer, one in parts:
             one_node.setdefault(layer.key, one)
             describe[layer.key] = layer.describe
-        edges = split_edges(proto)
         edges_of[name] = [edge.key for edge, _ in edges]
         for edge, two in edges:
             pairs.setdefault(edge.key, (two, edge.producer, edge.consumer))
