@@ -112,7 +112,7 @@ def test_a_slow_group_on_a_fit_point_is_timed_again(tmp_path: Path) -> None:
 def test_the_table_times_its_layers_with_workers_parked(tmp_path: Path) -> None:
     """Cut-out layers are timed with ONNX Runtime's workers parked after each run (no pause
     between blocks); whole models as they will run."""
-    from edgecnn.fit.latency import MeasuredHere
+    from edgecnn.fit.latency import LAYER_GROUPS, MeasuredHere
     from edgecnn.runtime.ort_runner import OrtOptions, OrtRunner
     from edgecnn.timing.files import time_files
 
@@ -131,7 +131,7 @@ def test_the_table_times_its_layers_with_workers_parked(tmp_path: Path) -> None:
 
     build_table({"a": untrained_graph("mobilenet", 0.25, 32, 10, 3)}, Recording(),
                 tmp_path / "layers")
-    assert Recording.seen == [True, True]
+    assert Recording.seen == [True] * LAYER_GROUPS
     assert MeasuredHere(2).for_layers() == MeasuredHere(2, parked=True)
     path = tmp_path / "layers" / "empty.onnx"
     parked = OrtRunner(path, "cpu", OrtOptions(threads=2, park_after_run=True))
