@@ -10,8 +10,9 @@
    MeasuredHere: the harness, at --threads). Saved in OUT/reference.json and reused.
 2. Three budgets: the 25th, 50th and 75th percentiles of those measured latencies.
 3. Per budget: `edgecnn fit` from the command line (a subprocess, as a user runs it; its
-   wall time recorded), then its artifact timed independently (a fresh group: it must meet
-   its budget), and its top-1 against the most accurate reference point that meets the
+   wall time recorded), then its artifact timed independently in three fresh groups (the
+   fastest must meet its budget, as fit keeps each file's fastest group; all three are
+   recorded), and its top-1 against the most accurate reference point that meets the
    budget (goal: within 0.5 points; time per budget <= 15 min on 2 cores).
 Writes benchmarks/fit/results.{json,md} (--quick, --small: results-quick.*, results-small.*),
 with the command, the CPU, its flags, the versions and the date.
@@ -74,13 +75,15 @@ def main() -> int:
             continue
         rec = json.loads(done.stdout)
         chosen = rec["candidates"][rec["chosen"]]
-        again = MeasuredHere(threads, rounds=6, iters=60).time(
-            {"artifact": Path(rec["artifact"]) / "model.onnx"})["artifact"]
+        groups = [MeasuredHere(threads, rounds=6, iters=60).time(
+            {"artifact": Path(rec["artifact"]) / "model.onnx"})["artifact"] for _ in range(3)]
+        again = min(groups)
         best = max((r for r in ref if r["latency_ms"] <= budget), key=lambda r: r["top1"],
                    default=None)
         rows.append({"percentile": pct, "budget_ms": budget, "chosen": chosen["name"],
                      "chosen_top1": chosen["top1"], "chosen_ms_in_fit": chosen["latency_ms"],
                      "chosen_ms_again": round(again, 4), "meets_again": again <= budget,
+                     "chosen_ms_again_groups": [round(g, 4) for g in groups],
                      "reference_best": best and f"a{best['alpha']:g} r{best['resolution']}",
                      "reference_top1": best and best["top1"],
                      "gap_points": best and round(best["top1"] - chosen["top1"], 2),
@@ -144,16 +147,19 @@ def write(out: Path, ref: list[dict[str, Any]], rows: list[dict[str, Any]], mode
              f"`{meta['command']}`, {meta['date']}; {meta['cpu']} ({', '.join(meta['flags'])}),"
              f" {threads} thread(s); torch {meta['versions']['torch']}, ONNX Runtime "
              f"{meta['versions']['onnxruntime']}; {data}, {epochs} epochs.", "",
-             "| budget | chosen | top-1 | ms in fit | ms again | meets | best reference | "
-             "its top-1 | gap | table error | wall |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| budget | chosen | top-1 | ms in fit | ms again (fastest of 3 groups) | meets | "
+             "best reference | its top-1 | gap | table error | wall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| p{r['percentile']} {r['budget_ms']} ms | error: {r['error']} |"
                          + " |" * 9)
             continue
+        groups = ", ".join(f"{g:.3f}" for g in r["chosen_ms_again_groups"])
         lines.append(f"| p{r['percentile']} {r['budget_ms']} ms | {r['chosen']} | "
                      f"{r['chosen_top1']:.2f} | {r['chosen_ms_in_fit']:.3f} | "
-                     f"{r['chosen_ms_again']:.3f} | {'yes' if r['meets_again'] else 'NO'} | "
+                     f"{r['chosen_ms_again']:.3f} ({groups}) | "
+                     f"{'yes' if r['meets_again'] else 'NO'} | "
                      f"{r['reference_best']} | {r['reference_top1']} | {r['gap_points']} | "
                      f"{r['latency_table_error_pct']}% | {r['wall_s']:.0f} s |")
     lines += ["", "Reference grid (full schedule):", "", "| point | top-1 | ms |", "|---|---|---|"]
