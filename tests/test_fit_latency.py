@@ -80,8 +80,9 @@ def test_the_table_takes_off_what_the_whole_model_pays_once_per_edge(tmp_path: P
 
 
 def test_a_slow_group_on_a_fit_point_is_timed_again(tmp_path: Path) -> None:
-    """Both groups of the first whole timing catch one fit point 30% slow: the line tilts,
+    """Every group of the first whole timing catches one fit point 30% slow: the line tilts,
     the held-out check says so, and the points are timed again (each one's fastest)."""
+    from edgecnn.fit.latency import LAYER_GROUPS
     from edgecnn.fit.run import _latency
     from edgecnn.fit.space import grid
 
@@ -92,7 +93,7 @@ def test_a_slow_group_on_a_fit_point_is_timed_again(tmp_path: Path) -> None:
             out = super().time(files)
             if any(k.startswith("mobilenet-") for k in files):
                 self.whole_groups += 1
-                if self.whole_groups <= 2:  # the first best_of's two groups
+                if self.whole_groups <= LAYER_GROUPS:  # the first timing's groups
                     out["mobilenet-a0.5-r64-p0-fp32"] *= 1.3
             return out
 
@@ -101,12 +102,42 @@ def test_a_slow_group_on_a_fit_point_is_timed_again(tmp_path: Path) -> None:
     lines: list[str] = []
     table, measured, _ = _latency(archs, 10, 3, measure, tmp_path, None, lines.append)
     assert "mobilenet-a0.5-r64-p0-fp32" in table.check["fit_points"]  # the slow one fits
-    assert measure.whole_groups == 4 and table.check["timed_again"] is True
+    assert measure.whole_groups == LAYER_GROUPS + 2 and table.check["timed_again"] is True
     assert any("over 10%: timing the 6 points whole again" in line for line in lines)
     assert table.check["max_abs_error_pct"] < 0.5
     clean = BoundaryMeasure().time({"p": tmp_path / "latency" / "graphs" /
                                     "mobilenet-a0.5-r64-p0-fp32.onnx"})["p"]
     assert measured["mobilenet-a0.5-r64-p0-fp32"] == pytest.approx(clean)
+
+
+def test_whole_points_are_timed_between_the_tables_groups(tmp_path: Path) -> None:
+    """The machine slows for a stretch: here the second half of the timing, layers and
+    whole models alike. A group of the whole points follows each group of layers, so both
+    keep a fastest group from before the stretch, and the check compares them at one speed;
+    timed after the table, every whole group would fall in the stretch."""
+    from edgecnn.fit.latency import EMPTY, LAYER_GROUPS, measure_grid
+
+    class SlowLater(BoundaryMeasure):
+        kinds: list[str] = []
+
+        def time(self, files: dict[str, Path]) -> dict[str, float]:
+            out = super().time(files)
+            self.kinds.append("layers" if EMPTY in files else "whole")
+            if len(self.kinds) > LAYER_GROUPS:  # the second half: 1.5x slower
+                out = {k: 1.5 * v for k, v in out.items()}
+            return out
+
+    graphs = {f"a{a}-r{r}": untrained_graph("mobilenet", a, r, 10, 3)
+              for a in (0.25, 0.5, 1.0) for r in (32, 64)}
+    measure = SlowLater()
+    lines: list[str] = []
+    grid = measure_grid(graphs, measure, tmp_path / "layers", tmp_path / "graphs", lines.append)
+    assert measure.kinds == ["layers", "whole"] * LAYER_GROUPS
+    assert grid.whole_groups == LAYER_GROUPS and set(grid.whole_files) == set(grid.whole_ms)
+    assert grid.whole_ms == pytest.approx(BoundaryMeasure().time(grid.whole_files))
+    calibrate(grid.table, grid.whole_ms, grid.fit, grid.held_out)
+    assert grid.table.check["max_abs_error_pct"] < 0.5
+    assert any("6 grid points whole, a group after each group of layers" in ln for ln in lines)
 
 
 def test_the_table_times_its_layers_with_workers_parked(tmp_path: Path) -> None:

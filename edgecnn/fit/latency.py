@@ -3,7 +3,9 @@
 Once-for-All's idea (Cai et al. 2020), measured rather than estimated: every distinct layer
 configuration of the grid's graphs (op, attributes, input and weight shapes: in/out channels,
 kernel, stride, groups, spatial size) is cut out as an ONNX graph of its own (cut.py) and
-timed once, through the one timing harness, at the deployment's threads and runtime. So is
+timed through the one timing harness, at the deployment's threads and runtime, in several
+groups, each file keeping its fastest (LAYER_GROUPS; measure_grid times the grid points
+that fit and check the table in groups between the table's). So is
 every distinct pair of a layer and the layer it feeds: alone, each layer pays its runtime's
 layout conversions at the graph's edges, which the whole model pays once
 (`cut._edges`). A candidate is predicted from the sum of its layers less what its edges
@@ -201,10 +203,19 @@ class LatencyTable:
                    {k: v["ms"] for k, v in edges.items()}, data.get("graph_edges", {}))
 
 
-def build_table(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
-                log: Callable[[str], None] = lambda line: None) -> LatencyTable:
-    """Time every distinct layer of `graphs` (name -> ONNX proto) once, and every distinct
-    pair of a layer and the one it feeds, side by side."""
+@dataclass(frozen=True)
+class _CutOuts:
+    """The grid's cut-out graphs, saved, and which layers and edges each graph is made of."""
+
+    files: dict[str, Path]  # layer or edge key (and EMPTY) -> its saved graph
+    pairs: dict[str, tuple[str, str]]  # edge key -> (producer, consumer) layer keys
+    describe: dict[str, str]
+    members: dict[str, list[str]]
+    edges_of: dict[str, list[str]]
+    params: dict[str, int]  # graph name -> weight elements
+
+
+def _cut_outs(graphs: dict[str, Any], scratch: Path) -> _CutOuts:
     import onnx
 
     one_node: dict[str, Any] = {}
@@ -229,21 +240,93 @@ def build_table(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
     for key, one in [*one_node.items(), *((k, v[0]) for k, v in pairs.items())]:
         files[key] = scratch / f"{key}.onnx"
         onnx.save_model(one, str(files[key]))
-    total = sum(len(v) for v in members.values())
-    log(f"timing {len(one_node)} distinct layers ({total} in {len(graphs)} graphs), "
-        f"{len(pairs)} pairs of a layer and the next, and an empty graph, in {LAYER_GROUPS} "
-        "groups (each one's fastest time)")
-    for_layers = getattr(measure, "for_layers", None)
-    ms = best_of(for_layers() if for_layers is not None else measure, files,
-                 passes=LAYER_GROUPS)
-    empty = ms.pop(EMPTY)
     params = {name: sum(math.prod(t.dims) for t in proto.graph.initializer)
               for name, proto in graphs.items()}
+    return _CutOuts(files, {k: (p, c) for k, (_, p, c) in pairs.items()}, describe, members,
+                    edges_of, params)
+
+
+def _assemble(cuts: _CutOuts, ms: dict[str, float]) -> LatencyTable:
+    """The table from the cut-outs' times (ms by key, EMPTY's among them)."""
+    empty = ms[EMPTY]
     # A layer faster than the empty call is noise around zero, not negative time.
-    net = {k: max(0.0, ms[k] - empty) for k in one_node}
-    saved = {k: net[p] + net[c] - (ms[k] - empty) for k, (_, p, c) in pairs.items()}
-    return LatencyTable(net, describe, members, empty, params=params, edges_ms=saved,
-                        graph_edges=edges_of)
+    net = {k: max(0.0, ms[k] - empty) for k in cuts.files if k != EMPTY and k not in cuts.pairs}
+    saved = {k: net[p] + net[c] - (ms[k] - empty) for k, (p, c) in cuts.pairs.items()}
+    return LatencyTable(net, dict(cuts.describe), cuts.members, empty, params=cuts.params,
+                        edges_ms=saved, graph_edges=cuts.edges_of)
+
+
+def _log_cut_outs(cuts: _CutOuts, log: Callable[[str], None]) -> None:
+    layers = len(cuts.files) - len(cuts.pairs) - 1
+    total = sum(len(v) for v in cuts.members.values())
+    log(f"timing {layers} distinct layers ({total} in {len(cuts.members)} graphs), "
+        f"{len(cuts.pairs)} pairs of a layer and the next, and an empty graph, in "
+        f"{LAYER_GROUPS} groups (each one's fastest time)")
+
+
+def _layer_measure(measure: FitMeasure) -> FitMeasure:
+    for_layers = getattr(measure, "for_layers", None)
+    return for_layers() if for_layers is not None else measure
+
+
+def build_table(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
+                log: Callable[[str], None] = lambda line: None) -> LatencyTable:
+    """Time every distinct layer of `graphs` (name -> ONNX proto), and every distinct pair
+    of a layer and the one it feeds, side by side, in LAYER_GROUPS groups."""
+    cuts = _cut_outs(graphs, scratch)
+    _log_cut_outs(cuts, log)
+    return _assemble(cuts, best_of(_layer_measure(measure), cuts.files, passes=LAYER_GROUPS))
+
+
+@dataclass
+class GridTimings:
+    """A grid's table and the grid points timed whole: `fit` fit its line, `held_out` check
+    it (measured_points); `whole_ms` is each one's fastest group, `whole_groups` how many
+    groups that was."""
+
+    table: LatencyTable
+    fit: list[str]
+    held_out: list[str]
+    whole_ms: dict[str, float]
+    whole_files: dict[str, Path]
+    whole_groups: int
+
+
+def measure_grid(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
+                 whole_dir: Path, log: Callable[[str], None] = lambda line: None
+                 ) -> GridTimings:
+    """The table, and the grid points it is checked on timed whole, in groups that alternate
+    with the table's: the first group of layers orders the graphs (measured_points), then a
+    group of the whole points follows each group of layers. The machine's speed changes for
+    seconds at a time (the 2-core EPYC, 1 thread: MobileNet v1 1.0x/64 px timed 1.27-1.70 ms
+    in six consecutive groups); spread over the same stretch as the layers', the whole
+    points' fastest groups and the table's are taken at the same speed. The same grid, four
+    runs: the line's error over the three held-out points 2.2-7.4% with the whole points in
+    every group, 1.9-9.0% with two groups (worst over all nine points not fitted: 8.4-10.5%
+    against 9.0-19.0%). Whole points run as they deploy (`measure`); layers through
+    `measure.for_layers()` where it has one."""
+    import onnx
+
+    cuts = _cut_outs(graphs, scratch)
+    _log_cut_outs(cuts, log)
+    layer_measure = _layer_measure(measure)
+    layer_groups = [layer_measure.time(cuts.files)]
+    first = _assemble(cuts, layer_groups[0])
+    fit_pts, held = measured_points(sorted(graphs, key=first.layer_sum))
+    whole_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in fit_pts + held:
+        files[name] = whole_dir / f"{name}.onnx"
+        onnx.save_model(graphs[name], str(files[name]))
+    log(f"and {len(files)} grid points whole, a group after each group of layers: "
+        f"{len(fit_pts)} fit the table, {len(held)} check it")
+    whole_groups = []
+    for _ in range(LAYER_GROUPS - 1):
+        whole_groups.append(measure.time(files))
+        layer_groups.append(layer_measure.time(cuts.files))
+    whole_groups.append(measure.time(files))
+    return GridTimings(_assemble(cuts, fastest(layer_groups)), fit_pts, held,
+                       fastest(whole_groups), files, len(whole_groups))
 
 
 def calibrate(table: LatencyTable, measured: dict[str, float], fit: list[str],

@@ -232,12 +232,11 @@ def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: An
     from edgecnn.fit.latency import (
         LatencyTable,
         best_of,
-        build_table,
         calibrate,
         calibrate_int8,
         fastest,
         int8_graph,
-        measured_points,
+        measure_grid,
         untrained_graph,
     )
 
@@ -250,26 +249,21 @@ def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: An
     log(f"exporting the {len(archs)} grid points' graphs")
     graphs = {c.key: untrained_graph(c.family, c.alpha, c.resolution, classes, in_chans)
               for c in archs}
-    table = build_table(graphs, measure, out / "latency" / "layers", log)
-    names = sorted(graphs, key=table.layer_sum)
-    fit_pts, held = measured_points(names)
-    files = {}
-    for name in fit_pts + held:
-        files[name] = out / "latency" / "graphs" / f"{name}.onnx"
-        files[name].parent.mkdir(parents=True, exist_ok=True)
-        onnx.save_model(graphs[name], str(files[name]))
-    log(f"timing {len(files)} grid points whole: {len(fit_pts)} fit the table, {len(held)} "
-        "check it")
-    measured = best_of(measure, files)
+    grid = measure_grid(graphs, measure, out / "latency" / "layers", out / "latency" / "graphs",
+                        log)
+    table, files, measured = grid.table, grid.whole_files, grid.whole_ms
+    fit_pts, held = grid.fit, grid.held_out
     calibrate(table, measured, fit_pts, held)
     err = table.check["max_abs_error_pct"]
+    whole_groups = grid.whole_groups
     if err is not None and err > TABLE_GOAL_PCT:
-        # One slow group on one fit point tilts the line (the benchmark's p50 fit, 1 thread:
-        # 0.5x/64 at 0.401 ms, 0.368-0.370 ms in the two other fits, and 14% held out):
-        # time the points again and keep each one's fastest, as best_of does.
+        # One slow stretch on one fit point tilts the line (the benchmark's p50 fit, 1
+        # thread: 0.5x/64 at 0.401 ms, 0.368-0.370 ms in the two other fits, and 14% held
+        # out): time the points again and keep each one's fastest, as best_of does.
         log(f"latency table: held-out error {err:.1f}%, over {TABLE_GOAL_PCT:g}%: timing the "
             f"{len(files)} points whole again")
         measured = fastest([measured, best_of(measure, files)])
+        whole_groups += 2
         calibrate(table, measured, fit_pts, held)
         table.check["timed_again"] = True
         err = table.check["max_abs_error_pct"]
@@ -283,7 +277,7 @@ def _latency(archs: list[FitCandidate], classes: int, in_chans: int, measure: An
         for name, path in files8.items():
             onnx.save_model(int8_graph(graphs[name], target), str(path))
         # as many groups as the fp32 points had, so their ratio compares like with like
-        measured8 = best_of(measure, files8, passes=4 if table.check.get("timed_again") else 2)
+        measured8 = best_of(measure, files8, passes=whole_groups)
         calibrate_int8(table, measured, measured8, fit_pts, held)
         err8 = table.check["int8"]["max_abs_error_pct"]
         if err8 is not None:
