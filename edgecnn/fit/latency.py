@@ -300,11 +300,11 @@ def measure_grid(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
     group of the whole points follows each group of layers. The machine's speed changes for
     seconds at a time (the 2-core EPYC, 1 thread: MobileNet v1 1.0x/64 px timed 1.27-1.70 ms
     in six consecutive groups); spread over the same stretch as the layers', the whole
-    points' fastest groups and the table's are taken at the same speed. The same grid, four
-    runs: the line's error over the three held-out points 2.2-7.4% with the whole points in
-    every group, 1.9-9.0% with two groups (worst over all nine points not fitted: 8.4-10.5%
-    against 9.0-19.0%). Whole points run as they deploy (`measure`); layers through
-    `measure.for_layers()` where it has one."""
+    points' fastest groups and the table's are taken at the same speed. The latency phase
+    on that grid, five runs each, the line's worst error over the three held-out points:
+    1.9-8.8% so, 1.9-17.6% with the whole points timed in two groups after the table. Whole
+    points run as they deploy (`measure`); layers through `measure.for_layers()` where it
+    has one."""
     import onnx
 
     cuts = _cut_outs(graphs, scratch)
