@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgecnn.fit.latency import build_table, calibrate, measured_points, untrained_graph
+from edgecnn.fit.latency import calibrate, measure_grid, untrained_graph
 from tests.test_fit import WeightsMeasure
 
 
@@ -30,25 +30,14 @@ class BoundaryMeasure(WeightsMeasure):
         return out
 
 
-def _timed_whole(graphs: dict, measure: WeightsMeasure, folder: Path) -> dict[str, float]:
-    """Each graph saved and timed whole by `measure`."""
-    files = {}
-    for name, proto in graphs.items():
-        files[name] = folder / f"{name}.onnx"
-        onnx.save_model(proto, str(files[name]))
-    return measure.time(files)
-
-
 # --- the latency table ----------------------------------------------------------------------
 
 def test_table_predicts_held_out_points_from_layers(tmp_path: Path) -> None:
     graphs = {f"a{a}": untrained_graph("mobilenet", a, 32, 10, 3) for a in (0.25, 0.5, 0.75)}
-    measure = WeightsMeasure()
-    table = build_table(graphs, measure, tmp_path / "layers")
+    grid = measure_grid(graphs, WeightsMeasure(), tmp_path / "layers", tmp_path / "graphs")
+    table, whole, fit_pts, held = grid.table, grid.whole_ms, grid.fit, grid.held_out
     assert table.empty_ms == pytest.approx(0.01)
-    whole = _timed_whole(graphs, measure, tmp_path)
-    fit_pts, held = measured_points(sorted(graphs, key=table.layer_sum))
-    assert fit_pts and held and not set(fit_pts) & set(held)
+    assert fit_pts and held and not set(fit_pts) & set(held) and set(whole) == set(graphs)
     calibrate(table, whole, fit_pts[:1], held + fit_pts[1:])
     # additive truth: the layers sum to the whole, the held-out error is rounding only
     assert table.check["max_abs_error_pct"] < 0.5
@@ -66,12 +55,10 @@ def test_the_table_takes_off_what_the_whole_model_pays_once_per_edge(tmp_path: P
     exact on a chain. Without the pairs the held-out error is far over 10%."""
     graphs = {f"a{a}-r{r}": untrained_graph("mobilenet", a, r, 10, 3)
               for a in (0.25, 0.5, 1.0) for r in (32, 64)}
-    measure = BoundaryMeasure()
-    table = build_table(graphs, measure, tmp_path / "layers")
+    grid = measure_grid(graphs, BoundaryMeasure(), tmp_path / "layers", tmp_path / "graphs")
+    table, whole, fit_pts, held = grid.table, grid.whole_ms, grid.fit, grid.held_out
     assert table.edges_ms and all(len(table.graph_edges[g]) == len(table.graphs[g]) - 1
                                   for g in graphs)  # a chain: one edge fewer than layers
-    whole = _timed_whole(graphs, measure, tmp_path)
-    fit_pts, held = measured_points(sorted(graphs, key=table.layer_sum))
     calibrate(table, whole, fit_pts, held)
     assert table.check["max_abs_error_pct"] < 0.5
     table.edges_ms = {k: 0.0 for k in table.edges_ms}  # the layers alone
@@ -160,9 +147,10 @@ def test_the_table_times_its_layers_with_workers_parked(tmp_path: Path) -> None:
             Recording.seen.append(self.parked)
             return super().time(files)
 
-    build_table({"a": untrained_graph("mobilenet", 0.25, 32, 10, 3)}, Recording(),
-                tmp_path / "layers")
-    assert Recording.seen == [True] * LAYER_GROUPS
+    measure_grid({"a": untrained_graph("mobilenet", 0.25, 32, 10, 3)}, Recording(),
+                 tmp_path / "layers", tmp_path / "graphs")
+    # the layers parked, the whole model as it runs, in turn
+    assert Recording.seen == [True, False] * LAYER_GROUPS
     assert MeasuredHere(2).for_layers() == MeasuredHere(2, parked=True)
     path = tmp_path / "layers" / "empty.onnx"
     parked = OrtRunner(path, "cpu", OrtOptions(threads=2, park_after_run=True))

@@ -256,26 +256,9 @@ def _assemble(cuts: _CutOuts, ms: dict[str, float]) -> LatencyTable:
                         edges_ms=saved, graph_edges=cuts.edges_of)
 
 
-def _log_cut_outs(cuts: _CutOuts, log: Callable[[str], None]) -> None:
-    layers = len(cuts.files) - len(cuts.pairs) - 1
-    total = sum(len(v) for v in cuts.members.values())
-    log(f"timing {layers} distinct layers ({total} in {len(cuts.members)} graphs), "
-        f"{len(cuts.pairs)} pairs of a layer and the next, and an empty graph, in "
-        f"{LAYER_GROUPS} groups (each one's fastest time)")
-
-
 def _layer_measure(measure: FitMeasure) -> FitMeasure:
     for_layers = getattr(measure, "for_layers", None)
     return for_layers() if for_layers is not None else measure
-
-
-def build_table(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
-                log: Callable[[str], None] = lambda line: None) -> LatencyTable:
-    """Time every distinct layer of `graphs` (name -> ONNX proto), and every distinct pair
-    of a layer and the one it feeds, side by side, in LAYER_GROUPS groups."""
-    cuts = _cut_outs(graphs, scratch)
-    _log_cut_outs(cuts, log)
-    return _assemble(cuts, best_of(_layer_measure(measure), cuts.files, passes=LAYER_GROUPS))
 
 
 @dataclass
@@ -308,7 +291,10 @@ def measure_grid(graphs: dict[str, Any], measure: FitMeasure, scratch: Path,
     import onnx
 
     cuts = _cut_outs(graphs, scratch)
-    _log_cut_outs(cuts, log)
+    total = sum(len(v) for v in cuts.members.values())
+    log(f"timing {len(cuts.files) - len(cuts.pairs) - 1} distinct layers ({total} in "
+        f"{len(graphs)} graphs), {len(cuts.pairs)} pairs of a layer and the next, and an empty "
+        f"graph, in {LAYER_GROUPS} groups (each one's fastest time)")
     layer_measure = _layer_measure(measure)
     layer_groups = [layer_measure.time(cuts.files)]
     first = _assemble(cuts, layer_groups[0])
