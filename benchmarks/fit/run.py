@@ -79,13 +79,11 @@ def main() -> int:
         chosen = rec["candidates"][rec["chosen"]]
         groups = [MeasuredHere(threads, rounds=6, iters=60).time(
             {"artifact": Path(rec["artifact"]) / "model.onnx"})["artifact"] for _ in range(3)]
-        again = min(groups)
         best = max((r for r in ref if r["latency_ms"] <= budget), key=lambda r: r["top1"],
                    default=None)
         rows.append({"percentile": pct, "budget_ms": budget, "chosen": chosen["name"],
                      "artifact": rec["artifact"],
                      "chosen_top1": chosen["top1"], "chosen_ms_in_fit": chosen["latency_ms"],
-                     "chosen_ms_again": round(again, 4), "meets_again": again <= budget,
                      "chosen_ms_again_groups": [round(g, 4) for g in groups],
                      "reference_best": best and f"a{best['alpha']:g} r{best['resolution']}",
                      "reference_top1": best and best["top1"],
@@ -97,10 +95,10 @@ def main() -> int:
     if done_rows:  # the end of the run: every chosen artifact again, side by side
         files = {str(r["percentile"]): Path(r["artifact"]) / "model.onnx" for r in done_rows}
         ends = [MeasuredHere(threads, rounds=6, iters=60).time(files) for _ in range(3)]
-        for r in done_rows:
+        for r in done_rows:  # the verdict, once, from all six groups
             r["chosen_ms_end_groups"] = [round(e[str(r["percentile"])], 4) for e in ends]
-            r["chosen_ms_again"] = min(r["chosen_ms_again_groups"] + r["chosen_ms_end_groups"])
-            r["meets_again"] = r["chosen_ms_again"] <= r["budget_ms"]
+            again = min(r["chosen_ms_again_groups"] + r["chosen_ms_end_groups"])
+            r["chosen_ms_again"], r["meets_again"] = again, again <= r["budget_ms"]
     write(out, ref, rows, mode, threads, data, epochs)
     return 0
 
