@@ -44,6 +44,27 @@ def test_fresh_install_command_exports_untrained_mobilenet(tmp_path: Path) -> No
     assert not list(art.parent.glob(".*")), "no temporary directory left behind"
 
 
+def test_export_without_openvino_checks_onnx_runtime_and_says_so(tmp_path: Path, capfd,
+                                                                 monkeypatch) -> None:
+    """`pip install edgecnn[torch]` has no OpenVINO (an optional runtime): export must not
+    need it. Parity is judged in ONNX Runtime alone, and the summary and export.json say
+    OpenVINO was not checked. A None in sys.modules is what Python's import finds when a
+    package is absent: `import openvino` raises ImportError."""
+    from tests.conftest import run_main
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    out = tmp_path / "art"
+    code, stdout, err = run_main(["export", "mobilenet", "--alpha", "0.25", "--resolution",
+                                  "32", "--num-classes", "10", "--int8", "--calib-data",
+                                  "random", "--calib-samples", "8", "-o", str(out)], capfd)
+    assert code == 0 and "Traceback" not in err, err
+    assert "parity vs PyTorch (ONNX Runtime; OpenVINO not installed, not checked)" in stdout
+    report = json.loads((out / "export.json").read_text())
+    assert all(p["ok"] and p["openvino_max_abs"] is None and p["openvino_error"] is None
+               and p["onnxruntime_max_abs"] < 1e-4 for p in report["parity"])
+    assert set(report["int8"]["verdict"]["speedups"]) == {"onnxruntime"}  # and its timing
+
+
 def test_artifact_is_one_checked_self_describing_file(tmp_path: Path) -> None:
     from edgecnn.export import export
     from edgecnn.metadata import ArtifactMetadata

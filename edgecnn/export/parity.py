@@ -4,7 +4,9 @@ Parity: ONNX Runtime and OpenVINO (f32 precision hint: it defaults to bf16 on CP
 have it) each run the ONNX file on random and on real inputs, and each one's logits are
 judged against exact arithmetic: the PyTorch model run in float64. An export that fails
 parity is not written. Both consumers are the runtime's own runners (edgecnn.runtime), fed
-the graph's bytes: what export checks is what a device runs.
+the graph's bytes: what export checks is what a device runs. OpenVINO is an optional
+install (`edgecnn[openvino]`): without it, ONNX Runtime alone is judged and the report
+says OpenVINO was not checked (its fields are None).
 
 The rule. No fp32 computation of a network is exact: each kernel sums in its own order (SSE,
 AVX2, AVX-512, NEON blockings differ), so an honest runtime is off the float64 logits by
@@ -118,11 +120,14 @@ def runner_logits(runner: Runner, x: np.ndarray, batch: int = 16) -> np.ndarray:
     return np.concatenate([runner.infer(x[i:i + step]) for i in range(0, len(x), step)])
 
 
-def parity_runners(model: Graph) -> tuple[OrtRunner, OvRunner]:
-    """The two consumers `check_parity` compares against PyTorch, one thread each (the graph
-    serialized once for both: VGG's is 0.5 GB)."""
+def parity_runners(model: Graph) -> tuple[Runner, ...]:
+    """The consumers `check_parity` compares against PyTorch, one thread each (the graph
+    serialized once for both: VGG's is 0.5 GB): ONNX Runtime, and OpenVINO when installed."""
+    from edgecnn.runtime.loader import installed
+
     source = _source(model)
-    return ort_runner(source), openvino_runner(source)
+    ort = ort_runner(source)
+    return (ort, openvino_runner(source)) if installed("openvino") else (ort,)
 
 
 @dataclass
@@ -130,12 +135,12 @@ class ParityResult:
     inputs: str  # "random" or the data set the real images came from
     images: int
     onnxruntime_max_abs: float  # vs PyTorch fp32, as reported (max abs, logit units)
-    openvino_max_abs: float
+    openvino_max_abs: float | None  # None: OpenVINO is not installed, so not checked
     logits_max_abs: float  # the scale of what was compared
     torch_fp32_error: float = 0.0  # PyTorch fp32 vs float64, max abs
     injected_error: float = 0.0  # float64 with fp32-sized rounding injected vs float64
     onnxruntime_error: float = 0.0  # vs float64: what is judged
-    openvino_error: float = 0.0
+    openvino_error: float | None = 0.0
     float64: bool = True  # False: the reference could not run in float64 (foreign file)
     shape_mismatch: str = ""  # "ONNX Runtime (4, 256) vs (4, 10)" when the shapes differ
 
@@ -155,7 +160,7 @@ class ParityResult:
     def ratio(self) -> float:
         """The worse runtime's error over the measured rounding (inf when nothing rounds and
         a runtime differs): the margin figure, passes iff <= SLACK for float64 references."""
-        worst = max(self.onnxruntime_error, self.openvino_error)
+        worst = self.worst_error
         return worst / self.rounding if self.rounding > 0 else (np.inf if worst > 0 else 0.0)
 
     @property
@@ -163,7 +168,13 @@ class ParityResult:
         if self.shape_mismatch:
             return False
         # NaN anywhere compares false: a runtime producing NaN fails
-        return bool(max(self.onnxruntime_error, self.openvino_error) <= self.tolerance)
+        return bool(self.worst_error <= self.tolerance)
+
+    @property
+    def worst_error(self) -> float:
+        """The larger error against float64 of the runtimes that ran (NaN propagates)."""
+        errors = [e for e in (self.onnxruntime_error, self.openvino_error) if e is not None]
+        return float(np.max(errors))
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
@@ -175,23 +186,24 @@ def judge(inputs: str, expected: np.ndarray, exact: np.ndarray, injected: np.nda
     """The verdict from logits alone (no torch: benchmarks/parity/isa.py applies it to
     outputs computed under an emulated CPU). `expected` PyTorch fp32, `exact` the float64
     run, `injected` the float64 run with rounding injected, `got` {"onnxruntime": ...,
-    "openvino": ...}."""
+    "openvino": ...} (no "openvino": not installed, not checked)."""
+    ov = got.get("openvino")
     bad = [f"{name} {tuple(y.shape)} vs {tuple(exact.shape)}" for name, y in
-           (("ONNX Runtime", got["onnxruntime"]), ("OpenVINO", got["openvino"]))
-           if y.shape != exact.shape]
+           (("ONNX Runtime", got["onnxruntime"]), ("OpenVINO", ov))
+           if y is not None and y.shape != exact.shape]
     if bad:
         nan = float("nan")
-        return ParityResult(inputs, len(exact), nan, nan, float(np.abs(exact).max()),
-                            shape_mismatch=", ".join(bad))
+        return ParityResult(inputs, len(exact), nan, None if ov is None else nan,
+                            float(np.abs(exact).max()), shape_mismatch=", ".join(bad))
     return ParityResult(
         inputs=inputs, images=len(exact),
         onnxruntime_max_abs=_max_abs(got["onnxruntime"], expected),
-        openvino_max_abs=_max_abs(got["openvino"], expected),
+        openvino_max_abs=None if ov is None else _max_abs(ov, expected),
         logits_max_abs=float(np.abs(exact).max()),
         torch_fp32_error=_max_abs(expected, exact) if float64 else 0.0,
         injected_error=_max_abs(injected, exact) if float64 else 0.0,
         onnxruntime_error=_max_abs(got["onnxruntime"], exact),
-        openvino_error=_max_abs(got["openvino"], exact),
+        openvino_error=None if ov is None else _max_abs(ov, exact),
         float64=float64)
 
 
@@ -232,16 +244,16 @@ def references(model: nn.Module, x: np.ndarray, seed: int = 0
 
 
 def check_parity(model: nn.Module, proto: Graph, x: np.ndarray, inputs: str,
-                 consumers: tuple[OrtRunner, OvRunner] | None = None) -> ParityResult:
-    """ORT and OpenVINO logits over the batch `x` (image by image) judged against the
-    float64 run of `model` (module doc); `consumers`: `parity_runners(proto)` when already
-    made."""
+                 consumers: tuple[Runner, ...] | None = None) -> ParityResult:
+    """ORT's and (when installed) OpenVINO's logits over the batch `x` (image by image)
+    judged against the float64 run of `model` (module doc); `consumers`:
+    `parity_runners(proto)` when already made."""
     expected, exact, injected, float64 = references(model, x)
     got = consumer_logits(consumers or parity_runners(proto), x)
     return judge(inputs, expected, exact, injected, got, float64)
 
 
-def consumer_logits(consumers: tuple[OrtRunner, OvRunner], x: np.ndarray
+def consumer_logits(consumers: tuple[Runner, ...], x: np.ndarray
                     ) -> dict[str, np.ndarray]:
     """Each consumer's logits over `x`, image by image (batch 1, as a device runs them)."""
     return {runner.name: np.concatenate([runner.infer(x[i:i + 1]) for i in range(len(x))])
@@ -258,11 +270,12 @@ def require_parity(results: list[ParityResult]) -> None:
         budget = (f"PyTorch fp32 by {r.torch_fp32_error:.2e}, tolerance {r.tolerance:.2g} = "
                   f"{SLACK:g}x the measured fp32 rounding" if r.float64
                   else f"tolerance {r.tolerance:.2g}")
+        ov = "" if r.openvino_error is None else f", OpenVINO by {r.openvino_error:.2e}"
         raise EdgeCNNError(
             f"parity check failed on {r.inputs} inputs: ONNX Runtime differs from "
             f"{'float64 PyTorch' if r.float64 else 'the reference'} by "
-            f"{r.onnxruntime_error:.2e}, OpenVINO by {r.openvino_error:.2e} (max abs, logits "
-            f"up to {r.logits_max_abs:.2g}; {budget}); nothing was written")
+            f"{r.onnxruntime_error:.2e}{ov} (max abs, logits up to {r.logits_max_abs:.2g}; "
+            f"{budget}); nothing was written")
 
 
 def compare_latency(protos: dict[str, Graph], resolution: int, in_chans: int, *,
