@@ -94,7 +94,7 @@ def test_placement_faster_beyond_noise_is_recorded_and_loaded(artifact: Path) ->
     assert any(q for name, q in convs.items() if not name.startswith(SLOW))
     with load(artifact) as model:  # runtime "auto": the record that fits this machine
         assert Path(model.path).name == rec["file"]
-        assert "tuned for this machine" in model.selection
+        assert model.selection.startswith("onnxruntime on cpu: tuned for this machine")
 
 
 def test_int8_is_kept_unless_beaten_beyond_the_noise(artifact: Path) -> None:
@@ -104,6 +104,22 @@ def test_int8_is_kept_unless_beaten_beyond_the_noise(artifact: Path) -> None:
     assert result.choice.candidate == "int8" and result.record["file"] == "model.int8.onnx"
     assert result.record["noise_band"] == pytest.approx(0.03)
     assert not any(p.name.startswith("model.int8.tuned-") for p in artifact.iterdir())
+
+
+def test_int8_no_faster_than_fp32_beyond_the_noise_deploys_fp32(artifact: Path) -> None:
+    """A new user's MobileNet 0.25x at 32 px: int8 0.118 ms, fp32 0.117 ms. int8 would cost
+    accuracy and buy nothing, and export's verdict already said model.onnx."""
+    from edgecnn.runtime import load
+
+    result = _tune(artifact, Fixed({"int8": 0.118, "float": 0.117, "placement": 0.125},
+                                   again=1.02))
+    assert result.choice.candidate == "float" and result.record["file"] == "model.onnx"
+    assert "not faster beyond the noise band" in result.record["reason"]
+    with load(artifact) as model:
+        assert Path(model.path).name == "model.onnx"
+    # 4% faster than fp32 against a 2% band: int8 pays, and stays
+    result = _tune(artifact, Fixed({"int8": 0.96, "float": 1.0, "placement": 1.1}, again=1.02))
+    assert result.choice.candidate == "int8" and result.record["file"] == "model.int8.onnx"
 
 
 def test_a_busy_machine_is_retried_then_recorded_inconclusive(artifact: Path) -> None:
@@ -177,6 +193,7 @@ def test_bad_inputs_leave_the_artifact_untouched(artifact: Path, tmp_path: Path,
         ((str(artifact), "--threads", "0"), "expected a positive integer"),
         ((str(artifact), "--threads", str((os.cpu_count() or 1) + 1)), "this machine's cores"),
         ((str(tmp_path / "nope"),), "no such artifact directory"),
+        ((str(artifact / "model.onnx"),), "not an artifact directory (give the directory"),
     ]
     for args, words in cases:
         code, err = _cli(capsys, *args)
@@ -248,8 +265,13 @@ def test_runtime_fastest_is_the_tuning_and_bench_shows_it(artifact: Path) -> Non
     from edgecnn.runtime import load
     from edgecnn.timing.loop import TimingPlan
 
-    with pytest.raises(EdgeCNNError, match="runtime 'fastest': not tuned"):
+    with pytest.raises(EdgeCNNError, match="runtime 'fastest': not tuned: `edgecnn tune"):
         load(artifact, runtime="fastest")
+    fp32_only = artifact.parent / "fp32-only"  # tune would refuse it: the line must not send
+    shutil.copytree(artifact, fp32_only)  # the user there
+    (fp32_only / "model.int8.onnx").unlink()
+    with pytest.raises(EdgeCNNError, match="no int8 file, so there is nothing to tune; or name"):
+        load(fp32_only, runtime="fastest")
     result = _tune(artifact, Fixed({"int8": 1.0, "float": 1.4, "placement": 0.8}))
     with load(artifact, runtime="fastest") as model:
         assert Path(model.path).name == result.record["file"]

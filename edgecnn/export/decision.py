@@ -264,21 +264,36 @@ def choose_tuned(ms: dict[tuple[str, str], float], default_runtime: str, noise: 
     band `noise` measured in the same run (the same file timed twice). When nothing wins
     beyond the band and the band itself is wider than `max_noise`, the run could not have
     told a real difference of that size: the default, marked inconclusive. A win larger
-    than even a wide band is a win."""
+    than even a wide band is a win.
+    int8 must pay for what it costs in accuracy: when the int8 option chosen is not faster
+    than fp32 (model.onnx) beyond the band, fp32 is deployed, as export's verdict would say
+    (never slower than every block int8 beyond the band either)."""
     base = ms[("int8", default_runtime)]
     best = min(ms, key=ms.get)
     if best != ("int8", default_runtime) and ms[best] < base * (1.0 - noise):
         what = {"int8": "every block int8", "placement": "the per-block placement",
                 "float": "fp32 (model.onnx)"}[best[0]]
-        return TuneChoice(best[0], best[1], ms[best],
-                          f"{what} in {best[1]}: {ms[best]:.3f} ms against every block int8 in "
-                          f"{default_runtime} {base:.3f} ms ({base / ms[best]:.2f}x, beyond the "
-                          f"noise band {noise:.1%})")
-    if noise > max_noise:
+        choice = TuneChoice(best[0], best[1], ms[best],
+                            f"{what} in {best[1]}: {ms[best]:.3f} ms against every block int8 "
+                            f"in {default_runtime} {base:.3f} ms ({base / ms[best]:.2f}x, "
+                            f"beyond the noise band {noise:.1%})")
+    elif noise > max_noise:
         return TuneChoice("int8", default_runtime, base,
                           f"inconclusive: the same file timed {noise:.1%} apart (more than "
                           f"{max_noise:.0%}) and nothing won by more; kept every block int8 in "
                           f"{default_runtime}", True)
-    return TuneChoice("int8", default_runtime, base,
-                      f"every block int8 in {default_runtime}: {base:.3f} ms; nothing faster "
-                      f"beyond the noise band {noise:.1%}")
+    else:
+        choice = TuneChoice("int8", default_runtime, base,
+                            f"every block int8 in {default_runtime}: {base:.3f} ms; nothing "
+                            f"faster beyond the noise band {noise:.1%}")
+    floats = [k for k in ms if k[0] == "float"]
+    if choice.candidate == "float" or not floats:
+        return choice
+    fp32 = min(floats, key=ms.get)
+    if choice.ms < ms[fp32] * (1.0 - noise):
+        return choice
+    return TuneChoice("float", fp32[1], ms[fp32],
+                      f"fp32 (model.onnx) in {fp32[1]}: {ms[fp32]:.3f} ms; int8's best "
+                      f"({choice.candidate} in {choice.runtime}, {choice.ms:.3f} ms) is not "
+                      f"faster beyond the noise band {noise:.1%}, so it would cost accuracy "
+                      "for nothing")

@@ -210,11 +210,10 @@ def remote_tune(dest: str, artifact: str, argv: Sequence[str], *, log: Log = lam
     local artifact's tuning.json, beside the other devices' records. Returns the record."""
     from edgecnn.fileio import atomic_write
     from edgecnn.host import device_key
-    from edgecnn.runtime.tuning import FILE, FORMAT, read_tunings
+    from edgecnn.runtime.tuning import FILE, FORMAT, read_tunings, require_artifact_dir
 
     local = Path(artifact)
-    if not local.is_dir():
-        raise EdgeCNNError(f"{artifact}: no such artifact directory")
+    require_artifact_dir(local)
     label, dest, overrides = _one(dest)
     dev = connect(dest, extras=("tune",), artifacts=[local], log=log,
                   **{**connect_kwargs, **overrides})

@@ -61,7 +61,7 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
     options: the runner's typed options (OrtOptions, OvOptions, TrtOptions fields), e.g.
         threads=2; an option the chosen runtime lacks is an error.
     """
-    tuned_note = None
+    tuned_note, tuned = None, None
     if runtime == "fastest" or (runtime == "auto" and precision is None
                                 and device in ("auto", "cpu") and Path(path).is_dir()):
         # what `edgecnn tune` measured on this machine, if it fits ("fastest": required)
@@ -77,7 +77,8 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
             path, runtime, device = Path(path) / tuned.file, tuned.runtime, "cpu"
             options.setdefault("threads", tuned.threads)
         elif runtime == "fastest":
-            raise EdgeCNNError(f"runtime 'fastest': {tuned_note}")
+            raise EdgeCNNError(f"runtime 'fastest': {tuned_note}; or name a runtime "
+                               "(onnxruntime, openvino)")
     model_path = resolve_path(path, precision)
     info = read_onnx(model_path)
     meta = metadata_of(info)
@@ -86,7 +87,10 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
         meta.classes if meta is not None else None)
     check_classes(info, labels)
     runner_type, device, selection = select_runtime(runtime, device)
-    selection = f"{selection}; {tuned_note}" if tuned_note else selection
+    if tuned is not None:  # the record chose the runtime, not the user
+        selection = f"{runtime} on {device}: {tuned_note}"
+    elif tuned_note:
+        selection = f"{selection}; {tuned_note}"
     runner = runner_type(model_path, device, runner_type.options_type.from_kwargs(
         runner_type.name, options), info=info)
     # The graph is the truth (a Softmax at its end); the metadata says so for our exports.

@@ -81,6 +81,16 @@ def runtime_version(runtime: str) -> str | None:
     return None
 
 
+def require_artifact_dir(path: str | Path) -> None:
+    """Tuning is recorded in the directory export wrote: a file given instead is named so."""
+    if Path(path).is_dir():
+        return
+    if Path(path).exists():
+        raise EdgeCNNError(f"{path}: not an artifact directory (give the directory edgecnn "
+                           "export wrote, not a file in it)")
+    raise EdgeCNNError(f"{path}: no such artifact directory")
+
+
 def for_this_machine(artifact: str | Path) -> tuple[Tuned | None, str]:
     """(the fitting record or None, one line saying which and why)."""
     from edgecnn.fileio import file_sha256
@@ -89,6 +99,8 @@ def for_this_machine(artifact: str | Path) -> tuple[Tuned | None, str]:
     artifact = Path(artifact)
     tunings = read_tunings(artifact)
     if not tunings:
+        if not (artifact / "model.int8.onnx").is_file():  # tune would refuse it
+            return None, "not tuned: it has no int8 file, so there is nothing to tune"
         return None, f"not tuned: `edgecnn tune {artifact}` measures int8 placement, " \
                      "runtime and threads on this machine"
     key = device_key(device())

@@ -126,8 +126,9 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
 # --- checks ---------------------------------------------------------------------------------
 
 def _check_artifact(artifact: Path) -> dict[str, Any]:
-    if not artifact.is_dir():
-        raise EdgeCNNError(f"{artifact}: no such artifact directory")
+    from edgecnn.runtime.tuning import require_artifact_dir
+
+    require_artifact_dir(artifact)
     try:
         report = json.loads((artifact / "export.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
