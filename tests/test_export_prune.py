@@ -161,6 +161,22 @@ def test_structured_prune_and_finetune_from_checkpoint(tmp_path: Path, capsys,
     assert "pruned:" in captured.out
 
 
+def test_pruning_that_costs_accuracy_without_fine_tuning_warns(tmp_path: Path, capsys,
+                                                               mobilenet_ckpt: Path) -> None:  # noqa: F811
+    """A new user pruned a trained model without --finetune-epochs and lost half its top-1
+    in silence: a loss above a point is one warning line naming the flag."""
+    from edgecnn.cli.main import main
+
+    code = main(["export", str(mobilenet_ckpt), "--prune", "0.75", "-o", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    pr = json.loads((tmp_path / "p" / "export.json").read_text())["pruning"]
+    assert pr["top1_before"] - pr["top1_pruned"] > 1.0, pr  # 3/4 of the MACs gone, untuned
+    warned = [ln for ln in err.splitlines() if "pruning cost" in ln]
+    assert len(warned) == 1 and "--finetune-epochs" in warned[0], err
+    assert f"{pr['top1_before']:.1f}% -> {pr['top1_pruned']:.1f}%" in warned[0]
+
+
 @pytest.mark.parametrize("optimizer,steps", [("sgd", 1), ("adamw", 2)])
 def test_unstructured_finetune_keeps_the_zeros(tmp_path: Path, optimizer: str, steps: int,
                                                lenet_ckpt: Path) -> None:  # noqa: F811

@@ -401,8 +401,9 @@ def test_import_path_model_trains_prunes_and_predicts(torch_venv: Path, base_ven
     fine-tuning epoch and int8 calibrated on digits from the checkpoint alone, predict in the
     base install."""
     (work / "mynets.py").write_text(USER_NET)
+    # the console script finds ./mynets.py as `python -m edgecnn` would: no PYTHONPATH
     run_in(torch_venv, "edgecnn", "train", "mynets:tiny_cnn", "--data", "digits",
-           "--resolution", "16", "--epochs", "1", "--out", "run", cwd=work, pythonpath=work)
+           "--resolution", "16", "--epochs", "1", "--out", "run", cwd=work)
     export = run_in(torch_venv, "edgecnn", "export", "run/best.pt", "--prune", "0.5",
                     "--finetune-epochs", "1", "--int8", "--calib-data", "digits", "-o", "mine",
                     cwd=work, pythonpath=work)
@@ -419,7 +420,9 @@ def test_import_path_model_trains_prunes_and_predicts(torch_venv: Path, base_ven
     assert any(layer["precision"] == "int8" for layer in layers), layers
     proc = run_in(base_venv, "edgecnn", "predict", "mine", str(image), "--json", cwd=work)
     assert "photo.jpg" in proc.stdout
-    moved = run_in(torch_venv, "edgecnn", "export", "run/best.pt", "-o", "again", cwd=work,
-                   ok=False)  # the module is gone from the path: one line naming it
+    elsewhere = work / "elsewhere"  # from another directory, without PYTHONPATH: the module
+    elsewhere.mkdir()  # is not on the path, and the error is one line naming it
+    moved = run_in(torch_venv, "edgecnn", "export", "../run/best.pt", "-o", "again",
+                   cwd=elsewhere, ok=False)
     assert moved.returncode == 2 and "mynets" in moved.stderr
-    assert "Traceback" not in moved.stderr and not (work / "again").exists()
+    assert "Traceback" not in moved.stderr and not (elsewhere / "again").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import os
 import signal
 import sys
 import warnings
@@ -105,6 +106,11 @@ def _command_modules() -> list:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
+    # A model given as `module:callable` is found in the current directory, as `python -m
+    # edgecnn` finds it (the console script alone would not); appended, so a file there
+    # never shadows an installed package.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     from edgecnn.cli.artifact_info import names_a_path
 
     # info of a path (an artifact, its ONNX file, or a missing path) is torch-free

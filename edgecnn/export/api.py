@@ -251,6 +251,12 @@ class _Export:
                           else acc_pruned})
         for layer in report.unpruned:
             self.log(f"not pruned: {layer['layer']} ({layer['reason']})")
+        pruned_top1 = steps[-1]["top1_pruned"]
+        if not config.finetune_epochs and None not in (acc_before, pruned_top1) \
+                and acc_before - pruned_top1 > 1.0:  # the int8 guard's default budget
+            self.warn(f"pruning cost {acc_before - pruned_top1:.1f} top-1 points "
+                      f"({acc_before:.1f}% -> {pruned_top1:.1f}%) and nothing fine-tuned it: "
+                      "--finetune-epochs N recovers most of it")
         # the same target without rounding: what alignment bought, apart from the removal
         self.unrounded, aligned = alignment(source, config, model,
                                             resolution=self.src.resolution,
