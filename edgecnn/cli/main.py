@@ -14,6 +14,7 @@ whatever else reaches for a torch-side module (`bench` of a zoo name or `--runti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib.util
 import os
@@ -109,8 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A model given as `module:callable` is found in the current directory, as `python -m
     # edgecnn` finds it (the console script alone would not); appended, so a file there
     # never shadows an installed package.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())
+    with contextlib.suppress(OSError):  # a working directory deleted under the shell
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())
     from edgecnn.cli.artifact_info import names_a_path
 
     # info of a path (an artifact, its ONNX file, or a missing path) is torch-free
