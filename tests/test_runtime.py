@@ -209,6 +209,49 @@ def test_auto_selection_on_this_machine(art: dict) -> None:
         load(art["main"], runtime="openvino", device="npu")
 
 
+OUT_OF_ORDER = """
+import ctypes, gc, gzip, signal, sys, time
+from edgecnn.runtime.ov_runner import OvOptions, OvRunner
+
+def runner():
+    r = OvRunner(sys.argv[1], "cpu", OvOptions(precision="f32"))
+    r.activate()
+    return r
+
+a, b = runner(), runner()  # export's parity, guard and timing make and drop them so
+a.deactivate(); del a; gc.collect()
+c = runner()
+b.deactivate(); c.deactivate(); del b, c; gc.collect()
+
+class Stack(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+st = Stack()
+assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(st)) == 0
+spans = [[int(v, 16) for v in line.split()[0].split("-")] for line in open("/proc/self/maps")]
+mapped = st.flags & 2 or any(lo <= (st.sp or 0) < hi for lo, hi in spans)  # 2: SS_DISABLE
+print("altstack", hex(st.sp or 0), "mapped" if mapped else "unmapped", flush=True)
+signal.setitimer(signal.ITIMER_REAL, 0.3)  # a signal, handled on that stack, while zlib
+signal.signal(signal.SIGALRM, lambda *_: sys.exit(7))  # works beside it
+data = bytes(range(256)) * 20000
+while True:
+    gzip.compress(data, 9)
+"""
+
+
+def test_openvino_runners_dropped_out_of_order_leave_signals_safe(art: dict) -> None:
+    """A new user's Ctrl-C late in an export crashed it with SIGSEGV (2 of 8 tries). Each
+    OpenVINO Core's CPU plugin sets the thread's alternate signal stack and puts back the one
+    it found when dropped; cores dropped out of order (OpenVINO 2026.4.1) left it on unmapped
+    memory, where Python handles signals. One Core per process (ov_runner.core) keeps it
+    valid. Before: 'unmapped' and exit -11 in 4 of 4 runs of this script."""
+    proc = subprocess.run([sys.executable, "-c", OUT_OF_ORDER,
+                           str(art["main"] / "model.onnx")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.split()[2:3] == ["mapped"], proc.stdout + proc.stderr
+    assert proc.returncode == 7, (proc.returncode, proc.stderr[-500:])
+
+
 def test_runner_interface_and_options(art: dict) -> None:
     path = art["dynamic"]
     batch = _random_batch(3)

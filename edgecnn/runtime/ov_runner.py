@@ -12,6 +12,7 @@ device; Intel GPU and NPU devices are untested (CI has neither).
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -52,6 +53,18 @@ def ov_device(device: str) -> str:
     return device.upper() if device.lower() in ("cpu", "gpu", "npu", "auto") else device
 
 
+@functools.lru_cache(maxsize=1)
+def core() -> Any:
+    """The process's one `ov.Core`, as OpenVINO advises. It also keeps the CPU plugin alive:
+    the plugin sets the calling thread's alternate signal stack when it is made and puts
+    back the one it found when it is dropped. Cores made and dropped out of order
+    (OpenVINO 2026.4.1) left it pointing at unmapped memory, and the next signal Python
+    handled there (a Ctrl-C while export compressed its files) crashed with SIGSEGV."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 class OvRunner(OnnxRunner):
     name: ClassVar[str] = "openvino"
     options_type = OvOptions
@@ -64,15 +77,13 @@ class OvRunner(OnnxRunner):
         self.request: Any = None
 
     def activate_impl(self) -> None:
-        import openvino as ov
         from openvino.frontend import FrontEndManager
 
-        core = ov.Core()
         family = self.ov_device.split(".")[0].split(":")[0]
         if family not in ("AUTO", "MULTI", "HETERO") and not any(
-                d.split(".")[0] == family for d in core.available_devices):
+                d.split(".")[0] == family for d in core().available_devices):
             raise EdgeCNNError(f"openvino has no device {self.ov_device!r}; available: "
-                               f"{', '.join(core.available_devices)}")
+                               f"{', '.join(core().available_devices)}")
         config: dict[str, Any] = {"PERFORMANCE_HINT": self.options.performance_hint}
         if self.options.precision is not None:
             config["INFERENCE_PRECISION_HINT"] = self.options.precision
@@ -87,7 +98,7 @@ class OvRunner(OnnxRunner):
             source = io.BytesIO(self.model_bytes) if self.model_bytes is not None \
                 else str(self.path)
             model = frontend.convert(frontend.load(source))
-            self.compiled = core.compile_model(model, self.ov_device, config)
+            self.compiled = core().compile_model(model, self.ov_device, config)
             self.request = self.compiled.create_infer_request()
         except Exception as exc:  # noqa: BLE001 - native errors of every kind, one line out
             raise _error(f"load {self.model_name}", exc) from None
