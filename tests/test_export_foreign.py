@@ -105,11 +105,14 @@ def test_wild_files_export_and_compute_what_the_original_computes(
 
     path, module = wild[case]
     out = tmp_path / "art"
-    code, _, err = cli(capsys, "export", str(path), "--mean", MEAN, "--std", STD,
-                       "--resolution", str(RES), "-o", str(out))
+    code, stdout, err = cli(capsys, "export", str(path), "--mean", MEAN, "--std", STD,
+                            "--resolution", str(RES), "-o", str(out))
     assert code == 0, err
     report = json.loads((out / "export.json").read_text())
     f = report["onnx_file"]
+    # the file's free batch axis "n", fixed to 1 without --dynamic-batch, is said so
+    assert f["batch_fixed"] == ("n" if case == "dynamic-size" else "")
+    assert ("batch axis n fixed to 1 (--dynamic-batch" in stdout) is (case == "dynamic-size")
     assert f["softmax_removed"] is (case == "softmax")
     assert f["output_flattened"] is (case == "nc11")
     assert f["layout_in"] == ("NHWC" if case == "nhwc" else "NCHW")

@@ -311,6 +311,20 @@ def test_cli_int8_options_reach_the_guard(tmp_path: Path, capsys,
     assert first["method"] == "percentile" and report["int8"]["max_drop"] == 0
     assert report["data"]["calibration_images"] == 32
     assert "top-1 fp32" in captured.out
+    assert "calibrating on all" not in captured.err
+
+
+def test_more_calibration_images_than_the_data_has_is_said(tmp_path: Path, capsys,
+                                                          lenet_ckpt: Path) -> None:  # noqa: F811
+    from edgecnn.cli.main import main
+
+    out = tmp_path / "all"
+    assert main(["export", str(lenet_ckpt), "--int8", "--calib-data", "digits",
+                 "--calib-samples", "100000", "-o", str(out)]) == 0
+    n = json.loads((out / "export.json").read_text())["data"]["calibration_images"]
+    assert 0 < n < 100000
+    assert (f"calibrating on all {n:,} training images of digits (--calib-samples asked for "
+            "100,000)") in capsys.readouterr().err
 
 
 def test_weight_range_follows_the_recipe_not_the_cpu(lenet_ckpt: Path) -> None:  # noqa: F811

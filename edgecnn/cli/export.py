@@ -231,6 +231,9 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
                 if f.get(key)]
         if f.get("layout_in") == "NHWC":
             done.append("NHWC input transposed")
+        if f.get("batch_fixed"):
+            done.append(f"batch axis {f['batch_fixed']} fixed to 1 (--dynamic-batch keeps it "
+                        "free)")
         print(f"  from {f['file']}: opset {f['opset_in']} -> {f['opset']}, IR "
               f"{f['ir_version_in']} -> {f['ir_version']}{'; ' + ', '.join(done) if done else ''}")
     pruning = report.get("pruning") or {}

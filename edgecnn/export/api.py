@@ -187,6 +187,9 @@ class _Export:
         if int8 is not None and not int8.random:
             self.calib = load_images(data, "train", self.pre, limit=int8.calib_samples,
                                      seed=self.spec.seed)
+            if len(self.calib) < int8.calib_samples:
+                self.log(f"calibrating on all {len(self.calib):,} training images of {data} "
+                         f"(--calib-samples asked for {int8.calib_samples:,})")
             self.held_out = load_images(data, "val", self.pre)
             if not self.same_classes(self.held_out.classes):
                 # e.g. an ImageNet model calibrated on the user's photos: no labels to score
@@ -208,9 +211,9 @@ class _Export:
             except EdgeCNNError as exc:
                 self.warn(f"parity on real images skipped: {exc}")
         self.report["data"] = {
-            "calibration": data, "guard_criterion": self.criterion if int8 else None, "calibration_images": 0 if self.calib is None
-            else len(self.calib), "held_out_images": 0 if self.held_out is None
-            else len(self.held_out)}
+            "calibration": data, "guard_criterion": self.criterion if int8 else None,
+            "calibration_images": 0 if self.calib is None else len(self.calib),
+            "held_out_images": 0 if self.held_out is None else len(self.held_out)}
 
     def same_classes(self, data_classes: tuple[str, ...]) -> bool:
         """Whether held-out labels score this model: as many classes, and the same names

@@ -166,6 +166,10 @@ def normalize(proto: onnx.ModelProto, data_name: str, layout: str, chans: int, s
         g.node.remove(producer)
         out_name = producer.input[0]
     batch = "batch" if dynamic_batch else 1
+    dims = kept[0].type.tensor_type.shape.dim if kept else []
+    # a free batch axis in the file ("N", or none given) fixed to 1 is said, not done quietly
+    report["batch_fixed"] = "" if dynamic_batch or not dims or dims[0].dim_value == 1 \
+        else (dims[0].dim_param or "?")
     # the input: renamed (and transposed from NHWC), fixed side, batch 1 or free
     new_in = INPUT_NAME
     _rename(g, data_name, "__data_in" if layout == "NHWC" else new_in, inits)

@@ -93,6 +93,16 @@ def verdicts(bench: dict[str, Any], export_report: dict[str, Any], recipe: Recip
         ratio = ms["fp32"] / ms["int8"]
         threads = bench["conditions"].get("threads")
         where = f"in ONNX Runtime at {threads} thread{'s' if threads != 1 else ''} on this CPU"
+        noisy = bench["conditions"].get("noisy") or []
+        if noisy:  # a busy machine: no verdict, and the export's own timing beside it
+            export_x = ((int8.get("verdict") or {}).get("speedups") or {}).get("onnxruntime")
+            said.append(
+                f"int8 ran {ratio:.2f}x the speed of fp32 {where} ({ms['int8']:.3f} vs "
+                f"{ms['fp32']:.3f} ms), but the benchmark was noisy ({noisy[0]}), so it "
+                "cannot tell whether int8 pays here"
+                + (f" (the export timed {export_x:.2f}x)" if export_x else "")
+                + "; `edgecnn bench` on an idle machine times it again.")
+            return said
         said.append(
             f"int8 runs {ratio:.2f}x as fast as fp32 {where} ({ms['int8']:.3f} vs "
             f"{ms['fp32']:.3f} ms)." if ratio >= INT8_PAYS else
