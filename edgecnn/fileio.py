@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,28 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     with atomic_file(path) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends, then reach the handler that was in
+    place (KeyboardInterrupt): for steps that must not stop halfway, such as two renames
+    that swap a directory into place. Outside the main thread, signals are not Python's to
+    hold there, and the block runs as it is."""
+    held: list[int] = []
+    try:
+        previous = {s: signal.signal(s, lambda signum, frame: held.append(signum))
+                    for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if held:
+        signal.raise_signal(held[0])
 
 
 def file_sha256(path: str | Path) -> str:

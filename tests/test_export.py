@@ -324,3 +324,34 @@ def test_commit_puts_the_previous_export_back_when_the_final_rename_fails(
             second.commit()
     assert json.loads((dest / "export.json").read_text()) == {"run": "earlier"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no .old or .tmp left
+
+
+def test_ctrl_c_between_the_commits_renames_waits_for_the_second(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """--force over an earlier export, and a Ctrl-C (a real SIGINT to this process) lands
+    right after the earlier artifact is moved aside: the new one still goes into place, the
+    earlier one is removed, and only then does the interrupt arrive."""
+    import os
+    import signal
+
+    from edgecnn.export import artifact as artifact_mod
+    from edgecnn.export.artifact import ArtifactDir
+
+    dest = tmp_path / "art"
+    with ArtifactDir(dest) as first:
+        first.write_json("export.json", {"run": "earlier"})
+        first.commit()
+    rename = os.rename
+
+    def rename_then_ctrl_c(src, dst):  # noqa: ANN001, ANN202
+        rename(src, dst)
+        if ".old-" in str(dst):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(artifact_mod.os, "rename", rename_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt), ArtifactDir(dest, force=True) as second:
+        second.write_json("export.json", {"run": "later"})
+        second.commit()
+    assert json.loads((dest / "export.json").read_text()) == {"run": "later"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no .old or .tmp left
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -30,7 +30,7 @@ import onnx
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.onnx_io import save_onnx
-from edgecnn.fileio import file_sha256, umask, write_errors
+from edgecnn.fileio import file_sha256, signals_held, umask, write_errors
 
 MANIFEST = "export.json"
 
@@ -79,23 +79,25 @@ class ArtifactDir:
             with write_errors(self.dest / name), open(path, "rb") as f:
                 os.fsync(f.fileno())
         old = None
-        if self.dest.exists():
-            check_destination(self.dest, self.force)  # written by someone meanwhile?
-            old = self.dest.parent / f".{self.dest.name}.old-{os.getpid()}"
-            os.rename(self.dest, old)
-        try:
-            os.rename(self.tmp, self.dest)
-        except OSError as exc:
-            if old is not None:  # put the previous export back
-                os.rename(old, self.dest)
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                raise EdgeCNNError(f"{self.dest} was written by another export meanwhile; "
-                                   "use --force to replace it") from None
-            raise EdgeCNNError(f"cannot move the export into {self.dest}: {exc.strerror}") \
-                from None
-        self.committed = True
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        # a Ctrl-C between the renames would leave no artifact and the earlier one hidden
+        with signals_held():
+            if self.dest.exists():
+                check_destination(self.dest, self.force)  # written by someone meanwhile?
+                old = self.dest.parent / f".{self.dest.name}.old-{os.getpid()}"
+                os.rename(self.dest, old)
+            try:
+                os.rename(self.tmp, self.dest)
+            except OSError as exc:
+                if old is not None:  # put the previous export back
+                    os.rename(old, self.dest)
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise EdgeCNNError(f"{self.dest} was written by another export meanwhile;"
+                                       " use --force to replace it") from None
+                raise EdgeCNNError(f"cannot move the export into {self.dest}: "
+                                   f"{exc.strerror}") from None
+            self.committed = True
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         _fsync_dir(self.dest.parent)
         return self.dest
 
