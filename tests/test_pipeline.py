@@ -102,6 +102,8 @@ def test_pipeline_killed_in_every_stage_resumes_finishes_then_skips_it_all(
     # 2. restarted: training resumes from last.pt; killed as export starts
     log = _run_until(cmd, "export:")
     assert any(line.startswith("train: resuming") for line in log), log
+    # the epoch it trained is a line of the log (no terminal here: no bar either)
+    assert any(line.startswith("train: epoch   2/2") for line in log), log
     assert not (out / "artifact").exists(), "a killed export left a half-written artifact"
 
     # 3. restarted: training is done, export runs again; killed as the benchmark starts

@@ -90,7 +90,8 @@ def train_stage(recipe: Recipe, run: Path, stamps: Stamps, log: Log) -> Path:
     train(TrainConfig(model=recipe.model, data=recipe.data, out=str(run), alpha=recipe.alpha,
                       resolution=recipe.resolution, epochs=t.epochs, batch_size=t.batch_size,
                       optimizer=t.optimizer, lr=t.lr, seed=t.seed),
-          resume=resume, force=not resume and run.exists(), log=lambda line: None)
+          resume=resume, force=not resume and run.exists(),
+          log=lambda line: log(f"train: {line}"))  # an epoch a line: minutes, not silence
     stamps.write("train", started=key, done=key)
     return best
 
