@@ -94,6 +94,8 @@ def test_deploy_app_goes_on_after_a_bad_file(artifact: Path, roll: Path) -> None
     assert f"app: warning: {UNTRAINED_WARNING}" in proc.stderr.splitlines()
     predict = run_cli("predict", str(artifact), str(roll / GOOD[0]))
     assert f"edgecnn: warning: {UNTRAINED_WARNING}" in predict.stderr.splitlines()
+    # which file answered (model.onnx, model.int8.onnx or a tuned one) is the first line
+    assert predict.stderr.startswith("edgecnn: model.onnx in onnxruntime "), predict.stderr
 
 
 def test_a_108_megapixel_photo_and_a_decompression_bomb(artifact: Path, tmp_path: Path) -> None:

@@ -66,7 +66,9 @@ def run_predict(args: argparse.Namespace) -> int:
         return 0
     with load(args.artifact, runtime=args.runtime, device=args.device,
               precision=args.precision, **preprocess_kwargs(args)) as model:
-        print(f"edgecnn: {model.describe()} [{model.selection}]", file=sys.stderr)
+        # the file too: model.onnx or model.int8.onnx (or a tuned one) answers below
+        print(f"edgecnn: {model.path.name} in {model.describe()} [{model.selection}]",
+              file=sys.stderr)
         if model.metadata is not None and not model.metadata.trained:
             print(f"edgecnn: warning: {UNTRAINED_WARNING}", file=sys.stderr)
         if not images:
