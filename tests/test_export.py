@@ -349,9 +349,14 @@ def test_ctrl_c_between_the_commits_renames_waits_for_the_second(tmp_path: Path,
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(artifact_mod.os, "rename", rename_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt), ArtifactDir(dest, force=True) as second:
-        second.write_json("export.json", {"run": "later"})
-        second.commit()
+    # Python's own Ctrl-C handler, as a command has it (a pytest-xdist worker may not)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), ArtifactDir(dest, force=True) as second:
+            second.write_json("export.json", {"run": "later"})
+            second.commit()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert json.loads((dest / "export.json").read_text()) == {"run": "later"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no .old or .tmp left
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
