@@ -267,9 +267,9 @@ def artifact_name(path: Path) -> str:
 def artifact_hash(path: Path) -> str:
     """One hash of a directory's files (names and contents): the project's file hash, each."""
     from edgecnn.fileio import file_sha256
+    from edgecnn.runtime.tuning import require_artifact_dir
 
-    if not Path(path).is_dir():
-        raise EdgeCNNError(f"{path}: no such artifact directory")
+    require_artifact_dir(path)
     parts = [f"{p.name}:{file_sha256(p)}" for p in sorted(Path(path).iterdir())
              if p.is_file() and not p.name.startswith(".")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

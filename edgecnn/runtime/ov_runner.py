@@ -80,10 +80,11 @@ class OvRunner(OnnxRunner):
         from openvino.frontend import FrontEndManager
 
         family = self.ov_device.split(".")[0].split(":")[0]
+        devices = core().available_devices
         if family not in ("AUTO", "MULTI", "HETERO") and not any(
-                d.split(".")[0] == family for d in core().available_devices):
+                d.split(".")[0] == family for d in devices):
             raise EdgeCNNError(f"openvino has no device {self.ov_device!r}; available: "
-                               f"{', '.join(core().available_devices)}")
+                               f"{', '.join(devices)}")
         config: dict[str, Any] = {"PERFORMANCE_HINT": self.options.performance_hint}
         if self.options.precision is not None:
             config["INFERENCE_PRECISION_HINT"] = self.options.precision
