@@ -4,6 +4,7 @@ calibration. Real quantizer (ONNX Runtime's), real data (scikit-learn's digits).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -466,6 +467,54 @@ def test_minmax_calibration_of_a_graph_with_a_scalar_tensor(tmp_path: Path) -> N
                 for v, d in zip(value.range_value, (-1, 1))]
         assert [float(np.asarray(v).ravel()[0]) for v in ours[name].range_value] == \
             pytest.approx(want, rel=1e-6), name
+
+
+@pytest.mark.parametrize("opset", [17, 18])  # 18: the reductions take axes as inputs
+def test_minmax_ranges_of_relu_and_clip_outputs_are_computed_exactly(tmp_path: Path,
+                                                                      opset: int) -> None:
+    """calibrate() does not reduce the output of a Relu or a constant Clip: it clamps the
+    range of its input. The ranges must be ONNX Runtime's own, to the bit (snapped), for a
+    Relu, a ReLU6 (Clip with bound inputs), a Relu of a Relu, and a Clip whose bound is a
+    computed scalar (not constant: still observed; the scalar makes the reductions whole
+    tensor, the other path)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
+
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.quantize import _unobserve_clamps, calibrate, snap
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+             for name, shape in (("w1", (4, 3, 3, 3)), ("w2", (4, 4, 1, 1)))]
+    inits += [numpy_helper.from_array(np.float32(v), n) for n, v in (("lo", 0.0), ("hi", 0.5))]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c1"], ["r1"]),
+         helper.make_node("Relu", ["r1"], ["r2"]),  # a clamp of a clamp
+         helper.make_node("Conv", ["r2", "w2"], ["c2"]),
+         helper.make_node("Clip", ["c2", "lo", "hi"], ["six"]),  # a ReLU6 with hi = 0.5
+         helper.make_node("ReduceMax", ["c2"], ["bound"], keepdims=0),  # a scalar
+         helper.make_node("Clip", ["c2", "", "bound"], ["free"]),  # bound not constant
+         helper.make_node("Add", ["six", "free"], ["output"])],
+        "clamps", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, 4, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    path = tmp_path / "clamps.onnx"
+    onnx.save(model, str(path))
+    x = rng.standard_normal((20, 3, 8, 8)).astype(np.float32)
+    calibrate(path, CalibrationReader(x, 8), "minmax", tmp_path / "ours.json")
+    ours = load_tensors_data(tmp_path / "ours.json").data
+    own = create_calibrator(path, None, augmented_model_path=str(tmp_path / "aug.onnx"))
+    assert _unobserve_clamps(onnx.load(str(tmp_path / "aug.onnx"))) == {
+        "r1": ("c1", 0.0, math.inf), "r2": ("r1", 0.0, math.inf), "six": ("c2", 0.0, 0.5)}
+    own.collect_data(CalibrationReader(x, 8))
+    theirs = own.compute_data().data
+    assert {"r1", "r2", "six", "free"} <= set(theirs) and set(ours) == set(theirs)
+    for name, value in theirs.items():
+        want = [float(np.asarray(snap(v, d)).ravel()[0])
+                for v, d in zip(value.range_value, (-1, 1))]
+        assert [float(np.asarray(v).ravel()[0]) for v in ours[name].range_value] == want, name
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])

@@ -179,6 +179,9 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
       It runs in our session, with the graph optimized, where the calibrator's disables
       every optimization. MobileNet v1 0.5x at 224, batches of 16, 2-vCPU AMD EPYC (Zen 3),
       ONNX Runtime 1.31: 9.9 ms per image -> 6.9 ms; the snapped ranges came out identical.
+      A third: the range of a Relu's or constant Clip's output is its input's range clamped
+      (min and max commute with a non-decreasing function), so it is computed, not observed
+      (`_unobserve_clamps`): 5.4-5.7 ms -> 3.9 ms per image, the same case.
       A graph with a tensor whose channel axis is unknown (a scalar, an unknown shape) is
       reduced whole, as before.
     - the histogram methods, as ONNX Runtime runs them, keep every intermediate tensor of
@@ -200,6 +203,8 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
             calibrator = MinMaxCalibrater(model_path, None, augmented_model_path=str(augmented))
             calibrator.per_channel = _channel_axes_known(calibrator)
             calibrator.augment_graph()
+            derived = _unobserve_clamps(calibrator.model)
+            onnx.save(calibrator.model, str(augmented))
             calibrator.infer_session = ort_session(augmented, threads=0, spinning=False)
             # one call: a few numbers per tensor and batch are kept (and the calibrator's
             # merge of two calls fails on per-channel arrays)
@@ -217,6 +222,8 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
                                                  key=lambda b: next(iter(b.values())).shape):
                     calibrator.collect_data(CalibrationReader.of_batches(list(same)))
         data = calibrator.compute_data()
+        if method == "minmax":
+            data = _with_clamped(data, derived)
         for tensor in data.data.values():
             low, high = tensor.lowest, tensor.highest
             if method == "minmax":  # per channel -> per tensor, in its per-tensor shape (1,)
@@ -225,6 +232,70 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
             tensor.lowest, tensor.highest = snap(low, -1), snap(high, 1)
         save_tensors_data(data, str(cache))
         del calibrator
+
+
+def _unobserve_clamps(augmented: onnx.ModelProto) -> dict[str, tuple[str, float, float]]:
+    """Drops the min/max reductions of each Relu's or constant Clip's output whose input is
+    reduced too, from ONNX Runtime's augmented graph (in place). Returns, in graph order,
+    output -> (input, low, high): the output's range is the input's clamped to [low, high].
+    Why: every reduced tensor is copied out of ONNX Runtime's blocked layout (NCHWc) and
+    read twice; a Relu's output is as large as its input."""
+    observed = {o.name[:-len("_ReduceMin")] for o in augmented.graph.output
+                if o.name.endswith("_ReduceMin")}
+    consts = {i.name: i for i in augmented.graph.initializer}
+    derived: dict[str, tuple[str, float, float]] = {}
+    for node in augmented.graph.node:
+        if node.op_type not in ("Relu", "Clip") or node.domain not in ("", "ai.onnx"):
+            continue
+        src, out = node.input[0], node.output[0]
+        if src not in observed or out not in observed:
+            continue
+        bounds = _clip_bounds(node, consts)
+        if bounds is not None:
+            derived[out] = (src, *bounds)
+    # each reduction is ReduceMin -> T_ReduceMin_Reshape -> Reshape -> T_ReduceMin (output)
+    ends = {f"{t}_{op}" for t in derived for op in ("ReduceMin", "ReduceMax")}
+    drop = ends | {f"{e}_Reshape" for e in ends}
+    graph = augmented.graph
+    keep = [n for n in graph.node if n.output[0] not in drop]
+    # opset 18 reductions take their axes as initializers: those only they read go too
+    used = {i for n in keep for i in n.input}
+    orphans = {i for n in graph.node if n.output[0] in drop for i in n.input} - used
+    inits = [i for i in graph.initializer if i.name not in orphans]
+    outputs = [o for o in graph.output if o.name not in ends]
+    for part, items in ((graph.node, keep), (graph.initializer, inits), (graph.output, outputs)):
+        del part[:]
+        part.extend(items)
+    return derived
+
+
+def _clip_bounds(node: onnx.NodeProto, consts: dict[str, onnx.TensorProto]
+                 ) -> tuple[float, float] | None:
+    """[low, high] of a Relu or a Clip whose bounds are constants (None: not constant)."""
+    if node.op_type == "Relu":
+        return 0.0, math.inf
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    bounds = [float(attrs.get("min", -math.inf)), float(attrs.get("max", math.inf))]
+    for k, name in enumerate(node.input[1:3]):  # opset 11+: min and max are inputs
+        if not name:
+            continue
+        value = onnx.numpy_helper.to_array(consts[name]) if name in consts else None
+        if value is None or value.size != 1:
+            return None
+        bounds[k] = float(value.reshape(()))
+    return bounds[0], bounds[1]
+
+
+def _with_clamped(data: Any, derived: dict[str, tuple[str, float, float]]) -> Any:
+    """ONNX Runtime's TensorsData with the ranges `_unobserve_clamps` left out, computed."""
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    ranges = dict(data.data)
+    for out, (src, low, high) in derived.items():  # graph order: a clamp of a clamp works
+        lo, hi = np.float32(low), np.float32(high)
+        ranges[out] = TensorData(lowest=np.minimum(np.maximum(ranges[src].lowest, lo), hi),
+                                 highest=np.minimum(np.maximum(ranges[src].highest, lo), hi))
+    return TensorsData(data.calibration_method, ranges)
 
 
 def _channel_axes_known(calibrator: Any) -> bool:
