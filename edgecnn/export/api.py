@@ -402,8 +402,9 @@ class _Export:
         scheme, opts = self.target.int8, self.spec.int8
         method = opts.calib_method or scheme.calib_method
         random = self.calib is None
+        # images are normalized batch by batch as calibration reads them (LabeledImages)
         calib_x = random_images(opts.calib_samples, self.pre, self.spec.seed + 1) \
-            if random else self.calib.array()
+            if random else self.calib
         blocks, why_blocks = self.int8_blocks()
         cpu = not scheme.symmetric_activations  # TensorRT's int8 is timed on its device
         shape = (1, self.src.in_chans, self.src.resolution, self.src.resolution)

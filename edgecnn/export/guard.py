@@ -81,7 +81,7 @@ class GuardResult:
 
 def run_guard(
     fp32: onnx.ModelProto,
-    calib_x: np.ndarray,
+    calib_x: np.ndarray | LabeledImages,
     held_out: LabeledImages | None,
     scheme: Int8Scheme,
     config: GuardConfig,
