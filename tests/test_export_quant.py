@@ -517,6 +517,62 @@ def test_minmax_ranges_of_relu_and_clip_outputs_are_computed_exactly(tmp_path: P
         assert [float(np.asarray(v).ravel()[0]) for v in ours[name].range_value] == want, name
 
 
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_concat_branches_take_the_concats_range(tmp_path: Path, method: str) -> None:
+    """Two branches joined by a Concat are quantized at the Concat's scale (one rounding,
+    and the runtimes join int8 without rescaling); a branch that something else also reads
+    keeps its own range, and so does everything when there is no Concat."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from edgecnn.export.inputs import CalibrationReader
+    from edgecnn.export.quantize import calibrate, quantize
+    from edgecnn.export.targets import load_target
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * k, name)
+             for name, shape, k in (("wa", (4, 3, 1, 1), 1.0), ("wb", (4, 3, 3, 3), 3.0),
+                                    ("wc", (4, 3, 1, 1), 0.5), ("wd", (2, 8, 1, 1), 1.0),
+                                    ("we", (2, 4, 1, 1), 1.0))]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "wa"], ["a"]),
+         helper.make_node("Relu", ["a"], ["ra"]),
+         helper.make_node("Conv", ["input", "wb"], ["b"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["b"], ["rb"]),
+         helper.make_node("Concat", ["ra", "rb"], ["cat"], axis=1),
+         helper.make_node("Conv", ["cat", "wd"], ["d"]),
+         helper.make_node("Conv", ["input", "wc"], ["c"]),
+         helper.make_node("Relu", ["c"], ["rc"]),
+         helper.make_node("Concat", ["rc", "rb2"], ["cat2"], axis=1),  # rc: read twice
+         helper.make_node("Identity", ["rb"], ["rb2"]),
+         helper.make_node("Conv", ["rc", "we"], ["e"]),
+         helper.make_node("Concat", ["d", "e", "cat2"], ["output"], axis=1)],
+        "branches", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, 12, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "branches.onnx"
+    onnx.save(model, str(path))
+    x = rng.standard_normal((24, 3, 8, 8)).astype(np.float32)
+    calibrate(path, CalibrationReader(x, 8), method, tmp_path / "cache.json")
+    ranges = {k: [float(np.asarray(v).ravel()[0]) for v in t.range_value]
+              for k, t in load_tensors_data(tmp_path / "cache.json").data.items()}
+    assert ranges["ra"] == ranges["rb"] == ranges["cat"]
+    assert ranges["ra"][1] > 0 and ranges["rc"] != ranges["cat2"]  # rc is also read by a Conv
+    assert ranges["d"] == ranges["output"] != ranges["a"]
+
+    # In the int8 graph, the joined branches' Q/DQ pairs carry the Concat's scale.
+    q = quantize(onnx.load(str(path)), CalibrationReader(x, 8), load_target("cpu-x86").int8,
+                 method=method)
+    producer = {o: n for n in q.graph.node for o in n.output}
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
+    cat = next(n for n in q.graph.node if n.op_type == "Concat" and n.output[0] == "cat")
+    scales = {float(consts[producer[i].input[1]]) for i in cat.input}
+    out_q = next(n for n in q.graph.node
+                 if n.op_type == "QuantizeLinear" and n.input[0] == "cat")
+    assert scales == {float(consts[out_q.input[1]])}
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_histogram_calibration_takes_a_last_shorter_batch(tmp_path: Path, method: str,
                                                           lenet_ckpt: Path) -> None:  # noqa: F811

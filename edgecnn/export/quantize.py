@@ -184,12 +184,19 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
       (`_unobserve_clamps`): 5.4-5.7 ms -> 3.9 ms per image, the same case.
       A graph with a tensor whose channel axis is unknown (a scalar, an unknown shape) is
       reduced whole, as before.
+    - a Concat's inputs that nothing else reads take the Concat's range (its output's):
+      each branch is then quantized once, at the scale the joined tensor has anyway, where
+      its own scale meant rounding twice (branch, then Concat), and the runtimes join int8
+      without rescaling. NNCF does the same ("unified scales"). SqueezeNet 1.1 at 224,
+      1 thread, 2-vCPU Xeon (AVX-512 VNNI, AMX): ONNX Runtime 2.68 -> 2.49 ms, OpenVINO
+      1.57 -> 1.51 ms.
     - the histogram methods, as ONNX Runtime runs them, keep every intermediate tensor of
       every image (256 images of MobileNet at 224 px: gigabytes); fed `chunk` batches at a
       time, they fold each chunk into their histograms and free the tensors.
     """
     from onnxruntime.quantization.calibrate import (
         MinMaxCalibrater,
+        TensorData,
         create_calibrator,
         save_tensors_data,
     )
@@ -230,8 +237,27 @@ def calibrate(model_path: Path, reader: CalibrationReader, method: str, cache: P
                 low, high = np.nanmin(low).reshape(1), np.nanmax(high).reshape(1)
             # the same ranges from every CPU's kernels
             tensor.lowest, tensor.highest = snap(low, -1), snap(high, 1)
+        for src, out in _concat_inputs(onnx.load(str(model_path))).items():
+            if src in data and out in data:
+                data[src] = TensorData(lowest=data[out].lowest.copy(),
+                                       highest=data[out].highest.copy())
         save_tensors_data(data, str(cache))
         del calibrator
+
+
+def _concat_inputs(model: onnx.ModelProto) -> dict[str, str]:
+    """input -> output of each Concat, for the inputs that nothing else reads: they take the
+    Concat's range (see calibrate). A graph output or a tensor with another reader keeps
+    its own."""
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    graph_outputs = {o.name for o in model.graph.output}
+    return {name: node.output[0] for node in model.graph.node
+            if node.op_type == "Concat" and node.domain in ("", "ai.onnx")
+            for name in node.input
+            if readers.get(name) == 1 and name not in graph_outputs}
 
 
 def _unobserve_clamps(augmented: onnx.ModelProto) -> dict[str, tuple[str, float, float]]:
