@@ -106,8 +106,10 @@ class OvRunner(OnnxRunner):
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         try:
-            # By name: the image input, wherever the file lists it among its inputs.
-            self.request.infer({self.input.name: batch})
+            # By name: the image input, wherever the file lists it among its inputs. Read in
+            # place, not copied (as ONNX Runtime reads it): the call is synchronous.
+            # MobileNet v1 0.5x int8 at 224, 1 thread, a 2-vCPU Xeon: 1.23 -> 1.18 ms.
+            self.request.infer({self.input.name: batch}, share_inputs=True)
             # .data is a view of the request's buffer, overwritten by the next run: copy.
             return np.array(self.request.get_output_tensor(0).data, copy=True)
         except Exception as exc:  # noqa: BLE001
