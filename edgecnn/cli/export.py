@@ -171,9 +171,14 @@ def run_export(args: argparse.Namespace) -> int:
 
     quiet(args.no_progress)
     # the elapsed time beside the current stage (calibration, the guard: waits of minutes)
-    with _stdout_to_stderr() if args.json else contextlib.nullcontext(), \
-            Ticker("export") as ticker:
-        result = export(spec, log=lambda line: _log(ticker, line))
+    try:
+        with _stdout_to_stderr() if args.json else contextlib.nullcontext(), \
+                Ticker("export") as ticker:
+            result = export(spec, log=lambda line: _log(ticker, line))
+    except KeyboardInterrupt:  # the artifact is whole or absent (fileio.ArtifactDir)
+        print("edgecnn: interrupted; an export does not resume: the same command starts it "
+              "over", file=sys.stderr)
+        return 130
     if args.json:
         import json
 
