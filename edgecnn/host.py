@@ -57,6 +57,12 @@ def int8_saturates(arch: str | None = None, flags: set[str] | None = None) -> bo
                                                                    "amx_int8"}
 
 
+def vnni_host() -> bool:
+    """An x86-64 CPU whose int8 kernels take 8-bit weights (VNNI or AMX): the cpu-x86-vnni
+    recipe's CPUs."""
+    return platform.machine().lower() in ("x86_64", "amd64") and not int8_saturates()
+
+
 def cache_root() -> Path:
     """Where edgecnn caches what it measured or built (TensorRT engines, --runtime fastest)."""
     root = os.environ.get("EDGECNN_CACHE") or os.path.join(

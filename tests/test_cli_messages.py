@@ -56,6 +56,27 @@ def test_eval_and_export_take_a_run_directory(run, tmp_path: Path, capfd) -> Non
     assert json.loads(stdout)["checkpoint"] == str(out / "best.pt")
 
 
+def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path: Path) -> None:
+    """No epoch finished: no last.pt to resume from, and the line must not promise one."""
+    out = tmp_path / "early"
+    proc = subprocess.Popen([sys.executable, "-m", "edgecnn", "train", "mobilenet", "--alpha",
+                             "0.5", "--data", "mnist5k", "--resolution", "32", "--epochs", "5",
+                             "--device", "cpu", "-o", str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
+    try:
+        header = proc.stdout.readline()  # printed once the data is loaded, before epoch 1
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert header.startswith("mobilenet alpha 0.5 at 32 px"), header
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == \
+        "edgecnn: interrupted before the first epoch ended; nothing was saved", err
+    assert not (out / "last.pt").exists()
+
+
 def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     out = tmp_path / "long"
     proc = subprocess.Popen([sys.executable, "-m", "edgecnn", "train", "lenet5", "--data",

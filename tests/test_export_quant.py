@@ -297,6 +297,28 @@ def test_random_calibration_must_be_explicit(tmp_path: Path, capsys) -> None:
     assert report["int8"]["guard"]["passed"] is None  # nothing measured, and it says so
 
 
+@pytest.mark.parametrize("flags", [{"avx2", "fma"}, {"avx2", "avx512_vnni"}])
+def test_cpu_x86_on_a_vnni_host_names_the_vnni_recipe(tmp_path: Path, capsys, monkeypatch,
+                                                      flags: set[str]) -> None:
+    """cpu-x86's 7-bit weights are for AVX2 CPUs: exported on a VNNI CPU, export says which
+    recipe keeps 8 bits; on an AVX2 CPU it says nothing. The file is the recipe's either
+    way (the CPU is injected: the test does not depend on the one it runs on)."""
+    import platform
+
+    from edgecnn import host
+    from edgecnn.cli.main import main
+
+    monkeypatch.setattr(host, "cpu_flags", lambda: set(flags))
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert main(["export", "lenet5", "--int8", "--calib-data", "random", "--calib-samples",
+                 "4", "-o", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    said = "for devices that have it too, --target cpu-x86-vnni keeps 8 bits" in err
+    assert said == ("avx512_vnni" in flags), err
+    report = json.loads((tmp_path / "a" / "export.json").read_text())
+    assert report["int8"]["weight_range_reduced"] is True
+
+
 def test_cli_int8_options_reach_the_guard(tmp_path: Path, capsys,
                                           lenet_ckpt: Path) -> None:  # noqa: F811
     from edgecnn.cli.main import main

@@ -11,6 +11,7 @@ import argparse
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from edgecnn.cli.args import IMAGEFOLDER_HELP, add_no_progress, alpha_arg
@@ -112,8 +113,12 @@ def run_train(args: argparse.Namespace) -> int:
                        force=getattr(args, "force", False), explicit=explicit,
                        log=lambda line: print(line, flush=True, file=log_to))
     except KeyboardInterrupt:
-        print(f"edgecnn: interrupted; completed epochs are kept in {config.out}/last.pt: "
-              f"continue with the same command and --resume", file=sys.stderr)
+        if (Path(config.out) / "last.pt").is_file():
+            print(f"edgecnn: interrupted; completed epochs are kept in {config.out}/last.pt: "
+                  f"continue with the same command and --resume", file=sys.stderr)
+        else:  # before the first epoch ended: nothing to resume from
+            print("edgecnn: interrupted before the first epoch ended; nothing was saved",
+                  file=sys.stderr)
         return 130
     if as_json:
         print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch,

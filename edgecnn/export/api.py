@@ -397,11 +397,15 @@ class _Export:
         from edgecnn.export.guard import GuardConfig, calib_caches, run_guard
         from edgecnn.export.inputs import CalibrationReader, random_images
         from edgecnn.export.quantize import preprocess, quantize
-        from edgecnn.host import cpu_model
+        from edgecnn.host import cpu_model, vnni_host
 
         scheme, opts = self.target.int8, self.spec.int8
         method = opts.calib_method or scheme.calib_method
         random = self.calib is None
+        if scheme.weight_range == "reduced" and vnni_host():
+            self.log(f"{self.target.name} keeps int8 weights to 7 bits, for x86 CPUs without "
+                     "VNNI; this one has VNNI: for devices that have it too, --target "
+                     "cpu-x86-vnni keeps 8 bits")
         # images are normalized batch by batch as calibration reads them (LabeledImages)
         calib_x = random_images(opts.calib_samples, self.pre, self.spec.seed + 1) \
             if random else self.calib
