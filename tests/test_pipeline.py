@@ -171,7 +171,7 @@ def test_the_summary_says_what_pruning_and_int8_bought_in_a_sentence_each() -> N
     # a busy machine's benchmark gives no verdict (a new user's run said both "worth
     # deploying, 1.45x" in the export and "does not pay, 0.77x" here, every row NOISY)
     busy = _bench(0.100, 0.130)
-    busy["conditions"]["noisy"] = ["load average 2.90 before timing, above the 2 cores"]
+    busy["conditions"].update(before={"load_1min": 2.9}, cpu_cores=2)
     said = verdicts(busy, {**kept, "int8": {"written": True, "verdict": {
         "speedups": {"onnxruntime": 1.45}}}}, Recipe())
     assert said[1] == ("int8 ran 0.77x the speed of fp32 in ONNX Runtime at 2 threads on this "
@@ -179,3 +179,14 @@ def test_the_summary_says_what_pruning_and_int8_bought_in_a_sentence_each() -> N
                        "before timing, above the 2 cores), so it cannot tell whether int8 pays "
                        "here (the export timed 1.45x); `edgecnn bench` on an idle machine "
                        "times it again.")
+    # noise in another row (PyTorch eager's) says nothing about these two: a verdict (a run
+    # on a 2-vCPU Xeon withheld it for "torch-eager fp32 b1 timed 6.0% apart")
+    other = _bench(0.300, 0.150)
+    other["records"] += [{"runtime": "torch-eager", "precision": "fp32", "model": "m",
+                          "batch": 1, "latency_ms_p50": 2.3, "noise_pct": 6.0}]
+    other["conditions"]["noisy"] = ["m torch-eager fp32 b1 timed 6.0% apart between the "
+                                    "halves of its run (noise band over 5%)"]  # as bench says
+    assert verdicts(other, kept, Recipe())[1].startswith("int8 runs 2.00x as fast")
+    own = _bench(0.300, 0.150)
+    own["records"][1]["noise_pct"] = 7.5
+    assert "ONNX Runtime int8 timed 7.5% apart" in verdicts(own, kept, Recipe())[1]

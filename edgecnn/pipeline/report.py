@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgecnn.bench.machine import noisy_reasons
 from edgecnn.bench.report import describe_conditions
 from edgecnn.export.decision import Policy
 from edgecnn.fileio import atomic_write
 from edgecnn.pipeline.recipe import Recipe
 from edgecnn.tables import format_table
+from edgecnn.timing.stats import NOISE_LIMIT
 
 HEADERS = ["variant", "top-1 %", "agree % vs fp32", "p50 ms", "p99 ms", "speed-up",
            "roofline %", "size MB", "MACs"]
@@ -87,13 +89,19 @@ def verdicts(bench: dict[str, Any], export_report: dict[str, Any], recipe: Recip
     if int8.get("written") is False:
         said.append(f"int8 not produced: {int8.get('reason')}.")
         return said
-    ms = {r["precision"]: r["latency_ms_p50"] for r in bench["records"]
-          if r["runtime"] == "onnxruntime" and r.get("latency_ms_p50")}
+    rows = [r for r in bench["records"]
+            if r["runtime"] == "onnxruntime" and r.get("latency_ms_p50")]
+    ms = {r["precision"]: r["latency_ms_p50"] for r in rows}
     if "fp32" in ms and "int8" in ms:
         ratio = ms["fp32"] / ms["int8"]
-        threads = bench["conditions"].get("threads")
+        cond = bench["conditions"]
+        threads = cond.get("threads")
         where = f"in ONNX Runtime at {threads} thread{'s' if threads != 1 else ''} on this CPU"
-        noisy = bench["conditions"].get("noisy") or []
+        # the load, and these two rows' own noise: not another row's (PyTorch eager's)
+        noisy = noisy_reasons(cond.get("before") or {}, cond.get("after") or {},
+                              cond.get("cpu_cores"),
+                              {f"ONNX Runtime {r['precision']}": r["noise_pct"] for r in rows
+                               if r.get("noise_pct") is not None}, 100 * NOISE_LIMIT)
         if noisy:  # a busy machine: no verdict, and the export's own timing beside it
             export_x = ((int8.get("verdict") or {}).get("speedups") or {}).get("onnxruntime")
             said.append(
