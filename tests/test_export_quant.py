@@ -432,7 +432,7 @@ def test_chunked_calibration_gives_onnxruntimes_own_ranges(tmp_path: Path,
     from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
 
     from edgecnn.export.inputs import CalibrationReader
-    from edgecnn.export.quantize import _method, calibrate, snap
+    from edgecnn.export.calibration import calibrate, ort_method, snap
 
     proto, calib, _ = _hostile_lenet(lenet_ckpt)
     model = tmp_path / "m.onnx"
@@ -443,11 +443,11 @@ def test_chunked_calibration_gives_onnxruntimes_own_ranges(tmp_path: Path,
         ours = load_tensors_data(cache).data
         options = {"percentile": 99.999, "num_bins": 2048} if method == "percentile" else {}
         own = create_calibrator(model, None, augmented_model_path=str(tmp_path / "aug.onnx"),
-                                calibrate_method=_method(method), extra_options=options)
+                                calibrate_method=ort_method(method), extra_options=options)
         own.collect_data(CalibrationReader(calib[:40]))
         theirs = own.compute_data().data
         assert set(ours) == set(theirs)
-        for name, value in theirs.items():  # ours are snapped outward (quantize.snap)
+        for name, value in theirs.items():  # ours are snapped outward (calibration.snap)
             want = [float(np.asarray(snap(v, d)).ravel()[0])
                     for v, d in zip(value.range_value, (-1, 1))]
             got = [float(np.asarray(v).ravel()[0]) for v in ours[name].range_value]
@@ -463,7 +463,7 @@ def test_minmax_calibration_of_a_graph_with_a_scalar_tensor(tmp_path: Path) -> N
     from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
 
     from edgecnn.export.inputs import CalibrationReader
-    from edgecnn.export.quantize import calibrate, snap
+    from edgecnn.export.calibration import calibrate, snap
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3))
                                 .astype(np.float32), "w")
@@ -503,7 +503,7 @@ def test_minmax_ranges_of_relu_and_clip_outputs_are_computed_exactly(tmp_path: P
     from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
 
     from edgecnn.export.inputs import CalibrationReader
-    from edgecnn.export.quantize import _unobserve_clamps, calibrate, snap
+    from edgecnn.export.calibration import _unobserve_clamps, calibrate, snap
 
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
@@ -548,7 +548,8 @@ def test_concat_branches_take_the_concats_range(tmp_path: Path, method: str) -> 
     from onnxruntime.quantization.calibrate import load_tensors_data
 
     from edgecnn.export.inputs import CalibrationReader
-    from edgecnn.export.quantize import calibrate, quantize
+    from edgecnn.export.calibration import calibrate
+    from edgecnn.export.quantize import quantize
     from edgecnn.export.targets import load_target
 
     rng = np.random.default_rng(0)
@@ -605,7 +606,7 @@ def test_histogram_calibration_takes_a_last_shorter_batch(tmp_path: Path, method
 
     from edgecnn.export.inputs import CalibrationReader
     from edgecnn.export.onnx_io import batch_dynamic
-    from edgecnn.export.quantize import calibrate
+    from edgecnn.export.calibration import calibrate
 
     proto, calib, _ = _hostile_lenet(lenet_ckpt)
     model = tmp_path / "m.onnx"

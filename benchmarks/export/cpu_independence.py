@@ -97,7 +97,7 @@ def main() -> None:
                      + (f" ({', '.join(names[:5])})" if names else "") + ".")
     lines += ["", "Why they agree: the weight range comes from the recipe (not the exporting "
               "CPU's flags), and the calibration ranges are snapped outward to 6 significant "
-              "bits (`quantize.snap`): before that, the same run gave 53 of 228 initializers "
+              "bits (`calibration.snap`): before that, the same run gave 53 of 228 initializers "
               "(activation scales and the biases quantized with them) ~1e-7 apart between an "
               "AVX2 host and qemu Nehalem."]
     (HERE / "cpu_independence.md").write_text("\n".join(lines) + "\n")
