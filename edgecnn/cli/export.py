@@ -160,6 +160,7 @@ def run_export(args: argparse.Namespace) -> int:
     import contextlib
     from pathlib import Path
 
+    from edgecnn.cli import interrupted
     from edgecnn.export import export
 
     if Path(args.source).is_dir() and (Path(args.source) / "best.pt").is_file():
@@ -175,7 +176,9 @@ def run_export(args: argparse.Namespace) -> int:
         with _stdout_to_stderr() if args.json else contextlib.nullcontext(), \
                 Ticker("export") as ticker:
             result = export(spec, log=lambda line: _log(ticker, line))
-    except KeyboardInterrupt:  # the artifact is whole or absent (fileio.ArtifactDir)
+    except (KeyboardInterrupt, ImportError) as exc:  # the artifact is whole or absent
+        if not interrupted(exc):
+            raise  # an install problem: main says which package
         print("edgecnn: interrupted; an export does not resume: the same command starts it "
               "over", file=sys.stderr)
         return 130

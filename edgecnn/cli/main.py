@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Sequence
 
 from edgecnn import __version__
+from edgecnn.cli import interrupted
 from edgecnn.errors import INSTALL_TORCH, EdgeCNNError
 
 # What the torch extra adds, as import names (pyproject.toml's [torch] list; a test keeps the
@@ -134,14 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if module not in TORCH_SIDE:
             raise  # a bug, not an install: keep the traceback
         return _torch_side_missing(args.command, module)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as exc:  # ImportError: Ctrl-C in a native import
+        if not interrupted(exc):
+            raise
         print("edgecnn: interrupted", file=sys.stderr)
         return 130
-    except ImportError as exc:  # Ctrl-C or SIGTERM while a native module loads
-        if isinstance(exc.__context__, KeyboardInterrupt):
-            print("edgecnn: interrupted", file=sys.stderr)
-            return 130
-        raise
     except BrokenPipeError:  # `edgecnn list | head`
         return 0
     except OSError as exc:  # a file-system error no command anticipated: still one line

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgecnn.cli import interrupted
 from edgecnn.cli.args import IMAGEFOLDER_HELP, add_no_progress, alpha_arg
 
 ORDER = 20  # after list/info in `edgecnn --help`
@@ -112,7 +113,9 @@ def run_train(args: argparse.Namespace) -> int:
         result = train(config, resume=getattr(args, "resume", False),
                        force=getattr(args, "force", False), explicit=explicit,
                        log=lambda line: print(line, flush=True, file=log_to))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as exc:
+        if not interrupted(exc):
+            raise  # an install problem: main says which package
         if (Path(config.out) / "last.pt").is_file():
             print(f"edgecnn: interrupted; completed epochs are kept in {config.out}/last.pt: "
                   f"continue with the same command and --resume", file=sys.stderr)
