@@ -10,6 +10,8 @@ quantizer will put its Q/DQ pairs for the target's scheme:
                rounding grid is the one of the folded weight that is finally exported.
   activations  the input of every Conv2d/Linear, per tensor: uint8 asymmetric (CPU targets)
                or int8 symmetric (TensorRT), ranges from moving-average min/max observers.
+               With the recipe's `signed_input`, a layer reading the network input itself
+               rounds it int8 symmetric, as the exporter writes a signed input.
 
 The network trains with these rounding errors in its forward pass (straight-through
 gradients) and learns weights that survive them. Afterwards the fake quantizers are removed,
@@ -53,8 +55,8 @@ class _WeightFakeQuant(nn.Module):
         return self.fq(weight)
 
 
-def _activation_fake_quant(scheme: Int8Scheme) -> FakeQuantize:
-    if scheme.symmetric_activations:
+def _activation_fake_quant(scheme: Int8Scheme, *, network_input: bool = False) -> FakeQuantize:
+    if scheme.symmetric_activations or (network_input and scheme.signed_input):
         return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=-128, quant_max=127,
                             dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
     return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
@@ -65,21 +67,31 @@ def _activation_fake_quant(scheme: Int8Scheme) -> FakeQuantize:
 def fake_quantized(model: nn.Module, scheme: Int8Scheme):
     """Within the block, `model` computes with int8 rounding of weights and layer inputs."""
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    hooks = []
+    seen: list[torch.Tensor] = []  # this forward's network input
+
+    def remember(_: nn.Module, args: tuple) -> None:
+        seen[:] = args[:1]
+
+    def round_input(m: nn.Module, args: tuple) -> tuple:
+        fq = m.input_fq if seen and args[0] is seen[0] else m.act_fq
+        return (fq(args[0]), *args[1:])
+
+    hooks = [model.register_forward_pre_hook(remember)]
     for layer in layers:
         parametrize.register_parametrization(layer, "weight", _WeightFakeQuant(scheme))
         layer.act_fq = _activation_fake_quant(scheme)  # registered: moves with the model
-        hooks.append(layer.register_forward_pre_hook(
-            lambda m, args: (m.act_fq(args[0]), *args[1:])))
+        layer.input_fq = _activation_fake_quant(scheme, network_input=True)
+        hooks.append(layer.register_forward_pre_hook(round_input))
     try:
         yield model
     finally:
-        for layer, hook in zip(layers, hooks):
+        for hook in hooks:
             hook.remove()
+        for layer in layers:
             # leave_parametrized=False: the weight becomes the trained float one, not its
             # rounding (ONNX Runtime's quantizer rounds it again with the same grid).
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
-            del layer.act_fq
+            del layer.act_fq, layer.input_fq
 
 
 def qat_finetune(model: nn.Module, scheme: Int8Scheme, *, data: str, epochs: int,

@@ -7,6 +7,8 @@ The scheme comes from the target recipe:
   CPU targets       uint8 asymmetric activations, int8 symmetric per-channel weights, int32
                     biases: the u8 x s8 kernels of x86/ARM (symmetric int8 activations ran
                     slower than fp32 in ONNX Runtime 1.31 on an Intel Xeon, AVX-512 VNNI).
+                    The x86 recipes take a signed network input as int8, zero point 0
+                    (`signed_inputs`): one tensor, which ONNX Runtime fuses as before.
                     On x86 without VNNI, weights take 7 bits (`weight_range`): the AVX2
                     kernel's int16 pair sums saturate with full-range weights.
   TensorRT targets  int8 symmetric activations and weights, zero points 0, weight scales per
@@ -152,6 +154,8 @@ def quantize(
                           cache)
             else:
                 calibrate(src, reader, method, cache)
+        if scheme.signed_input and not symmetric:
+            extra["TensorQuantOverrides"] = signed_inputs(proto, cache)
         quantize_static(
             str(src), str(dst), None, quant_format=QuantFormat.QDQ, per_channel=True,
             reduce_range=reduced,  # weights only: activations keep 8 bits
@@ -163,6 +167,20 @@ def quantize(
         out = onnx.load(str(dst))
     out.ir_version = min(out.ir_version, proto.ir_version)
     return out
+
+
+def signed_inputs(proto: onnx.ModelProto, cache: Path) -> dict[str, list[dict[str, object]]]:
+    """ONNX Runtime's per-tensor overrides that quantize each network input whose calibrated
+    range holds negative values as int8 symmetric (the recipe's `signed_input`)."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    ranges = load_tensors_data(str(cache))
+    consts = {i.name for i in proto.graph.initializer}
+    return {i.name: [{"quant_type": QuantType.QInt8, "symmetric": True}]
+            for i in proto.graph.input
+            if i.name not in consts and i.name in ranges
+            and float(np.min(ranges[i.name].lowest)) < 0}
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ quantize for it; `--target` takes a recipe name (`cpu-x86`) or a path to such a 
       tensorrt_checks: true           # run the offline TensorRT QDQ checker
       weight_range: full              # full | reduced (7-bit weights: x86 without VNNI)
       mixed_precision: true           # --int8-blocks auto allowed: blocks timed here (CPU)
+      signed_input: false             # true: a signed network input as int8, zero point 0
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -68,6 +69,13 @@ class Int8Scheme:
     # measured on the exporting machine (export/mixed.py): false for a CPU that is not the
     # one exporting (an Arm board). Without it, every block is int8 (the target's scheme).
     mixed_precision: bool = True
+    # true: a network input whose calibrated range holds negative values (normalized images)
+    # is quantized int8 symmetric, zero point 0, as NNCF quantizes it; every other activation
+    # keeps `activations`. OpenVINO then runs the first convolution without zero-point
+    # arithmetic, and ONNX Runtime fuses it as before (benchmarks/tune/signed_input.md).
+    # Costs resolution only on a lopsided range (digits normalized to [-0.42, 2.82]: a step
+    # of 0.022 where u8 had 0.013). A range without negatives keeps u8, zero point 0.
+    signed_input: bool = False
 
     @property
     def symmetric_activations(self) -> bool:
@@ -143,7 +151,7 @@ def _read_yaml(path: Path | Traversable) -> Any:
 _KEYS = {"name", "description", "precisions", "opset", "min_opset", "max_opset",
          "max_ir_version", "int8"}
 _INT8_KEYS = {"activations", "weights", "calib_method", "tensorrt_checks", "weight_range",
-              "mixed_precision"}
+              "mixed_precision", "signed_input"}
 
 
 def _parse(data: Any, source: str) -> Target:
@@ -198,7 +206,8 @@ def _validate(t: Target) -> None:
     if t.int8.weight_range not in WEIGHT_RANGES:
         raise EdgeCNNError(f"{where}: int8.weight_range must be one of "
                            f"{', '.join(WEIGHT_RANGES)}")
-    if not isinstance(t.int8.mixed_precision, bool):
-        raise EdgeCNNError(f"{where}: int8.mixed_precision must be true or false")
+    for key in ("mixed_precision", "signed_input"):
+        if not isinstance(getattr(t.int8, key), bool):
+            raise EdgeCNNError(f"{where}: int8.{key} must be true or false")
     if t.int8.tensorrt_checks and not t.int8.symmetric_activations:
         raise EdgeCNNError(f"{where}: TensorRT checks need int8-symmetric activations")
