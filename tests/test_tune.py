@@ -117,6 +117,13 @@ def test_int8_no_faster_than_fp32_beyond_the_noise_deploys_fp32(artifact: Path) 
     assert "not faster beyond the noise band" in result.record["reason"]
     with load(artifact) as model:
         assert Path(model.path).name == "model.onnx"
+    from edgecnn.bench.targets import make_cases, resolve_target
+
+    target = resolve_target(str(artifact), alpha=1.0, resolution=None, precisions=("fp32",))
+    (group,) = make_cases(target, runtimes=("onnxruntime",),
+                          precisions=("fp32",), batches=(1,), threads=1, device="cpu")
+    assert [(c.runtime, c.precision) for c in group] == [  # bench's tuned row: the fp32 file
+        ("onnxruntime", "fp32"), ("fastest:onnxruntime/1t", "fp32")]
     # 4% faster than fp32 against a 2% band: int8 pays, and stays
     result = _tune(artifact, Fixed({"int8": 0.96, "float": 1.0, "placement": 1.1}, again=1.02))
     assert result.choice.candidate == "int8" and result.record["file"] == "model.int8.onnx"
@@ -280,6 +287,11 @@ def test_runtime_fastest_is_the_tuning_and_bench_shows_it(artifact: Path) -> Non
         plan=TimingPlan(warmup=1, iters=4), rounds=1))
     assert {r.runtime for r in records} == {"onnxruntime", "fastest:onnxruntime/1t"}
     assert "tuned for this machine" in next(iter(cond["tuning"].values()))
+    # plain `bench` (fp32 only) times what predict runs here too: one row, in its precision
+    records, _ = run_bench([str(artifact)], BenchConfig(
+        runtimes=("onnxruntime",), threads=1, plan=TimingPlan(warmup=1, iters=4), rounds=1))
+    assert [(r.runtime, r.precision) for r in records] == [
+        ("onnxruntime", "fp32"), ("fastest:onnxruntime/1t", "int8")]
 
 
 def test_info_artifact_tells_layers_files_and_tunings(artifact: Path, capsys) -> None:  # noqa: ANN001

@@ -126,7 +126,7 @@ def make_cases(target: BenchTarget, *, runtimes: Sequence[str], precisions: Sequ
                batches: Sequence[int], threads: int, device: str
                ) -> list[list[BenchCase]]:
     """Cases grouped by batch size (one group = one interleaved comparison)."""
-    if target.tuned is not None and "int8" in precisions and "fastest" not in runtimes:
+    if target.tuned is not None and "fastest" not in runtimes:
         runtimes = [*runtimes, "fastest"]  # what `edgecnn tune` recorded, beside the rest
     for p in precisions:
         if p not in target.files and not (p == "fp32" and "torch" in runtimes):
@@ -141,12 +141,21 @@ def make_cases(target: BenchTarget, *, runtimes: Sequence[str], precisions: Sequ
     for batch in batches:
         group = []
         for runtime in runtimes:
-            for precision in precisions:
+            # the tuned row: one per batch, in the precision of the file tune chose
+            for precision in precisions if runtime != "fastest" else [_tuned_precision(target)]:
                 case = _case(target, runtime, precision, batch, threads, device)
                 if case is not None:
                     group.append(case)
         groups.append(group)
     return groups
+
+
+def _tuned_precision(target: BenchTarget) -> str:
+    """fp32 when tune chose the float file, else int8 (its int8 file or a placement of it)."""
+    fp32 = target.files.get("fp32")
+    tuned = target.tuned
+    return "fp32" if tuned is not None and fp32 is not None and tuned.file == fp32.name \
+        else "int8"
 
 
 def _count(value: Any, when: str = "after") -> int | None:
@@ -181,19 +190,19 @@ def _case(target: BenchTarget, runtime: str, precision: str, batch: int, threads
         from edgecnn.bench.torch_side import torch_case
 
         return torch_case(target, mode, precision, batch, threads, device, base)
-    if precision not in target.files:
-        return None
-    path = target.files[precision]
     if runtime == "fastest":  # what `edgecnn tune` recorded for this machine
         tuned = target.tuned
-        if tuned is None or precision != "int8":
-            return None  # one row per model: the tuned file, beside the int8 row
-        path = target.files["int8"].parent / tuned.file
+        if tuned is None:
+            return None
+        path = target.files["int8"].parent / tuned.file  # tune needs an int8 file
         runner_type = runner_class(tuned.runtime)
         opts = runner_type.options_type.from_kwargs(tuned.runtime, {"threads": tuned.threads})
         return BenchCase(runtime=f"fastest:{tuned.runtime}/{tuned.threads}t",
                          file_bytes=path.stat().st_size, path=path,
                          make_runner=lambda: runner_type(path, "cpu", opts), **base)
+    if precision not in target.files:
+        return None
+    path = target.files[precision]
     runner_type = runner_class(runtime)
     options: dict[str, Any] = {"threads": threads} if runtime != "tensorrt" else {}
     opts = runner_type.options_type.from_kwargs(runtime, options)

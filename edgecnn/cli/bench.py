@@ -28,7 +28,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="artifact directory, ONNX file, or zoo name (exported on the fly)")
     p.add_argument("--runtime", type=csv_of(RUNTIME_CHOICES), default=("onnxruntime",),
                    help="comma list: onnxruntime,openvino,tensorrt,fastest (the file, CPU "
-                   "runtime and threads `edgecnn tune` recorded for this machine),"
+                   "runtime and threads `edgecnn tune` recorded for this machine; timed "
+                   "anyway, beside the rest, for an artifact tuned here), "
                    "torch[-compile|-cudagraphs]")
     p.add_argument("--precision", type=csv_of(PRECISION_CHOICES), default=("fp32",),
                    help="comma list: fp32,fp16,int8")
