@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -56,12 +57,31 @@ class SleepRunner(Runner):
     def deactivate_impl(self) -> None: ...
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
-        time.sleep(self.seconds)
+        if self.seconds:
+            time.sleep(self.seconds)
         self.log.append(self.tag)
         logits = np.zeros((len(batch), 3), np.float32)
         positive = batch.reshape(len(batch), -1).mean(1) > 0  # class from each image's data
         logits[np.arange(len(batch)), positive.astype(int)] = 1
         return logits
+
+
+def test_a_block_too_short_to_time_gets_more_calls() -> None:
+    """TimingPlan.min_block_s: a case whose first block ran shorter than it gets longer
+    blocks; a case whose blocks are long enough keeps exactly `iters` calls."""
+    log: list[str] = []
+    cases = [BenchCase(model="m", runtime=tag, precision="fp32", batch=1, input_shape=(1, 4, 4),
+                       make_runner=lambda s=s, t=tag: SleepRunner(s, log, t))
+             for tag, s in (("instant", 0.0), ("slow", 0.03))]
+    # 2 calls per block: the sleeping one's last at least 60 ms (sleep never returns early),
+    # the other's (no sleep) microseconds
+    plan = TimingPlan(warmup=0, iters=6, settle_s=0.0, block_warmup=0, min_block_s=0.05)
+    instant, slow = run_group(cases, plan, peak_gmacs=None, rounds=3)
+    assert slow.iters == 6
+    assert instant.iters > 6 + 2 * 10  # grown to blocks of at least ten times more calls
+    # without it, blocks of iters / rounds calls whatever their length
+    instant, slow = run_group(cases, replace(plan, min_block_s=0.0), peak_gmacs=None, rounds=3)
+    assert instant.iters == slow.iters == 6
 
 
 def test_runs_are_interleaved_in_blocks_and_latency_is_measured(

@@ -12,6 +12,8 @@ Ctrl-C stops the loop; what was measured so far is still summarized.
 
 from __future__ import annotations
 
+import math
+
 import os
 import threading
 import time
@@ -263,19 +265,24 @@ def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
         return live[k:] + live[:k]
 
     if plan.iters is not None:
-        per_block = max(1, -(-plan.iters // rounds))  # ceil: at least `iters` calls each
-        budget = {id(lv): plan.iters for lv in live}
+        per_block = {id(lv): max(1, -(-plan.iters // rounds)) for lv in live}  # ceil
+        budget = {id(lv): plan.iters for lv in live}  # at least `iters` calls each
         round_ = 0
         while any(budget[id(lv)] > 0 for lv in live):
             round_ += 1
             for lv in order(round_ - 1):
-                n = min(per_block, budget[id(lv)])
+                n = min(per_block[id(lv)], budget[id(lv)])
                 if n <= 0:
                     continue
                 settle(lv)
-                lv.samples += time_block(lv.runner.infer, lv.inputs, n, lv.case.sync,
-                                         start=len(lv.samples))
+                block = time_block(lv.runner.infer, lv.inputs, n, lv.case.sync,
+                                   start=len(lv.samples))
+                lv.samples += block
                 budget[id(lv)] -= n
+                if round_ == 1 and sum(block) < plan.min_block_s:  # too short to time
+                    longer = math.ceil(plan.min_block_s / (sum(block) / n))
+                    per_block[id(lv)] = longer
+                    budget[id(lv)] = max(budget[id(lv)], longer * (rounds - 1))
                 if progress:
                     progress(n)
                 if stop and stop():

@@ -31,6 +31,12 @@ class TimingPlan:
     # this is its limit, reached on a busy machine, where the spinning workers get less CPU.
     settle_s: float = 0.1
     block_warmup: int = 3  # untimed calls after the pause: the parked workers wake up
+    # With `iters`: a case whose first block ran shorter than this gets longer blocks (the
+    # same share of calls per round, scaled up), so that a sub-0.2 ms model is not timed in
+    # blocks of ~1 ms, where a thread's wake-up weighs as much as the calls (MobileNet 0.25x
+    # at 32 px, 0.1 ms, 2-vCPU Xeon: the same file's two cases 15-17% apart in 10-call
+    # blocks). 0: blocks of iters / rounds calls whatever their length.
+    min_block_s: float = 0.0
 
 
 def make_inputs(shape: Sequence[int], count: int, dtype: Any = np.float32,
