@@ -65,6 +65,21 @@ def test_deploy_agrees_with_the_verdict_per_runtime() -> None:
     assert d.slower == ()  # 1.05x is not slower: no "slower" warning for OpenVINO
 
 
+def test_faster_without_measured_accuracy_is_not_called_worth_deploying() -> None:
+    """Random calibration (no held-out data, an untrained model): the speed is known, the
+    accuracy is not. The int8 file ships where it is faster, and the verdict says only that."""
+    d = choose([Candidate("int8", GRAPH, accuracy=Accuracy(),
+                          latency=timed(onnxruntime=1.3, openvino=2.3))], Policy())
+    assert d.written and d.accurate is None and d.worth_deploying  # deployable for speed
+    assert d.deploy == {"onnxruntime": "model.int8.onnx", "openvino": "model.int8.onnx"}
+    assert d.line().startswith("int8 verdict: faster, accuracy not measured (int8 vs fp32: "
+                               "onnxruntime 1.30x, openvino 2.30x, calibrated on random inputs")
+    assert d.verdict()["word"] == "faster, accuracy not measured"
+    measured = choose([Candidate("int8", GRAPH, accuracy=passed(0.1),
+                                 latency=timed(onnxruntime=1.3))], Policy())
+    assert measured.word == "worth deploying"
+
+
 def test_the_verdict_says_where_it_was_timed() -> None:
     """Timed on this machine: said, with a hostname-free record; a recipe for another kind of
     machine (cpu-arm exported here on x86_64) says the timing is not the target's."""

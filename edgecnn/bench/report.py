@@ -157,9 +157,10 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
     for label, v in c.get("int8_verdicts", {}).items():
         e = v["export"]
         now = ", ".join(f"{k} {x:.2f}x" for k, x in v["measured_speedup"].items())
-        lines.append(f"int8 verdict for {label}: "
-                     f"{'worth deploying' if e['worth_deploying'] else 'not worth it'} "
-                     f"(export: {e['reason']})" + (f"; measured now: {now}" if now else ""))
+        word = e.get("word") or ("worth deploying" if e["worth_deploying"]  # before "word"
+                                 else "not worth it")
+        lines.append(f"int8 verdict for {label}: {word} (export: {e['reason']})"
+                     + (f"; measured now: {now}" if now else ""))
     return "\n".join(("> " + line) if markdown else line for line in lines)
 
 

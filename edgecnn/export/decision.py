@@ -150,17 +150,25 @@ class Decision:
         best = max(speedups, key=speedups.get) if speedups else None
         drop = self.chosen.accuracy.drop if self.chosen is not None else None
         return {"written": self.written, "worth_deploying": self.worth_deploying,
-                "speedup": speedups.get(best) if best else None, "runtime": best,
+                "word": self.word, "speedup": speedups.get(best) if best else None,
+                "runtime": best,
                 "speedups": speedups, "deploy": self.deploy,
                 "top1_change": None if drop is None else round(-drop, 3),
                 "reason": self.verdict_reason, "timed_on": self.timed_on}
+
+    @property
+    def word(self) -> str:
+        """The verdict in words. Faster without measured accuracy (random calibration, an
+        untrained model) is not called worth deploying: only its speed is known."""
+        if not self.worth_deploying:
+            return "not worth it"
+        return "worth deploying" if self.accurate else "faster, accuracy not measured"
 
     def line(self) -> str:
         """One line for the export's output and `edgecnn bench`."""
         if not self.written:
             return f"int8 not written: {self.reason}"
-        return (f"int8 verdict: {'worth deploying' if self.worth_deploying else 'not worth it'}"
-                f" ({self.verdict_reason})")
+        return f"int8 verdict: {self.word} ({self.verdict_reason})"
 
 
 def choose(candidates: list[Candidate] | tuple[Candidate, ...], policy: Policy) -> Decision:
@@ -198,7 +206,7 @@ def choose(candidates: list[Candidate] | tuple[Candidate, ...], policy: Policy) 
         why = f"int8 vs fp32: {each}" + (
             f", top-1 {-acc.drop:+.2f} points" if acc.drop is not None else
             f", top-1 agreement {acc.agreement:.2f}%" if acc.agreement is not None else
-            ", accuracy not measured (random calibration)") + (
+            ", calibrated on random inputs") + (
             f"; in {', '.join(fp32_there)} deploy model.onnx (below {policy.worth:g}x)"
             if fp32_there else "")
     if speedups:
