@@ -336,7 +336,9 @@ def test_cli_int8_options_reach_the_guard(tmp_path: Path, capsys,
     first = report["int8"]["guard"]["steps"][0]
     assert first["method"] == "percentile" and report["int8"]["max_drop"] == 0
     assert report["data"]["calibration_images"] == 32
-    assert "top-1 fp32" in captured.out
+    # one top-1 line (each file's), then the int8 guard's agreement and step, no repeat
+    assert captured.out.count("top-1") == 1 and "model.int8.onnx" in captured.out
+    assert "int8: agreement with fp32 " in captured.out and ", percentile" in captured.out
     assert "calibrating on all" not in captured.err
 
 

@@ -29,7 +29,7 @@ def test_export_prints_each_stage_top1(tmp_path: Path, capsys: pytest.CaptureFix
     pr = json.loads((tmp_path / "pruned" / "export.json").read_text())["pruning"]
     line = _line(capsys.readouterr().out)
     assert line == (f"  top-1 on digits (held out): before pruning {pr['top1_before']:.2f}%, "
-                    f"after pruning {pr['top1_pruned']:.2f}%, after fine-tuning (1 epochs) "
+                    f"after pruning {pr['top1_pruned']:.2f}%, after fine-tuning (1 epoch) "
                     f"{pr['top1_after']:.2f}%")
     # the stage a later figure belongs to, as predict and bench name it
     from edgecnn.runtime.stage import describe_stage

@@ -157,11 +157,16 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
     for label, v in c.get("int8_verdicts", {}).items():
         e = v["export"]
         now = ", ".join(f"{k} {x:.2f}x" for k, x in v["measured_speedup"].items())
-        word = e.get("word") or ("worth deploying" if e["worth_deploying"]  # before "word"
-                                 else "not worth it")
-        lines.append(f"int8 verdict for {label}: {word} (export: {e['reason']})"
+        lines.append(f"int8 verdict for {label}: {verdict_word(e)} (export: {e['reason']})"
                      + (f"; measured now: {now}" if now else ""))
     return "\n".join(("> " + line) if markdown else line for line in lines)
+
+
+def verdict_word(verdict: dict[str, Any]) -> str:
+    """export.json's int8 verdict in words (Decision.word; an export from before "word" was
+    recorded has only worth_deploying)."""
+    return verdict.get("word") or ("worth deploying" if verdict.get("worth_deploying")
+                                   else "not worth it")
 
 
 def _device_lines(c: dict[str, Any]) -> list[str]:

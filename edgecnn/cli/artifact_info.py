@@ -81,6 +81,7 @@ def artifact_info(path: Path) -> dict[str, Any]:
 
 
 def print_artifact_info(info: dict[str, Any]) -> None:
+    from edgecnn.bench.report import verdict_word
     from edgecnn.tables import format_table
 
     print(f"{info['path']}: {info['model']} alpha={info['alpha']} resolution="
@@ -90,7 +91,7 @@ def print_artifact_info(info: dict[str, Any]) -> None:
         print(f"  {name:<32} {f['bytes'] / 1e6:7.2f} MB  {f['precision']}")
     pre = info["preprocessing"]
     if pre:
-        print("  preprocessing: " + ", ".join(f"{k} {v}" for k, v in pre.items()))
+        print("  preprocessing: " + ", ".join(f"{k} {_short(v)}" for k, v in pre.items()))
     classes = info["classes"]
     if classes:
         shown = ", ".join(classes[:10]) + (f", ... ({len(classes)} in all)"
@@ -105,7 +106,8 @@ def print_artifact_info(info: dict[str, Any]) -> None:
         layers = int8["layers"]
         n = sum(layer["precision"] == "int8" for layer in layers)
         print(f"  int8: {n} of {len(layers)} layers in int8"
-              + (f"; verdict: {int8['verdict']['reason']}" if int8.get("verdict") else ""))
+              + (f"; verdict: {verdict_word(int8['verdict'])} ({int8['verdict']['reason']})"
+                 if int8.get("verdict") else ""))
         if layers:
             print(format_table([(x["layer"], x["op"], x["precision"], x["why"])
                                 for x in layers], ["layer", "op", "precision", "why float"]))
@@ -115,3 +117,10 @@ def print_artifact_info(info: dict[str, Any]) -> None:
               f"{', ' + d['board'] if d.get('board') else ''}) {t['date']}: {t['file']} in "
               f"{t['runtime']}, {t['threads']} thread(s), {t['ms']} ms")
     print(f"  this machine: {info['this_machine']}")
+
+
+def _short(value: object) -> object:
+    """Mean and std as 4 significant digits (export.json keeps them exact)."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, float) for v in value):
+        return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+    return value

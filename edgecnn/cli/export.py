@@ -280,8 +280,11 @@ def _summary(path, report: dict) -> None:  # noqa: ANN001
         step = guard["steps"][guard["chosen"]]
         floats = len(int8["float_layers"])
         simulated = guard.get("int8_arithmetic") == "simulated"  # export/guard.py
-        print(f"  top-1 fp32 {final['top1_fp32']:.2f}%  int8 {final['top1_int8']:.2f}%  "
-              f"agreement {final['agreement']:.2f}%  ({step['step']}, {step['method']}"
+        shown = dict(stages).get("model.int8.onnx") is not None  # the line above has both
+        scores = "" if shown else (f"top-1 fp32 {final['top1_fp32']:.2f}%, int8 "
+                                   f"{final['top1_int8']:.2f}%, ")
+        print(f"  int8: {scores}agreement with fp32 {final['agreement']:.2f}% "
+              f"({step['step']}, {step['method']}"
               f"{', %d float layers' % floats if floats else ''}"
               f"{'; int8 scored as Q/DQ ops' if simulated else ''})")
 
@@ -326,7 +329,8 @@ def top1_stages(report: dict) -> list[tuple[str, float]]:
         each = f" (step {steps} of {steps})" if steps > 1 else ""
         out.append((f"after pruning{each}", pruning.get("top1_pruned")))
         if pruning.get("finetune_epochs"):
-            out.append((f"after fine-tuning ({pruning['finetune_epochs']} epochs"
+            n = pruning["finetune_epochs"]
+            out.append((f"after fine-tuning ({n} epoch{'' if n == 1 else 's'}"
                         + (f" x {steps} steps)" if steps > 1 else ")"),
                         pruning.get("top1_after")))
     else:

@@ -273,9 +273,11 @@ class _Run:
     def _describe(self, steps: int) -> None:
         c = self.config
         self.say(f"{self._title()}: {len(self.train_set)} train / {len(self.val_set)} val "
-                 f"images, {c.epochs} epochs x {steps} steps of {c.batch_size}; {c.optimizer} "
-                 f"lr {c.lr:g} wd {c.weight_decay:g}, {c.schedule} after {c.warmup_epochs:g} "
-                 f"warm-up epochs, label smoothing {c.label_smoothing:g}, "
+                 f"images, {c.epochs} epoch{'' if c.epochs == 1 else 's'} x {steps} steps of "
+                 f"{c.batch_size}; {c.optimizer} lr {c.lr:g} wd {c.weight_decay:g}, "
+                 f"{c.schedule} after {c.warmup_epochs:g} warm-up "
+                 f"epoch{'' if c.warmup_epochs == 1 else 's'}, "
+                 f"label smoothing {c.label_smoothing:g}, "
                  + (f"precise BN over {c.precise_bn} images, " if c.precise_bn else "")
                  + f"{'augmented' if c.augment else 'no augmentation'}, seed {c.seed}; "
                  f"{self.ctx.device}"
