@@ -299,3 +299,25 @@ def test_int8_eff_is_against_the_int8_peak_or_absent() -> None:
                                        pytest.approx(100 * int8.gmacs_per_s / int8_peak))
         table = render(records, "table", {"cpu": "c", "threads": 1, "packages": {}})
         assert "peak of the row's precision (-: no peak measured" in table
+
+
+def test_the_exports_verdict_is_challenged_when_this_bench_misses_the_bar() -> None:
+    """bench repeats the export's int8 verdict; when its own int8 figures all miss the 1.1x
+    bar it says so beside it (a new user saw "worth deploying (export: 1.66x)" next to
+    "measured now: 1.03x" with nothing between them)."""
+    from edgecnn.bench.report import describe_conditions
+
+    export = {"worth_deploying": True, "word": "worth deploying",
+              "reason": "int8 vs fp32: onnxruntime 1.66x"}
+
+    def footer(measured: dict[str, float]) -> str:
+        text = describe_conditions({"int8_verdicts": {"art": {
+            "export": export, "measured_speedup": measured}}})
+        return next(ln for ln in text.splitlines() if ln.startswith("int8 verdict for art"))
+
+    low = footer({"onnxruntime batch 1": 1.03})
+    assert low.startswith("int8 verdict for art: worth deploying (export: int8 vs fp32: "
+                          "onnxruntime 1.66x); measured now: onnxruntime batch 1 1.03x")
+    assert low.endswith(", below the 1.1x bar here: `edgecnn tune` decides for this machine")
+    assert "below" not in footer({"onnxruntime batch 1": 1.03, "openvino batch 1": 1.4})
+    assert "below" not in footer({})  # nothing measured now (plain bench): nothing to say

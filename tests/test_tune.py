@@ -222,6 +222,17 @@ def test_bad_inputs_leave_the_artifact_untouched(artifact: Path, tmp_path: Path,
     (trt / "export.json").write_text(json.dumps(report))
     code, err = _cli(capsys, str(trt))
     assert code == 2 and len(err) == 1 and "TensorRT tunes" in err[0]
+    # damaged files: one line before any timing (a new user's trial got a traceback)
+    for name, words in (("model.int8.onnx", "not a valid ONNX model"),
+                        ("model.onnx", "not a valid ONNX model"),
+                        ("tuning.json", "not a readable tuning record")):
+        broken = tmp_path / f"broken-{name}"
+        shutil.copytree(artifact, broken)
+        data = (artifact / "model.onnx").read_bytes()[:500] if name != "tuning.json" else b"{"
+        (broken / name).write_bytes(data)
+        code, err = _cli(capsys, str(broken))
+        assert code == 2 and len(err) == 1 and words in err[0], (name, err)
+        assert "timing" not in " ".join(err)
     assert _snapshot(artifact) == before
 
 
@@ -272,12 +283,13 @@ def test_runtime_fastest_is_the_tuning_and_bench_shows_it(artifact: Path) -> Non
     from edgecnn.runtime import load
     from edgecnn.timing.loop import TimingPlan
 
-    with pytest.raises(EdgeCNNError, match="runtime 'fastest': not tuned: `edgecnn tune"):
+    with pytest.raises(EdgeCNNError,
+                       match=r"runtime 'fastest' needs a tuning of this machine \(not tuned: "):
         load(artifact, runtime="fastest")
     fp32_only = artifact.parent / "fp32-only"  # tune would refuse it: the line must not send
     shutil.copytree(artifact, fp32_only)  # the user there
     (fp32_only / "model.int8.onnx").unlink()
-    with pytest.raises(EdgeCNNError, match="no int8 file, so there is nothing to tune; or name"):
+    with pytest.raises(EdgeCNNError, match=r"no int8 file, so there is nothing to tune\); or name"):
         load(fp32_only, runtime="fastest")
     result = _tune(artifact, Fixed({"int8": 1.0, "float": 1.4, "placement": 0.8}))
     with load(artifact, runtime="fastest") as model:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
+from edgecnn.export.decision import Policy
 from edgecnn.tables import format_table
 from edgecnn.timing.harness import BenchRecord
 from edgecnn.timing.stats import NOISE_LIMIT
@@ -155,10 +156,16 @@ def describe_conditions(c: dict[str, Any], *, markdown: bool = False,
     for label, line in c.get("tuning", {}).items():
         lines.append(f"{label}: {line}")
     for label, v in c.get("int8_verdicts", {}).items():
-        e = v["export"]
+        e, bar = v["export"], Policy.worth
         now = ", ".join(f"{k} {x:.2f}x" for k, x in v["measured_speedup"].items())
+        # the export timed int8 once, on the exporting machine: when this bench's own figures
+        # all miss the bar, say so beside it rather than repeat the verdict unchallenged
+        below = e.get("worth_deploying") and v["measured_speedup"] and all(
+            x < bar for x in v["measured_speedup"].values())
         lines.append(f"int8 verdict for {label}: {verdict_word(e)} (export: {e['reason']})"
-                     + (f"; measured now: {now}" if now else ""))
+                     + (f"; measured now: {now}" if now else "")
+                     + (f", below the {bar:g}x bar here: `edgecnn tune` decides for this "
+                        "machine" if below else ""))
     return "\n".join(("> " + line) if markdown else line for line in lines)
 
 

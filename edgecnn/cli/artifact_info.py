@@ -116,7 +116,7 @@ def print_artifact_info(info: dict[str, Any]) -> None:
         print(f"  tuned on {d.get('cpu_model')} ({d.get('arch')}, {d.get('cores')} cores"
               f"{', ' + d['board'] if d.get('board') else ''}) {t['date']}: {t['file']} in "
               f"{t['runtime']}, {t['threads']} thread(s), {t['ms']} ms")
-    print(f"  this machine: {info['this_machine']}")
+    print(f"  on this machine: {info['this_machine']}")
 
 
 def _short(value: object) -> object:

@@ -243,7 +243,8 @@ class _Export(Int8Stage):
             if config.finetune_epochs:
                 from edgecnn.train import finetune
 
-                self.log(f"fine-tuning {config.finetune_epochs} epochs on {self.src.dataset} "
+                n = config.finetune_epochs
+                self.log(f"fine-tuning {n} epoch{'' if n == 1 else 's'} on {self.src.dataset} "
                          f"({opt}, lr {lr:g})")
                 finetune(model, self.src.dataset, epochs=config.finetune_epochs,
                          resolution=self.src.resolution, mean=self.src.mean, std=self.src.std,

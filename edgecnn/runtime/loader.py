@@ -77,8 +77,8 @@ def load(path: str | os.PathLike[str], runtime: str = "auto", device: str = "aut
             path, runtime, device = Path(path) / tuned.file, tuned.runtime, "cpu"
             options.setdefault("threads", tuned.threads)
         elif runtime == "fastest":
-            raise EdgeCNNError(f"runtime 'fastest': {tuned_note}; or name a runtime "
-                               "(onnxruntime, openvino)")
+            raise EdgeCNNError(f"runtime 'fastest' needs a tuning of this machine ({tuned_note})"
+                               "; or name a runtime (onnxruntime, openvino)")
     model_path = resolve_path(path, precision)
     info = read_onnx(model_path)
     meta = metadata_of(info)

@@ -82,9 +82,11 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
         warning = _weight_range_warning(report)
         if warning:
             log(f"warning: {warning}")
-        log("searching a per-block int8 placement (each block's latency int8 and float)")
+        log("searching a per-block int8 placement (each block's latency int8 and float), "
+            "one candidate of those timed whole below")
         placement, search = _search(onnx.load(str(fp32_path), load_external_data=False), int8,
-                                    measure, threads, log)
+                                    measure, threads,
+                                    lambda line: log(f"the placement candidate: {line}"))
         with _scratch(artifact) as tmp:
             files = {"int8": int8_path, "float": fp32_path}
             if placement is not None:
@@ -126,7 +128,8 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
 # --- checks ---------------------------------------------------------------------------------
 
 def _check_artifact(artifact: Path) -> dict[str, Any]:
-    from edgecnn.runtime.tuning import require_artifact_dir
+    from edgecnn.runtime.onnx_file import read_onnx
+    from edgecnn.runtime.tuning import read_tunings, require_artifact_dir
 
     require_artifact_dir(artifact)
     try:
@@ -151,6 +154,9 @@ def _check_artifact(artifact: Path) -> dict[str, Any]:
         # the user saying not to
         raise EdgeCNNError(f"{artifact}: read-only; tune records its measurement in the "
                            "artifact")
+    for name in ("model.onnx", "model.int8.onnx"):  # a damaged file: one line, before work
+        read_onnx(artifact / name)
+    read_tunings(artifact)  # a damaged record too, not after the timings
     return report
 
 
