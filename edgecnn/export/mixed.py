@@ -325,7 +325,7 @@ class MeasuredTimer:
         transformations can disagree, and the verdict says so per runtime."""
         from edgecnn.runtime.loader import installed, runner_class
         from edgecnn.timing.harness import BenchCase, run_group
-        from edgecnn.timing.loop import TimingPlan
+        from edgecnn.timing.loop import STEADY_BLOCK_S, TimingPlan
 
         config = self.config
         runtimes = [r for r in ("onnxruntime", "openvino") if installed(r)]
@@ -340,8 +340,9 @@ class MeasuredTimer:
                     cases.append(BenchCase(
                         "export", runtime, precision, 1, input_shape=tuple(self.input_shape[1:]),
                         make_runner=lambda c=cls, p=path, o=opts: c(p, "cpu", o)))
-            records = run_group(cases, TimingPlan(iters=config.verify_iters), peak_gmacs=None,
-                                rounds=config.verify_rounds)
+            records = run_group(cases, TimingPlan(iters=config.verify_iters,
+                                                  min_block_s=STEADY_BLOCK_S),
+                                peak_gmacs=None, rounds=config.verify_rounds)
         if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
             raise KeyboardInterrupt
         ms = {(r.runtime, r.precision): r.latency_ms_p50 for r in records}

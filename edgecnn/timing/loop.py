@@ -39,6 +39,9 @@ class TimingPlan:
     min_block_s: float = 0.0
 
 
+STEADY_BLOCK_S = 0.02  # the min_block_s of tune's and export's int8-vs-fp32 timings
+
+
 def make_inputs(shape: Sequence[int], count: int, dtype: Any = np.float32,
                 seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)

@@ -240,7 +240,6 @@ class MeasuredOnThisMachine:
     threads: int
     iters: int = 60
     rounds: int = 6
-    min_block_s: float = 0.02  # a block of a sub-0.2 ms model: more calls (TimingPlan)
 
     def profile(self, graphs: list[Any], blocks: dict[str, str]) -> list[dict[str, float]]:
         from edgecnn.export.mixed import MeasuredTimer, MixedConfig
@@ -252,7 +251,7 @@ class MeasuredOnThisMachine:
              ) -> dict[tuple[str, str], float]:
         from edgecnn.runtime.loader import runner_class
         from edgecnn.timing.harness import BenchCase, run_group
-        from edgecnn.timing.loop import TimingPlan
+        from edgecnn.timing.loop import STEADY_BLOCK_S, TimingPlan
 
         cases = []
         for name, path in files.items():
@@ -262,9 +261,8 @@ class MeasuredOnThisMachine:
                 cases.append(BenchCase(name, runtime, "tune", 1,
                                        input_shape=tuple(self.input_shape[1:]),
                                        make_runner=lambda c=cls, p=path, o=opts: c(p, "cpu", o)))
-        records = run_group(cases, TimingPlan(iters=self.iters, min_block_s=self.min_block_s),
-                            peak_gmacs=None,
-                            rounds=self.rounds)
+        records = run_group(cases, TimingPlan(iters=self.iters, min_block_s=STEADY_BLOCK_S),
+                            peak_gmacs=None, rounds=self.rounds)
         if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
             raise KeyboardInterrupt
         return {(r.model, r.runtime): r.latency_ms_p50 for r in records}
