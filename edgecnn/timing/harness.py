@@ -13,7 +13,6 @@ Ctrl-C stops the loop; what was measured so far is still summarized.
 from __future__ import annotations
 
 import math
-
 import os
 import threading
 import time
@@ -279,8 +278,10 @@ def _timed_rounds(live: list[_Live], plan: TimingPlan, rounds: int,
                                    start=len(lv.samples))
                 lv.samples += block
                 budget[id(lv)] -= n
-                if round_ == 1 and sum(block) < plan.min_block_s:  # too short to time
-                    longer = math.ceil(plan.min_block_s / (sum(block) / n))
+                spent = sum(block)
+                if round_ == 1 and spent < plan.min_block_s:  # too short to time steadily
+                    # (progress then counts more calls than the `iters` it was told)
+                    longer = math.ceil(plan.min_block_s / max(spent / n, 1e-7))
                     per_block[id(lv)] = longer
                     budget[id(lv)] = max(budget[id(lv)], longer * (rounds - 1))
                 if progress:
