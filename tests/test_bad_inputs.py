@@ -209,6 +209,7 @@ TABLE = [
     ("predict-unknown-runtime", "predict {corrupt_onnx} x.png --runtime tflite", "tflite"),
     ("bench-missing", "bench {dir}/missing.onnx", "missing.onnx"),
     ("bench-bad-batch", "bench mobilenet --batch 0", "positive integer"),
+    ("bench-threads-over-cores", "bench {corrupt_onnx} --threads 4097", "this machine's cores"),
     ("bench-output-is-dir", "bench {corrupt_onnx} -o {empty_dir}", "empty_dir"),
     ("sweep-bad-alpha", "sweep mobilenet --alpha -1 --resolution 32 -o {dir}/s1", "alpha"),
     ("pipeline-missing", "pipeline {dir}/missing.yaml --out {dir}/p1", "missing.yaml"),

@@ -142,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.warmup < 0:
         raise EdgeCNNError(f"--warmup must be 0 or more, got {args.warmup}")
+    if not args.remote:  # more threads than cores: refused, as tune refuses them
+        from edgecnn.tune.run import check_threads
+
+        check_threads(args.threads)
     if args.output is not None and args.output.is_dir():
         raise EdgeCNNError(f"-o {args.output}: is a directory; name a file")
     runtimes = tuple("torch-eager" if r == "torch" else r for r in args.runtime)
