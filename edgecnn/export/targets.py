@@ -73,7 +73,7 @@ class Int8Scheme:
     # is quantized int8 symmetric, zero point 0, as NNCF quantizes it; every other activation
     # keeps `activations`. OpenVINO then runs the first convolution without zero-point
     # arithmetic, and ONNX Runtime fuses it as before (benchmarks/tune/signed_input.md).
-    # Costs resolution only on a lopsided range (digits normalized to [-0.42, 2.82]: a step
+    # Costs resolution only on a lopsided range (mnist5k normalized to [-0.43, 2.82]: a step
     # of 0.022 where u8 had 0.013). A range without negatives keeps u8, zero point 0.
     signed_input: bool = False
 
