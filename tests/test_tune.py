@@ -33,15 +33,15 @@ class Fixed:
         self.costs = CostTimer(0.5, slow=SLOW)
         self.timings = 0
 
-    def profile(self, graphs, blocks):  # noqa: ANN001, ANN201
+    def profile(self, graphs, blocks, runtime="onnxruntime"):  # noqa: ANN001, ANN201
         return self.costs.profile(graphs, blocks)
 
-    def time(self, files, runtimes):  # noqa: ANN001, ANN201
+    def time(self, cases):  # noqa: ANN001, ANN201
         self.timings += 1
         if self.interrupt:
             raise KeyboardInterrupt
         base = {**self.ms, "int8_again": self.ms["int8"] * self.again}
-        return {(name, rt): base[name] for name in files for rt in runtimes}
+        return {(name, rt): base[name] for name, rt in cases}
 
 
 @pytest.fixture(scope="module")

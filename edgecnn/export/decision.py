@@ -257,7 +257,9 @@ def _not_written(cands: tuple[Candidate, ...], pick: Candidate, accurate: bool |
 
 @dataclass(frozen=True)
 class TuneChoice:
-    candidate: str  # "int8" (every block, as exported) | "placement" | "float" (model.onnx)
+    # "int8" (every block, as exported) | "placement" | "merged" (int8, sibling convolutions
+    # merged: export/merge.py) | "float" (model.onnx)
+    candidate: str
     runtime: str
     ms: float
     reason: str
@@ -280,6 +282,7 @@ def choose_tuned(ms: dict[tuple[str, str], float], default_runtime: str, noise: 
     best = min(ms, key=ms.get)
     if best != ("int8", default_runtime) and ms[best] < base * (1.0 - noise):
         what = {"int8": "every block int8", "placement": "the per-block placement",
+                "merged": "every block int8, sibling convolutions merged",
                 "float": "fp32 (model.onnx)"}[best[0]]
         choice = TuneChoice(best[0], best[1], ms[best],
                             f"{what} in {best[1]}: {ms[best]:.3f} ms against every block int8 "

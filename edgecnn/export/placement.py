@@ -89,7 +89,7 @@ def with_float_nodes(proto: onnx.ModelProto, float_nodes: Iterable[str]) -> onnx
                                          name=f"{dq.name}_Clip")
             g.node.insert(list(g.node).index(dq), clip)
             g.node.remove(dq)
-    _drop_dead(g)
+    drop_dead(g)
     return out
 
 
@@ -122,7 +122,7 @@ def _readers(g: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return out
 
 
-def _drop_dead(g: onnx.GraphProto) -> None:
+def drop_dead(g: onnx.GraphProto) -> None:
     """Nodes whose outputs nobody reads (the bypassed Q/DQ pairs, the weight DQs no node
     uses any more), then initializers nobody reads."""
     outputs = {o.name for o in g.output}

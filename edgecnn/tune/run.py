@@ -7,16 +7,19 @@
 1. Check the artifact: complete, writable, with an int8 file for a CPU target (TensorRT
    tunes at engine build, on its device); take its lock (one tune at a time).
 2. Candidates, all from the files the export wrote: every block int8 (model.int8.onnx, the
-   target's scheme vetted by the accuracy guard), every block float (model.onnx), and a
+   target's scheme vetted by the accuracy guard), every block float (model.onnx), a
    per-block placement searched here, at these threads (export/mixed.py's search over
-   export/placement.py's rewrite of the int8 graph: no data, no quantizer needed).
+   export/placement.py's rewrite of the int8 graph: no data, no quantizer needed), and,
+   where the graph has them, every block int8 with sibling convolutions merged
+   (export/merge.py: the same integers), the groups chosen per runtime by its profiler.
 3. Time them side by side (timing/harness.py: interleaved rounds, rotated), in the asked
    runtime or every installed CPU runtime, with every-block-int8 timed twice: the two must
    agree, and how far they do not is the noise band. A band wider than `max_noise` is timed
    again (`retries`), then recorded as inconclusive.
 4. `decision.choose_tuned` picks; the chosen graph is checked (it loads and runs in its
-   runtime); the placement graph, when chosen, and tuning.json are written atomically, this
-   device's record replaced and every other device's kept.
+   runtime; a merged graph computes what the int8 file does); the tuned graph, when chosen,
+   and tuning.json are written atomically, this device's record replaced and every other
+   device's kept.
 """
 
 from __future__ import annotations
@@ -37,12 +40,12 @@ from edgecnn.errors import EdgeCNNError
 class Measure(Protocol):
     """What tune measures with (tests inject their own)."""
 
-    def profile(self, graphs: list[Any], blocks: dict[str, str]) -> list[dict[str, float]]:
-        """Kernel ms per block of each graph (the per-block search's profile)."""
+    def profile(self, graphs: list[Any], blocks: dict[str, str],
+                runtime: str = "onnxruntime") -> list[dict[str, float]]:
+        """Kernel ms per block of each graph in `runtime` (the per-block search's profile)."""
 
-    def time(self, files: dict[str, Path], runtimes: tuple[str, ...]
-             ) -> dict[tuple[str, str], float]:
-        """p50 ms at batch 1 of each file in each runtime, timed side by side."""
+    def time(self, cases: dict[tuple[str, str], Path]) -> dict[tuple[str, str], float]:
+        """p50 ms at batch 1 of each (candidate, runtime)'s file, timed side by side."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,13 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
                 files["placement"] = tmp / "placement.onnx"
                 onnx.save_model(placement, str(files["placement"]))
             files["int8_again"] = int8_path  # the same file twice: the noise band
+            cases = {(name, rt): path for name, path in files.items() for rt in runtimes}
+            merged, merges = _merges(int8, measure, runtimes, tmp, log)
+            cases.update({("merged", rt): path for rt, path in merged.items()})
             for attempt in range(1 + spec.retries):
-                log(f"timing {len(files) - 1} candidate files in {', '.join(runtimes)} "
-                    "(and the int8 file twice: the noise band)")
-                ms = measure.time(files, runtimes)
+                log(f"timing {len(cases) - len(runtimes)} candidates in "
+                    f"{', '.join(runtimes)} (and the int8 file twice: the noise band)")
+                ms = measure.time(cases)
                 noise = max(abs(ms[("int8", r)] - ms[("int8_again", r)])
                             / min(ms[("int8", r)], ms[("int8_again", r)]) for r in runtimes)
                 timed = {k: v for k, v in ms.items() if k[0] != "int8_again"}
@@ -106,17 +112,20 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
                 log(f"the same file timed {noise:.1%} apart: the machine is busy; timing again"
                     f" ({attempt + 1} of {spec.retries})" if attempt < spec.retries else
                     f"the same file timed {noise:.1%} apart after {spec.retries} retries")
-            file = {"int8": "model.int8.onnx", "float": "model.onnx",
-                    "placement": f"model.int8.tuned-{device_key(device())}.onnx"}[choice.candidate]
-            _verify(files[choice.candidate], choice.runtime, threads)
-            record = _record(report, choice, file, timed, noise, threads, search, int8_path)
-            if choice.candidate == "placement":  # the graph first: tuning.json commits it
-                _atomic_copy(files["placement"], artifact / file)
+            source = cases[(choice.candidate, choice.runtime)]
+            tuned = choice.candidate in ("placement", "merged")  # a graph tune wrote
+            file = f"model.int8.tuned-{device_key(device())}.onnx" if tuned else source.name
+            _verify(source, choice.runtime, threads,
+                    same_as=int8_path if choice.candidate == "merged" else None)
+            record = _record(report, choice, file, timed, noise, threads, search, merges,
+                             int8_path)
+            if tuned:  # the graph first: tuning.json commits it
+                _atomic_copy(source, artifact / file)
             previous = _this_devices_file(artifact)
             try:
                 path = _write_record(artifact, record)
             except BaseException:  # Ctrl-C or a full disk: no graph without its record
-                if choice.candidate == "placement" and not _recorded(artifact, file):
+                if tuned and not _recorded(artifact, file):
                     (artifact / file).unlink(missing_ok=True)
                 raise
             if previous and previous != file and previous.startswith("model.int8.tuned-"):
@@ -240,30 +249,36 @@ class MeasuredOnThisMachine:
     threads: int
     iters: int = 60
     rounds: int = 6
+    ov_profile_runs: int = 64  # OpenVINO's counters tick in microseconds: more runs
 
-    def profile(self, graphs: list[Any], blocks: dict[str, str]) -> list[dict[str, float]]:
+    def profile(self, graphs: list[Any], blocks: dict[str, str],
+                runtime: str = "onnxruntime") -> list[dict[str, float]]:
+        import numpy as np
+
         from edgecnn.export.mixed import MeasuredTimer, MixedConfig
+        from edgecnn.export.ov_profile import profile_blocks_ov
 
+        if runtime == "openvino":
+            x = np.random.default_rng(0).standard_normal(self.input_shape, dtype=np.float32)
+            return profile_blocks_ov(graphs, x, blocks, self.threads, self.ov_profile_runs)
         return MeasuredTimer(self.input_shape, MixedConfig(threads=self.threads)).profile(
             graphs, blocks)
 
-    def time(self, files: dict[str, Path], runtimes: tuple[str, ...]
-             ) -> dict[tuple[str, str], float]:
+    def time(self, cases: dict[tuple[str, str], Path]) -> dict[tuple[str, str], float]:
         from edgecnn.runtime.loader import runner_class
         from edgecnn.timing.harness import BenchCase, run_group
         from edgecnn.timing.loop import STEADY_BLOCK_S, TimingPlan
 
-        cases = []
-        for name, path in files.items():
-            for runtime in runtimes:
-                cls = runner_class(runtime)
-                opts = cls.options_type.from_kwargs(runtime, {"threads": self.threads})
-                cases.append(BenchCase(name, runtime, "tune", 1,
-                                       input_shape=tuple(self.input_shape[1:]),
-                                       make_runner=lambda c=cls, p=path, o=opts: c(p, "cpu", o)))
-        records = run_group(cases, TimingPlan(iters=self.iters, min_block_s=STEADY_BLOCK_S),
+        group = []
+        for (name, runtime), path in cases.items():
+            cls = runner_class(runtime)
+            opts = cls.options_type.from_kwargs(runtime, {"threads": self.threads})
+            group.append(BenchCase(name, runtime, "tune", 1,
+                                   input_shape=tuple(self.input_shape[1:]),
+                                   make_runner=lambda c=cls, p=path, o=opts: c(p, "cpu", o)))
+        records = run_group(group, TimingPlan(iters=self.iters, min_block_s=STEADY_BLOCK_S),
                             peak_gmacs=None, rounds=self.rounds)
-        if len(records) < len(cases):  # the harness stops early on Ctrl-C: pass it on
+        if len(records) < len(group):  # the harness stops early on Ctrl-C: pass it on
             raise KeyboardInterrupt
         return {(r.model, r.runtime): r.latency_ms_p50 for r in records}
 
@@ -282,25 +297,82 @@ def _search(fp32: Any, int8: Any, measure: Any, threads: int,
     return (result.proto if result.record["chosen"] not in ("int8", "float") else None), record
 
 
-def _verify(path: Path, runtime: str, threads: int) -> None:
-    """The chosen file loads and computes finite logits in its runtime."""
+def _verify(path: Path, runtime: str, threads: int, same_as: Path | None = None) -> None:
+    """The chosen file loads and computes finite logits in its runtime; with `same_as`, the
+    logits that file computes, to within one step of its output's int8 grid (a merged graph
+    computes the same integers, export/merge.py)."""
     import numpy as np
 
     from edgecnn.runtime.loader import load
 
-    with load(path, runtime=runtime, device="cpu", threads=threads) as model:
-        shape = (1, *model.runner.input.shape[1:])
-        out = model.runner.infer(np.zeros(shape, np.float32))
+    def logits(file: Path) -> np.ndarray:
+        with load(file, runtime=runtime, device="cpu", threads=threads) as model:
+            shape = (1, *model.runner.input.shape[1:])
+            x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+            return model.runner.infer(x)
+
+    out = logits(path)
     if not np.all(np.isfinite(out)):
         raise EdgeCNNError(f"{path.name} computes non-finite logits in {runtime}; nothing "
                            "was recorded")
+    if same_as is not None:
+        ref = logits(same_as)
+        step = _output_step(same_as) or 1e-4 * float(np.abs(ref).max())
+        if out.shape != ref.shape or float(np.abs(out - ref).max()) > 1.01 * step:
+            raise EdgeCNNError(f"the merged graph's logits differ from {same_as.name}'s in "
+                               f"{runtime} (by more than one output step); nothing was "
+                               "recorded")
+
+
+def _output_step(path: Path) -> float | None:
+    """The scale of the DequantizeLinear that writes the graph's first output, if one does."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if (node.op_type == "DequantizeLinear" and node.output[0] == proto.graph.output[0].name
+                and node.input[1] in inits):
+            return float(numpy_helper.to_array(inits[node.input[1]]).max())
+    return None
+
+
+def _merges(int8: Any, measure: Any, runtimes: tuple[str, ...], tmp: Path,
+            log: Callable[[str], None]) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The merged candidate per runtime (export/merge.py): the int8 graph with the sibling
+    groups merged that its profiler runs faster merged, on this machine; ({runtime: file},
+    the record). Empty where the graph has no such group or none pays."""
+    import onnx
+
+    from edgecnn.export.merge import choose_merges, merge, sibling_groups
+
+    groups = sibling_groups(int8)
+    if not groups:
+        return {}, {}
+    every = merge(int8, groups)
+    blocks = {b: b for g in groups for b in g.blocks}
+    files, record = {}, {}
+    for rt in runtimes:
+        unmerged, merged = measure.profile([int8, every], blocks, runtime=rt)
+        chosen = choose_merges(groups, unmerged, merged)
+        log(f"convolutions that feed one Concat: {len(chosen)} of {len(groups)} groups "
+            f"profile faster merged into one "
+            f"in {rt}")
+        record[rt] = {"groups": len(groups), "merged": [g.concat for g in chosen],
+                      "profiled_ms": {g.concat: [round(sum(p.get(b, 0.0) for b in g.blocks), 4)
+                                                 for p in (unmerged, merged)] for g in groups}}
+        if chosen:
+            files[rt] = tmp / f"merged-{rt}.onnx"
+            onnx.save_model(merge(int8, chosen), str(files[rt]))
+    return files, record
 
 
 # --- the record -----------------------------------------------------------------------------
 
 def _record(report: dict[str, Any], choice: Any, file: str, ms: dict[tuple[str, str], float],
-            noise: float, threads: int, search: dict[str, Any], int8_path: Path
-            ) -> dict[str, Any]:
+            noise: float, threads: int, search: dict[str, Any], merges: dict[str, Any],
+            int8_path: Path) -> dict[str, Any]:
     from edgecnn import __version__
     from edgecnn.fileio import file_sha256
     from edgecnn.host import device
@@ -318,10 +390,10 @@ def _record(report: dict[str, Any], choice: Any, file: str, ms: dict[tuple[str, 
         "candidates_ms": {f"{c} {rt}": round(v, 4) for (c, rt), v in sorted(ms.items())},
         "speedup_vs_fp32": {f"{c} {rt}": round(fp32[rt] / v, 3)
                             for (c, rt), v in sorted(ms.items()) if rt in fp32},
-        "search": search, "int8_sha256": file_sha256(int8_path),
+        "search": search, "merge": merges, "int8_sha256": file_sha256(int8_path),
         "accuracy": "the accuracy guard's figures in export.json are every block int8's; "
                     "blocks in float only drop int8 rounding (their weights are the int8 "
-                    "file's, dequantized)",
+                    "file's, dequantized); merged convolutions compute the same integers",
         "model": report.get("model"),
     }
 

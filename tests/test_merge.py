@@ -1,0 +1,212 @@
+"""Sibling convolutions merged (edgecnn/export/merge.py) and tune's merged candidate: the
+merged graph computes what the int8 file does, groups that would not are left alone, and
+tune takes the merge only where the device's profile and timing say so (injected here, so
+the choice is the same on any machine; one test runs this machine's real profilers)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgecnn.errors import EdgeCNNError
+from tests.export_helpers import CostTimer
+
+pytest.importorskip("onnxruntime")
+
+RUNTIMES = ("onnxruntime", "openvino")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SqueezeNet 1.1 at 64 px: eight fire modules, each a Concat of a 1x1 and a 3x3
+    convolution of the squeeze output (random calibration)."""
+    from edgecnn.export import ExportSpec, Int8Spec, ZooSource, export
+
+    out = tmp_path_factory.mktemp("merge") / "sq"
+    export(ExportSpec(ZooSource("squeezenet1_1", resolution=64, num_classes=10),
+                      int8=Int8Spec("random", calib_samples=8, timer=CostTimer(0.5)),
+                      output=str(out)))
+    return out
+
+
+@pytest.fixture()
+def artifact(exported: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "a"
+    shutil.copytree(exported, copy)
+    return copy
+
+
+def _int8(path: Path) -> onnx.ModelProto:
+    return onnx.load(str(path / "model.int8.onnx"))
+
+
+def _logits(path: Path, runtime: str, x: np.ndarray) -> np.ndarray:
+    from edgecnn.runtime.loader import installed, load
+
+    if not installed(runtime):
+        pytest.skip(f"{runtime} is not installed")
+    with load(path, runtime=runtime, device="cpu", threads=1) as model:
+        return np.stack([model.runner.infer(xi[None]) for xi in x])
+
+
+def _output_step(proto: onnx.ModelProto) -> float:
+    inits = {t.name: t for t in proto.graph.initializer}
+    dq = next(n for n in proto.graph.node if n.output[0] == proto.graph.output[0].name)
+    return float(numpy_helper.to_array(inits[dq.input[1]]))
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_merged_graph_computes_what_the_int8_file_does(exported: Path, runtime: str,
+                                                         tmp_path: Path) -> None:
+    from edgecnn.export.merge import merge, sibling_groups
+
+    int8 = _int8(exported)
+    groups = sibling_groups(int8)
+    assert len(groups) == 8 and all(len(g.convs) == 2 for g in groups)
+    merged = merge(int8, groups)
+    onnx.checker.check_model(merged)
+    ops = [n.op_type for n in merged.graph.node]
+    assert ops.count("Concat") == 0 and ops.count("Conv") == 26 - 8
+    onnx.save_model(merged, str(tmp_path / "merged.onnx"))
+    x = np.random.default_rng(0).standard_normal((4, 3, 64, 64), dtype=np.float32) * 2
+    want = _logits(exported / "model.int8.onnx", runtime, x)
+    got = _logits(tmp_path / "merged.onnx", runtime, x)
+    # the same integers: at most one step of the logits' grid (a misplaced kernel, pad or
+    # channel moves them by many; 1x1 kernels padded at a corner instead of the centre did)
+    assert np.abs(got - want).max() <= 1.01 * _output_step(int8)
+    assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_groups_that_would_compute_otherwise_are_left_alone(exported: Path) -> None:
+    from edgecnn.export.merge import merge, sibling_groups
+
+    int8 = _int8(exported)
+    first = sibling_groups(int8)[0]
+    nodes = {n.name: n for n in int8.graph.node}
+    branch_q = next(n for n in int8.graph.node if n.op_type == "QuantizeLinear"
+                    and n.input[0] == nodes[first.convs[0]].output[0])
+    # 1. a branch quantized at another scale than the Concat's: rounding once after the
+    # Concat would not be what rounding the branch did
+    other = onnx.ModelProto()
+    other.CopyFrom(int8)
+    q = next(n for n in other.graph.node if n.name == branch_q.name)
+    scale = numpy_helper.to_array(next(t for t in other.graph.initializer
+                                       if t.name == q.input[1]))
+    other.graph.initializer.append(numpy_helper.from_array(scale * 2, "doubled_scale"))
+    q.input[1] = "doubled_scale"
+    assert first.concat not in {g.concat for g in sibling_groups(other)}
+    assert len(sibling_groups(other)) == 7
+    # 2. a branch's int8 output read by another node too (a graph output here)
+    read = onnx.ModelProto()
+    read.CopyFrom(int8)
+    read.graph.output.append(onnx.helper.make_tensor_value_info(branch_q.output[0],
+                                                                onnx.TensorProto.UINT8, None))
+    assert first.concat not in {g.concat for g in sibling_groups(read)}
+    # 3. merging none changes nothing
+    assert [n.name for n in merge(int8, []).graph.node] == [n.name for n in int8.graph.node]
+
+
+def test_choose_merges_takes_the_groups_that_profile_faster_merged() -> None:
+    from edgecnn.export.merge import Group, choose_merges
+
+    a = Group("/features/features.3/Concat", ("/features/features.3/e1/Conv",
+                                              "/features/features.3/e3/Conv"))
+    b = Group("/features/features.6/Concat", ("/features/features.6/e1/Conv",
+                                              "/features/features.6/e3/Conv"))
+    unmerged = {"/features/features.3": 0.08, "/features/features.6": 0.05}
+    merged = {"/features/features.3": 0.05, "/features/features.6": 0.06}
+    assert choose_merges([a, b], unmerged, merged) == [a]
+    assert choose_merges([a, b], merged, unmerged) == [b]
+
+
+class Profiled:
+    """Block profiles from CostTimer (a merged group costs one conv instead of two, so it
+    profiles faster), or their opposite with `merged_slower`; whole-file times from `ms`."""
+
+    def __init__(self, ms: dict[str, float], merged_slower: bool = False) -> None:
+        self.ms, self.merged_slower = ms, merged_slower
+        self.costs = CostTimer(0.5)
+        self.timed: list[tuple[str, str]] = []
+
+    def profile(self, graphs, blocks, runtime=None):  # noqa: ANN001, ANN201
+        out = self.costs.profile(graphs, blocks)  # runtime None: the placement search's
+        return out[::-1] if self.merged_slower and runtime is not None else out
+
+    def time(self, cases):  # noqa: ANN001, ANN201
+        self.timed = list(cases)
+        base = {**self.ms, "int8_again": self.ms["int8"]}
+        return {(name, rt): base[name] for name, rt in cases}
+
+
+def _tune(path: Path, measure: Profiled):  # noqa: ANN202
+    from edgecnn.tune.run import TuneSpec, tune
+
+    return tune(TuneSpec(str(path), threads=1, runtime="onnxruntime", measure=measure))
+
+
+def test_tune_records_and_deploys_the_merged_graph_when_it_is_faster(artifact: Path) -> None:
+    from edgecnn.runtime import load
+
+    result = _tune(artifact, Profiled({"int8": 1.0, "float": 1.5, "placement": 1.1,
+                                       "merged": 0.9}))
+    rec = result.record
+    assert result.choice.candidate == "merged" and rec["file"].startswith("model.int8.tuned-")
+    assert len(rec["merge"]["onnxruntime"]["merged"]) == 8
+    assert rec["candidates_ms"]["merged onnxruntime"] == 0.9
+    tuned = onnx.load(str(artifact / rec["file"]))
+    assert not any(n.op_type == "Concat" for n in tuned.graph.node)
+    x = np.random.default_rng(1).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    with load(artifact) as model:  # the tuning that fits this machine
+        assert Path(model.path).name == rec["file"]
+    want = _logits(artifact / "model.int8.onnx", "onnxruntime", x)
+    got = _logits(artifact / rec["file"], "onnxruntime", x)
+    assert np.abs(got - want).max() <= 1.01 * _output_step(_int8(artifact))
+
+
+def test_no_group_faster_merged_means_no_merged_candidate(artifact: Path) -> None:
+    measure = Profiled({"int8": 1.0, "float": 1.5, "placement": 1.1, "merged": 0.5},
+                       merged_slower=True)
+    result = _tune(artifact, measure)
+    assert not any(name == "merged" for name, _ in measure.timed)
+    assert result.record["merge"]["onnxruntime"]["merged"] == []
+    assert result.choice.candidate != "merged"
+
+
+def test_a_merged_graph_that_computes_otherwise_is_refused(exported: Path, tmp_path: Path
+                                                           ) -> None:
+    from edgecnn.export.merge import merge, sibling_groups
+    from edgecnn.tune.run import _verify
+
+    int8 = _int8(exported)
+    merged = merge(int8, sibling_groups(int8)[:1])
+    weight = next(t for t in merged.graph.initializer if t.name.endswith("_conv.weight_quantized"))
+    w = numpy_helper.to_array(weight).copy()
+    w[:, :, 1, 1] = w[:, :, 0, 0]  # the 1x1 kernels moved off centre
+    weight.CopyFrom(numpy_helper.from_array(w, weight.name))
+    path = tmp_path / "wrong.onnx"
+    onnx.save_model(merged, str(path))
+    with pytest.raises(EdgeCNNError, match="differ from model.int8.onnx"):
+        _verify(path, "onnxruntime", 1, same_as=exported / "model.int8.onnx")
+
+
+def test_the_real_profilers_decide_each_group(artifact: Path) -> None:
+    """This machine's profilers: which groups pay depends on the machine, so only the
+    record's completeness is checked, in every installed CPU runtime."""
+    from edgecnn.tune.run import MeasuredOnThisMachine, TuneSpec, tune
+
+    result = tune(TuneSpec(str(artifact), threads=1, retries=0,
+                           measure=MeasuredOnThisMachine((1, 3, 64, 64), 1, iters=8, rounds=2,
+                                                         ov_profile_runs=8)))
+    rec = result.record
+    for runtime, merge in rec["merge"].items():
+        assert merge["groups"] == 8 and len(merge["profiled_ms"]) == 8
+        assert all(a > 0 and b > 0 for a, b in merge["profiled_ms"].values()), runtime
+        assert (f"merged {runtime}" in rec["candidates_ms"]) == bool(merge["merged"])
+    tuning = json.loads((artifact / "tuning.json").read_text())
+    assert len(tuning["devices"]) == 1
