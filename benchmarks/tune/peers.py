@@ -61,7 +61,11 @@ FULL = {"iters": 150, "rounds": 15}  # per case: 150 timed calls in 15 rotated r
 QUICK = {"iters": 30, "rounds": 3}
 # case label -> what it is (the table's columns, in order)
 CASES = {"fp32": "model.onnx in ONNX Runtime",
-         "edgecnn_tuned": "the file and runtime `edgecnn tune` records at these threads",
+         "edgecnn_tuned": "the file and runtime `edgecnn tune` records at these threads "
+                          "(tuned = its candidate: int8 = model.int8.onnx, float = "
+                          "model.onnx, placement = some blocks back in float, merged = "
+                          "model.int8.onnx with sibling convolutions merged, "
+                          "edgecnn/export/merge.py)",
          "edgecnn_int8": "model.int8.onnx (every block int8) in ONNX Runtime",
          "edgecnn_int8_again": "the same file again in the same group (A/A: the noise)",
          "edgecnn_int8_ov": "model.int8.onnx in OpenVINO f32 (a diagnostic: is a gap to NNCF "
@@ -156,12 +160,15 @@ def tune(art: Path, threads: int) -> dict[str, Any]:
     command, wall, out = _edgecnn(["tune", str(art.relative_to(ROOT)), "--threads",
                                    str(threads), "--json"])
     record = json.loads(out)
+    merge = (record.get("merge") or {}).get(record["runtime"]) or {}
+    merged = f"{len(merge['merged'])} of {merge['groups']}" if merge else None
     return {"command": command, "wall_s": round(wall, 2), "file": record["file"],
             "runtime": record["runtime"], "candidate": record["candidate"],
             "threads": record["threads"], "inconclusive": record["inconclusive"],
             "noise_band": record["noise_band"], "candidates_ms": record["candidates_ms"],
             "search": {k: record["search"].get(k) for k in ("chosen", "float_blocks",
-                                                            "search_s")}}
+                                                            "search_s")},
+            "merged_groups": merged if record["candidate"] == "merged" else None}
 
 
 def _ov_ir_runner(onnx_path: Path, xml: Path, threads: int) -> Any:
