@@ -73,7 +73,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
 # torch nor the zoo (the dynamic check below imports them without torch).
 ALLOWED_MODULES = {"data": ("edgecnn.runtime.preprocess",),
                    "tune": ("edgecnn.export.decision", "edgecnn.export.mixed",
-                            "edgecnn.export.placement")}
+                            "edgecnn.export.placement", "edgecnn.export.merge",
+                            "edgecnn.export.ov_profile")}
 TORCH_FREE = ("errors", "lazy", "fileio", "host", "metadata", "tables", "__init__", "runtime",
               "timing", "tune", "remote")
 
@@ -294,7 +295,8 @@ def test_importing_the_torch_free_parts_does_not_import_torch() -> None:
             "edgecnn.fileio, edgecnn.runtime, edgecnn.data, edgecnn.export, edgecnn.train, "
             "edgecnn.bench, edgecnn.export.targets, edgecnn.train.config, "
             "edgecnn.timing.harness, edgecnn.tune.run, edgecnn.export.mixed, "
-            "edgecnn.export.placement, edgecnn.export.decision, edgecnn.export.quantize; "
+            "edgecnn.export.placement, edgecnn.export.decision, edgecnn.export.quantize, "
+            "edgecnn.export.merge, edgecnn.export.ov_profile; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
