@@ -27,6 +27,7 @@ Importing this module needs `onnx` and numpy, not torch.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -55,8 +56,22 @@ def _merged_name(group: Group) -> str:
     return f"{group.concat}_conv"
 
 
+def _new_names(concat: str) -> list[str]:
+    """Every node, tensor and initializer name the rewrite of `concat`'s group adds."""
+    conv = f"{concat}_conv"
+    tensors = [f"{conv}.{kind}" for kind in ("weight", "bias")]
+    return [conv, *tensors, *(f"{t}_DequantizeLinear" for t in tensors),
+            *(f"{t}_{part}" for t in tensors for part in ("quantized", "scale", "zero_point"))]
+
+
 def sibling_groups(proto: onnx.ModelProto) -> list[Group]:
-    """The Concats `merge` can replace, in graph order (module doc)."""
+    """The Concats `merge` can replace, in graph order (module doc). None in a graph below
+    opset 13 (no per-channel DequantizeLinear) or with subgraphs (If, Loop: their readers
+    are not followed)."""
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13 or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                         for n in proto.graph.node for a in n.attribute):
+        return []
     g = _Graph(proto)
     return [group for node in proto.graph.node if node.op_type == "Concat"
             for group in [g.group(node)] if group is not None]
@@ -67,6 +82,8 @@ def merge(proto: onnx.ModelProto, groups: Iterable[Group]) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     for group in groups:
+        if group not in sibling_groups(out):  # named after another graph's nodes
+            raise ValueError(f"merge: {group.concat} is not a sibling group of this graph")
         _merge_one(out, group)
     drop_dead(out.graph)  # the branches, their Q/DQ and weights
     return out
@@ -75,11 +92,14 @@ def merge(proto: onnx.ModelProto, groups: Iterable[Group]) -> onnx.ModelProto:
 def choose_merges(groups: list[Group], unmerged: dict[str, float], merged: dict[str, float]
                   ) -> list[Group]:
     """The groups to merge: those whose blocks' kernel time (ms, a profile per block of each
-    graph, profiled side by side) is lower merged than not."""
-    def ms(profile: dict[str, float], group: Group) -> float:
-        return sum(profile.get(b, 0.0) for b in group.blocks)
+    graph, profiled side by side, every group merged in `merged`) is lower merged than not.
+    Groups that share a block (mixed.block_of) are judged on its total, so together."""
+    return [g for g in groups if group_ms(merged, g) < group_ms(unmerged, g)]
 
-    return [g for g in groups if ms(merged, g) < ms(unmerged, g)]
+
+def group_ms(profile: dict[str, float], group: Group) -> float:
+    """Kernel ms of the blocks a group is profiled under."""
+    return sum(profile.get(b, 0.0) for b in group.blocks)
 
 
 # --- matching -------------------------------------------------------------------------------
@@ -94,6 +114,9 @@ class _Graph:
             for t in n.input:
                 self.readers.setdefault(t, []).append(n)
         self.outputs = {o.name for o in g.output}
+        self.node_names = Counter(n.name for n in g.node)
+        self.names = set(self.node_names) | set(self.inits) | set(self.readers) \
+            | set(self.producer) | {i.name for i in g.input}
 
     def only_reader(self, tensor: str, op_type: str) -> onnx.NodeProto | None:
         readers = self.readers.get(tensor, [])
@@ -127,11 +150,14 @@ class _Graph:
         n = q.shape[0]
         return q, np.broadcast_to(scale, (n,)).copy(), np.broadcast_to(zp, (n,)).copy()
 
-    def q_params(self, q: onnx.NodeProto) -> tuple[float, int] | None:
-        arrays = [self.const(t) for t in q.input[1:3]] if len(q.input) >= 3 else [None]
+    def q_params(self, node: onnx.NodeProto) -> tuple[float, int, str] | None:
+        """(scale, zero point, its type) of a per-tensor Q or DQ: the type is the clamp (u8
+        from 0 stands for the ReLU the quantizer removed)."""
+        arrays = [self.const(t) for t in node.input[1:3]] if len(node.input) >= 3 else [None]
         if any(a is None or a.size != 1 for a in arrays):
             return None
-        return float(arrays[0]), int(arrays[1])
+        scale, zp = arrays
+        return float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]), str(zp.dtype)
 
     def group(self, concat: onnx.NodeProto) -> Group | None:
         axis = next((a.i for a in concat.attribute if a.name == "axis"), None)
@@ -146,10 +172,16 @@ class _Graph:
             if (conv is None or self.only_reader(tensor, "Concat") is None
                     or self.only_reader(q.output[0], "DequantizeLinear") is None
                     or self.only_reader(conv.output[0], "QuantizeLinear") is None
-                    or self.q_params(q) is None or self.q_params(q) != self.q_params(after)):
+                    or self.q_params(q) is None
+                    or not self.q_params(q) == self.q_params(dq) == self.q_params(after)):
                 return None
             convs.append(conv)
-        if len({c.input[0] for c in convs}) != 1 or not self._compatible(convs):
+        # the rewrite finds nodes by name and adds names of its own: both must be unambiguous
+        named = all(n and self.node_names[n] == 1 for n in (concat.name, *(c.name for c in convs)))
+        if (len({c.input[0] for c in convs}) != 1  # one tensor, int8 (ORT's QDQ Conv)
+                or self.made_by(convs[0].input[0], "DequantizeLinear") is None
+                or not named or self.names & set(_new_names(concat.name))
+                or not self._compatible(convs)):
             return None
         return Group(concat.name, tuple(c.name for c in convs))
 
@@ -161,8 +193,9 @@ class _Graph:
             attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
             w = self.const_dq(conv.input[1])
             b = self.const_dq(conv.input[2]) if len(conv.input) > 2 else None
+            # zero points 0: a padded tap (integer 0) must dequantize to 0
             if (w is None or b is None or w[0].dtype != np.int8 or b[0].dtype != np.int32
-                    or w[0].ndim != 4 or attrs.get("group", 1) != 1
+                    or np.any(w[2] != 0) or w[0].ndim != 4 or attrs.get("group", 1) != 1
                     or any(d != 1 for d in attrs.get("dilations", [1, 1]))
                     or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
                 return False

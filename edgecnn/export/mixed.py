@@ -49,6 +49,10 @@ import onnx
 from edgecnn.export.decision import Latency
 from edgecnn.export.onnx_io import INPUT_NAME
 
+# A profile runs each graph in this many alternating rounds, each after this many untimed
+# runs (ONNX Runtime here, OpenVINO in ov_profile.py).
+PROFILE_ROUNDS, PROFILE_WARMUP = 4, 3
+
 
 @dataclass(frozen=True)
 class MixedConfig:
@@ -213,7 +217,7 @@ def profile_blocks(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict[st
     from edgecnn.timing.harness import wait_until_idle
     from edgecnn.timing.loop import TimingPlan
 
-    rounds, warmup, settle = 4, 3, TimingPlan().settle_s
+    rounds, warmup, settle = PROFILE_ROUNDS, PROFILE_WARMUP, TimingPlan().settle_s
     per_round = max(1, -(-config.profile_runs // rounds))
     with tempfile.TemporaryDirectory() as tmp:
         runners = []

@@ -3,8 +3,10 @@ of export/mixed.py's `profile_blocks` for ONNX Runtime.
 
 OpenVINO names the nodes it runs after the ONNX nodes they came from
 ('/features/features.3/expand1x1/expand1x1.0/Conv/WithoutBiases'), so each maps to a block
-by mixed.block_of; the reorders it inserts between layouts ('_abcd_acdb_/features/...')
-belong to no block and are left out. Needs openvino, not torch.
+by mixed.block_of. A reorder it inserts between layouts is named after the node that reads
+it ('_abcd_acdb_/features/features.0/Conv/WithoutBiases') and counts in that node's block:
+whether a Concat or a merged convolution runs in a blocked layout changes which reorders
+there are. Needs openvino, not torch.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import io
 import numpy as np
 import onnx
 
-from edgecnn.export.mixed import block_of
-
-ROUNDS, WARMUP = 4, 3
+from edgecnn.export.mixed import PROFILE_ROUNDS, PROFILE_WARMUP, block_of
 
 
 def profile_blocks_ov(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict[str, str],
@@ -37,14 +37,14 @@ def profile_blocks_ov(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict
         frontend = FrontEndManager().load_by_framework("onnx")
         model = frontend.convert(frontend.load(io.BytesIO(proto.SerializeToString())))
         requests.append(core().compile_model(model, "CPU", config).create_infer_request())
-    per_round = max(1, -(-runs // ROUNDS))
+    per_round = max(1, -(-runs // PROFILE_ROUNDS))
     samples: list[dict[str, list[float]]] = [{} for _ in protos]
-    for _ in range(ROUNDS):
+    for _ in range(PROFILE_ROUNDS):
         for request, nodes in zip(requests, samples):
             wait_until_idle(TimingPlan().settle_s)
-            for i in range(WARMUP + per_round):
+            for i in range(PROFILE_WARMUP + per_round):
                 request.infer({0: x}, share_inputs=True)
-                if i >= WARMUP:
+                if i >= PROFILE_WARMUP:
                     for p in request.profiling_info:
                         nodes.setdefault(p.node_name, []).append(
                             p.real_time.total_seconds() * 1e3)
@@ -52,6 +52,8 @@ def profile_blocks_ov(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict
     for nodes in samples:
         times: dict[str, float] = {}
         for name, ms in nodes.items():
+            if name.startswith("_") and "_/" in name:  # a reorder: its reader's block
+                name = name[name.index("_/") + 1:]
             block = blocks.get(block_of(name))
             if block is not None:
                 times[block] = times.get(block, 0.0) + float(np.median(ms))

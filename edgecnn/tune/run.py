@@ -97,10 +97,10 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
                 onnx.save_model(placement, str(files["placement"]))
             files["int8_again"] = int8_path  # the same file twice: the noise band
             cases = {(name, rt): path for name, path in files.items() for rt in runtimes}
-            merged, merges = _merges(int8, measure, runtimes, tmp, log)
+            merged, merges = _merges(int8, int8_path, measure, runtimes, threads, tmp, log)
             cases.update({("merged", rt): path for rt, path in merged.items()})
             for attempt in range(1 + spec.retries):
-                log(f"timing {len(cases) - len(runtimes)} candidates in "
+                log(f"timing {len(cases) - len(runtimes)} candidate files x runtimes in "
                     f"{', '.join(runtimes)} (and the int8 file twice: the noise band)")
                 ms = measure.time(cases)
                 noise = max(abs(ms[("int8", r)] - ms[("int8_again", r)])
@@ -300,7 +300,8 @@ def _search(fp32: Any, int8: Any, measure: Any, threads: int,
 def _verify(path: Path, runtime: str, threads: int, same_as: Path | None = None) -> None:
     """The chosen file loads and computes finite logits in its runtime; with `same_as`, the
     logits that file computes, to within one step of its output's int8 grid (a merged graph
-    computes the same integers, export/merge.py)."""
+    computes the same integers, export/merge.py), or 1e-4 of their largest where no
+    DequantizeLinear writes the output."""
     import numpy as np
 
     from edgecnn.runtime.loader import load
@@ -338,14 +339,16 @@ def _output_step(path: Path) -> float | None:
     return None
 
 
-def _merges(int8: Any, measure: Any, runtimes: tuple[str, ...], tmp: Path,
-            log: Callable[[str], None]) -> tuple[dict[str, Path], dict[str, Any]]:
+def _merges(int8: Any, int8_path: Path, measure: Any, runtimes: tuple[str, ...], threads: int,
+            tmp: Path, log: Callable[[str], None]) -> tuple[dict[str, Path], dict[str, Any]]:
     """The merged candidate per runtime (export/merge.py): the int8 graph with the sibling
-    groups merged that its profiler runs faster merged, on this machine; ({runtime: file},
-    the record). Empty where the graph has no such group or none pays."""
+    groups merged that its profiler runs faster merged, on this machine, checked to compute
+    the int8 file's logits there before it is timed; ({runtime: file}, the record). Empty
+    where the graph has no such group or none pays. A runtime that cannot run or check the
+    rewrite loses only this candidate."""
     import onnx
 
-    from edgecnn.export.merge import choose_merges, merge, sibling_groups
+    from edgecnn.export.merge import choose_merges, group_ms, merge, sibling_groups
 
     groups = sibling_groups(int8)
     if not groups:
@@ -354,17 +357,24 @@ def _merges(int8: Any, measure: Any, runtimes: tuple[str, ...], tmp: Path,
     blocks = {b: b for g in groups for b in g.blocks}
     files, record = {}, {}
     for rt in runtimes:
-        unmerged, merged = measure.profile([int8, every], blocks, runtime=rt)
-        chosen = choose_merges(groups, unmerged, merged)
-        log(f"convolutions that feed one Concat: {len(chosen)} of {len(groups)} groups "
-            f"profile faster merged into one "
-            f"in {rt}")
-        record[rt] = {"groups": len(groups), "merged": [g.concat for g in chosen],
-                      "profiled_ms": {g.concat: [round(sum(p.get(b, 0.0) for b in g.blocks), 4)
-                                                 for p in (unmerged, merged)] for g in groups}}
-        if chosen:
-            files[rt] = tmp / f"merged-{rt}.onnx"
-            onnx.save_model(merge(int8, chosen), str(files[rt]))
+        try:
+            unmerged, merged = measure.profile([int8, every], blocks, runtime=rt)
+            chosen = choose_merges(groups, unmerged, merged)
+            record[rt] = {"groups": len(groups), "merged": [g.concat for g in chosen],
+                          "profiled_ms": {g.concat: [round(group_ms(p, g), 4)
+                                                     for p in (unmerged, merged)]
+                                          for g in groups}}
+            log(f"convolutions that feed one Concat: {len(chosen)} of {len(groups)} groups "
+                f"profile faster merged into one in {rt}")
+            if chosen:
+                path = tmp / f"merged-{rt}.onnx"
+                onnx.save_model(merge(int8, chosen), str(path))
+                _verify(path, rt, threads, same_as=int8_path)
+                files[rt] = path
+        except Exception as exc:  # noqa: BLE001 - the other candidates stand without it
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            record[rt] = {**record.get(rt, {"groups": len(groups)}), "refused": detail}
+            log(f"the merged candidate in {rt} is left out: {detail}")
     return files, record
 
 
