@@ -161,7 +161,7 @@ def tune(art: Path, threads: int) -> dict[str, Any]:
                                    str(threads), "--json"])
     record = json.loads(out)
     merge = (record.get("merge") or {}).get(record["runtime"]) or {}
-    merged = f"{len(merge['merged'])} of {merge['groups']}" if merge else None
+    merged = f"{len(merge['in_merged_file'])} of {merge['groups']}" if merge else None
     return {"command": command, "wall_s": round(wall, 2), "file": record["file"],
             "runtime": record["runtime"], "candidate": record["candidate"],
             "threads": record["threads"], "inconclusive": record["inconclusive"],

@@ -21,7 +21,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "tune", help="measure int8 placement, runtime and threads on this machine and record "
         "them in the artifact",
         description="Times every block int8 (the exported file), every block float "
-        "(model.onnx) and a per-block placement searched here, in each CPU runtime, at the "
+        "(model.onnx), a per-block placement searched here and, where convolutions of one "
+        "tensor feed one Concat (SqueezeNet's fire modules), every block int8 with the groups "
+        "merged that profile faster merged here, in each CPU runtime, at the "
         "thread count the model will run with; the fastest beyond the measured noise is "
         "recorded in ARTIFACT/tuning.json for this device (other devices' records are kept). "
         "load(runtime='auto'), predict and bench then use it on this machine.")

@@ -277,17 +277,26 @@ def choose_tuned(ms: dict[tuple[str, str], float], default_runtime: str, noise: 
     than even a wide band is a win.
     int8 must pay for what it costs in accuracy: when the int8 option chosen is not faster
     than fp32 (model.onnx) beyond the band, fp32 is deployed, as export's verdict would say
-    (never slower than every block int8 beyond the band either)."""
+    (never slower than every block int8 beyond the band either).
+    A rewritten int8 graph (placement, merged) must also beat the int8 file in its own
+    runtime beyond the band, or that file is the candidate: a rewrite that only ties it
+    costs accuracy (placement) or file size (merged) for a coin toss."""
     base = ms[("int8", default_runtime)]
     best = min(ms, key=ms.get)
+    plain = ("int8", best[1])
+    if best[0] in ("placement", "merged") and plain in ms and ms[best] >= ms[plain] * (1 - noise):
+        best = plain
     if best != ("int8", default_runtime) and ms[best] < base * (1.0 - noise):
         what = {"int8": "every block int8", "placement": "the per-block placement",
                 "merged": "every block int8, sibling convolutions merged",
                 "float": "fp32 (model.onnx)"}[best[0]]
+        beside = (f"; every block int8 in {best[1]} {ms[plain]:.3f} ms "
+                  f"({ms[plain] / ms[best]:.2f}x)" if best[0] in ("placement", "merged")
+                  and best[1] != default_runtime and plain in ms else "")
         choice = TuneChoice(best[0], best[1], ms[best],
                             f"{what} in {best[1]}: {ms[best]:.3f} ms against every block int8 "
-                            f"in {default_runtime} {base:.3f} ms ({base / ms[best]:.2f}x, "
-                            f"beyond the noise band {noise:.1%})")
+                            f"in {default_runtime} {base:.3f} ms ({base / ms[best]:.2f}x{beside}"
+                            f", beyond the noise band {noise:.1%})")
     elif noise > max_noise:
         return TuneChoice("int8", default_runtime, base,
                           f"inconclusive: the same file timed {noise:.1%} apart (more than "

@@ -360,9 +360,10 @@ def _merges(int8: Any, int8_path: Path, measure: Any, runtimes: tuple[str, ...],
         try:
             unmerged, merged = measure.profile([int8, every], blocks, runtime=rt)
             chosen = choose_merges(groups, unmerged, merged)
-            record[rt] = {"groups": len(groups), "merged": [g.concat for g in chosen],
-                          "profiled_ms": {g.concat: [round(group_ms(p, g), 4)
-                                                     for p in (unmerged, merged)]
+            record[rt] = {"groups": len(groups),  # the Concats merge.py could merge
+                          "in_merged_file": [g.concat for g in chosen],
+                          "profiled_ms": {g.concat: {"unmerged": round(group_ms(unmerged, g), 4),
+                                                     "merged": round(group_ms(merged, g), 4)}
                                           for g in groups}}
             log(f"convolutions that feed one Concat: {len(chosen)} of {len(groups)} groups "
                 f"profile faster merged into one in {rt}")
