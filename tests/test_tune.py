@@ -286,6 +286,10 @@ def test_runtime_fastest_is_the_tuning_and_bench_shows_it(artifact: Path) -> Non
     with pytest.raises(EdgeCNNError,
                        match=r"runtime 'fastest' needs a tuning of this machine \(not tuned: "):
         load(artifact, runtime="fastest")
+    with pytest.raises(EdgeCNNError,  # bench too says why, not only "nothing was measured"
+                       match=r"runtime 'fastest' needs a tuning of this machine \(not tuned: "):
+        run_bench([str(artifact)], BenchConfig(runtimes=("fastest",), threads=1,
+                                               plan=TimingPlan(warmup=1, iters=4), rounds=1))
     fp32_only = artifact.parent / "fp32-only"  # tune would refuse it: the line must not send
     shutil.copytree(artifact, fp32_only)  # the user there
     (fp32_only / "model.int8.onnx").unlink()

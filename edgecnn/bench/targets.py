@@ -192,8 +192,10 @@ def _case(target: BenchTarget, runtime: str, precision: str, batch: int, threads
         return torch_case(target, mode, precision, batch, threads, device, base)
     if runtime == "fastest":  # what `edgecnn tune` recorded for this machine
         tuned = target.tuned
-        if tuned is None:
-            return None
+        if tuned is None:  # asked for by name (make_cases adds it only when there is one)
+            raise EdgeCNNError(f"{target.label}: runtime 'fastest' needs a tuning of this "
+                               f"machine ({target.info.get('tuning_note', 'not tuned')}); "
+                               "or name a runtime (onnxruntime, openvino)")
         path = target.files["int8"].parent / tuned.file  # tune needs an int8 file
         runner_type = runner_class(tuned.runtime)
         opts = runner_type.options_type.from_kwargs(tuned.runtime, {"threads": tuned.threads})
