@@ -49,16 +49,17 @@ class Group:
     @property
     def blocks(self) -> frozenset[str]:
         """The blocks (mixed.block_of) its nodes, and the merged one, are profiled under."""
-        return frozenset(block_of(n) for n in (self.concat, *self.convs, _merged_name(self)))
+        merged = _merged_name(self.concat)
+        return frozenset(block_of(n) for n in (self.concat, *self.convs, merged))
 
 
-def _merged_name(group: Group) -> str:
-    return f"{group.concat}_conv"
+def _merged_name(concat: str) -> str:
+    return f"{concat}_conv"
 
 
 def _new_names(concat: str) -> list[str]:
     """Every node, tensor and initializer name the rewrite of `concat`'s group adds."""
-    conv = f"{concat}_conv"
+    conv = _merged_name(concat)
     tensors = [f"{conv}.{kind}" for kind in ("weight", "bias")]
     return [conv, *tensors, *(f"{t}_DequantizeLinear" for t in tensors),
             *(f"{t}_{part}" for t in tensors for part in ("quantized", "scale", "zero_point"))]
@@ -224,7 +225,7 @@ def _merge_one(proto: onnx.ModelProto, group: Group) -> None:
     for q, _, _ in weights:
         ph, pw = (big - np.array(q.shape[2:])) // 2
         padded.append(np.pad(q, ((0, 0), (0, 0), (ph, ph), (pw, pw))))
-    name = _merged_name(group)
+    name = _merged_name(group.concat)
     tensors, made = {}, []
     for kind, parts in (("weight", [(p, w[1], w[2]) for p, w in zip(padded, weights)]),
                         ("bias", biases)):
