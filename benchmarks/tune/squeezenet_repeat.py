@@ -68,8 +68,11 @@ def main() -> None:
         lines.append(f"| {threads} | median of {REPEATS} | | | "
                      f"**{statistics.median(ratios):.3f}** | {max(spreads):.1%} (widest) | |")
         merged = record.get("merged_groups")
+        timed = ", ".join(f"{k} {v:.3f}" for k, v in sorted(record["candidates_ms"].items())
+                          if k.endswith("openvino"))
         notes.append(f"- {threads} thread(s): tune chose {record['candidate']} in "
-                     f"{record['runtime']}" + (f", groups merged: {merged}" if merged else ""))
+                     f"{record['runtime']}" + (f", groups merged: {merged}" if merged else "")
+                     + f"; it timed (ms) {timed}, noise band {record['noise_band']:.1%}")
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
     head = ["# SqueezeNet 1.1: edgecnn's tuned int8 and NNCF's in OpenVINO, repeated", "",
             f"`python benchmarks/tune/squeezenet_repeat.py`, "

@@ -39,6 +39,12 @@ from edgecnn.export.mixed import block_of
 from edgecnn.export.placement import drop_dead
 
 
+# A group is merged when it profiles at least 3% faster merged, the placement search's
+# margin (mixed.MixedConfig.margin): near-ties go either way between profiles, and each
+# one merged adds the padded kernel's bytes to the file for nothing.
+MARGIN = 0.97
+
+
 @dataclass(frozen=True)
 class Group:
     """One Concat whose inputs are int8 convolutions of the same tensor."""
@@ -90,12 +96,13 @@ def merge(proto: onnx.ModelProto, groups: Iterable[Group]) -> onnx.ModelProto:
     return out
 
 
-def choose_merges(groups: list[Group], unmerged: dict[str, float], merged: dict[str, float]
-                  ) -> list[Group]:
+def choose_merges(groups: list[Group], unmerged: dict[str, float], merged: dict[str, float],
+                  margin: float = MARGIN) -> list[Group]:
     """The groups to merge: those whose blocks' kernel time (ms, a profile per block of each
-    graph, profiled side by side, every group merged in `merged`) is lower merged than not.
-    Groups that share a block (mixed.block_of) are judged on its total, so together."""
-    return [g for g in groups if group_ms(merged, g) < group_ms(unmerged, g)]
+    graph, profiled side by side, every group merged in `merged`) is lower merged than
+    `margin` times unmerged. Groups that share a block (mixed.block_of) are judged on its
+    total, so together."""
+    return [g for g in groups if group_ms(merged, g) < margin * group_ms(unmerged, g)]
 
 
 def group_ms(profile: dict[str, float], group: Group) -> float:
