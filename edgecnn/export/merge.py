@@ -38,7 +38,6 @@ from onnx import helper, numpy_helper
 from edgecnn.export.mixed import block_of
 from edgecnn.export.placement import drop_dead
 
-
 # A group is merged when it profiles at least 3% faster merged, the placement search's
 # margin (mixed.MixedConfig.margin): near-ties go either way between profiles, and each
 # one merged adds the padded kernel's bytes to the file for nothing.
@@ -86,10 +85,11 @@ def sibling_groups(proto: onnx.ModelProto) -> list[Group]:
 
 def merge(proto: onnx.ModelProto, groups: Iterable[Group]) -> onnx.ModelProto:
     """A copy of `proto` with each of `groups` (from sibling_groups on it) merged."""
+    valid = set(sibling_groups(proto))  # groups share no node: merging one leaves the rest
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     for group in groups:
-        if group not in sibling_groups(out):  # named after another graph's nodes
+        if group not in valid:  # named after another graph's nodes
             raise ValueError(f"merge: {group.concat} is not a sibling group of this graph")
         _merge_one(out, group)
     drop_dead(out.graph)  # the branches, their Q/DQ and weights

@@ -11,8 +11,6 @@ there are. Needs openvino, not torch.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import onnx
 
@@ -24,30 +22,30 @@ def profile_blocks_ov(protos: list[onnx.ModelProto], x: np.ndarray, blocks: dict
     """Per graph: block -> kernel ms per run (each node's median over `runs` runs). The
     graphs run in alternating rounds with a settle pause, as the bench harness times them.
     `blocks`: module prefix -> block (mixed.graph_blocks' alias)."""
-    from openvino.frontend import FrontEndManager
-
-    from edgecnn.runtime.ov_runner import core
+    from edgecnn.runtime.ov_runner import OvOptions, OvRunner
     from edgecnn.timing.harness import wait_until_idle
     from edgecnn.timing.loop import TimingPlan
 
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-              "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True}
-    requests = []
-    for proto in protos:
-        frontend = FrontEndManager().load_by_framework("onnx")
-        model = frontend.convert(frontend.load(io.BytesIO(proto.SerializeToString())))
-        requests.append(core().compile_model(model, "CPU", config).create_infer_request())
     per_round = max(1, -(-runs // PROFILE_ROUNDS))
     samples: list[dict[str, list[float]]] = [{} for _ in protos]
-    for _ in range(PROFILE_ROUNDS):
-        for request, nodes in zip(requests, samples):
-            wait_until_idle(TimingPlan().settle_s)
-            for i in range(PROFILE_WARMUP + per_round):
-                request.infer({0: x}, share_inputs=True)
-                if i >= PROFILE_WARMUP:
-                    for p in request.profiling_info:
-                        nodes.setdefault(p.node_name, []).append(
-                            p.real_time.total_seconds() * 1e3)
+    runners: list[OvRunner] = []
+    try:
+        for proto in protos:  # OvRunner reads a model's bytes as it reads a file
+            runners.append(OvRunner(proto.SerializeToString(), "cpu",
+                                    OvOptions(threads=threads, perf_count=True)))
+            runners[-1].activate()
+        for _ in range(PROFILE_ROUNDS):
+            for runner, nodes in zip(runners, samples):
+                wait_until_idle(TimingPlan().settle_s)
+                for i in range(PROFILE_WARMUP + per_round):
+                    runner.infer(x)
+                    if i >= PROFILE_WARMUP:
+                        for p in runner.request.profiling_info:
+                            nodes.setdefault(p.node_name, []).append(
+                                p.real_time.total_seconds() * 1e3)
+    finally:
+        for runner in runners:
+            runner.deactivate()
     out = []
     for nodes in samples:
         times: dict[str, float] = {}

@@ -33,6 +33,7 @@ class OvOptions(RunnerOptions):
     performance_hint: str = "LATENCY"  # LATENCY: one stream, batch-1 friendly
     num_streams: int = 0  # 0 = what the hint chooses
     cache_dir: str | None = None  # CACHE_DIR: keeps compiled blobs (slow compiles on GPU/NPU)
+    perf_count: bool = False  # PERF_COUNT: per-layer times in `request.profiling_info`
 
     def __post_init__(self) -> None:
         owner = "openvino"
@@ -42,6 +43,7 @@ class OvOptions(RunnerOptions):
         check_type(owner, "performance_hint", self.performance_hint, str, choices=HINTS)
         check_type(owner, "num_streams", self.num_streams, int, minimum=0)
         check_type(owner, "cache_dir", self.cache_dir, (str, type(None)))
+        check_type(owner, "perf_count", self.perf_count, bool)
 
 
 def ov_device(device: str) -> str:
@@ -94,6 +96,8 @@ class OvRunner(OnnxRunner):
             config["NUM_STREAMS"] = self.options.num_streams
         if self.options.cache_dir:
             config["CACHE_DIR"] = self.options.cache_dir
+        if self.options.perf_count:
+            config["PERF_COUNT"] = True
         try:
             frontend = FrontEndManager().load_by_framework("onnx")
             source = io.BytesIO(self.model_bytes) if self.model_bytes is not None \

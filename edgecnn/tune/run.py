@@ -115,8 +115,7 @@ def tune(spec: TuneSpec, *, log: Callable[[str], None] = lambda line: None) -> T
             source = cases[(choice.candidate, choice.runtime)]
             tuned = choice.candidate in ("placement", "merged")  # a graph tune wrote
             file = f"model.int8.tuned-{device_key(device())}.onnx" if tuned else source.name
-            _verify(source, choice.runtime, threads,
-                    same_as=int8_path if choice.candidate == "merged" else None)
+            _verify(source, choice.runtime, threads)  # a merged file was checked by _merges
             record = _record(report, choice, file, timed, noise, threads, search, merges,
                              int8_path)
             if tuned:  # the graph first: tuning.json commits it
